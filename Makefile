@@ -1,0 +1,65 @@
+# Two commands for a newcomer: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.deps-stamp
+EDITABLE_STAMP := $(VENV)/.editable-stamp
+
+.PHONY: all venv build c-lib c-test c-test-sanitize pytest typecheck lint format docs \
+        test demo bench clean
+
+all: build
+
+$(DEPS_STAMP): requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(DEPS_STAMP)
+
+c-lib:
+	$(MAKE) -C csrc lib
+
+$(EDITABLE_STAMP): $(DEPS_STAMP) pyproject.toml setup.py
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $@
+
+build: venv c-lib $(EDITABLE_STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+c-test:
+	$(MAKE) -C csrc test
+
+c-test-sanitize:
+	$(MAKE) -C csrc test-sanitize
+
+pytest: build
+	$(PY) -m pytest tests bench --benchmark-disable
+
+typecheck: venv
+	$(PY) -m mypy
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+docs: build
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+test: build c-test c-test-sanitize lint typecheck pytest docs
+	@echo "all gates passed"
+
+demo: build
+	$(VENV)/bin/snakepit demo
+
+bench: build
+	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,rounds
+
+clean:
+	$(MAKE) -C csrc clean
+	rm -rf build snakepit/_core/*.so snakepit/_core/_core.c snakepit/include docs/_build

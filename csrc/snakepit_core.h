@@ -1,0 +1,229 @@
+/*
+ * snakepit_core.h -- public C API of the snakepit shared-memory core.
+ *
+ * Plain C (C11), no Python. Every function validates what it is handed and
+ * reports failure through an sp_status code; nothing here aborts the caller.
+ *
+ * Concepts
+ *   region  A named POSIX shared-memory object "/snakepit-<owner pid>-<16 hex>",
+ *           mode 0600, that starts with an sp_region_header.
+ *   block   One allocation inside a region. It starts with an sp_block_header
+ *           (SP_BLOCK_HEADER_SIZE bytes) followed by the user data. The
+ *           block's reference count lives in shared memory, so every process
+ *           that maps the region can take and drop references.
+ *   arena   A per-process allocator that serves blocks from pre-faulted
+ *           regions in size classes and reuses freed blocks; allocations above
+ *           SP_ARENA_LARGE_THRESHOLD get a region of their own, which is cached
+ *           for reuse after it is freed.
+ *
+ * Offsets handed across processes ("data offsets") are byte offsets of the
+ * user data from the start of the mapping, i.e. they include the region
+ * header and the block header.
+ */
+#ifndef SNAKEPIT_CORE_H
+#define SNAKEPIT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SP_CORE_VERSION_MAJOR 0
+#define SP_CORE_VERSION_MINOR 8
+#define SP_CORE_VERSION_PATCH 0
+
+/* Region layout version; bump whenever the header layout changes. */
+#define SP_LAYOUT_VERSION 1u
+/* "SNKPTRGN" read as little-endian uint64. */
+#define SP_REGION_MAGIC UINT64_C(0x4e4752544b504e53)
+/* "SNKPTBLK" read as little-endian uint64. */
+#define SP_BLOCK_MAGIC UINT64_C(0x4b4c42544b504e53)
+
+#define SP_REGION_HEADER_SIZE 128u
+#define SP_BLOCK_HEADER_SIZE 64u
+/* Every data pointer handed out is aligned to this many bytes. */
+#define SP_ALIGNMENT 64u
+/* "/snakepit-" + up to 10 pid digits + "-" + 16 hex digits + NUL. */
+#define SP_NAME_MAX 64u
+#define SP_NAME_PREFIX "/snakepit-"
+#define SP_NAME_RANDOM_HEX 16u
+/* Allocations above this size get a dedicated region. */
+#define SP_ARENA_LARGE_THRESHOLD (UINT64_C(32) << 20)
+/* Largest size any single region may have (guards overflow). */
+#define SP_MAX_REGION_SIZE (UINT64_C(1) << 46)
+
+typedef enum sp_status {
+    SP_OK = 0,
+    SP_ERR_INVALID = -1,    /* bad argument (NULL, zero, flags) */
+    SP_ERR_NAME = -2,       /* name is not /snakepit-<pid>-<16 hex> */
+    SP_ERR_MAGIC = -3,      /* region or block header magic is wrong */
+    SP_ERR_VERSION = -4,    /* layout version not supported */
+    SP_ERR_SIZE = -5,       /* object size disagrees with header/expectation */
+    SP_ERR_RANGE = -6,      /* offset/length outside the region data */
+    SP_ERR_NOSPACE = -7,    /* not enough room in the shm filesystem (ENOSPC) */
+    SP_ERR_CAP = -8,        /* would exceed the configured arena cap */
+    SP_ERR_NOMEM = -9,      /* malloc/mmap failed */
+    SP_ERR_NOTFOUND = -10,  /* no such region (ENOENT) */
+    SP_ERR_EXISTS = -11,    /* region exists (EEXIST) */
+    SP_ERR_PERM = -12,      /* permission denied (EACCES/EPERM) */
+    SP_ERR_OS = -13,        /* other OS error: see sp_last_errno() */
+    SP_ERR_REFCOUNT = -14,  /* refcount would drop below zero / block not live */
+    SP_ERR_OVERFLOW = -15   /* size arithmetic overflowed */
+} sp_status;
+
+/* Static description of an error code. Never NULL. */
+const char *sp_strerror(int status);
+/* errno captured by the last failing call on this thread (0 if none). */
+int sp_last_errno(void);
+
+/* ---- shared-memory layout (pinned with static_assert in the sources) ---- */
+
+typedef struct sp_region_header {
+    uint64_t magic;        /* SP_REGION_MAGIC */
+    uint32_t version;      /* SP_LAYOUT_VERSION */
+    uint32_t header_size;  /* SP_REGION_HEADER_SIZE */
+    uint64_t total_size;   /* size of the whole object, header included */
+    int64_t owner_pid;     /* process that created (and will unlink) it */
+    int64_t refcount;      /* atomic: processes that have it mapped */
+    uint64_t flags;        /* bit 0: dedicated (one block) */
+    uint8_t reserved[80];
+} sp_region_header;
+
+typedef struct sp_block_header {
+    uint64_t magic;        /* SP_BLOCK_MAGIC */
+    uint64_t capacity;     /* usable bytes after this header */
+    uint64_t nbytes;       /* bytes requested by the allocation */
+    int64_t refcount;      /* atomic: live references in all processes */
+    uint64_t generation;   /* bumped each time the block is reused */
+    uint8_t reserved[24];
+} sp_block_header;
+
+/* A mapping of one region in this process. */
+typedef struct sp_region {
+    char name[SP_NAME_MAX];
+    uint8_t *base;       /* start of the mapping (the region header) */
+    uint64_t size;       /* total mapped size */
+    int fd;              /* -1 once closed */
+    int owner;           /* 1 if this process created it */
+} sp_region;
+
+/* ---- names ---- */
+
+/* SP_OK if name has exactly the form /snakepit-<pid>-<16 lowercase hex>. */
+int sp_name_validate(const char *name);
+/* Parses the owner pid out of a valid name. */
+int sp_name_owner(const char *name, int64_t *owner_pid);
+
+/* ---- regions ---- */
+
+/* Create flags. */
+#define SP_CREATE_PREFAULT 0x1u  /* MAP_POPULATE the mapping */
+
+/*
+ * Create a new region able to hold data_size bytes after the region header.
+ * Checks free space in shm_dir (statvfs; NULL means "/dev/shm") and reserves
+ * the pages with posix_fallocate, so a full filesystem is SP_ERR_NOSPACE here
+ * rather than SIGBUS later. Initializes the header (refcount 1).
+ */
+int sp_region_create(uint64_t data_size, unsigned flags, const char *shm_dir,
+                     sp_region *out);
+/*
+ * Map an existing region by name. The name must validate; the object size must
+ * equal expected_total_size when that is nonzero; the header must carry the
+ * right magic, version, header size and total size. Increments the header
+ * refcount on success.
+ */
+int sp_region_attach(const char *name, uint64_t expected_total_size,
+                     sp_region *out);
+/* Unmap and close; decrements the header refcount. Safe on a zeroed region. */
+int sp_region_detach(sp_region *region);
+/* shm_unlink a validated name. */
+int sp_region_unlink(const char *name);
+/* Whether [offset, offset + length) lies inside the region data area. */
+int sp_region_check_span(const sp_region *region, uint64_t offset,
+                         uint64_t length);
+
+/* ---- blocks (refcounts in shared memory) ---- */
+
+/*
+ * Validate that data_offset names a live block inside region whose capacity
+ * covers nbytes; on success *header (if not NULL) points at its header.
+ */
+int sp_block_lookup(const sp_region *region, uint64_t data_offset,
+                    uint64_t nbytes, sp_block_header **header);
+/* Atomically add delta (+1/-1) to a validated block's refcount; the new value
+ * is stored in *new_count when not NULL. Refuses to go below zero or to touch
+ * a block whose refcount is already 0 when delta > 0. */
+int sp_block_ref(const sp_region *region, uint64_t data_offset, int delta,
+                 int64_t *new_count);
+
+/* ---- shm filesystem ---- */
+
+/* statvfs(shm_dir or "/dev/shm"): total and available bytes. */
+int sp_shm_space(const char *shm_dir, uint64_t *total, uint64_t *available);
+
+/* ---- arena ---- */
+
+typedef struct sp_arena sp_arena;
+
+typedef struct sp_arena_config {
+    uint64_t cap_bytes;      /* max bytes of regions alive at once; 0 = none */
+    uint64_t slab_bytes;     /* size of a small-class region; 0 = 8 MiB */
+    uint64_t cache_bytes;    /* max bytes of freed large regions kept; 0 = 1 GiB */
+    const char *shm_dir;     /* NULL = "/dev/shm" (copied) */
+    int prefault;            /* nonzero: populate new regions */
+} sp_arena_config;
+
+typedef struct sp_block {
+    char region_name[SP_NAME_MAX];
+    uint8_t *data;           /* aligned to SP_ALIGNMENT */
+    uint64_t data_offset;    /* offset of data from the region base */
+    uint64_t nbytes;         /* requested size */
+    uint64_t capacity;       /* usable size */
+    uint64_t region_size;    /* total size of the region (for attach) */
+} sp_block;
+
+typedef struct sp_arena_stats {
+    uint64_t regions;          /* regions currently mapped */
+    uint64_t mapped_bytes;     /* total size of those regions */
+    uint64_t live_blocks;      /* blocks handed out and not yet reclaimed */
+    uint64_t live_bytes;       /* capacity of those blocks */
+    uint64_t allocations;      /* sp_arena_alloc successes, ever */
+    uint64_t reuses;           /* allocations served without a new region */
+    uint64_t regions_created;  /* regions ever created */
+    uint64_t deferred;         /* released blocks still referenced elsewhere */
+} sp_arena_stats;
+
+/* Create an arena (config may be NULL for defaults). */
+int sp_arena_create(const sp_arena_config *config, sp_arena **out);
+/* Allocate nbytes (0 allowed: yields a block of capacity >= 1). The block's
+ * refcount starts at 1, owned by the caller. Thread-safe. */
+int sp_arena_alloc(sp_arena *arena, uint64_t nbytes, sp_block *out);
+/* Drop the caller's reference to a block it allocated (by data pointer). When
+ * the count reaches 0 the block is free for reuse at once; otherwise it is
+ * deferred and reclaimed once other processes drop theirs. Thread-safe. */
+int sp_arena_release(sp_arena *arena, const uint8_t *data);
+/* Reclaim deferred blocks whose refcount has reached 0; returns how many in
+ * *reclaimed when not NULL. Called by sp_arena_alloc as needed. */
+int sp_arena_reclaim(sp_arena *arena, uint64_t *reclaimed);
+/* Unmap and unlink cached free large regions. */
+int sp_arena_trim(sp_arena *arena);
+int sp_arena_stats_get(sp_arena *arena, sp_arena_stats *out);
+/* Change the cap at run time (0 = none). */
+int sp_arena_set_cap(sp_arena *arena, uint64_t cap_bytes);
+/* Unmap and unlink every region of the arena, then free it. NULL is fine. */
+void sp_arena_destroy(sp_arena *arena);
+
+/* ---- fault injection for tests ---- */
+
+/* Make the next `count` posix_fallocate calls fail with errno `err`
+ * (e.g. ENOSPC); count 0 disables. Process-wide. */
+void sp_debug_fail_fallocate(int err, int count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SNAKEPIT_CORE_H */

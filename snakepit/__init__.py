@@ -1,0 +1,43 @@
+"""snakepit: crash-proof Python workers with zero-copy tensors.
+
+The public surface is re-exported here; the code lives one level down by
+capability (``zero_copy``, ``pool``, ``worker``, ``errors``).
+"""
+
+from pathlib import Path
+
+from snakepit import errors
+from snakepit.errors import SnakepitError
+from snakepit.pool import Pool
+from snakepit.zero_copy import (
+    TensorRef,
+    empty,
+    from_ref,
+    is_shared,
+    ref_of,
+    share,
+    zeros,
+)
+
+__version__ = "0.8.0"
+
+
+def get_include() -> str:
+    """Directory holding ``snakepit_core.h`` for C programs embedding the core."""
+    return str(Path(__file__).parent / "include")
+
+
+__all__ = [
+    "Pool",
+    "SnakepitError",
+    "TensorRef",
+    "__version__",
+    "empty",
+    "errors",
+    "from_ref",
+    "get_include",
+    "is_shared",
+    "ref_of",
+    "share",
+    "zeros",
+]

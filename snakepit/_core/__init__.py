@@ -1,0 +1,41 @@
+"""Cython layer over the C core: thin wrappers, no policy."""
+
+from snakepit._core._core import (
+    ALIGNMENT,
+    BLOCK_HEADER_SIZE,
+    LARGE_THRESHOLD,
+    LAYOUT_VERSION,
+    MAX_REGION_SIZE,
+    REGION_HEADER_SIZE,
+    Allocation,
+    Arena,
+    CoreError,
+    Region,
+    SharedBuffer,
+    debug_fail_fallocate,
+    name_owner,
+    name_status,
+    shm_space,
+    strerror,
+    unlink,
+)
+
+__all__ = [
+    "ALIGNMENT",
+    "BLOCK_HEADER_SIZE",
+    "LARGE_THRESHOLD",
+    "LAYOUT_VERSION",
+    "MAX_REGION_SIZE",
+    "REGION_HEADER_SIZE",
+    "Allocation",
+    "Arena",
+    "CoreError",
+    "Region",
+    "SharedBuffer",
+    "debug_fail_fallocate",
+    "name_owner",
+    "name_status",
+    "shm_space",
+    "strerror",
+    "unlink",
+]

@@ -1,0 +1,411 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin wrappers over the C shared-memory core.
+
+No policy lives here: every failure is raised as :class:`CoreError` carrying
+the C status code and errno, and ``snakepit.errors.from_core_status`` turns it
+into the public exception hierarchy.
+"""
+
+from cpython.buffer cimport PyBUF_WRITABLE
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memset
+
+from snakepit._core.includes.core cimport *
+
+REGION_HEADER_SIZE = SP_REGION_HEADER_SIZE
+BLOCK_HEADER_SIZE = SP_BLOCK_HEADER_SIZE
+ALIGNMENT = SP_ALIGNMENT
+LAYOUT_VERSION = SP_LAYOUT_VERSION
+LARGE_THRESHOLD = SP_ARENA_LARGE_THRESHOLD
+MAX_REGION_SIZE = SP_MAX_REGION_SIZE
+
+
+class CoreError(Exception):
+    """A C core call failed; ``status`` is the sp_status code."""
+
+    def __init__(self, status, os_errno, operation, name=None):
+        self.status = status
+        self.os_errno = os_errno
+        self.operation = operation
+        self.name = name
+        super().__init__(
+            f"{operation} failed: {sp_strerror(status).decode()} "
+            f"(status {status}, errno {os_errno})"
+            + (f" for {name!r}" if name else "")
+        )
+
+
+cdef inline const char *_c_str_or_null(bytes raw):
+    # The caller keeps `raw` alive for as long as the pointer is used.
+    if raw is None:
+        return NULL
+    return raw
+
+
+cdef inline int _check(int status, str operation, object name=None) except -1:
+    if status != 0:
+        raise CoreError(status, sp_last_errno(), operation, name)
+    return 0
+
+
+cdef bytes _encode_name(object name):
+    if not isinstance(name, str):
+        raise TypeError(f"region name must be str, not {type(name).__name__}")
+    cdef bytes raw = (<str>name).encode("utf-8", "surrogateescape")
+    if len(raw) >= SP_NAME_MAX or b"\0" in raw:
+        raise CoreError(-2, 0, "validate name", name)
+    return raw
+
+
+def strerror(int status):
+    """Static description of a C status code."""
+    return sp_strerror(status).decode()
+
+
+def name_status(name):
+    """The C core's verdict (0 = valid) on a region name."""
+    try:
+        raw = _encode_name(name)
+    except CoreError as exc:
+        return exc.status
+    return sp_name_validate(raw)
+
+
+def name_owner(name):
+    """Owner pid encoded in a valid region name."""
+    cdef int64_t pid = 0
+    raw = _encode_name(name)
+    _check(sp_name_owner(raw, &pid), "parse name", name)
+    return pid
+
+
+def unlink(name):
+    """shm_unlink a region by (validated) name."""
+    raw = _encode_name(name)
+    _check(sp_region_unlink(raw), "unlink", name)
+
+
+def shm_space(shm_dir=None):
+    """(total, available) bytes of the shared-memory filesystem."""
+    cdef uint64_t total = 0, available = 0
+    cdef bytes raw = shm_dir.encode() if shm_dir is not None else None
+    cdef const char *c_dir = _c_str_or_null(raw)
+    _check(sp_shm_space(c_dir, &total, &available), "statvfs", shm_dir)
+    return total, available
+
+
+def debug_fail_fallocate(int err, int count):
+    """Make the next ``count`` region reservations fail with ``err`` (tests)."""
+    sp_debug_fail_fallocate(err, count)
+
+
+cdef class SharedBuffer:
+    """A span of mapped shared memory exporting the buffer protocol.
+
+    It keeps ``owner`` (a :class:`Region` mapping or an :class:`Allocation`)
+    alive, so the memory stays mapped as long as any view of it exists.
+    """
+
+    cdef uint8_t *ptr
+    cdef Py_ssize_t length
+    cdef bint readonly
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t exports
+    cdef readonly object owner
+    cdef readonly str region_name
+    cdef readonly uint64_t data_offset
+    cdef readonly uint64_t region_size
+    cdef object __weakref__
+
+    def __cinit__(self):
+        self.ptr = NULL
+        self.length = 0
+        self.exports = 0
+
+    @property
+    def address(self):
+        return <size_t>self.ptr
+
+    @property
+    def nbytes(self):
+        return self.length
+
+    def __len__(self):
+        return self.length
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if self.readonly and (flags & PyBUF_WRITABLE):
+            raise BufferError("shared buffer is read-only")
+        self.shape[0] = self.length
+        view.buf = <void *>self.ptr
+        view.obj = self
+        view.len = self.length
+        view.readonly = self.readonly
+        view.itemsize = 1
+        view.format = "B"
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = &view.itemsize
+        view.suboffsets = NULL
+        view.internal = NULL
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+
+cdef SharedBuffer _make_buffer(object owner, uint8_t *ptr, uint64_t length, bint readonly,
+                               str region_name, uint64_t data_offset, uint64_t region_size):
+    cdef SharedBuffer buf = SharedBuffer.__new__(SharedBuffer)
+    buf.owner = owner
+    buf.ptr = ptr
+    buf.length = <Py_ssize_t>length
+    buf.readonly = readonly
+    buf.region_name = region_name
+    buf.data_offset = data_offset
+    buf.region_size = region_size
+    return buf
+
+
+cdef class Region:
+    """One mapping of a named region in this process; unmapped on dealloc."""
+
+    cdef sp_region region
+    cdef readonly str name
+
+    def __cinit__(self):
+        memset(&self.region, 0, sizeof(sp_region))
+        self.region.fd = -1
+        self.name = ""
+
+    @staticmethod
+    def create(uint64_t data_size, bint prefault=False, shm_dir=None):
+        """Create a new region holding ``data_size`` bytes of data."""
+        cdef Region self = Region.__new__(Region)
+        cdef bytes raw_dir = shm_dir.encode() if shm_dir is not None else None
+        cdef const char *c_dir = _c_str_or_null(raw_dir)
+        cdef unsigned flags = SP_CREATE_PREFAULT if prefault else 0
+        cdef int status
+        with nogil:
+            status = sp_region_create(data_size, flags, c_dir, &self.region)
+        _check(status, "create region")
+        self.name = self.region.name.decode()
+        return self
+
+    @staticmethod
+    def attach(name, uint64_t expected_total_size=0):
+        """Map an existing region after validating its name and header."""
+        cdef Region self = Region.__new__(Region)
+        cdef bytes raw = _encode_name(name)
+        cdef const char *c_name = raw
+        cdef int status
+        with nogil:
+            status = sp_region_attach(c_name, expected_total_size, &self.region)
+        _check(status, "attach region", name)
+        self.name = name
+        return self
+
+    @property
+    def size(self):
+        return self.region.size
+
+    @property
+    def owner(self):
+        return bool(self.region.owner)
+
+    @property
+    def mapped(self):
+        return self.region.base != NULL
+
+    @property
+    def address(self):
+        return <size_t>self.region.base
+
+    def header(self):
+        """The region header as a dict (for diagnostics)."""
+        self._require_mapped()
+        cdef sp_region_header *hdr = <sp_region_header *>self.region.base
+        return {
+            "magic": hdr.magic,
+            "version": hdr.version,
+            "header_size": hdr.header_size,
+            "total_size": hdr.total_size,
+            "owner_pid": hdr.owner_pid,
+            "refcount": hdr.refcount,
+            "flags": hdr.flags,
+        }
+
+    cdef int _require_mapped(self) except -1:
+        if self.region.base == NULL:
+            raise CoreError(-1, 0, "use region", self.name)
+        return 0
+
+    def check_span(self, uint64_t offset, uint64_t length):
+        self._require_mapped()
+        _check(sp_region_check_span(&self.region, offset, length), "check span", self.name)
+
+    def block_refcount(self, uint64_t data_offset, uint64_t nbytes=0):
+        """Validate a block and return its current reference count."""
+        cdef sp_block_header *hdr = NULL
+        self._require_mapped()
+        _check(sp_block_lookup(&self.region, data_offset, nbytes, &hdr), "look up block",
+               self.name)
+        return hdr.refcount
+
+    def block_ref(self, uint64_t data_offset, int delta):
+        """Add ``delta`` to a block's shared reference count; returns the new count."""
+        cdef int64_t count = 0
+        self._require_mapped()
+        _check(sp_block_ref(&self.region, data_offset, delta, &count), "block refcount",
+               self.name)
+        return count
+
+    def buffer(self, uint64_t data_offset, uint64_t nbytes, bint readonly=False,
+               keepalive=None):
+        """A :class:`SharedBuffer` over a validated block's first ``nbytes``.
+
+        ``keepalive`` (default: this mapping) becomes the buffer's owner; it
+        must itself keep this mapping alive.
+        """
+        self._require_mapped()
+        _check(sp_block_lookup(&self.region, data_offset, nbytes, NULL), "look up block",
+               self.name)
+        owner = self if keepalive is None else keepalive
+        return _make_buffer(owner, self.region.base + data_offset, nbytes, readonly,
+                            self.name, data_offset, self.region.size)
+
+    def unlink(self):
+        unlink(self.name)
+
+    def detach(self):
+        """Unmap now. Views must not be used afterwards."""
+        _check(sp_region_detach(&self.region), "detach region", self.name)
+
+    def __dealloc__(self):
+        if self.region.base != NULL:
+            sp_region_detach(&self.region)
+
+
+cdef class Allocation:
+    """A block owned by this process's arena; its reference drops on release."""
+
+    cdef Arena arena
+    cdef uint8_t *data
+    cdef readonly str region_name
+    cdef readonly uint64_t data_offset
+    cdef readonly uint64_t nbytes
+    cdef readonly uint64_t capacity
+    cdef readonly uint64_t region_size
+
+    @property
+    def address(self):
+        return <size_t>self.data
+
+    @property
+    def released(self):
+        return self.data == NULL
+
+    def buffer(self):
+        """A writable :class:`SharedBuffer` over the allocation."""
+        if self.data == NULL:
+            raise CoreError(-14, 0, "buffer of released allocation", self.region_name)
+        return _make_buffer(self, self.data, self.nbytes, False, self.region_name,
+                            self.data_offset, self.region_size)
+
+    def release(self):
+        """Drop this process's reference; idempotent."""
+        cdef uint8_t *data = self.data
+        if data == NULL:
+            return
+        self.data = NULL
+        if self.arena is not None and self.arena.arena != NULL:
+            _check(sp_arena_release(self.arena.arena, data), "release", self.region_name)
+
+    def __dealloc__(self):
+        if self.data != NULL and self.arena is not None and self.arena.arena != NULL:
+            sp_arena_release(self.arena.arena, self.data)
+            self.data = NULL
+
+
+cdef class Arena:
+    """This process's allocator of pre-faulted shared-memory blocks."""
+
+    cdef sp_arena *arena
+
+    def __cinit__(self, uint64_t cap_bytes=0, uint64_t slab_bytes=0,
+                  uint64_t cache_bytes=0, shm_dir=None, bint prefault=True):
+        cdef sp_arena_config config
+        cdef bytes raw_dir = shm_dir.encode() if shm_dir is not None else None
+        memset(&config, 0, sizeof(config))
+        config.cap_bytes = cap_bytes
+        config.slab_bytes = slab_bytes
+        config.cache_bytes = cache_bytes
+        config.shm_dir = _c_str_or_null(raw_dir)
+        config.prefault = prefault
+        self.arena = NULL
+        _check(sp_arena_create(&config, &self.arena), "create arena")
+
+    cdef int _require_open(self) except -1:
+        if self.arena == NULL:
+            raise CoreError(-1, 0, "use closed arena")
+        return 0
+
+    def alloc(self, uint64_t nbytes):
+        """Allocate a block of ``nbytes`` (refcount 1, owned by the result)."""
+        cdef sp_block block
+        cdef int status
+        self._require_open()
+        status = sp_arena_alloc(self.arena, nbytes, &block)
+        if status != 0:
+            raise CoreError(status, sp_last_errno(), "allocate")
+        cdef Allocation allocation = Allocation.__new__(Allocation)
+        allocation.arena = self
+        allocation.data = block.data
+        allocation.region_name = block.region_name.decode()
+        allocation.data_offset = block.data_offset
+        allocation.nbytes = block.nbytes
+        allocation.capacity = block.capacity
+        allocation.region_size = block.region_size
+        return allocation
+
+    def reclaim(self):
+        cdef uint64_t reclaimed = 0
+        self._require_open()
+        _check(sp_arena_reclaim(self.arena, &reclaimed), "reclaim")
+        return reclaimed
+
+    def trim(self):
+        self._require_open()
+        _check(sp_arena_trim(self.arena), "trim")
+
+    def set_cap(self, uint64_t cap_bytes):
+        self._require_open()
+        _check(sp_arena_set_cap(self.arena, cap_bytes), "set cap")
+
+    def stats(self):
+        cdef sp_arena_stats s
+        self._require_open()
+        _check(sp_arena_stats_get(self.arena, &s), "stats")
+        return {
+            "regions": s.regions,
+            "mapped_bytes": s.mapped_bytes,
+            "live_blocks": s.live_blocks,
+            "live_bytes": s.live_bytes,
+            "allocations": s.allocations,
+            "reuses": s.reuses,
+            "regions_created": s.regions_created,
+            "deferred": s.deferred,
+        }
+
+    @property
+    def closed(self):
+        return self.arena == NULL
+
+    def close(self):
+        """Unmap and unlink every region; outstanding views become invalid."""
+        if self.arena != NULL:
+            sp_arena_destroy(self.arena)
+            self.arena = NULL
+
+    def __dealloc__(self):
+        self.close()

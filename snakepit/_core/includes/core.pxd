@@ -1,0 +1,97 @@
+# Declarations of the C core's public API (csrc/snakepit_core.h), nothing else.
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+
+cdef extern from "snakepit_core.h" nogil:
+    enum:
+        SP_REGION_HEADER_SIZE
+        SP_BLOCK_HEADER_SIZE
+        SP_ALIGNMENT
+        SP_NAME_MAX
+        SP_LAYOUT_VERSION
+        SP_CREATE_PREFAULT
+
+    uint64_t SP_ARENA_LARGE_THRESHOLD
+    uint64_t SP_MAX_REGION_SIZE
+
+    const char *sp_strerror(int status)
+    int sp_last_errno()
+
+    ctypedef struct sp_region_header:
+        uint64_t magic
+        unsigned int version
+        unsigned int header_size
+        uint64_t total_size
+        int64_t owner_pid
+        int64_t refcount
+        uint64_t flags
+
+    ctypedef struct sp_block_header:
+        uint64_t magic
+        uint64_t capacity
+        uint64_t nbytes
+        int64_t refcount
+        uint64_t generation
+
+    ctypedef struct sp_region:
+        char name[64]
+        uint8_t *base
+        uint64_t size
+        int fd
+        int owner
+
+    int sp_name_validate(const char *name)
+    int sp_name_owner(const char *name, int64_t *owner_pid)
+
+    int sp_region_create(uint64_t data_size, unsigned flags, const char *shm_dir,
+                         sp_region *out)
+    int sp_region_attach(const char *name, uint64_t expected_total_size, sp_region *out)
+    int sp_region_detach(sp_region *region)
+    int sp_region_unlink(const char *name)
+    int sp_region_check_span(const sp_region *region, uint64_t offset, uint64_t length)
+
+    int sp_block_lookup(const sp_region *region, uint64_t data_offset, uint64_t nbytes,
+                        sp_block_header **header)
+    int sp_block_ref(const sp_region *region, uint64_t data_offset, int delta,
+                     int64_t *new_count)
+
+    int sp_shm_space(const char *shm_dir, uint64_t *total, uint64_t *available)
+
+    ctypedef struct sp_arena:
+        pass
+
+    ctypedef struct sp_arena_config:
+        uint64_t cap_bytes
+        uint64_t slab_bytes
+        uint64_t cache_bytes
+        const char *shm_dir
+        int prefault
+
+    ctypedef struct sp_block:
+        char region_name[64]
+        uint8_t *data
+        uint64_t data_offset
+        uint64_t nbytes
+        uint64_t capacity
+        uint64_t region_size
+
+    ctypedef struct sp_arena_stats:
+        uint64_t regions
+        uint64_t mapped_bytes
+        uint64_t live_blocks
+        uint64_t live_bytes
+        uint64_t allocations
+        uint64_t reuses
+        uint64_t regions_created
+        uint64_t deferred
+
+    int sp_arena_create(const sp_arena_config *config, sp_arena **out)
+    int sp_arena_alloc(sp_arena *arena, uint64_t nbytes, sp_block *out)
+    int sp_arena_release(sp_arena *arena, const uint8_t *data)
+    int sp_arena_reclaim(sp_arena *arena, uint64_t *reclaimed)
+    int sp_arena_trim(sp_arena *arena)
+    int sp_arena_stats_get(sp_arena *arena, sp_arena_stats *out)
+    int sp_arena_set_cap(sp_arena *arena, uint64_t cap_bytes)
+    void sp_arena_destroy(sp_arena *arena)
+
+    void sp_debug_fail_fallocate(int err, int count)

@@ -1,0 +1,19 @@
+"""Crash barrier: supervised worker processes (SPEC §2)."""
+
+from ._circuit import CircuitBreaker, CircuitBreakerRegistry, CircuitState
+from ._exits import ExitInfo, ExitKind, classify_exit
+from ._health import HealthMonitor
+from ._pool import Pool
+from ._retry import RetryPolicy
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitBreakerRegistry",
+    "CircuitState",
+    "ExitInfo",
+    "ExitKind",
+    "HealthMonitor",
+    "Pool",
+    "RetryPolicy",
+    "classify_exit",
+]

@@ -1,0 +1,211 @@
+"""Classification of worker process exits (SPEC section 2).
+
+This is the one place that turns a return code into an exit kind; the pool,
+the health monitor, the retry policy and the error messages all use it, so
+they can never disagree about what "segfault" means.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal as _signal
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ExitInfo", "ExitKind", "classify_exit", "oom_kill_count"]
+
+
+class ExitKind(str, enum.Enum):
+    """How a worker process ended."""
+
+    normal = "normal"
+    """Exit status 0."""
+    python_error = "python_error"
+    """Exit status 1: the interpreter died of an uncaught exception."""
+    segfault = "segfault"
+    """SIGSEGV."""
+    abort = "abort"
+    """SIGABRT (``abort()``, failed C assertion, uncaught C++ exception)."""
+    bus_error = "bus_error"
+    """SIGBUS."""
+    floating_point_error = "floating_point_error"
+    """SIGFPE."""
+    killed = "killed"
+    """SIGKILL (including the kernel OOM killer), SIGTERM or SIGINT."""
+    timeout = "timeout"
+    """The supervisor killed it because a call ran past its timeout."""
+    unknown = "unknown"
+    """Any other exit status or signal, or no status at all."""
+
+    # Upper-case aliases (same members: ExitKind.SEGFAULT is ExitKind.segfault)
+    # for callers that follow the usual constant style.
+    NORMAL = "normal"
+    PYTHON_ERROR = "python_error"
+    SEGFAULT = "segfault"
+    ABORT = "abort"
+    BUS_ERROR = "bus_error"
+    FLOATING_POINT_ERROR = "floating_point_error"
+    KILLED = "killed"
+    TIMEOUT = "timeout"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        # str-mixin enums print as "ExitKind.segfault" on 3.11; messages want the value.
+        return self.value
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """The classified exit of one worker process.
+
+    Attributes:
+        kind: The classification.
+        signal: The terminating signal number, if a signal ended the process.
+        exit_code: The exit status, if the process exited by itself.
+        description: One human-readable sentence for logs and error messages.
+    """
+
+    kind: ExitKind
+    signal: int | None
+    exit_code: int | None
+    description: str
+
+    @property
+    def crashed(self) -> bool:
+        """True for every kind except a normal exit."""
+        return self.kind is not ExitKind.normal
+
+
+_SIGNAL_KINDS: dict[int, ExitKind] = {
+    int(_signal.SIGSEGV): ExitKind.segfault,
+    int(_signal.SIGABRT): ExitKind.abort,
+    int(_signal.SIGBUS): ExitKind.bus_error,
+    int(_signal.SIGFPE): ExitKind.floating_point_error,
+    int(_signal.SIGKILL): ExitKind.killed,
+    # A SIGTERM/SIGINT we did not send because of a timeout came from someone
+    # else (an operator, a container runtime shutting down): "killed" is the
+    # honest description; a timeout kill is reported as "timeout" instead.
+    int(_signal.SIGTERM): ExitKind.killed,
+    int(_signal.SIGINT): ExitKind.killed,
+}
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def classify_exit(
+    returncode: int | None, *, timed_out: bool = False, oom_killed: bool = False
+) -> ExitInfo:
+    """Classify a worker's exit from its return code.
+
+    Args:
+        returncode: ``Popen.returncode``: ``>= 0`` is an exit status, a negative
+            value ``-N`` means the process was killed by signal ``N``. ``None``
+            means no status is known (the process could not be reaped).
+        timed_out: The supervisor killed the worker because a call exceeded its
+            timeout. This overrides the signal: the kind is ``timeout`` (the
+            signal is still recorded).
+        oom_killed: The cgroup's OOM-kill counter rose while the worker died
+            (see :func:`oom_kill_count`), so a SIGKILL is known to be the OOM killer.
+
+    Rules: 0 → ``normal``; 1 → ``python_error``; other exit statuses →
+    ``unknown`` (code kept); SIGSEGV → ``segfault``; SIGABRT → ``abort``; SIGBUS
+    → ``bus_error``; SIGFPE → ``floating_point_error``; SIGKILL, SIGTERM, SIGINT
+    → ``killed``; other signals → ``unknown`` (signal kept).
+    """
+    signum = -returncode if returncode is not None and returncode < 0 else None
+    exit_code = returncode if returncode is not None and returncode >= 0 else None
+
+    if timed_out:
+        how = f" with {_signal_name(signum)}" if signum is not None else ""
+        return ExitInfo(
+            ExitKind.timeout,
+            signum,
+            exit_code,
+            f"killed by the supervisor{how} after the call exceeded its timeout",
+        )
+    if returncode is None:
+        return ExitInfo(ExitKind.unknown, None, None, "exit status unavailable")
+    if signum is not None:
+        kind = _SIGNAL_KINDS.get(signum, ExitKind.unknown)
+        name = _signal_name(signum)
+        if signum == _signal.SIGKILL:
+            if oom_killed:
+                text = "killed by the kernel OOM killer (SIGKILL): the memory limit was reached"
+            else:
+                text = (
+                    "killed by SIGKILL; the kernel OOM killer is a likely cause if memory "
+                    "was tight (check dmesg or the cgroup's memory.events)"
+                )
+        elif kind is ExitKind.segfault:
+            text = "segmentation fault (SIGSEGV) in native code"
+        elif kind is ExitKind.abort:
+            text = "aborted (SIGABRT): failed assertion or uncaught C++ exception"
+        elif kind is ExitKind.bus_error:
+            text = "bus error (SIGBUS): unmapped or misaligned memory access"
+        elif kind is ExitKind.floating_point_error:
+            text = "arithmetic exception (SIGFPE), e.g. integer division by zero"
+        elif kind is ExitKind.killed:
+            text = f"terminated by {name} from outside the supervisor"
+        else:
+            text = f"terminated by {name}"
+        return ExitInfo(kind, signum, None, text)
+    if returncode == 0:
+        return ExitInfo(ExitKind.normal, None, 0, "exited normally")
+    if returncode == 1:
+        return ExitInfo(
+            ExitKind.python_error, None, 1, "exited with status 1 (uncaught Python exception)"
+        )
+    return ExitInfo(ExitKind.unknown, None, returncode, f"exited with status {returncode}")
+
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _own_cgroup_events() -> list[Path]:
+    """Candidate memory.events files: this process's cgroup v2 first, then the root."""
+    candidates: list[Path] = []
+    try:
+        text = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        # cgroup v2 lines look like "0::/some/path".
+        if line.startswith("0::"):
+            rel = line[3:].strip().lstrip("/")
+            if rel:
+                candidates.append(_CGROUP_ROOT / rel / "memory.events")
+    candidates.append(_CGROUP_ROOT / "memory.events")
+    return candidates
+
+
+def oom_kill_count(events_path: str | os.PathLike[str] | None = None) -> int | None:
+    """The cgroup v2 ``oom_kill`` counter, or ``None`` when it cannot be read.
+
+    Read it before and after a worker dies of SIGKILL: if it rose, the kernel
+    OOM killer did it (pass ``oom_killed=True`` to :func:`classify_exit`).
+
+    Args:
+        events_path: A ``memory.events`` file to read; by default this
+            process's own cgroup v2 file, falling back to
+            ``/sys/fs/cgroup/memory.events``.
+    """
+    paths = [Path(events_path)] if events_path is not None else _own_cgroup_events()
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                try:
+                    return int(value.strip())
+                except ValueError:
+                    return None
+    return None

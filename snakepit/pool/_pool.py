@@ -1,0 +1,737 @@
+"""The supervisor: a concurrent.futures.Executor over disposable worker processes.
+
+Threads:
+- one reader per worker process: receives replies, completes calls, hands
+  the next queued call to its worker, and notices the worker's death (EOF);
+- one monitor: spawns workers (so their parent-death signal is tied to a
+  long-lived thread), enforces call timeouts, runs restart and retry timers.
+Callers send calls to idle workers themselves, so a call costs one thread
+hand-off on the way back only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import heapq
+import itertools
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snakepit.errors import (
+    CircuitOpenError,
+    DeviceNotAvailableError,
+    SerializationError,
+    SnakepitError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerTimeoutError,
+    WorkerUnavailableError,
+    record_to_exception,
+)
+from snakepit.worker import codec, protocol
+from snakepit.zero_copy import collect_garbage, prune_mappings, threshold_bytes
+
+from ._circuit import CircuitBreakerRegistry
+from ._exits import ExitInfo, ExitKind, classify_exit, oom_kill_count
+from ._health import HealthMonitor
+from ._retry import RetryPolicy
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_FUNCTION_CACHE_SIZE = 1024
+_live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_live_pools() -> None:
+    for pool in list(_live_pools):
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(eq=False)
+class _Call:
+    """One attempt at running a call on a worker."""
+
+    call_id: int
+    fn_key: Any
+    fn_blob: bytes
+    args_payload: bytes
+    keepalive: list[Any]
+    timeout: float | None
+    device: str | None
+    session: str | None
+    idempotent: bool
+    attempt: int
+    outer: Future[Any]
+    fn_id: int = 0
+    deadline: float | None = None
+    submitted: float = field(default_factory=time.monotonic)
+
+
+class _Slot:
+    """A worker position: the process currently in it and its history."""
+
+    def __init__(self, index: int, device: str | None, env: dict[str, str]) -> None:
+        self.index = index
+        self.device = device
+        self.env = env
+        self.state = "starting"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.generation = 0
+        self.current: _Call | None = None
+        self.known_fns: set[int] = set()
+        self.queue: deque[_Call] = deque()
+        self.crash_times: deque[float] = deque()
+        self.timed_out = False
+        self.restarts = 0
+        self.oom_before: int | None = None
+        self.last_exit: ExitInfo | None = None
+        self.init_error: SnakepitError | None = None
+
+
+def _device_env(device: str | None) -> dict[str, str]:
+    """Environment pinning a worker to ``device`` (SPEC §3, device affinity)."""
+    if device is None or device == "auto":
+        return {}
+    if device == "cpu":
+        return {"CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": "", "ROCR_VISIBLE_DEVICES": ""}
+    kind, _, index = device.partition(":")
+    if kind in ("cuda", "gpu") and index.isdigit():
+        return {"CUDA_VISIBLE_DEVICES": index}
+    if kind == "rocm" and index.isdigit():
+        return {"HIP_VISIBLE_DEVICES": index, "ROCR_VISIBLE_DEVICES": index}
+    if kind == "mps":
+        return {}
+    raise DeviceNotAvailableError(f"unknown device {device!r}")
+
+
+class Pool(Executor):
+    """Supervised worker processes that survive anything their calls do.
+
+    ``workers``: number of worker processes (default: CPU count).
+    ``device``: ``"auto"``, ``"cpu"``, ``"cuda:N"`` or a list of devices that
+    the workers are spread over (each worker sees only its device).
+    ``initializer(*initargs)`` runs once per worker start, restarts included.
+    ``timeout``: default per-call timeout in seconds (None: no limit).
+    ``retry``: the policy for ``idempotent=True`` calls.
+    ``worker_max_crashes`` crashes within ``worker_crash_window`` seconds stop
+    a slot from restarting (it is reported unhealthy).
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        device: str | Sequence[str] = "auto",
+        initializer: Callable[..., Any] | str | None = None,
+        initargs: tuple[Any, ...] = (),
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        circuit_breaker: CircuitBreakerRegistry | None = None,
+        health: HealthMonitor | None = None,
+        worker_max_crashes: int = 5,
+        worker_crash_window: float = 60.0,
+        restart_backoff: tuple[float, float] = (0.0, 5.0),
+        terminate_grace: float = 1.0,
+        start_timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        count = os.cpu_count() or 1 if workers is None else workers
+        if count < 1:
+            raise ValueError("workers must be >= 1")
+        devices = [device] if isinstance(device, str) else list(device)
+        if not devices:
+            raise ValueError("device list is empty")
+        self._lock = threading.RLock()
+        self._idle_changed = threading.Condition(self._lock)
+        self._queue: deque[_Call] = deque()
+        self._sessions: dict[str, _Slot] = {}
+        self._functions: OrderedDict[Any, tuple[int, bytes, Any]] = OrderedDict()
+        self._fn_ids = itertools.count(1)
+        self._call_ids = itertools.count(1)
+        self._closed = False
+        self._timeout = timeout
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._circuits = (
+            circuit_breaker if circuit_breaker is not None else CircuitBreakerRegistry()
+        )
+        self._health = health if health is not None else HealthMonitor()
+        self._max_crashes = worker_max_crashes
+        self._crash_window = worker_crash_window
+        self._backoff = restart_backoff
+        self._grace = terminate_grace
+        self._counters = {"completed": 0, "failed": 0, "crashes": 0, "restarts": 0, "retries": 0}
+        self._init_blob = codec.dumps_function(initializer) if initializer is not None else None
+        self._initargs = initargs
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_seq = itertools.count()
+        base_env = dict(os.environ if env is None else env)
+        pythonpath = base_env.get("PYTHONPATH", "")
+        base_env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + pythonpath if pythonpath else "")
+        self._slots = []
+        for index in range(count):
+            slot_device = devices[index % len(devices)]
+            slot_env = {**base_env, **_device_env(slot_device)}
+            named = None if slot_device == "auto" else slot_device
+            self._slots.append(_Slot(index, named, slot_env))
+        self._monitor_wakeup = threading.Condition(self._lock)
+        self._monitor = threading.Thread(
+            target=self._monitor_loop, name="snakepit-monitor", daemon=True
+        )
+        self._monitor.start()
+        _live_pools.add(self)
+        for slot in self._slots:
+            self._schedule(0.0, lambda slot=slot: self._spawn(slot))
+        self._wait_started(start_timeout)
+
+    # ----------------------------------------------------------------- public
+
+    def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` in a worker; returns a Future.
+
+        ``fn`` may be a callable or ``"module:function"``. The keyword
+        arguments ``timeout``, ``idempotent``, ``session`` and ``device`` are
+        per-call options and are not passed to ``fn`` (wrap ``fn`` with
+        functools.partial to pass such names through).
+        """
+        timeout = kwargs.pop("timeout", self._timeout)
+        idempotent = bool(kwargs.pop("idempotent", False))
+        session = kwargs.pop("session", None)
+        device = kwargs.pop("device", None)
+        outer: Future[Any] = Future()
+        if self._closed:
+            raise RuntimeError("cannot submit to a pool that was shut down")
+        fn_key, fn_blob = self._function(fn)
+        try:
+            encoded = codec.encode((args, kwargs))
+        except SerializationError as exc:
+            outer.set_exception(exc)
+            return outer
+        call = _Call(
+            call_id=next(self._call_ids),
+            fn_key=fn_key,
+            fn_blob=fn_blob,
+            args_payload=encoded.payload,
+            keepalive=encoded.keepalive,
+            timeout=timeout,
+            device=device,
+            session=session,
+            idempotent=idempotent,
+            attempt=1,
+            outer=outer,
+        )
+        self._start_attempt(call)
+        return outer
+
+    def call(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a call and wait for its result (see :meth:`submit`)."""
+        return self.submit(fn, *args, **kwargs).result()
+
+    async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable form of :meth:`call`."""
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any] | str,
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterable[Any]:
+        """Like ``Executor.map``; ``fn`` may also be ``"module:function"``."""
+        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)  # type: ignore[arg-type]
+
+    def stats(self) -> dict[str, int]:
+        """Pool size, worker states, queue depth and lifetime counters."""
+        with self._lock:
+            states = [slot.state for slot in self._slots]
+            queued = len(self._queue) + sum(len(slot.queue) for slot in self._slots)
+            return {
+                "size": len(self._slots),
+                "idle": states.count("idle"),
+                "busy": states.count("busy"),
+                "starting": states.count("starting"),
+                "crashed": states.count("crashed"),
+                "unhealthy": states.count("unhealthy"),
+                "queue_depth": queued,
+                **self._counters,
+            }
+
+    def health(self) -> dict[str, Any]:
+        """Health status, crash history and per-worker/per-device statistics."""
+        snapshot = self._health.snapshot()
+        with self._lock:
+            snapshot["workers"] = {
+                slot.index: {
+                    "state": slot.state,
+                    "pid": slot.proc.pid if slot.proc is not None else None,
+                    "device": slot.device,
+                    "restarts": slot.restarts,
+                    "last_exit": slot.last_exit.kind.value if slot.last_exit else None,
+                }
+                for slot in self._slots
+            }
+        return snapshot
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the live worker processes."""
+        with self._lock:
+            return [
+                slot.proc.pid
+                for slot in self._slots
+                if slot.proc is not None and slot.proc.returncode is None
+            ]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls, finish (or cancel) queued ones, stop the workers."""
+        with self._lock:
+            already = self._closed
+            self._closed = True
+            if cancel_futures or not wait:
+                pending = list(self._queue) + [c for s in self._slots for c in s.queue]
+                self._queue.clear()
+                for slot in self._slots:
+                    slot.queue.clear()
+                for call in pending:
+                    call.outer.cancel()
+            if wait:
+                self._idle_changed.wait_for(self._drained, timeout=None)
+            self._monitor_wakeup.notify_all()
+        if already and not wait:
+            return
+        for slot in self._slots:
+            self._stop_worker(slot, graceful=wait)
+        _live_pools.discard(self)
+        if threading.current_thread() is not self._monitor and wait:
+            self._monitor.join(timeout=5.0)
+        with contextlib.suppress(Exception):
+            prune_mappings()
+
+    # ----------------------------------------------------------- functions
+
+    def _function(self, fn: Callable[..., Any] | str) -> tuple[Any, bytes]:
+        key: Any = ("spec", fn) if isinstance(fn, str) else ("obj", id(fn))
+        with self._lock:
+            entry = self._functions.get(key)
+            if entry is not None and (isinstance(fn, str) or entry[2] is fn):
+                self._functions.move_to_end(key)
+                return key, entry[1]
+        blob = codec.dumps_function(fn)
+        with self._lock:
+            # The entry keeps fn alive, so id(fn) cannot be reused while cached.
+            self._functions[key] = (next(self._fn_ids), blob, fn)
+            while len(self._functions) > _FUNCTION_CACHE_SIZE:
+                self._functions.popitem(last=False)
+        return key, blob
+
+    # ---------------------------------------------------------- execution
+
+    def _start_attempt(self, call: _Call) -> None:
+        """Circuit check → checkout (device affinity) → send."""
+        try:
+            self._circuits.check(call.device)
+        except CircuitOpenError as exc:
+            self._finish(call, exc)
+            return
+        with self._lock:
+            if call.device is not None and not any(s.device == call.device for s in self._slots):
+                error: SnakepitError | None = DeviceNotAvailableError(
+                    f"no worker of this pool runs on device {call.device!r}"
+                )
+            elif self._all_unhealthy():
+                error = self._unavailable()
+            else:
+                error = None
+                if call.session is not None:
+                    self._session_slot(call.session).queue.append(call)
+                else:
+                    self._queue.append(call)
+                sends = self._dispatch_locked()
+        if error is not None:
+            self._finish(call, error)
+            return
+        self._send_all(sends)
+
+    def _session_slot(self, session: str) -> _Slot:
+        slot = self._sessions.get(session)
+        if slot is None or slot.state == "unhealthy":
+            healthy = [s for s in self._slots if s.state != "unhealthy"]
+            slot = min(healthy, key=lambda s: (s.state != "idle", len(s.queue)))
+            self._sessions[session] = slot
+        return slot
+
+    def _next_call_locked(self, slot: _Slot) -> _Call | None:
+        if slot.queue:
+            return slot.queue.popleft()
+        for index, call in enumerate(self._queue):
+            if call.device is None or call.device == slot.device:
+                del self._queue[index]
+                return call
+        return None
+
+    def _dispatch_locked(self) -> list[tuple[_Slot, _Call, bytes]]:
+        sends = []
+        for slot in self._slots:
+            while slot.state == "idle":
+                call = self._next_call_locked(slot)
+                if call is None:
+                    break
+                if call.attempt == 1 and not call.outer.set_running_or_notify_cancel():
+                    continue  # cancelled while queued
+                fn_id = self._functions.get(call.fn_key, (0,))[0] or next(self._fn_ids)
+                call.fn_id = fn_id
+                blob = None if fn_id in slot.known_fns else call.fn_blob
+                slot.known_fns.add(fn_id)
+                slot.state = "busy"
+                slot.current = call
+                if call.timeout is not None:
+                    call.deadline = time.monotonic() + call.timeout
+                    self._schedule_locked(
+                        call.timeout, lambda s=slot, c=call: self._check_timeout(s, c)
+                    )
+                message = pickle.dumps(
+                    (protocol.MSG_CALL, call.call_id, fn_id, blob, call.args_payload),
+                    protocol=5,
+                )
+                sends.append((slot, call, message))
+        return sends
+
+    def _send_all(self, sends: list[tuple[_Slot, _Call, bytes]]) -> None:
+        for slot, _call, message in sends:
+            sock = slot.sock
+            if sock is None:
+                continue
+            # A failed send means the worker died; its reader reports the crash.
+            with contextlib.suppress(OSError):
+                protocol.send_frame(sock, message)
+
+    def _finish(self, call: _Call, error: BaseException | None, result: Any = None) -> None:
+        """Record the attempt's outcome; retry idempotent calls; complete the future."""
+        if error is not None and self._retry.should_retry(error, call.attempt, call.idempotent):
+            with self._lock:
+                self._counters["retries"] += 1
+                retry = _Call(**{**call.__dict__, "attempt": call.attempt + 1, "deadline": None})
+                self._schedule_locked(
+                    self._retry.delay(call.attempt), lambda: self._start_attempt(retry)
+                )
+            return
+        call.keepalive.clear()
+        with self._lock:
+            self._counters["completed" if error is None else "failed"] += 1
+        if call.outer.done():
+            return
+        if call.attempt == 1 and not call.outer.running():
+            # Failed before reaching a worker (circuit open, no device, ...).
+            if not call.outer.set_running_or_notify_cancel():
+                return
+        if error is None:
+            call.outer.set_result(result)
+        else:
+            call.outer.set_exception(error)
+
+    # -------------------------------------------------------- worker lifecycle
+
+    def _spawn(self, slot: _Slot) -> None:
+        """Start a worker process in ``slot`` (runs on the monitor thread)."""
+        with self._lock:
+            if self._closed:
+                return
+            slot.state = "starting"
+            slot.generation += 1
+            generation = slot.generation
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        slot.oom_before = oom_kill_count()
+        try:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "snakepit.worker",
+                    str(child_sock.fileno()),
+                    str(os.getpid()),
+                ],
+                pass_fds=(child_sock.fileno(),),
+                env=slot.env,
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            parent_sock.close()
+            child_sock.close()
+            self._on_worker_exit(
+                slot, generation, None, init_error=WorkerUnavailableError(str(exc))
+            )
+            return
+        child_sock.close()
+        config = {
+            "sys_path": [p for p in sys.path if p],
+            "initializer": self._init_blob,
+            "initargs": self._initargs,
+            "threshold_bytes": threshold_bytes(),
+        }
+        with self._lock:
+            slot.proc = proc
+            slot.sock = parent_sock
+            slot.known_fns = set()
+            slot.timed_out = False
+        with contextlib.suppress(OSError):
+            protocol.send_frame(parent_sock, codec.encode((protocol.MSG_INIT, config)).payload)
+        reader = threading.Thread(
+            target=self._reader_loop,
+            args=(slot, generation, proc, parent_sock),
+            name=f"snakepit-reader-{slot.index}",
+            daemon=True,
+        )
+        reader.start()
+
+    def _reader_loop(
+        self, slot: _Slot, generation: int, proc: subprocess.Popen[bytes], sock: socket.socket
+    ) -> None:
+        init_error: SnakepitError | None = None
+        try:
+            while True:
+                payload = protocol.recv_frame(sock)
+                if payload is None:
+                    break
+                message = codec.decode(payload, mode="adopt")
+                tag = message[0]
+                if tag == protocol.MSG_READY:
+                    with self._lock:
+                        slot.state = "idle"
+                        slot.init_error = None
+                        sends = self._dispatch_locked()
+                        self._idle_changed.notify_all()
+                    self._send_all(sends)
+                elif tag == protocol.MSG_INIT_FAILED:
+                    init_error = record_to_exception(message[1])
+                elif tag in (protocol.MSG_RESULT, protocol.MSG_ERROR):
+                    self._on_reply(slot, message)
+                else:
+                    raise protocol.ProtocolError(f"unexpected message {tag!r}")
+        except (OSError, protocol.ProtocolError, SerializationError):
+            pass  # treated like a crash below: the worker is killed and replaced
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._reap(slot, generation, proc, init_error)
+
+    def _on_reply(self, slot: _Slot, message: tuple[Any, ...]) -> None:
+        tag, call_id, value = message
+        with self._lock:
+            call = slot.current
+            if call is None or call.call_id != call_id:
+                return
+            slot.current = None
+            slot.state = "idle" if not self._closed else "draining"
+            sends = self._dispatch_locked() if not self._closed else []
+            self._idle_changed.notify_all()
+        self._send_all(sends)
+        duration = time.monotonic() - call.submitted
+        self._health.record_call(slot.index, slot.device, True, duration)
+        self._circuits.record(call.device, True)
+        if tag == protocol.MSG_RESULT:
+            self._finish(call, None, value)
+        else:
+            self._finish(call, record_to_exception(value))
+
+    def _reap(
+        self,
+        slot: _Slot,
+        generation: int,
+        proc: subprocess.Popen[bytes],
+        init_error: SnakepitError | None,
+    ) -> None:
+        try:
+            returncode = proc.wait(timeout=max(self._grace, 1.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()  # closed its socket but did not exit: finish it
+            returncode = proc.wait()
+        self._on_worker_exit(slot, generation, returncode, init_error=init_error)
+
+    def _on_worker_exit(
+        self,
+        slot: _Slot,
+        generation: int,
+        returncode: int | None,
+        *,
+        init_error: SnakepitError | None = None,
+    ) -> None:
+        oom_after = oom_kill_count()
+        oom = slot.oom_before is not None and oom_after is not None and oom_after > slot.oom_before
+        info = classify_exit(returncode, timed_out=slot.timed_out, oom_killed=oom)
+        pid = slot.proc.pid if slot.proc is not None else None
+        with self._lock:
+            if generation != slot.generation:
+                return
+            call, slot.current = slot.current, None
+            slot.proc = None
+            slot.sock = None
+            slot.last_exit = info
+            expected = self._closed and info.kind is ExitKind.normal
+            if expected:
+                slot.state = "stopped"
+            else:
+                slot.state = "crashed"
+                slot.init_error = init_error
+                self._counters["crashes"] += 1
+                now = time.monotonic()
+                slot.crash_times.append(now)
+                while slot.crash_times and now - slot.crash_times[0] > self._crash_window:
+                    slot.crash_times.popleft()
+            self._idle_changed.notify_all()
+        if pid is not None:
+            # The dead worker's references go with it: unlink its regions
+            # (our mappings of them stay valid) and drop unused mappings.
+            with contextlib.suppress(Exception):
+                collect_garbage(owner_pid=pid)
+            with contextlib.suppress(Exception):
+                prune_mappings()
+        if expected:
+            return
+        self._health.record_crash(slot.index, slot.device, info.kind.value)
+        if call is not None:
+            error: WorkerError
+            if info.kind is ExitKind.timeout:
+                error = WorkerTimeoutError(
+                    f"call exceeded its {call.timeout} s timeout; worker {slot.index} "
+                    f"(pid {pid}) was terminated",
+                    timeout=call.timeout,
+                    worker_id=slot.index,
+                )
+            else:
+                error = WorkerCrashedError(
+                    f"worker {slot.index} (pid {pid}) died during the call: {info.description}",
+                    exit_kind=info.kind.value,
+                    signal=info.signal,
+                    exit_code=info.exit_code,
+                    worker_id=slot.index,
+                )
+            self._circuits.record(call.device, False)
+            self._finish(call, error)
+        self._plan_restart(slot)
+
+    def _plan_restart(self, slot: _Slot) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            crashes = len(slot.crash_times)
+            if crashes > self._max_crashes:
+                slot.state = "unhealthy"
+                failed = list(slot.queue)
+                slot.queue.clear()
+                for name, pinned in list(self._sessions.items()):
+                    if pinned is slot:
+                        del self._sessions[name]
+                if self._all_unhealthy():
+                    failed += list(self._queue)
+                    self._queue.clear()
+                error = self._unavailable()
+                self._idle_changed.notify_all()
+            else:
+                failed = []
+                base, cap = self._backoff
+                delay = 0.0 if crashes <= 1 else min(cap, max(base, 0.05) * 2 ** (crashes - 2))
+                slot.restarts += 1
+                self._counters["restarts"] += 1
+                self._schedule_locked(delay, lambda: self._spawn(slot))
+        for call in failed:
+            self._finish(call, error)
+
+    def _all_unhealthy(self) -> bool:
+        return all(slot.state == "unhealthy" for slot in self._slots)
+
+    def _unavailable(self) -> WorkerUnavailableError:
+        causes = [s.init_error for s in self._slots if s.init_error is not None]
+        detail = f"; last initializer error: {causes[-1]}" if causes else ""
+        return WorkerUnavailableError(
+            f"every worker crashed more than {self._max_crashes} times within "
+            f"{self._crash_window} s and was not restarted{detail}"
+        )
+
+    def _check_timeout(self, slot: _Slot, call: _Call) -> None:
+        with self._lock:
+            if slot.current is not call or slot.proc is None:
+                return
+            slot.timed_out = True
+            proc = slot.proc
+        proc.terminate()
+        self._schedule(self._grace, lambda: proc.poll() is None and proc.kill())
+
+    def _stop_worker(self, slot: _Slot, *, graceful: bool) -> None:
+        with self._lock:
+            proc, sock = slot.proc, slot.sock
+            if slot.state != "unhealthy":
+                slot.state = "draining"
+        if proc is None:
+            return
+        if graceful and sock is not None:
+            with contextlib.suppress(OSError):
+                protocol.send_frame(sock, pickle.dumps((protocol.MSG_SHUTDOWN,), protocol=5))
+            try:
+                proc.wait(timeout=self._grace + 1.0)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
+
+    def _drained(self) -> bool:
+        if self._queue or any(slot.queue for slot in self._slots):
+            return False
+        return all(slot.current is None for slot in self._slots)
+
+    def _wait_started(self, timeout: float) -> None:
+        with self._lock:
+            self._idle_changed.wait_for(
+                lambda: all(s.state in ("idle", "unhealthy") for s in self._slots),
+                timeout=timeout,
+            )
+
+    # --------------------------------------------------------------- timers
+
+    def _schedule(self, delay: float, action: Callable[[], Any]) -> None:
+        with self._lock:
+            self._schedule_locked(delay, action)
+
+    def _schedule_locked(self, delay: float, action: Callable[[], Any]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_seq), action))
+        self._monitor_wakeup.notify_all()
+
+    def _monitor_loop(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed and not self._timers:
+                        return
+                    now = time.monotonic()
+                    if self._timers and self._timers[0][0] <= now:
+                        _, _, action = heapq.heappop(self._timers)
+                        break
+                    wait = self._timers[0][0] - now if self._timers else None
+                    if self._closed and wait is None:
+                        return
+                    self._monitor_wakeup.wait(timeout=wait)
+            try:
+                action()
+            except Exception:  # a timer must never kill the monitor
+                import logging
+
+                logging.getLogger(__name__).exception("snakepit monitor action failed")
+
+    def __repr__(self) -> str:
+        stats = self.stats()
+        return f"<snakepit.Pool size={stats['size']} idle={stats['idle']} busy={stats['busy']}>"

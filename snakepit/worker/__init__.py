@@ -1,0 +1,1 @@
+"""Worker side of the crash barrier: the protocol, the codec, the worker loop."""

@@ -1,0 +1,147 @@
+"""The worker process: receive calls, run them, send results back.
+
+Started by the supervisor as ``python -m snakepit.worker <fd> <supervisor pid>``
+with one end of a private socketpair inherited as ``fd``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from snakepit.errors import SerializationError, exception_to_record
+from snakepit.zero_copy import prune_mappings
+
+from . import codec, protocol
+
+_PR_SET_PDEATHSIG = 1
+# Drop unused mappings of freed regions every this many calls.
+_PRUNE_EVERY = 64
+
+
+def _die_with_parent(supervisor_pid: int) -> None:
+    """Get SIGKILLed when the supervisor dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The supervisor may have died before prctl took effect.
+    if os.getppid() != supervisor_pid:
+        os._exit(0)
+
+
+def _resolve(spec: Any) -> Callable[..., Any]:
+    if isinstance(spec, str):
+        module_name, sep, attr = spec.partition(":")
+        if not sep or not module_name or not attr:
+            raise ValueError(f"function spec {spec!r} is not of the form 'module:function'")
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+        if not callable(target):
+            raise TypeError(f"{spec!r} is not callable")
+        return target  # type: ignore[no-any-return]
+    if not callable(spec):
+        raise TypeError(f"{spec!r} is not callable")
+    return spec  # type: ignore[no-any-return]
+
+
+class Worker:
+    """State of one worker process: its socket and the functions it has seen."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.functions: dict[int, Callable[..., Any]] = {}
+        self.calls = 0
+
+    def send(self, message: tuple[Any, ...], *, transfer: bool = False) -> None:
+        try:
+            encoded = codec.encode(message, transfer=transfer)
+        except SerializationError as exc:
+            if message[0] != protocol.MSG_RESULT:
+                raise
+            # The result could not be pickled: tell the caller, stay alive.
+            encoded = codec.encode((protocol.MSG_ERROR, message[1], exception_to_record(exc)))
+        protocol.send_frame(self.sock, encoded.payload)
+        # `encoded.keepalive` (copies made for the message) dies here; blocks in
+        # transit survive through the reference the receiver adopts.
+
+    def handle_call(
+        self, call_id: int, fn_id: int, fn_blob: bytes | None, args_blob: bytes
+    ) -> None:
+        try:
+            fn = self.functions.get(fn_id)
+            if fn is None:
+                if fn_blob is None:
+                    raise SerializationError(
+                        f"function {fn_id} was never sent to this worker", direction="decode"
+                    )
+                fn = _resolve(codec.decode(fn_blob))
+                self.functions[fn_id] = fn
+            # Arguments are borrowed: the supervisor keeps them alive for the call.
+            args, kwargs = codec.decode(args_blob, mode="borrow")
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self.send((protocol.MSG_ERROR, call_id, exception_to_record(exc)))
+            return
+        finally:
+            self.calls += 1
+            if self.calls % _PRUNE_EVERY == 0:
+                prune_mappings()
+        self.send((protocol.MSG_RESULT, call_id, result), transfer=True)
+
+    def serve(self) -> int:
+        while True:
+            payload = protocol.recv_frame(self.sock)
+            if payload is None:
+                return 0  # supervisor closed the connection
+            message = codec.decode(payload)
+            if message[0] == protocol.MSG_CALL:
+                self.handle_call(*message[1:])
+            elif message[0] == protocol.MSG_SHUTDOWN:
+                return 0
+            else:
+                raise protocol.ProtocolError(f"unexpected message {message[0]!r}")
+
+
+def _initialize(sock: socket.socket) -> Worker:
+    payload = protocol.recv_frame(sock)
+    if payload is None:
+        os._exit(0)
+    _, config = codec.decode(payload)
+    for entry in reversed(config.get("sys_path", [])):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    worker = Worker(sock)
+    initializer = config.get("initializer")
+    if initializer is not None:
+        try:
+            fn = _resolve(codec.decode(initializer))
+            fn(*config.get("initargs", ()))
+        except BaseException as exc:
+            worker.send((protocol.MSG_INIT_FAILED, exception_to_record(exc)))
+            os._exit(protocol.EXIT_INIT_FAILED)
+    worker.send((protocol.MSG_READY, os.getpid()))
+    return worker
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m snakepit.worker``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m snakepit.worker <fd> <supervisor pid>", file=sys.stderr)
+        return 2
+    fd, supervisor_pid = int(args[0]), int(args[1])
+    _die_with_parent(supervisor_pid)
+    # The supervisor's terminate() must end us even inside a C call.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    worker = _initialize(sock)
+    return worker.serve()

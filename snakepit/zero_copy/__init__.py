@@ -1,0 +1,50 @@
+"""Zero-copy tensors in POSIX shared memory (SPEC §1.1)."""
+
+from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
+from ._memory import (
+    arena_stats,
+    block_refcount,
+    cap_bytes,
+    collect_garbage,
+    configure,
+    drop_transfer_ref,
+    empty,
+    from_ref,
+    is_shared,
+    list_regions,
+    prune_mappings,
+    reclaim,
+    ref_of,
+    release_ref,
+    share,
+    shm_space,
+    take_transfer_ref,
+    threshold_bytes,
+    zeros,
+)
+from ._ref import TensorRef
+
+__all__ = [
+    "BFLOAT16",
+    "SUPPORTED_DTYPES",
+    "TensorRef",
+    "arena_stats",
+    "block_refcount",
+    "cap_bytes",
+    "collect_garbage",
+    "configure",
+    "drop_transfer_ref",
+    "empty",
+    "from_ref",
+    "is_shared",
+    "list_regions",
+    "prune_mappings",
+    "reclaim",
+    "ref_of",
+    "release_ref",
+    "share",
+    "shm_space",
+    "take_transfer_ref",
+    "threshold_bytes",
+    "zeros",
+]

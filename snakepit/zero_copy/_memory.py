@@ -1,0 +1,420 @@
+"""Process-wide shared-memory state: the arena, attached mappings, lifetimes."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal, SupportsIndex
+from weakref import WeakValueDictionary
+
+import numpy as np
+import psutil
+
+from snakepit import _core
+from snakepit.errors import (
+    InvalidDescriptorError,
+    SharedMemoryError,
+    SnakepitError,
+    from_core_status,
+)
+
+from ._dtypes import dtype_name, numpy_dtype, resolve_dtype
+from ._ref import TensorRef
+
+SHM_DIR = "/dev/shm"
+NAME_PREFIX = "snakepit-"
+DEFAULT_THRESHOLD_BYTES = 1 << 20
+
+ShapeLike = SupportsIndex | Sequence[SupportsIndex]
+RefMode = Literal["acquire", "borrow", "adopt"]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SharedMemoryError(f"{name}={raw!r} is not an integer number of bytes") from None
+    if value < 0:
+        raise SharedMemoryError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+class _State:
+    """Everything this process knows about shared memory, behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.arena: _core.Arena | None = None
+        self.arena_pid = 0
+        self.cap_bytes = _env_int("SNAKEPIT_SHM_CAP_BYTES", 0)
+        self.threshold_bytes = _env_int("SNAKEPIT_THRESHOLD_BYTES", DEFAULT_THRESHOLD_BYTES)
+        self.mappings: dict[str, _core.Region] = {}
+        # Lets TensorRef.release() find what this process holds for a block.
+        self.holders: WeakValueDictionary[tuple[str, int], _core.SharedBuffer] = (
+            WeakValueDictionary()
+        )
+        # Arenas inherited through fork belong to the parent: never unlink them.
+        self.orphans: list[_core.Arena] = []
+
+
+_state = _State()
+
+
+def _after_fork_in_child() -> None:
+    if _state.arena is not None:
+        _state.orphans.append(_state.arena)
+    _state.arena = None
+    _state.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    arena = _state.arena
+    if arena is not None and _state.arena_pid == os.getpid():
+        _state.arena = None
+        arena.close()
+
+
+def _get_arena() -> _core.Arena:
+    arena = _state.arena
+    if arena is not None:
+        return arena
+    with _state.lock:
+        if _state.arena is None:
+            # A new owner of shared memory is the moment to reclaim what dead
+            # owners left behind (SPEC §1.1, "the next supervisor ... unlinks").
+            collect_garbage()
+            _state.arena = _core.Arena(cap_bytes=_state.cap_bytes, prefault=True)
+            _state.arena_pid = os.getpid()
+        return _state.arena
+
+
+def configure(*, threshold_bytes: int | None = None, cap_bytes: int | None = None) -> None:
+    """Set the copy threshold and/or the cap on this process's shared memory.
+
+    ``threshold_bytes``: buffers at or above this size travel through shared
+    memory (default 1 MiB, env ``SNAKEPIT_THRESHOLD_BYTES``). ``cap_bytes``:
+    most bytes of shared memory the arena may map at once, 0 for no cap (env
+    ``SNAKEPIT_SHM_CAP_BYTES``).
+    """
+    with _state.lock:
+        if threshold_bytes is not None:
+            if threshold_bytes < 0:
+                raise ValueError("threshold_bytes must be >= 0")
+            _state.threshold_bytes = threshold_bytes
+        if cap_bytes is not None:
+            if cap_bytes < 0:
+                raise ValueError("cap_bytes must be >= 0")
+            _state.cap_bytes = cap_bytes
+            if _state.arena is not None:
+                _state.arena.set_cap(cap_bytes)
+
+
+def threshold_bytes() -> int:
+    """Buffers at or above this many bytes go through shared memory."""
+    return _state.threshold_bytes
+
+
+def cap_bytes() -> int:
+    """The configured cap on mapped shared memory (0 = none)."""
+    return _state.cap_bytes
+
+
+def arena_stats() -> dict[str, int]:
+    """Counters of this process's arena (zeros before first use)."""
+    arena = _state.arena
+    if arena is None or arena.closed:
+        return {}
+    return arena.stats()
+
+
+def reclaim() -> int:
+    """Make blocks that every process has released reusable now; returns how many.
+
+    The arena also does this by itself before it maps a new region.
+    """
+    arena = _state.arena
+    if arena is None or arena.closed:
+        return 0
+    return arena.reclaim()
+
+
+def _allocation_error(exc: _core.CoreError, nbytes: int) -> SnakepitError:
+    available: int | None = None
+    with contextlib.suppress(_core.CoreError):
+        available = _core.shm_space(SHM_DIR)[1]
+    if exc.status == -8:  # the configured cap
+        stats = arena_stats()
+        available = max(0, _state.cap_bytes - stats.get("mapped_bytes", 0))
+    return from_core_status(
+        exc.status,
+        exc.os_errno,
+        operation="allocate shared memory",
+        name=exc.name,
+        requested=nbytes,
+        available=available,
+    )
+
+
+def _normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
+    dims = (shape,) if isinstance(shape, SupportsIndex) else tuple(shape)
+    result = tuple(int(d) for d in dims)
+    if any(d < 0 for d in result):
+        raise ValueError(f"negative dimension in shape {result}")
+    return result
+
+
+def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
+    """An uninitialised C-contiguous array allocated in shared memory."""
+    dims = _normalize_shape(shape)
+    resolved = resolve_dtype(dtype)
+    nbytes = math.prod(dims) * resolved.itemsize
+    try:
+        allocation = _get_arena().alloc(nbytes)
+    except _core.CoreError as exc:
+        raise _allocation_error(exc, nbytes) from None
+    buffer = allocation.buffer()
+    _state.holders[(buffer.region_name, buffer.data_offset)] = buffer
+    return np.ndarray(dims, dtype=resolved, buffer=memoryview(buffer))
+
+
+def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
+    """A zero-filled array in shared memory (blocks are reused, so we clear)."""
+    array = empty(shape, dtype)
+    array.reshape(-1).view(np.uint8).fill(0)
+    return array
+
+
+def _shared_buffer(array: object) -> _core.SharedBuffer | None:
+    obj: object = array
+    while obj is not None:
+        if isinstance(obj, _core.SharedBuffer):
+            return obj
+        if isinstance(obj, np.ndarray):
+            obj = obj.base
+        elif isinstance(obj, memoryview):
+            obj = obj.obj
+        else:
+            return None
+    return None
+
+
+def is_shared(array: object) -> bool:
+    """Whether ``array`` is a numpy view of snakepit shared memory."""
+    return isinstance(array, np.ndarray) and _shared_buffer(array) is not None
+
+
+def share(array: Any) -> np.ndarray[Any, Any]:
+    """Copy ``array`` once into shared memory; already shared arrays are returned."""
+    source = np.asarray(array)
+    if _shared_buffer(source) is not None:
+        return source
+    out = empty(source.shape, source.dtype)
+    np.copyto(out, source, casting="no")
+    return out
+
+
+def ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
+    """The TensorRef of an array that lives in snakepit shared memory."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"ref_of() needs a numpy array, not {type(array).__name__}")
+    buffer = _shared_buffer(array)
+    if buffer is None:
+        raise SharedMemoryError(
+            "array is not in snakepit shared memory; use snakepit.share(array) first"
+        )
+    address = array.__array_interface__["data"][0]
+    return TensorRef(
+        id=f"{buffer.region_name}:{buffer.data_offset}",
+        shape=tuple(array.shape),
+        dtype=dtype_name(array.dtype),
+        strides=tuple(array.strides),
+        offset=buffer.data_offset,
+        region=buffer.region_name,
+        nbytes=buffer.nbytes,
+        byte_offset=address - buffer.address,
+        region_size=buffer.region_size,
+    )
+
+
+class _Lease:
+    """One reference on a foreign block, dropped when the last view dies."""
+
+    __slots__ = ("__weakref__", "offset", "region")
+
+    def __init__(self, region: _core.Region, offset: int) -> None:
+        self.region: _core.Region | None = region
+        self.offset = offset
+
+    def release(self) -> None:
+        region, self.region = self.region, None
+        if region is not None and region.mapped:
+            with contextlib.suppress(_core.CoreError):
+                region.block_ref(self.offset, -1)
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _attach(name: str, region_size: int) -> _core.Region:
+    region = _state.mappings.get(name)
+    if region is not None and region.mapped and region.size == region_size:
+        return region
+    with _state.lock:
+        region = _state.mappings.get(name)
+        if region is None or not region.mapped or region.size != region_size:
+            # Our own arena's regions are attached like anyone else's: one more
+            # mapping is cheap and keeps this path identical in every process.
+            region = _core.Region.attach(name, region_size)
+            _state.mappings[name] = region
+        return region
+
+
+def from_ref(
+    ref: TensorRef, *, mode: RefMode = "acquire", readonly: bool = False
+) -> np.ndarray[Any, Any]:
+    """A numpy view of the memory ``ref`` describes, without copying.
+
+    ``mode``: ``"acquire"`` takes a reference on the block that the returned
+    array holds until it dies; ``"borrow"`` takes none (the sender keeps the
+    block alive, as the pool does for call arguments); ``"adopt"`` takes over a
+    reference the sender already added for us (results in transit).
+    """
+    if not isinstance(ref, TensorRef):
+        raise InvalidDescriptorError(f"expected a TensorRef, got {type(ref).__name__}")
+    ref.validate()
+    if ref.region_size == 0:
+        raise InvalidDescriptorError(f"TensorRef for {ref.region!r} lacks region_size")
+    try:
+        region = _attach(ref.region, ref.region_size)
+        keepalive: object = None
+        if mode == "acquire":
+            region.block_ref(ref.offset, +1)
+        if mode in ("acquire", "adopt"):
+            keepalive = _Lease(region, ref.offset)
+        buffer = region.buffer(ref.offset, ref.nbytes, readonly, keepalive)
+    except _core.CoreError as exc:
+        raise from_core_status(
+            exc.status, exc.os_errno, operation="attach TensorRef", name=ref.region
+        ) from None
+    if keepalive is not None:
+        _state.holders[(ref.region, ref.offset)] = buffer
+    array: np.ndarray[Any, Any] = np.ndarray(
+        ref.shape,
+        dtype=numpy_dtype(ref.dtype),
+        buffer=memoryview(buffer),
+        offset=ref.byte_offset,
+        strides=ref.strides,
+    )
+    if readonly:
+        array.flags.writeable = False
+    return array
+
+
+def take_transfer_ref(array: np.ndarray[Any, Any]) -> TensorRef:
+    """ref_of(array) plus one reference for a receiver to adopt (see from_ref)."""
+    ref = ref_of(array)
+    try:
+        _attach(ref.region, ref.region_size).block_ref(ref.offset, +1)
+    except _core.CoreError as exc:
+        raise from_core_status(
+            exc.status, exc.os_errno, operation="reference block", name=ref.region
+        ) from None
+    return ref
+
+
+def drop_transfer_ref(ref: TensorRef) -> None:
+    """Drop a transfer reference that no receiver will adopt."""
+    with contextlib.suppress(_core.CoreError, SnakepitError):
+        _attach(ref.region, ref.region_size).block_ref(ref.offset, -1)
+
+
+def release_ref(ref: TensorRef) -> None:
+    """Drop the reference this process holds on ``ref``'s block (if any)."""
+    buffer = _state.holders.pop((ref.region, ref.offset), None)
+    if buffer is None:
+        return
+    owner = buffer.owner
+    if isinstance(owner, (_core.Allocation, _Lease)):
+        owner.release()
+
+
+def block_refcount(ref: TensorRef) -> int:
+    """The block's reference count across all processes (for diagnostics)."""
+    try:
+        return _attach(ref.region, ref.region_size).block_refcount(ref.offset, ref.nbytes)
+    except _core.CoreError as exc:
+        raise from_core_status(
+            exc.status, exc.os_errno, operation="read refcount", name=ref.region
+        ) from None
+
+
+def prune_mappings() -> int:
+    """Unmap cached regions that were unlinked and that no live view uses."""
+    removed = 0
+    with _state.lock:
+        for name, region in list(_state.mappings.items()):
+            # 3 = the dict, the loop variable and getrefcount's argument.
+            if sys.getrefcount(region) <= 3 and not os.path.exists(SHM_DIR + name):
+                del _state.mappings[name]
+                region.detach()
+                removed += 1
+    return removed
+
+
+def _owner_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+def list_regions() -> list[str]:
+    """Names of every snakepit region in /dev/shm."""
+    try:
+        entries = os.listdir(SHM_DIR)
+    except OSError:
+        return []
+    return ["/" + e for e in entries if e.startswith(NAME_PREFIX)]
+
+
+def collect_garbage(owner_pid: int | None = None) -> list[str]:
+    """Unlink regions whose owner process is dead (or owned by ``owner_pid``).
+
+    Returns the names removed. Regions of live processes are left alone.
+    """
+    removed = []
+    for name in list_regions():
+        if _core.name_status(name) != 0:
+            continue
+        owner = _core.name_owner(name)
+        if owner_pid is not None:
+            if owner != owner_pid:
+                continue
+        elif owner == os.getpid() or _owner_alive(owner):
+            continue
+        with contextlib.suppress(_core.CoreError):
+            _core.unlink(name)
+            removed.append(name)
+    return removed
+
+
+def shm_space() -> tuple[int, int]:
+    """(total, available) bytes of /dev/shm."""
+    try:
+        return _core.shm_space(SHM_DIR)
+    except _core.CoreError as exc:
+        raise from_core_status(exc.status, exc.os_errno, operation="statvfs /dev/shm") from None

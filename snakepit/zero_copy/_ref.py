@@ -1,0 +1,125 @@
+"""TensorRef: the small, immutable descriptor of an array in shared memory."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from snakepit.errors import InvalidDescriptorError
+
+from ._dtypes import SUPPORTED_DTYPES, numpy_dtype
+
+#: Refuse descriptors with more dimensions than numpy supports.
+MAX_NDIM = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRef:
+    """Where an array lives in shared memory and how to view it.
+
+    ``region`` and ``offset`` name the block (its data starts ``offset`` bytes
+    into the region, ``nbytes`` long); ``byte_offset`` is where element
+    ``[0, ..., 0]`` sits inside the block and ``strides`` are in bytes, so
+    non-contiguous views of a shared array travel without a copy.
+    """
+
+    id: str
+    shape: tuple[int, ...]
+    dtype: str
+    strides: tuple[int, ...]
+    offset: int
+    region: str
+    nbytes: int
+    device: str = "cpu"
+    byte_offset: int = 0
+    region_size: int = 0
+
+    def validate(self) -> None:
+        """Check the descriptor is self-consistent; InvalidDescriptorError if not.
+
+        This is the Python half of validation: the C core then checks the
+        region's name, header and block against what is really mapped.
+        """
+        problem = self._problem()
+        if problem is not None:
+            raise InvalidDescriptorError(
+                f"malformed TensorRef for region {self.region!r}: {problem}"
+            )
+
+    def _problem(self) -> str | None:
+        for field in ("offset", "nbytes", "byte_offset", "region_size"):
+            value = getattr(self, field)
+            if type(value) is not int or value < 0:
+                return f"{field} must be a non-negative int, got {value!r}"
+        region: object = self.region
+        ident: object = self.id
+        if not isinstance(region, str) or not isinstance(ident, str):
+            return "region and id must be str"
+        if self.device != "cpu":
+            return f"device {self.device!r} is not a shared-memory device"
+        if self.dtype not in SUPPORTED_DTYPES:
+            return f"unknown dtype {self.dtype!r}"
+        shape: object = self.shape
+        strides: object = self.strides
+        if not isinstance(shape, tuple) or not isinstance(strides, tuple):
+            return "shape and strides must be tuples"
+        if len(self.shape) > MAX_NDIM or len(self.shape) != len(self.strides):
+            return f"shape {self.shape!r} and strides {self.strides!r} disagree"
+        if any(type(d) is not int or d < 0 for d in self.shape):
+            return f"shape {self.shape!r} must hold non-negative ints"
+        if any(type(s) is not int for s in self.strides):
+            return f"strides {self.strides!r} must hold ints"
+        low, high = self.extent()
+        if low < 0 or high > self.nbytes:
+            return (
+                f"view spans bytes [{low}, {high}) of a block of {self.nbytes} bytes "
+                f"(shape {self.shape}, strides {self.strides}, byte_offset {self.byte_offset})"
+            )
+        return None
+
+    def extent(self) -> tuple[int, int]:
+        """Bytes ``[low, high)`` of the block that the view touches."""
+        itemsize = numpy_dtype(self.dtype).itemsize
+        if math.prod(self.shape) == 0:
+            return (self.byte_offset, self.byte_offset)
+        low = high = self.byte_offset
+        for dim, stride in zip(self.shape, self.strides, strict=True):
+            span = (dim - 1) * stride
+            if span < 0:
+                low += span
+            else:
+                high += span
+        return (low, high + itemsize)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    def release(self) -> None:
+        """Drop the reference this process holds on the block, if any.
+
+        Arrays viewing the block must not be used afterwards.
+        """
+        from ._memory import release_ref
+
+        release_ref(self)
+
+    def __enter__(self) -> TensorRef:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def to_numpy(self) -> Any:
+        """A numpy view of the block (same as ``snakepit.from_ref(self)``)."""
+        from ._memory import from_ref
+
+        return from_ref(self)

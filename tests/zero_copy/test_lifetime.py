@@ -1,0 +1,155 @@
+"""Reference counts, reuse, space checks and cleanup after dead owners."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+import snakepit
+from snakepit import _core, zero_copy
+from snakepit.cli import doctor_report, main
+from snakepit.errors import SharedMemoryCapError, SharedMemoryExhaustedError
+
+MIB = 1 << 20
+
+
+def test_from_ref_holds_a_reference_until_the_view_dies() -> None:
+    array = snakepit.zeros(1024, "uint8")
+    ref = snakepit.ref_of(array)
+    assert zero_copy.block_refcount(ref) == 1
+    view = snakepit.from_ref(ref)
+    assert zero_copy.block_refcount(ref) == 2
+    borrowed = snakepit.from_ref(ref, mode="borrow")
+    assert zero_copy.block_refcount(ref) == 2
+    del view, borrowed
+    assert zero_copy.block_refcount(ref) == 1
+
+
+def test_block_is_not_reused_while_another_process_holds_it() -> None:
+    array = snakepit.zeros(4096, "uint8")
+    ref = snakepit.ref_of(array)
+    address = array.__array_interface__["data"][0]
+    foreign = zero_copy.take_transfer_ref(array)  # as if another process held it
+    ref.release()
+    del array
+    others = [snakepit.empty(4096, "uint8") for _ in range(4)]
+    assert all(o.__array_interface__["data"][0] != address for o in others)
+    zero_copy.drop_transfer_ref(foreign)
+    assert zero_copy.reclaim() == 1
+    again = snakepit.empty(4096, "uint8")
+    assert again.__array_interface__["data"][0] == address
+    del others
+
+
+def test_release_via_context_manager_frees_the_block_for_reuse() -> None:
+    before = zero_copy.arena_stats().get("reuses", 0)
+    with snakepit.ref_of(snakepit.empty(3 * MIB, "uint8")):
+        pass
+    snakepit.empty(3 * MIB, "uint8")
+    assert zero_copy.arena_stats()["reuses"] > before
+
+
+@pytest.fixture
+def small_cap() -> Iterator[int]:
+    cap = 48 * MIB
+    zero_copy.configure(cap_bytes=cap)
+    try:
+        yield cap
+    finally:
+        zero_copy.configure(cap_bytes=0)
+
+
+def test_cap_is_a_typed_error_naming_sizes(small_cap: int) -> None:
+    with pytest.raises(SharedMemoryCapError) as info:
+        snakepit.empty(200 * MIB, "uint8")
+    error = info.value
+    assert error.requested == 200 * MIB
+    assert error.available is not None
+    assert error.available <= small_cap
+    assert "200" in str(error)
+    assert "cap" in str(error).lower()
+
+
+def test_enospc_from_the_core_is_a_typed_error() -> None:
+    _core.debug_fail_fallocate(errno.ENOSPC, 1)
+    try:
+        with pytest.raises(SharedMemoryExhaustedError) as info:
+            snakepit.empty(40 * MIB, "uint8")  # large: needs a fresh region
+    finally:
+        _core.debug_fail_fallocate(0, 0)
+    error = info.value
+    assert error.requested == 40 * MIB
+    assert error.available is not None
+    assert "shm-size" in str(error) or "remount" in str(error)
+    assert not isinstance(error, SharedMemoryCapError)
+    # Nothing half-created is left behind, and the next allocation works.
+    assert snakepit.empty(40 * MIB, "uint8").nbytes == 40 * MIB
+
+
+OWNER = textwrap.dedent(
+    """
+    import sys, time
+    import snakepit
+    arrays = [snakepit.zeros(1 << 16, "uint8"), snakepit.zeros(40 << 20, "uint8")]
+    print(snakepit.ref_of(arrays[0]).region, snakepit.ref_of(arrays[1]).region, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _killed_owner_regions() -> list[str]:
+    with subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        names = proc.stdout.readline().decode().split()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(names) == 2
+    for name in names:
+        assert os.path.exists("/dev/shm" + name), name
+    return names
+
+
+def test_sigkilled_owner_regions_are_collected() -> None:
+    names = _killed_owner_regions()
+    removed = zero_copy.collect_garbage()
+    assert set(names) <= set(removed)
+    assert not any(os.path.exists("/dev/shm" + n) for n in names)
+
+
+def test_snakepit_gc_command_removes_dead_regions(capsys: pytest.CaptureFixture[str]) -> None:
+    names = _killed_owner_regions()
+    assert main(["gc"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in names)
+    assert not any(os.path.exists("/dev/shm" + n) for n in names)
+
+
+def test_live_owner_regions_are_left_alone() -> None:
+    array = snakepit.zeros(16, "uint8")
+    assert zero_copy.collect_garbage() == []
+    assert os.path.exists("/dev/shm" + snakepit.ref_of(array).region)
+
+
+def test_regions_are_private_to_the_user() -> None:
+    array = snakepit.zeros(16, "uint8")
+    mode = os.stat("/dev/shm" + snakepit.ref_of(array).region).st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_doctor_warns_when_shm_is_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zero_copy, "shm_space", lambda: (64 * MIB, 60 * MIB))
+    report = doctor_report()
+    assert report["shm_total_bytes"] == 64 * MIB
+    assert any("--shm-size" in w for w in report["warnings"])  # type: ignore[attr-defined]
+
+
+def test_doctor_reports_real_shm(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--json"]) == 0
+    assert '"shm_total_bytes"' in capsys.readouterr().out
