@@ -15,15 +15,18 @@ def _worker_children() -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "snakepit.worker" in " ".join(child.cmdline()):
+            if child.status() == psutil.STATUS_ZOMBIE or "snakepit.worker" in " ".join(
+                child.cmdline()
+            ):
                 found.append(child)
         except psutil.Error:
             continue
     return found
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _no_leaked_workers() -> Iterator[None]:
+    """After each test module (and its pools), no worker may be alive or a zombie."""
     yield
     leaked = _worker_children()
     for proc in leaked:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import heapq
 import itertools
 import os
@@ -66,7 +67,7 @@ class _Call:
     """One attempt at running a call on a worker."""
 
     call_id: int
-    fn_key: Any
+    fn_id: int
     fn_blob: bytes
     args_payload: bytes
     keepalive: list[Any]
@@ -76,7 +77,6 @@ class _Call:
     idempotent: bool
     attempt: int
     outer: Future[Any]
-    fn_id: int = 0
     deadline: float | None = None
     submitted: float = field(default_factory=time.monotonic)
 
@@ -101,6 +101,11 @@ class _Slot:
         self.oom_before: int | None = None
         self.last_exit: ExitInfo | None = None
         self.init_error: SnakepitError | None = None
+
+
+def _kill_if_alive(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
 
 
 def _device_env(device: str | None) -> dict[str, str]:
@@ -195,7 +200,7 @@ class Pool(Executor):
         self._monitor.start()
         _live_pools.add(self)
         for slot in self._slots:
-            self._schedule(0.0, lambda slot=slot: self._spawn(slot))
+            self._schedule(0.0, functools.partial(self._spawn, slot))
         self._wait_started(start_timeout)
 
     # ----------------------------------------------------------------- public
@@ -215,7 +220,7 @@ class Pool(Executor):
         outer: Future[Any] = Future()
         if self._closed:
             raise RuntimeError("cannot submit to a pool that was shut down")
-        fn_key, fn_blob = self._function(fn)
+        fn_id, fn_blob = self._function(fn)
         try:
             encoded = codec.encode((args, kwargs))
         except SerializationError as exc:
@@ -223,7 +228,7 @@ class Pool(Executor):
             return outer
         call = _Call(
             call_id=next(self._call_ids),
-            fn_key=fn_key,
+            fn_id=fn_id,
             fn_blob=fn_blob,
             args_payload=encoded.payload,
             keepalive=encoded.keepalive,
@@ -323,20 +328,22 @@ class Pool(Executor):
 
     # ----------------------------------------------------------- functions
 
-    def _function(self, fn: Callable[..., Any] | str) -> tuple[Any, bytes]:
+    def _function(self, fn: Callable[..., Any] | str) -> tuple[int, bytes]:
+        """The id and serialized form of ``fn``, serialized once per pool."""
         key: Any = ("spec", fn) if isinstance(fn, str) else ("obj", id(fn))
         with self._lock:
             entry = self._functions.get(key)
             if entry is not None and (isinstance(fn, str) or entry[2] is fn):
                 self._functions.move_to_end(key)
-                return key, entry[1]
+                return entry[0], entry[1]
         blob = codec.dumps_function(fn)
+        fn_id = next(self._fn_ids)
         with self._lock:
             # The entry keeps fn alive, so id(fn) cannot be reused while cached.
-            self._functions[key] = (next(self._fn_ids), blob, fn)
+            self._functions[key] = (fn_id, blob, fn)
             while len(self._functions) > _FUNCTION_CACHE_SIZE:
                 self._functions.popitem(last=False)
-        return key, blob
+        return fn_id, blob
 
     # ---------------------------------------------------------- execution
 
@@ -392,8 +399,7 @@ class Pool(Executor):
                     break
                 if call.attempt == 1 and not call.outer.set_running_or_notify_cancel():
                     continue  # cancelled while queued
-                fn_id = self._functions.get(call.fn_key, (0,))[0] or next(self._fn_ids)
-                call.fn_id = fn_id
+                fn_id = call.fn_id
                 blob = None if fn_id in slot.known_fns else call.fn_blob
                 slot.known_fns.add(fn_id)
                 slot.state = "busy"
@@ -401,7 +407,7 @@ class Pool(Executor):
                 if call.timeout is not None:
                     call.deadline = time.monotonic() + call.timeout
                     self._schedule_locked(
-                        call.timeout, lambda s=slot, c=call: self._check_timeout(s, c)
+                        call.timeout, functools.partial(self._check_timeout, slot, call)
                     )
                 message = pickle.dumps(
                     (protocol.MSG_CALL, call.call_id, fn_id, blob, call.args_payload),
@@ -434,10 +440,14 @@ class Pool(Executor):
             self._counters["completed" if error is None else "failed"] += 1
         if call.outer.done():
             return
-        if call.attempt == 1 and not call.outer.running():
-            # Failed before reaching a worker (circuit open, no device, ...).
-            if not call.outer.set_running_or_notify_cancel():
-                return
+        # A call that failed before reaching a worker (circuit open, no such
+        # device, ...) was never marked running.
+        if (
+            call.attempt == 1
+            and not call.outer.running()
+            and not call.outer.set_running_or_notify_cancel()
+        ):
+            return
         if error is None:
             call.outer.set_result(result)
         else:
@@ -608,7 +618,7 @@ class Pool(Executor):
                 error = WorkerTimeoutError(
                     f"call exceeded its {call.timeout} s timeout; worker {slot.index} "
                     f"(pid {pid}) was terminated",
-                    timeout=call.timeout,
+                    timeout=call.timeout or 0.0,
                     worker_id=slot.index,
                 )
             else:
@@ -668,7 +678,7 @@ class Pool(Executor):
             slot.timed_out = True
             proc = slot.proc
         proc.terminate()
-        self._schedule(self._grace, lambda: proc.poll() is None and proc.kill())
+        self._schedule(self._grace, functools.partial(_kill_if_alive, proc))
 
     def _stop_worker(self, slot: _Slot, *, graceful: bool) -> None:
         with self._lock:

@@ -1,0 +1,1 @@
+"""Benchmarks of snakepit against its standard-library peers (pytest-benchmark)."""

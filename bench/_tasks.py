@@ -1,0 +1,46 @@
+"""Functions the benchmarks run in worker processes.
+
+They live in an importable module (not in the test files) so that both
+snakepit workers and ``concurrent.futures.ProcessPoolExecutor`` workers can
+resolve them by reference.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+
+def noop() -> None:
+    """Do nothing: the round trip is all that is measured."""
+    return None
+
+
+def pid_after(delay: float) -> int:
+    """The worker's pid, after ``delay`` seconds (forces several workers up)."""
+    time.sleep(delay)
+    return os.getpid()
+
+
+def first_element(a: np.ndarray[Any, Any]) -> float:
+    """Read one element of ``a``: the cost is the transfer, not the work."""
+    return float(a.reshape(-1)[0])
+
+
+def total(a: np.ndarray[Any, Any]) -> float:
+    """The sum of ``a`` as a Python float."""
+    return float(a.sum())
+
+
+def echo(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A fresh array of the same size and contents as ``a``."""
+    return a.copy()
+
+
+def segfault() -> None:
+    """Crash the worker process with SIGSEGV (reads address 0)."""
+    ctypes.string_at(0)

@@ -1,0 +1,389 @@
+"""Tests for the exception hierarchy, pickling and the C-core status mapping."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import inspect
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+
+import snakepit.errors as errors
+from snakepit.errors import (
+    CircuitOpenError,
+    CoreStatus,
+    DeviceError,
+    DeviceMismatchError,
+    DeviceNotAvailableError,
+    DtypeError,
+    InvalidDescriptorError,
+    OutOfMemoryError,
+    PythonError,
+    SerializationError,
+    ShapeError,
+    SharedMemoryCapError,
+    SharedMemoryError,
+    SharedMemoryExhaustedError,
+    SnakepitError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerTimeoutError,
+    WorkerUnavailableError,
+    builtin_exception_type,
+    format_bytes,
+    from_core_status,
+    remote_class,
+)
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+# One instance of every class, every field set to a non-default value so a
+# field dropped by pickling cannot go unnoticed.
+INSTANCES: list[SnakepitError] = [
+    SnakepitError("boom", suggestion="do x", remote_traceback="tb", remote_type="m.T"),
+    PythonError(
+        "bad key",
+        python_type="KeyError",
+        qualified_type="builtins.KeyError",
+        remote_traceback="Traceback (most recent call last): ...",
+        suggestion="check the key",
+    ),
+    ShapeError(shape_a=(3, 4), shape_b=(2, 2), operation="matmul", dimension=1),
+    DtypeError(expected="float32", got="float64", operation="add"),
+    DeviceError("device trouble", device="cuda:1"),
+    OutOfMemoryError(device="cuda:0", requested=2 * GIB, available=GIB, total=16 * GIB),
+    DeviceMismatchError(devices=("cuda:0", "cpu")),
+    DeviceNotAvailableError(device="cuda:3", reason="no driver"),
+    SerializationError(direction="decode", type_name="Foo"),
+    WorkerError(worker_id=2),
+    WorkerCrashedError(exit_kind="segfault", signal=11, exit_code=None, worker_id=4),
+    WorkerTimeoutError(timeout=1.5, worker_id=1),
+    WorkerUnavailableError(reason="all slots unhealthy", worker_id=7),
+    CircuitOpenError(circuit="device:cuda:0", retry_after=12.5),
+    SharedMemoryError(name="/snakepit-1-00", status=-13, os_errno=errno.EIO),
+    InvalidDescriptorError(reason="bad magic", name="/snakepit-1-ab", status=-3),
+    SharedMemoryExhaustedError(
+        requested=2 * GIB, available=64 * MIB, hint="grow it", name="/snakepit-2-cd"
+    ),
+    SharedMemoryCapError(requested=GIB, available=MIB, cap=4 * GIB, name="/snakepit-3-ef"),
+]
+
+
+def _public_error_classes() -> set[type[SnakepitError]]:
+    return {
+        obj
+        for name in errors.__all__
+        if inspect.isclass(obj := getattr(errors, name)) and issubclass(obj, SnakepitError)
+    }
+
+
+def test_instances_cover_every_public_class() -> None:
+    assert {type(e) for e in INSTANCES} == _public_error_classes()
+
+
+@pytest.mark.parametrize("exc", INSTANCES, ids=lambda e: type(e).__name__)
+def test_pickle_round_trip_keeps_every_field(exc: SnakepitError) -> None:
+    exc.add_note("a note")
+    clone = pickle.loads(pickle.dumps(exc))
+    assert type(clone) is type(exc)
+    assert clone.__dict__ == exc.__dict__
+    assert clone.args == exc.args
+    assert str(clone) == str(exc)
+    for name in type(exc).__match_args__:
+        assert getattr(clone, name) == getattr(exc, name)
+    assert clone.__notes__ == ["a note"]
+
+
+@pytest.mark.parametrize("exc", INSTANCES, ids=lambda e: type(e).__name__)
+def test_deepcopy_keeps_fields(exc: SnakepitError) -> None:
+    clone = copy.deepcopy(exc)
+    assert type(clone) is type(exc)
+    assert clone.fields == exc.fields
+
+
+@pytest.mark.parametrize("exc", INSTANCES, ids=lambda e: type(e).__name__)
+def test_match_args_name_real_attributes(exc: SnakepitError) -> None:
+    match_args = type(exc).__match_args__
+    assert match_args
+    for name in match_args:
+        assert hasattr(exc, name)
+    assert hasattr(exc, "suggestion")
+
+
+def test_hierarchy_shape() -> None:
+    assert issubclass(SnakepitError, Exception)
+    assert issubclass(OutOfMemoryError, DeviceError)
+    assert issubclass(DeviceMismatchError, DeviceError)
+    assert issubclass(DeviceNotAvailableError, DeviceError)
+    assert issubclass(WorkerCrashedError, WorkerError)
+    assert issubclass(WorkerTimeoutError, WorkerError)
+    assert issubclass(WorkerUnavailableError, WorkerError)
+    assert issubclass(InvalidDescriptorError, SharedMemoryError)
+    assert issubclass(SharedMemoryExhaustedError, SharedMemoryError)
+    assert issubclass(SharedMemoryCapError, SharedMemoryExhaustedError)
+    for cls in _public_error_classes():
+        assert issubclass(cls, SnakepitError)
+
+
+def test_match_statement_on_structured_fields() -> None:
+    def describe(exc: SnakepitError) -> str:
+        match exc:
+            case ShapeError((_, k), (k2, _), "matmul") if k != k2:
+                return f"inner {k} vs {k2}"
+            case OutOfMemoryError(device, requested):
+                return f"oom {device} {requested}"
+            case WorkerCrashedError("segfault", sig):
+                return f"segv {sig}"
+            case CircuitOpenError(name, after):
+                return f"open {name} {after}"
+            case _:
+                return "other"
+
+    assert describe(ShapeError(shape_a=(3, 4), shape_b=(2, 2), operation="matmul")) == (
+        "inner 4 vs 2"
+    )
+    assert describe(OutOfMemoryError(device="cuda:0", requested=5)) == "oom cuda:0 5"
+    assert describe(WorkerCrashedError(exit_kind="segfault", signal=11)) == "segv 11"
+    assert describe(CircuitOpenError(circuit="global", retry_after=3.0)) == "open global 3.0"
+    assert describe(DtypeError(expected="a", got="b")) == "other"
+
+
+def test_str_includes_suggestion_and_repr_lists_fields() -> None:
+    exc = SnakepitError("it broke", suggestion="turn it off and on")
+    assert str(exc) == "it broke\nSuggestion: turn it off and on"
+    assert str(SnakepitError("plain")) == "plain"
+    shape = ShapeError(shape_a=(3, 4), shape_b=(3, 4), operation="matmul")
+    assert repr(shape) == "ShapeError(shape_a=(3, 4), shape_b=(3, 4), operation='matmul')"
+    assert "b.T" in str(shape)
+
+
+def test_default_messages_are_built_from_fields() -> None:
+    assert "(3, 4) vs (2, 2)" in ShapeError(shape_a=[3, 4], shape_b=[2, 2]).message
+    oom = OutOfMemoryError(device="cuda:0", requested=2 * GIB, available=GIB)
+    assert "2.00 GiB" in oom.message
+    assert "1.00 GiB free" in oom.message
+    crash = WorkerCrashedError(exit_kind="abort", signal=6, worker_id=3)
+    assert crash.message == "worker 3 crashed: abort (signal 6)"
+    assert WorkerTimeoutError(timeout=2).message == "call on worker timed out after 2 s"
+    assert "retry in 1.50 s" in CircuitOpenError(circuit="global", retry_after=1.5).message
+
+
+def test_explicit_message_and_suggestion_win() -> None:
+    exc = DtypeError("custom", expected="int8", got="int64", suggestion="mine")
+    assert exc.message == "custom"
+    assert exc.suggestion == "mine"
+    assert exc.args == ("custom",)
+
+
+def test_suggestions_are_concrete() -> None:
+    assert "astype(numpy.float32)" in (
+        DtypeError(expected="float32", got="float64").suggestion or ""
+    )
+    assert ".to('cuda:0')" in (DeviceMismatchError(devices=["cpu", "cuda:0"]).suggestion or "")
+    gpu_oom = OutOfMemoryError(device="cuda:0", requested=3 * GIB, available=GIB).suggestion or ""
+    assert "batch size" in gpu_oom
+    assert "empty_cache" in gpu_oom
+    assert "2.00 GiB larger" in gpu_oom
+    cpu_oom = OutOfMemoryError(device="cpu").suggestion or ""
+    assert "empty_cache" not in cpu_oom
+    assert "chunks" in cpu_oom
+    assert "OOM killer" in (WorkerCrashedError(exit_kind="killed").suggestion or "")
+    assert "a.T @ b" in (
+        ShapeError(shape_a=(4, 3), shape_b=(4, 5), operation="matmul").suggestion or ""
+    )
+
+
+def test_worker_crashed_accepts_str_enum_exit_kind() -> None:
+    import enum
+
+    class Kind(str, enum.Enum):
+        segfault = "segfault"
+
+    exc = WorkerCrashedError(exit_kind=Kind.segfault)
+    assert exc.exit_kind == "segfault"
+    assert type(exc.exit_kind) is str
+
+
+def test_serialization_direction_is_validated() -> None:
+    with pytest.raises(ValueError, match="direction"):
+        SerializationError(direction="sideways")
+
+
+def test_circuit_retry_after_never_negative() -> None:
+    assert CircuitOpenError(circuit="c", retry_after=-3.0).retry_after == 0.0
+
+
+# ------------------------------------------------------------ remote classes
+
+
+def test_remote_class_is_catchable_as_builtin_and_cached() -> None:
+    cls = remote_class(PythonError, KeyError)
+    assert cls.__name__ == "RemoteKeyError"
+    assert remote_class(PythonError, KeyError) is cls
+    exc = cls("'k'", python_type="KeyError")
+    assert isinstance(exc, KeyError)
+    assert isinstance(exc, PythonError)
+    with pytest.raises(KeyError):
+        raise exc
+
+
+def test_remote_class_pickles_through_base_and_builtin() -> None:
+    exc = remote_class(ShapeError, ValueError)(shape_a=(1,), shape_b=(2,), operation="broadcast")
+    exc.add_note("remote tb")
+    clone = pickle.loads(pickle.dumps(exc))
+    assert type(clone) is type(exc)
+    assert isinstance(clone, ValueError)
+    assert isinstance(clone, ShapeError)
+    assert clone.shape_b == (2,)
+    assert clone.__notes__ == ["remote tb"]
+
+
+@pytest.mark.parametrize(
+    "builtin",
+    [AttributeError, OSError, FileNotFoundError, ImportError, MemoryError, ZeroDivisionError],
+)
+def test_remote_class_handles_builtins_with_own_layout(builtin: type[Exception]) -> None:
+    exc = remote_class(PythonError, builtin)("msg", python_type=builtin.__name__)
+    assert isinstance(exc, builtin)
+    assert str(exc) == f"{builtin.__name__}: msg"
+    assert isinstance(pickle.loads(pickle.dumps(exc)), builtin)
+
+
+def test_remote_class_falls_back_for_unmixable_or_foreign_types() -> None:
+    assert remote_class(PythonError, None) is PythonError
+    assert remote_class(PythonError, Exception) is PythonError
+    assert remote_class(PythonError, StopIteration) is PythonError
+
+    class ForeignError(Exception):
+        pass
+
+    assert remote_class(PythonError, ForeignError) is PythonError
+
+
+def test_builtin_exception_type_lookup() -> None:
+    assert builtin_exception_type("KeyError") is KeyError
+    assert builtin_exception_type("UnicodeDecodeError") is UnicodeError
+    assert builtin_exception_type("StopIteration") is None
+    assert builtin_exception_type("Exception") is None
+    assert builtin_exception_type("NoSuchThing") is None
+    assert builtin_exception_type("KeyboardInterrupt") is None
+
+
+# ---------------------------------------------------------------- core status
+
+
+def _header_codes() -> dict[str, int]:
+    header = Path(__file__).resolve().parents[2] / "csrc" / "snakepit_core.h"
+    text = header.read_text()
+    return {m[0]: int(m[1]) for m in re.findall(r"SP_(?:ERR_)?(\w+)\s*=\s*(-?\d+)", text)}
+
+
+def test_core_status_matches_c_header() -> None:
+    codes = _header_codes()
+    for member in CoreStatus:
+        assert codes[member.name] == member.value
+    assert len(CoreStatus) == 16
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "needle"),
+    [
+        (CoreStatus.NAME, InvalidDescriptorError, "/snakepit-<pid>-<16 hex digits>"),
+        (CoreStatus.MAGIC, InvalidDescriptorError, "magic"),
+        (CoreStatus.VERSION, InvalidDescriptorError, "version"),
+        (CoreStatus.SIZE, InvalidDescriptorError, "size"),
+        (CoreStatus.RANGE, InvalidDescriptorError, "outside"),
+        (CoreStatus.OVERFLOW, InvalidDescriptorError, "overflow"),
+        (CoreStatus.NOTFOUND, InvalidDescriptorError, "no such region"),
+        (CoreStatus.PERM, InvalidDescriptorError, "permission"),
+        (CoreStatus.INVALID, SharedMemoryError, "invalid argument"),
+        (CoreStatus.NOMEM, SharedMemoryError, "out of memory"),
+        (CoreStatus.EXISTS, SharedMemoryError, "exists"),
+        (CoreStatus.OS, SharedMemoryError, "Input/output error"),
+        (CoreStatus.REFCOUNT, SharedMemoryError, "reference count"),
+    ],
+)
+def test_from_core_status_maps_codes(
+    status: CoreStatus, cls: type[SnakepitError], needle: str
+) -> None:
+    exc = from_core_status(int(status), errno.EIO, operation="attach region", name="/snakepit-9-x")
+    assert type(exc) is cls
+    assert exc.message.startswith("attach region failed for region '/snakepit-9-x'")
+    assert needle in exc.message
+    assert isinstance(exc, SharedMemoryError)
+    assert exc.status == int(status)
+    assert exc.name == "/snakepit-9-x"
+
+
+def test_from_core_status_nospace_names_sizes_and_fix() -> None:
+    exc = from_core_status(
+        CoreStatus.NOSPACE,
+        errno.ENOSPC,
+        operation="allocate",
+        requested=2 * GIB,
+        available=64 * MIB,
+    )
+    assert type(exc) is SharedMemoryExhaustedError
+    assert exc.requested == 2 * GIB
+    assert exc.available == 64 * MIB
+    text = str(exc)
+    assert "2.00 GiB" in text
+    assert "64.00 MiB left in /dev/shm" in text
+    assert "--shm-size" in text
+    assert "mount -o remount,size=" in text
+    assert "1.94 GiB" in exc.hint  # the shortfall
+
+
+def test_from_core_status_nospace_measures_dev_shm_when_unknown() -> None:
+    exc = from_core_status(CoreStatus.NOSPACE, 0, operation="allocate", requested=10)
+    assert isinstance(exc, SharedMemoryExhaustedError)
+    if Path("/dev/shm").is_dir():
+        assert exc.available is not None
+        assert exc.available >= 0
+    else:  # pragma: no cover - platforms without /dev/shm
+        assert exc.available is None
+
+
+def test_from_core_status_cap() -> None:
+    exc = from_core_status(
+        CoreStatus.CAP, 0, operation="allocate", requested=GIB, available=100 * MIB
+    )
+    assert type(exc) is SharedMemoryCapError
+    assert isinstance(exc, SharedMemoryExhaustedError)
+    assert "1.00 GiB" in exc.message
+    assert "100.00 MiB left under snakepit's shared-memory cap" in exc.message
+    assert "raise snakepit's shared-memory cap" in (exc.suggestion or "")
+
+
+def test_from_core_status_rejects_ok_and_survives_unknown_codes() -> None:
+    with pytest.raises(ValueError, match="SP_OK"):
+        from_core_status(0, 0, operation="noop")
+    exc = from_core_status(-99, 0, operation="frob")
+    assert type(exc) is SharedMemoryError
+    assert "unknown core status -99" in exc.message
+
+
+def test_from_core_status_results_pickle() -> None:
+    exc = from_core_status(CoreStatus.NAME, 0, operation="attach", name="/etc/passwd")
+    clone = pickle.loads(pickle.dumps(exc))
+    assert isinstance(clone, InvalidDescriptorError)
+    assert clone.name == "/etc/passwd"
+    assert clone.reason == exc.reason
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (None, "unknown"),
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (1024, "1.00 KiB"),
+        (3 * GIB, "3.00 GiB"),
+    ],
+)
+def test_format_bytes(n: int | None, text: str) -> None:
+    assert format_bytes(n) == text

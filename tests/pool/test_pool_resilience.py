@@ -1,0 +1,77 @@
+"""Circuit breaker, retry policy and health wired through the executor path."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import snakepit
+from snakepit.errors import CircuitOpenError, WorkerCrashedError
+from snakepit.pool import CircuitBreakerRegistry, CircuitState, RetryPolicy
+
+from . import _tasks
+
+
+def test_circuit_opens_half_opens_and_closes() -> None:
+    circuits = CircuitBreakerRegistry(
+        failure_threshold=3, success_threshold=2, open_duration=0.5, half_open_max_probes=1
+    )
+    transitions: list[tuple[str, CircuitState, CircuitState]] = []
+    circuits.on_transition(lambda name, old, new: transitions.append((name, old, new)))
+    with snakepit.Pool(workers=2, circuit_breaker=circuits, worker_max_crashes=100) as pool:
+        for _ in range(3):
+            with pytest.raises(WorkerCrashedError):
+                pool.call(_tasks.segfault)
+        assert circuits.global_breaker.state is CircuitState.OPEN
+        with pytest.raises(CircuitOpenError) as info:
+            pool.call(_tasks.add, 1, 1)
+        assert info.value.retry_after is not None
+        time.sleep(0.6)
+        assert circuits.global_breaker.state is CircuitState.HALF_OPEN
+        assert pool.call(_tasks.add, 1, 1) == 2
+        assert pool.call(_tasks.add, 2, 2) == 4
+        assert circuits.global_breaker.state is CircuitState.CLOSED
+    names = [(old, new) for name, old, new in transitions if name == "global"]
+    assert names == [
+        (CircuitState.CLOSED, CircuitState.OPEN),
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
+    ]
+
+
+def test_per_device_circuits_are_independent() -> None:
+    circuits = CircuitBreakerRegistry(failure_threshold=2, open_duration=60)
+    # The global circuit must not trip first: give it a higher threshold.
+    circuits.global_breaker.failure_threshold = 100  # type: ignore[attr-defined]
+    with snakepit.Pool(
+        workers=2, device=["cpu", "cuda:0"], circuit_breaker=circuits, worker_max_crashes=100
+    ) as pool:
+        for _ in range(2):
+            with pytest.raises(WorkerCrashedError):
+                pool.call(_tasks.segfault, device="cuda:0")
+        with pytest.raises(CircuitOpenError):
+            pool.call(_tasks.add, 1, 1, device="cuda:0")
+        assert pool.call(_tasks.add, 1, 1, device="cpu") == 2
+        assert pool.call(_tasks.env, "CUDA_VISIBLE_DEVICES", device="cpu") == ""
+
+
+def test_idempotent_calls_are_retried_after_a_crash(tmp_path: Path) -> None:
+    policy = RetryPolicy(max_attempts=3, base_delay=0.01, jitter=0.0)
+    with snakepit.Pool(workers=1, retry=policy) as pool:
+        assert pool.call(_tasks.flaky, str(tmp_path / "a"), idempotent=True) == "recovered"
+        assert pool.stats()["retries"] == 1
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.flaky, str(tmp_path / "b"))  # not idempotent: no retry
+        assert pool.stats()["retries"] == 1
+
+
+def test_health_reports_crashes() -> None:
+    with snakepit.Pool(workers=1, worker_max_crashes=100) as pool:
+        for _ in range(3):
+            with pytest.raises(WorkerCrashedError):
+                pool.call(_tasks.segfault)
+        health = pool.health()
+        assert health["status"] != "healthy"
+        assert pool.call(_tasks.add, 1, 1) == 2
