@@ -155,7 +155,7 @@ class Pool(Executor):
         start_timeout: float = 60.0,
         env: dict[str, str] | None = None,
     ) -> None:
-        count = os.cpu_count() or 1 if workers is None else workers
+        count = (os.cpu_count() or 1) if workers is None else workers
         if count < 1:
             raise ValueError("workers must be >= 1")
         devices = [device] if isinstance(device, str) else list(device)

@@ -13,6 +13,9 @@ from ._dtypes import SUPPORTED_DTYPES, numpy_dtype
 
 #: Refuse descriptors with more dimensions than numpy supports.
 MAX_NDIM = 64
+#: No size, offset or stride may reach this: it keeps every value inside the
+#: C core's 64-bit arithmetic and far above any real region (2**46 bytes).
+MAX_FIELD = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +54,8 @@ class TensorRef:
     def _problem(self) -> str | None:
         for field in ("offset", "nbytes", "byte_offset", "region_size"):
             value = getattr(self, field)
-            if type(value) is not int or value < 0:
-                return f"{field} must be a non-negative int, got {value!r}"
+            if type(value) is not int or not 0 <= value < MAX_FIELD:
+                return f"{field} must be an int in [0, 2**62), got {value!r}"
         region: object = self.region
         ident: object = self.id
         if not isinstance(region, str) or not isinstance(ident, str):
@@ -67,10 +70,10 @@ class TensorRef:
             return "shape and strides must be tuples"
         if len(self.shape) > MAX_NDIM or len(self.shape) != len(self.strides):
             return f"shape {self.shape!r} and strides {self.strides!r} disagree"
-        if any(type(d) is not int or d < 0 for d in self.shape):
-            return f"shape {self.shape!r} must hold non-negative ints"
-        if any(type(s) is not int for s in self.strides):
-            return f"strides {self.strides!r} must hold ints"
+        if any(type(d) is not int or not 0 <= d < MAX_FIELD for d in self.shape):
+            return f"shape {self.shape!r} must hold ints in [0, 2**62)"
+        if any(type(s) is not int or abs(s) >= MAX_FIELD for s in self.strides):
+            return f"strides {self.strides!r} must hold ints in (-2**62, 2**62)"
         low, high = self.extent()
         if low < 0 or high > self.nbytes:
             return (
