@@ -23,14 +23,30 @@ if os.environ.get("SNAKEPIT_SANITIZE") == "1":
     link_args += ["-fsanitize=address,undefined"]
 
 
-class BuildExtWithHeader(build_ext):
-    """Also ship the public C header so C users can find it via get_include()."""
+class BuildExtWithCLibrary(build_ext):
+    """Also ship the C core as a plain shared library plus its public header,
+    so C programs can embed it (snakepit.get_include() / get_library())."""
 
     def run(self) -> None:
-        include_dir = ROOT / "snakepit" / "include"
-        include_dir.mkdir(exist_ok=True)
+        package_dir = ROOT / "snakepit" if self.inplace else Path(self.build_lib) / "snakepit"
+        include_dir = package_dir / "include"
+        include_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(CSRC / "snakepit_core.h", include_dir / "snakepit_core.h")
         super().run()
+        objects = self.compiler.compile(
+            C_SOURCES,
+            output_dir=self.build_temp,
+            macros=[("_GNU_SOURCE", "1")],
+            include_dirs=[str(CSRC)],
+            extra_postargs=[*compile_args, "-fPIC", "-fvisibility=hidden"],
+        )
+        self.compiler.link_shared_lib(
+            objects,
+            "snakepit_core",
+            output_dir=str(package_dir / "lib"),
+            libraries=["rt"],
+            extra_postargs=["-pthread", *link_args],
+        )
 
 
 extensions = [
@@ -51,5 +67,5 @@ setup(
         compiler_directives={"language_level": "3", "embedsignature": True},
         include_path=[str(ROOT)],
     ),
-    cmdclass={"build_ext": BuildExtWithHeader},
+    cmdclass={"build_ext": BuildExtWithCLibrary},
 )

@@ -89,7 +89,7 @@ def _share_and_release(source: np.ndarray[Any, Any]) -> bool:
 def test_share_100mib(benchmark: Any, source_100mib: np.ndarray[Any, Any]) -> None:
     benchmark.group = "share-100MiB"
     benchmark.extra_info.update(case="share-100MiB", impl="snakepit", nbytes=100 * MIB)
-    assert benchmark.pedantic(_share_and_release, args=(source_100mib,), rounds=30, warmup_rounds=2)
+    assert benchmark.pedantic(_share_and_release, args=(source_100mib,), rounds=40, warmup_rounds=5)
 
 
 def test_copyto_100mib(benchmark: Any, source_100mib: np.ndarray[Any, Any]) -> None:
@@ -102,6 +102,6 @@ def test_copyto_100mib(benchmark: Any, source_100mib: np.ndarray[Any, Any]) -> N
         np.copyto(destination, source_100mib)
         return destination
 
-    result = benchmark.pedantic(copy, rounds=30, warmup_rounds=2)
+    result = benchmark.pedantic(copy, rounds=40, warmup_rounds=5)
     assert result[0] == 3.0
     assert result[-1] == 5.0

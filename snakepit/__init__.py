@@ -27,6 +27,11 @@ def get_include() -> str:
     return str(Path(__file__).parent / "include")
 
 
+def get_library() -> str:
+    """Path of ``libsnakepit_core.so``, the C core as a shared library."""
+    return str(Path(__file__).parent / "lib" / "libsnakepit_core.so")
+
+
 __all__ = [
     "Pool",
     "SnakepitError",
@@ -36,6 +41,7 @@ __all__ = [
     "errors",
     "from_ref",
     "get_include",
+    "get_library",
     "is_shared",
     "ref_of",
     "share",
