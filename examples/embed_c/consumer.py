@@ -46,7 +46,8 @@ def main() -> int:
         with subprocess.Popen(
             [str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         ) as proc:
-            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stdin is not None
+            assert proc.stdout is not None
             descriptor = json.loads(proc.stdout.readline())
             ref = snakepit.TensorRef(
                 id="from-c",
