@@ -18,7 +18,6 @@ import functools
 import heapq
 import itertools
 import os
-import pickle
 import socket
 import subprocess
 import sys
@@ -180,8 +179,16 @@ class Pool(Executor):
         self._backoff = restart_backoff
         self._grace = terminate_grace
         self._counters = {"completed": 0, "failed": 0, "crashes": 0, "restarts": 0, "retries": 0}
-        self._init_blob = codec.dumps_function(initializer) if initializer is not None else None
-        self._initargs = initargs
+        init_config = {
+            "sys_path": [p for p in sys.path if p],
+            "initializer": codec.dumps_function(initializer) if initializer else None,
+            "initargs": initargs,
+            "threshold_bytes": threshold_bytes(),
+        }
+        # Shared arrays among initargs are lent to every worker start, so the
+        # encoded message (and its keepalive) lives as long as the pool.
+        self._init_config = codec.encode(init_config)
+        self._init_frame = protocol.pack(protocol.MSG_INIT, 0, self._init_config.payload)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         base_env = dict(os.environ if env is None else env)
@@ -409,9 +416,8 @@ class Pool(Executor):
                     self._schedule_locked(
                         call.timeout, functools.partial(self._check_timeout, slot, call)
                     )
-                message = pickle.dumps(
-                    (protocol.MSG_CALL, call.call_id, fn_id, blob, call.args_payload),
-                    protocol=5,
+                message = protocol.pack(
+                    protocol.MSG_CALL, call.call_id, (fn_id, blob, call.args_payload)
                 )
                 sends.append((slot, call, message))
         return sends
@@ -486,19 +492,13 @@ class Pool(Executor):
             )
             return
         child_sock.close()
-        config = {
-            "sys_path": [p for p in sys.path if p],
-            "initializer": self._init_blob,
-            "initargs": self._initargs,
-            "threshold_bytes": threshold_bytes(),
-        }
         with self._lock:
             slot.proc = proc
             slot.sock = parent_sock
             slot.known_fns = set()
             slot.timed_out = False
         with contextlib.suppress(OSError):
-            protocol.send_frame(parent_sock, codec.encode((protocol.MSG_INIT, config)).payload)
+            protocol.send_frame(parent_sock, self._init_frame)
         reader = threading.Thread(
             target=self._reader_loop,
             args=(slot, generation, proc, parent_sock),
@@ -516,8 +516,7 @@ class Pool(Executor):
                 payload = protocol.recv_frame(sock)
                 if payload is None:
                     break
-                message = codec.decode(payload, mode="adopt")
-                tag = message[0]
+                tag, ident, blob = protocol.unpack(payload)
                 if tag == protocol.MSG_READY:
                     with self._lock:
                         slot.state = "idle"
@@ -526,20 +525,21 @@ class Pool(Executor):
                         self._idle_changed.notify_all()
                     self._send_all(sends)
                 elif tag == protocol.MSG_INIT_FAILED:
-                    init_error = record_to_exception(message[1])
+                    init_error = record_to_exception(codec.decode(blob))
                 elif tag in (protocol.MSG_RESULT, protocol.MSG_ERROR):
-                    self._on_reply(slot, message)
+                    self._on_reply(slot, tag, ident, blob)
                 else:
                     raise protocol.ProtocolError(f"unexpected message {tag!r}")
         except (OSError, protocol.ProtocolError, SerializationError):
-            pass  # treated like a crash below: the worker is killed and replaced
+            # A broken stream is treated like a crash: the worker is replaced.
+            with contextlib.suppress(OSError):
+                proc.kill()
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
         self._reap(slot, generation, proc, init_error)
 
-    def _on_reply(self, slot: _Slot, message: tuple[Any, ...]) -> None:
-        tag, call_id, value = message
+    def _on_reply(self, slot: _Slot, tag: str, call_id: int, blob: Any) -> None:
         with self._lock:
             call = slot.current
             if call is None or call.call_id != call_id:
@@ -552,6 +552,12 @@ class Pool(Executor):
         duration = time.monotonic() - call.submitted
         self._health.record_call(slot.index, slot.device, True, duration)
         self._circuits.record(call.device, True)
+        # Results keep a block reference per array for as long as they live.
+        try:
+            value = codec.decode(blob, keep=True)
+        except SerializationError as exc:
+            self._finish(call, exc)
+            return
         if tag == protocol.MSG_RESULT:
             self._finish(call, None, value)
         else:
@@ -689,7 +695,7 @@ class Pool(Executor):
             return
         if graceful and sock is not None:
             with contextlib.suppress(OSError):
-                protocol.send_frame(sock, pickle.dumps((protocol.MSG_SHUTDOWN,), protocol=5))
+                protocol.send_frame(sock, protocol.pack(protocol.MSG_SHUTDOWN, 0, None))
             try:
                 proc.wait(timeout=self._grace + 1.0)
                 return

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from snakepit.errors import SerializationError, exception_to_record
-from snakepit.zero_copy import prune_mappings
+from snakepit.zero_copy import configure, prune_mappings
 
 from . import codec, protocol
 
@@ -55,27 +55,29 @@ def _resolve(spec: Any) -> Callable[..., Any]:
 class Worker:
     """State of one worker process: its socket and the functions it has seen."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, supervisor_pid: int) -> None:
         self.sock = sock
+        self.supervisor_pid = supervisor_pid
         self.functions: dict[int, Callable[..., Any]] = {}
         self.calls = 0
 
-    def send(self, message: tuple[Any, ...], *, transfer: bool = False) -> None:
+    def send(self, tag: str, ident: int, value: Any) -> None:
+        """Encode ``value`` (results: blocks we own travel with a reference) and send."""
         try:
-            encoded = codec.encode(message, transfer=transfer)
+            encoded = codec.encode(value, receiver=self.supervisor_pid)
         except SerializationError as exc:
-            if message[0] != protocol.MSG_RESULT:
+            if tag != protocol.MSG_RESULT:
                 raise
             # The result could not be pickled: tell the caller, stay alive.
-            encoded = codec.encode((protocol.MSG_ERROR, message[1], exception_to_record(exc)))
-        protocol.send_frame(self.sock, encoded.payload)
-        # `encoded.keepalive` (copies made for the message) dies here; blocks in
-        # transit survive through the reference the receiver adopts.
+            tag = protocol.MSG_ERROR
+            encoded = codec.encode(exception_to_record(exc))
+        protocol.send_frame(self.sock, protocol.pack(tag, ident, encoded.payload))
+        # `encoded.keepalive` dies here: blocks in transit carry a reference
+        # for the supervisor to adopt.
 
-    def handle_call(
-        self, call_id: int, fn_id: int, fn_blob: bytes | None, args_blob: bytes
-    ) -> None:
+    def handle_call(self, call_id: int, body: Any) -> None:
         try:
+            fn_id, fn_blob, args_blob = body
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is None:
@@ -85,49 +87,54 @@ class Worker:
                 fn = _resolve(codec.decode(fn_blob))
                 self.functions[fn_id] = fn
             # Arguments are borrowed: the supervisor keeps them alive for the call.
-            args, kwargs = codec.decode(args_blob, mode="borrow")
+            args, kwargs = codec.decode(args_blob)
             result = fn(*args, **kwargs)
+            del args, kwargs
         except Exception as exc:
-            self.send((protocol.MSG_ERROR, call_id, exception_to_record(exc)))
+            self.send(protocol.MSG_ERROR, call_id, exception_to_record(exc))
             return
         finally:
             self.calls += 1
             if self.calls % _PRUNE_EVERY == 0:
                 prune_mappings()
-        self.send((protocol.MSG_RESULT, call_id, result), transfer=True)
+        self.send(protocol.MSG_RESULT, call_id, result)
 
     def serve(self) -> int:
         while True:
             payload = protocol.recv_frame(self.sock)
             if payload is None:
                 return 0  # supervisor closed the connection
-            message = codec.decode(payload)
-            if message[0] == protocol.MSG_CALL:
-                self.handle_call(*message[1:])
-            elif message[0] == protocol.MSG_SHUTDOWN:
+            tag, ident, body = protocol.unpack(payload)
+            if tag == protocol.MSG_CALL:
+                self.handle_call(ident, body)
+            elif tag == protocol.MSG_SHUTDOWN:
                 return 0
             else:
-                raise protocol.ProtocolError(f"unexpected message {message[0]!r}")
+                raise protocol.ProtocolError(f"unexpected message {tag!r}")
 
 
-def _initialize(sock: socket.socket) -> Worker:
+def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     payload = protocol.recv_frame(sock)
     if payload is None:
         os._exit(0)
-    _, config = codec.decode(payload)
+    tag, _, blob = protocol.unpack(payload)
+    if tag != protocol.MSG_INIT:
+        raise protocol.ProtocolError(f"expected {protocol.MSG_INIT!r}, got {tag!r}")
+    config = codec.decode(blob)
     for entry in reversed(config.get("sys_path", [])):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    worker = Worker(sock)
+    configure(threshold_bytes=config["threshold_bytes"])
+    worker = Worker(sock, supervisor_pid)
     initializer = config.get("initializer")
     if initializer is not None:
         try:
             fn = _resolve(codec.decode(initializer))
             fn(*config.get("initargs", ()))
         except BaseException as exc:
-            worker.send((protocol.MSG_INIT_FAILED, exception_to_record(exc)))
+            worker.send(protocol.MSG_INIT_FAILED, os.getpid(), exception_to_record(exc))
             os._exit(protocol.EXIT_INIT_FAILED)
-    worker.send((protocol.MSG_READY, os.getpid()))
+    worker.send(protocol.MSG_READY, os.getpid(), None)
     return worker
 
 
@@ -143,5 +150,5 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
-    worker = _initialize(sock)
+    worker = _initialize(sock, supervisor_pid)
     return worker.serve()

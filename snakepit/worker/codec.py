@@ -27,7 +27,6 @@ from snakepit.zero_copy import (
     take_transfer_ref,
     threshold_bytes,
 )
-from snakepit.zero_copy._memory import RefMode
 
 PROTOCOL = 5
 _TAG_ARRAY = "snakepit.array"
@@ -46,9 +45,9 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle (functions from ``__main__``, lambdas, closures by value)
     plus persistent ids that turn arrays into shared-memory descriptors."""
 
-    def __init__(self, file: io.BytesIO, *, transfer: bool, threshold: int) -> None:
+    def __init__(self, file: io.BytesIO, *, receiver: int | None, threshold: int) -> None:
         super().__init__(file, protocol=PROTOCOL)
-        self.transfer = transfer
+        self.receiver = receiver
         self.threshold = threshold
         self.keepalive: list[Any] = []
         self.transfers: list[TensorRef] = []
@@ -56,46 +55,56 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     def persistent_id(self, obj: Any) -> Any:
         if type(obj) is not np.ndarray or obj.dtype.hasobject:
             return None
-        if is_shared(obj):
-            shared = obj
-        elif obj.nbytes >= self.threshold:
+        if not is_shared(obj):
+            if obj.nbytes < self.threshold:
+                return None
             try:
-                shared = share(obj)
+                obj = share(obj)
             except DtypeError:
                 return None  # e.g. structured dtypes: plain pickling still works
-            self.keepalive.append(shared)
-        else:
-            return None
-        if self.transfer:
-            ref = take_transfer_ref(shared)
-            self.transfers.append(ref)
-        else:
-            ref = ref_of(shared)
-        return (_TAG_ARRAY, ref)
+        # The sender keeps every shared array alive until the receiver is done.
+        self.keepalive.append(obj)
+        ref = ref_of(obj)
+        if self.receiver is None or _owner(ref) == self.receiver:
+            # Borrowed: the receiver owns the block or the sender outlives its use.
+            return (_TAG_ARRAY, ref, False)
+        ref = take_transfer_ref(obj)
+        self.transfers.append(ref)
+        return (_TAG_ARRAY, ref, True)
+
+
+def _owner(ref: TensorRef) -> int:
+    return int(ref.region.split("-", 2)[1])
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, *, mode: RefMode) -> None:
+    def __init__(self, file: io.BytesIO, *, keep: bool) -> None:
         super().__init__(file)
-        self.mode: RefMode = mode
+        self.keep = keep
 
     def persistent_load(self, pid: Any) -> Any:
-        if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_ARRAY:
-            ref = pid[1]
+        if type(pid) is tuple and len(pid) == 3 and pid[0] == _TAG_ARRAY:
+            ref, transferred = pid[1], pid[2]
             if isinstance(ref, TensorRef):
-                return from_ref(ref, mode=self.mode)
+                if transferred:
+                    return from_ref(ref, mode="adopt")
+                return from_ref(ref, mode="acquire" if self.keep else "borrow")
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
-def encode(obj: Any, *, transfer: bool = False) -> Encoded:
+def encode(obj: Any, *, receiver: int | None = None) -> Encoded:
     """Pickle ``obj``; shared arrays become descriptors.
 
-    ``transfer=True`` adds a block reference per descriptor for the receiver to
-    adopt (used for results, whose sender may drop its own reference at once).
+    Without ``receiver`` every descriptor is lent: the caller keeps
+    ``Encoded.keepalive`` until the receiver is done (call arguments). With
+    ``receiver`` (a pid), descriptors of blocks that the receiver does not own
+    carry one block reference for it to adopt, so the sender may drop its
+    arrays at once (results); blocks the receiver owns are referenced by the
+    receiver itself on decode.
     Raises SerializationError(direction="encode") on failure.
     """
     buffer = io.BytesIO()
-    pickler = _Pickler(buffer, transfer=transfer, threshold=threshold_bytes())
+    pickler = _Pickler(buffer, receiver=receiver, threshold=threshold_bytes())
     try:
         pickler.dump(obj)
     except Exception as exc:
@@ -113,14 +122,16 @@ def _drop_transfers(refs: list[TensorRef]) -> None:
         drop_transfer_ref(ref)
 
 
-def decode(payload: bytes | bytearray, *, mode: RefMode = "borrow") -> Any:
+def decode(payload: bytes | bytearray, *, keep: bool = False) -> Any:
     """Unpickle a payload produced by :func:`encode`.
 
-    ``mode`` says how descriptors become arrays (see ``snakepit.from_ref``).
+    ``keep=False``: lent arrays are borrowed (valid while the sender keeps
+    them; call arguments in a worker). ``keep=True``: every array holds a block
+    reference of its own for as long as it lives (results in the supervisor).
     Raises SerializationError(direction="decode") on failure.
     """
     try:
-        return _Unpickler(io.BytesIO(payload), mode=mode).load()
+        return _Unpickler(io.BytesIO(payload), keep=keep).load()
     except Exception as exc:
         raise SerializationError(f"cannot deserialize: {exc}", direction="decode") from exc
 

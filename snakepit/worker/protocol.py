@@ -1,26 +1,28 @@
 """The one protocol between the supervisor and its workers.
 
 Frames on a private ``socketpair`` (no listening port): an 8-byte
-little-endian length, then a payload produced by :mod:`snakepit.worker.codec`.
-Every message is a tuple whose first item is one of the ``MSG_*`` tags below.
+little-endian length, then a small envelope ``(tag, ident, blob)`` pickled with
+plain pickle. ``blob`` is a payload of :mod:`snakepit.worker.codec` (or None),
+decoded separately, so a payload that fails to decode still has an ``ident``
+to answer to and never costs the connection.
 
 Supervisor → worker:
-  ``(MSG_INIT, config: dict)``                first message after start
-  ``(MSG_CALL, call_id, fn_id, fn_blob | None, args_blob)``: the function and
-  the ``(args, kwargs)`` pair are encoded separately, so a call whose
-  arguments fail to decode still has an id to answer to
-  ``(MSG_SHUTDOWN,)``
+  ``(MSG_INIT, 0, config)``                       first frame after start
+  ``(MSG_CALL, call_id, (fn_id, fn_blob | None, args_blob))``
+  ``(MSG_SHUTDOWN, 0, None)``
 Worker → supervisor:
-  ``(MSG_READY, pid)``                        initializer done
-  ``(MSG_INIT_FAILED, error_record)``         initializer raised
-  ``(MSG_RESULT, call_id, value)``
-  ``(MSG_ERROR, call_id, error_record)``
+  ``(MSG_READY, pid, None)``                      initializer done
+  ``(MSG_INIT_FAILED, pid, error_record_blob)``   initializer raised
+  ``(MSG_RESULT, call_id, value_blob)``
+  ``(MSG_ERROR, call_id, error_record_blob)``
 """
 
 from __future__ import annotations
 
+import pickle
 import socket
 import struct
+from typing import Any
 
 MSG_INIT = "init"
 MSG_READY = "ready"
@@ -72,3 +74,24 @@ def recv_frame(sock: socket.socket) -> bytearray | None:
     if payload is None:
         raise ProtocolError("connection closed in the middle of a frame")
     return payload
+
+
+def pack(tag: str, ident: int, blob: Any) -> bytes:
+    """The envelope of one frame."""
+    return pickle.dumps((tag, ident, blob), protocol=5)
+
+
+def unpack(payload: bytes | bytearray) -> tuple[str, int, Any]:
+    """Open an envelope, checking its shape; ProtocolError if malformed."""
+    try:
+        envelope = pickle.loads(payload)
+    except Exception as exc:
+        raise ProtocolError(f"undecodable frame: {exc}") from exc
+    if (
+        type(envelope) is not tuple
+        or len(envelope) != 3
+        or type(envelope[0]) is not str
+        or type(envelope[1]) is not int
+    ):
+        raise ProtocolError(f"malformed envelope {type(envelope).__name__}")
+    return envelope

@@ -149,3 +149,8 @@ def flaky(marker: str) -> str:
         path.write_text("x")
         segfault()
     return "recovered"
+
+
+def slow_total(array: np.ndarray[Any, Any], seconds: float) -> float:
+    time.sleep(seconds)
+    return float(array.sum())

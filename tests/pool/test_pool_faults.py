@@ -212,3 +212,13 @@ def _maybe(pid: int) -> Any:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+def test_result_that_cannot_be_decoded_keeps_the_worker(pool: snakepit.Pool) -> None:
+    pids = set(pool.worker_pids())
+    with pytest.raises(SerializationError) as info:
+        pool.call(_tasks.poison)  # unpickling it raises in the supervisor
+    assert info.value.direction == "decode"
+    assert set(pool.worker_pids()) == pids
+    assert pool.stats()["crashes"] == 0
+    _assert_recovered(pool)

@@ -1,0 +1,65 @@
+"""Shared-memory reference accounting across the supervisor and its workers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import snakepit
+from snakepit import zero_copy
+from snakepit.errors import WorkerCrashedError
+
+from . import _tasks
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[snakepit.Pool]:
+    with snakepit.Pool(workers=2) as pool:
+        yield pool
+
+
+def test_arguments_stay_alive_while_the_call_runs(pool: snakepit.Pool) -> None:
+    def ones() -> np.ndarray:
+        array = snakepit.empty(1 << 16, "float64")
+        array[:] = 1.0
+        return array
+
+    future = pool.submit(_tasks.slow_total, ones(), 0.3)  # the caller drops its array
+    decoys = [snakepit.zeros(1 << 16, "float64") for _ in range(8)]
+    for decoy in decoys:
+        decoy[:] = 5.0
+    assert future.result(timeout=30) == float(1 << 16)
+
+
+def test_echoed_supervisor_array_holds_one_reference(pool: snakepit.Pool) -> None:
+    array = snakepit.zeros(1 << 16, "float32")
+    ref = snakepit.ref_of(array)
+    echoed = pool.call(_tasks.identity, array)
+    assert zero_copy.block_refcount(ref) == 2  # our allocation + the result's
+    del echoed
+    assert zero_copy.block_refcount(ref) == 1
+
+
+def test_worker_result_reference_is_adopted_exactly_once(pool: snakepit.Pool) -> None:
+    result = pool.call(_tasks.shared_result, 1 << 16)
+    ref = snakepit.ref_of(result)
+    assert ref.region.split("-")[1] != str(os.getpid())
+    # The worker dropped its own reference; the one left is ours.
+    assert zero_copy.block_refcount(ref) == 1
+    del result
+    assert zero_copy.block_refcount(ref) == 0
+
+
+def test_results_outlive_the_worker_that_made_them() -> None:
+    with snakepit.Pool(workers=1) as pool:
+        result = pool.call(_tasks.shared_result, 1 << 16)
+        region = snakepit.ref_of(result).region
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.segfault)
+        # The dead worker's regions are unlinked; our mapping stays valid.
+        assert not os.path.exists("/dev/shm" + region)
+        assert result[12345] == 12345.0
+        assert pool.call(_tasks.add, 1, 1) == 2
