@@ -214,6 +214,10 @@ int sp_arena_trim(sp_arena *arena);
 int sp_arena_stats_get(sp_arena *arena, sp_arena_stats *out);
 /* Change the cap at run time (0 = none). */
 int sp_arena_set_cap(sp_arena *arena, uint64_t cap_bytes);
+/* Unlink the names of every region of the arena but keep the mappings, so
+ * memory stays valid for this process and nothing outlives it in /dev/shm
+ * (for use at process exit). Later allocations fail with SP_ERR_INVALID. */
+int sp_arena_unlink_all(sp_arena *arena);
 /* Unmap and unlink every region of the arena, then free it. NULL is fine. */
 void sp_arena_destroy(sp_arena *arena);
 

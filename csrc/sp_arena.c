@@ -73,6 +73,7 @@ struct sp_arena {
     size_t nlarge; /* dedicated regions alive (cache capacity reserve) */
 
     ar_slotvec deferred;
+    int unlinked; /* names removed by sp_arena_unlink_all: allocate no more */
 
     sp_arena_stats st;
 };
@@ -534,6 +535,10 @@ SP_API int sp_arena_alloc(sp_arena *arena, uint64_t nbytes, sp_block *out)
         return sp_fail(SP_ERR_INVALID, EINVAL);
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&arena->mu);
+    if (arena->unlinked) {
+        pthread_mutex_unlock(&arena->mu);
+        return sp_fail(SP_ERR_INVALID, EINVAL);
+    }
     /* Release may defer any live block: keep room for all of them. */
     rc = ar_slotvec_reserve(&arena->deferred,
                             (size_t)arena->st.live_blocks + 1);
@@ -659,6 +664,21 @@ SP_API int sp_arena_set_cap(sp_arena *arena, uint64_t cap_bytes)
     return SP_OK;
 }
 
+SP_API int sp_arena_unlink_all(sp_arena *arena)
+{
+    size_t i;
+    if (arena == NULL)
+        return sp_fail(SP_ERR_INVALID, EINVAL);
+    pthread_mutex_lock(&arena->mu);
+    if (!arena->unlinked) {
+        for (i = 0; i < arena->nregions; i++)
+            sp_region_unlink(arena->regions[i]->r.name);
+        arena->unlinked = 1;
+    }
+    pthread_mutex_unlock(&arena->mu);
+    return SP_OK;
+}
+
 SP_API void sp_arena_destroy(sp_arena *arena)
 {
     size_t i;
@@ -668,7 +688,8 @@ SP_API void sp_arena_destroy(sp_arena *arena)
     pthread_mutex_lock(&arena->mu);
     for (i = 0; i < arena->nregions; i++) {
         ar_region *reg = arena->regions[i];
-        sp_region_unlink(reg->r.name);
+        if (!arena->unlinked)
+            sp_region_unlink(reg->r.name);
         sp_region_detach(&reg->r);
         ar_region_free_mem(reg);
     }

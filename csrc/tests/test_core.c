@@ -1226,6 +1226,27 @@ static void test_arena_destroy_with_live(void)
     CHECK_EQ(count_shm_entries(getpid()), 0);
 }
 
+static void test_arena_unlink_all(void)
+{
+    sp_arena *ar = small_arena(MiB, 0, 0);
+    sp_block a, b, c;
+    REQUIRE(ar != NULL);
+    REQUIRE(sp_arena_alloc(ar, 100, &a) == SP_OK);
+    REQUIRE(sp_arena_alloc(ar, 40 * MiB, &b) == SP_OK);
+    a.data[0] = 7;
+    CHECK_EQ(count_shm_entries(getpid()), 2);
+    CHECK_EQ(sp_arena_unlink_all(ar), SP_OK);
+    CHECK_EQ(count_shm_entries(getpid()), 0);
+    /* Memory stays mapped and usable; new allocations are refused. */
+    CHECK_EQ(a.data[0], 7);
+    b.data[b.nbytes - 1] = 9;
+    CHECK_EQ(sp_arena_alloc(ar, 100, &c), SP_ERR_INVALID);
+    CHECK_EQ(sp_arena_unlink_all(ar), SP_OK);
+    CHECK_EQ(sp_arena_unlink_all(NULL), SP_ERR_INVALID);
+    sp_arena_destroy(ar);
+    CHECK_EQ(count_shm_entries(getpid()), 0);
+}
+
 static void *errno_thread(void *p)
 {
     sp_region r;
@@ -1278,6 +1299,7 @@ int main(void)
     RUN(test_injected_enospc);
     RUN(test_fork_child_writes);
     RUN(test_last_errno);
+    RUN(test_arena_unlink_all);
     RUN(test_arena_basic);
     RUN(test_arena_zero_and_sizes);
     RUN(test_arena_slab_carving);

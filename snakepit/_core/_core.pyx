@@ -401,6 +401,11 @@ cdef class Arena:
     def closed(self):
         return self.arena == NULL
 
+    def unlink_all(self):
+        """Remove every region's name, keeping the memory mapped (process exit)."""
+        self._require_open()
+        _check(sp_arena_unlink_all(self.arena), "unlink all")
+
     def close(self):
         """Unmap and unlink every region; outstanding views become invalid."""
         if self.arena != NULL:

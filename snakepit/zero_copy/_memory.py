@@ -80,10 +80,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 @atexit.register
 def _close_at_exit() -> None:
+    """Leave nothing in /dev/shm, yet keep the memory mapped: arrays may still
+    be touched by code that runs after us during interpreter shutdown."""
     arena = _state.arena
     if arena is not None and _state.arena_pid == os.getpid():
         _state.arena = None
-        arena.close()
+        _state.orphans.append(arena)
+        arena.unlink_all()
 
 
 def _get_arena() -> _core.Arena:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -47,7 +48,10 @@ def test_worker_result_reference_is_adopted_exactly_once(pool: snakepit.Pool) ->
     result = pool.call(_tasks.shared_result, 1 << 16)
     ref = snakepit.ref_of(result)
     assert ref.region.split("-")[1] != str(os.getpid())
-    # The worker dropped its own reference; the one left is ours.
+    # The worker drops its own reference just after sending; the one left is ours.
+    deadline = time.monotonic() + 10
+    while zero_copy.block_refcount(ref) != 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert zero_copy.block_refcount(ref) == 1
     del result
     assert zero_copy.block_refcount(ref) == 0

@@ -92,6 +92,7 @@ cdef extern from "snakepit_core.h" nogil:
     int sp_arena_trim(sp_arena *arena)
     int sp_arena_stats_get(sp_arena *arena, sp_arena_stats *out)
     int sp_arena_set_cap(sp_arena *arena, uint64_t cap_bytes)
+    int sp_arena_unlink_all(sp_arena *arena)
     void sp_arena_destroy(sp_arena *arena)
 
     void sp_debug_fail_fallocate(int err, int count)
