@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakepit import zero_copy
 from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
@@ -100,6 +101,10 @@ class _Slot:
         self.oom_before: int | None = None
         self.last_exit: ExitInfo | None = None
         self.init_error: SnakepitError | None = None
+        # The worker notes here the references it holds on blocks it does not
+        # own, so they can be dropped when it dies.
+        self.ledger_memory = zero_copy.zeros(zero_copy.LEDGER_BYTES, "uint8")
+        self.ledger = zero_copy.LeaseLedger(self.ledger_memory)
 
 
 def _kill_if_alive(proc: subprocess.Popen[bytes]) -> None:
@@ -188,7 +193,6 @@ class Pool(Executor):
         # Shared arrays among initargs are lent to every worker start, so the
         # encoded message (and its keepalive) lives as long as the pool.
         self._init_config = codec.encode(init_config)
-        self._init_frame = protocol.pack(protocol.MSG_INIT, 0, self._init_config.payload)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         base_env = dict(os.environ if env is None else env)
@@ -497,8 +501,9 @@ class Pool(Executor):
             slot.sock = parent_sock
             slot.known_fns = set()
             slot.timed_out = False
+        init = (self._init_config.payload, zero_copy.ref_of(slot.ledger_memory))
         with contextlib.suppress(OSError):
-            protocol.send_frame(parent_sock, self._init_frame)
+            protocol.send_frame(parent_sock, protocol.pack(protocol.MSG_INIT, slot.index, init))
         reader = threading.Thread(
             target=self._reader_loop,
             args=(slot, generation, proc, parent_sock),
@@ -609,8 +614,11 @@ class Pool(Executor):
                     slot.crash_times.popleft()
             self._idle_changed.notify_all()
         if pid is not None:
-            # The dead worker's references go with it: unlink its regions
-            # (our mappings of them stay valid) and drop unused mappings.
+            # The dead worker's references go with it: drop those it held on
+            # others' blocks, unlink its own regions (our mappings of them stay
+            # valid) and drop unused mappings.
+            with contextlib.suppress(Exception):
+                zero_copy.drop_held_references(slot.ledger)
             with contextlib.suppress(Exception):
                 collect_garbage(owner_pid=pid)
             with contextlib.suppress(Exception):

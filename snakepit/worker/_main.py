@@ -17,7 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from snakepit.errors import SerializationError, exception_to_record
-from snakepit.zero_copy import configure, prune_mappings
+from snakepit.zero_copy import (
+    LeaseLedger,
+    configure,
+    from_ref,
+    install_ledger,
+    prune_mappings,
+)
 
 from . import codec, protocol
 
@@ -120,7 +126,10 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     tag, _, blob = protocol.unpack(payload)
     if tag != protocol.MSG_INIT:
         raise protocol.ProtocolError(f"expected {protocol.MSG_INIT!r}, got {tag!r}")
-    config = codec.decode(blob)
+    config_blob, ledger_ref = blob
+    config = codec.decode(config_blob)
+    # The ledger is the supervisor's memory, lent for our whole life.
+    install_ledger(LeaseLedger(from_ref(ledger_ref, mode="borrow")))
     for entry in reversed(config.get("sys_path", [])):
         if entry not in sys.path:
             sys.path.insert(0, entry)

@@ -7,7 +7,7 @@ decoded separately, so a payload that fails to decode still has an ``ident``
 to answer to and never costs the connection.
 
 Supervisor → worker:
-  ``(MSG_INIT, 0, config)``                       first frame after start
+  ``(MSG_INIT, slot, (config_blob, ledger_ref))``  first frame after start
   ``(MSG_CALL, call_id, (fn_id, fn_blob | None, args_blob))``
   ``(MSG_SHUTDOWN, 0, None)``
 Worker → supervisor:

@@ -1,15 +1,18 @@
 """Zero-copy tensors in POSIX shared memory (SPEC §1.1)."""
 
 from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
+from ._ledger import LEDGER_BYTES, LeaseLedger
 from ._memory import (
     arena_stats,
     block_refcount,
     cap_bytes,
     collect_garbage,
     configure,
+    drop_held_references,
     drop_transfer_ref,
     empty,
     from_ref,
+    install_ledger,
     is_shared,
     list_regions,
     prune_mappings,
@@ -25,6 +28,8 @@ from ._memory import (
 from ._ref import TensorRef
 
 __all__ = [
+    "LEDGER_BYTES",
+    "LeaseLedger",
     "BFLOAT16",
     "SUPPORTED_DTYPES",
     "TensorRef",
@@ -33,9 +38,11 @@ __all__ = [
     "cap_bytes",
     "collect_garbage",
     "configure",
+    "drop_held_references",
     "drop_transfer_ref",
     "empty",
     "from_ref",
+    "install_ledger",
     "is_shared",
     "list_regions",
     "prune_mappings",

@@ -24,6 +24,7 @@ from snakepit.errors import (
 )
 
 from ._dtypes import dtype_name, numpy_dtype, resolve_dtype
+from ._ledger import LeaseLedger
 from ._ref import TensorRef
 
 SHM_DIR = "/dev/shm"
@@ -63,6 +64,8 @@ class _State:
         )
         # Arenas inherited through fork belong to the parent: never unlink them.
         self.orphans: list[_core.Arena] = []
+        # In a worker: where references on the supervisor's blocks are noted.
+        self.ledger: LeaseLedger | None = None
 
 
 _state = _State()
@@ -254,15 +257,20 @@ def ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
 class _Lease:
     """One reference on a foreign block, dropped when the last view dies."""
 
-    __slots__ = ("__weakref__", "offset", "region")
+    __slots__ = ("__weakref__", "ledger", "offset", "region")
 
     def __init__(self, region: _core.Region, offset: int) -> None:
         self.region: _core.Region | None = region
         self.offset = offset
+        self.ledger = _state.ledger if _core.name_owner(region.name) != os.getpid() else None
+        if self.ledger is not None:
+            self.ledger.record(region.name, offset)
 
     def release(self) -> None:
         region, self.region = self.region, None
         if region is not None and region.mapped:
+            if self.ledger is not None:
+                self.ledger.erase(region.name, self.offset)
             with contextlib.suppress(_core.CoreError):
                 region.block_ref(self.offset, -1)
 
@@ -323,6 +331,32 @@ def from_ref(
     if readonly:
         array.flags.writeable = False
     return array
+
+
+def install_ledger(ledger: LeaseLedger | None) -> None:
+    """Note this process's references on foreign blocks in ``ledger`` (workers)."""
+    _state.ledger = ledger
+
+
+def drop_held_references(ledger: LeaseLedger) -> int:
+    """Drop every reference a dead process noted in its ledger; returns how many.
+
+    Called by the supervisor after a worker died. Names and offsets come from
+    another process, so each is validated like any descriptor.
+    """
+    dropped = 0
+    for name, offset, count in ledger.held():
+        if _core.name_status(name) != 0:
+            continue
+        try:
+            region = _state.mappings.get(name) or _core.Region.attach(name)
+            for _ in range(count):
+                region.block_ref(offset, -1)
+                dropped += 1
+        except _core.CoreError:
+            continue
+    ledger.clear()
+    return dropped
 
 
 def take_transfer_ref(array: np.ndarray[Any, Any]) -> TensorRef:

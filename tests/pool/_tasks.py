@@ -154,3 +154,18 @@ def flaky(marker: str) -> str:
 def slow_total(array: np.ndarray[Any, Any], seconds: float) -> float:
     time.sleep(seconds)
     return float(array.sum())
+
+
+def hold_then_die(ref: snakepit.TensorRef) -> None:
+    """Take counted references on a block (kept in a global), then get killed."""
+    _STATE["held"] = [snakepit.from_ref(ref), snakepit.from_ref(ref)]
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hold(ref: snakepit.TensorRef) -> int:
+    _STATE["held"] = snakepit.from_ref(ref)
+    return os.getpid()
+
+
+def let_go() -> None:
+    _STATE.pop("held", None)

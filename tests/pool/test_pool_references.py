@@ -67,3 +67,39 @@ def test_results_outlive_the_worker_that_made_them() -> None:
         assert not os.path.exists("/dev/shm" + region)
         assert result[12345] == 12345.0
         assert pool.call(_tasks.add, 1, 1) == 2
+
+
+def test_references_held_by_a_dead_worker_are_dropped() -> None:
+    array = snakepit.zeros(1 << 16, "float32")
+    ref = snakepit.ref_of(array)
+    with snakepit.Pool(workers=1) as pool:
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.hold_then_die, ref)
+        assert zero_copy.block_refcount(ref) == 1  # only ours is left
+
+
+def test_references_released_by_a_live_worker_are_not_dropped_twice() -> None:
+    array = snakepit.zeros(1 << 16, "float32")
+    ref = snakepit.ref_of(array)
+    with snakepit.Pool(workers=1) as pool:
+        pool.call(_tasks.hold, ref)
+        assert zero_copy.block_refcount(ref) == 2
+        pool.call(_tasks.let_go)
+        assert zero_copy.block_refcount(ref) == 1
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.segfault)
+        assert zero_copy.block_refcount(ref) == 1
+
+
+def test_ledger_counts_and_clears() -> None:
+    memory = np.zeros(zero_copy.LEDGER_BYTES, np.uint8)
+    ledger = zero_copy.LeaseLedger(memory)
+    ledger.record("/snakepit-1-0123456789abcdef", 192)
+    ledger.record("/snakepit-1-0123456789abcdef", 192)
+    ledger.record("/snakepit-1-fedcba9876543210", 256)
+    ledger.erase("/snakepit-1-fedcba9876543210", 256)
+    assert ledger.held() == [("/snakepit-1-0123456789abcdef", 192, 2)]
+    # A second view over the same memory (the supervisor's) sees the same.
+    assert zero_copy.LeaseLedger(memory).held() == ledger.held()
+    ledger.clear()
+    assert ledger.held() == []
