@@ -497,10 +497,18 @@ class Pool(Executor):
             return
         child_sock.close()
         with self._lock:
-            slot.proc = proc
-            slot.sock = parent_sock
+            closed = self._is_closed()  # may have changed since the check above
+            if not closed:
+                slot.proc = proc
+                slot.sock = parent_sock
             slot.known_fns = set()
             slot.timed_out = False
+        if closed:
+            # The pool shut down while this worker was starting.
+            parent_sock.close()
+            proc.kill()
+            proc.wait()
+            return
         init = (self._init_config.payload, zero_copy.ref_of(slot.ledger_memory))
         with contextlib.suppress(OSError):
             protocol.send_frame(parent_sock, protocol.pack(protocol.MSG_INIT, slot.index, init))
@@ -673,6 +681,9 @@ class Pool(Executor):
                 self._schedule_locked(delay, lambda: self._spawn(slot))
         for call in failed:
             self._finish(call, error)
+
+    def _is_closed(self) -> bool:
+        return self._closed
 
     def _all_unhealthy(self) -> bool:
         return all(slot.state == "unhealthy" for slot in self._slots)
