@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -62,7 +63,7 @@ def _shutdown_live_pools() -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Call:
     """One attempt at running a call on a worker."""
 
@@ -172,7 +173,8 @@ class Pool(Executor):
         self._functions: OrderedDict[Any, tuple[int, bytes, Any]] = OrderedDict()
         self._fn_ids = itertools.count(1)
         self._call_ids = itertools.count(1)
-        self._closed = False
+        self._closed = False  # no new calls accepted
+        self._stopping = False  # queue drained (or abandoned): workers stop
         self._timeout = timeout
         self._retry = retry if retry is not None else RetryPolicy()
         self._circuits = (
@@ -224,10 +226,13 @@ class Pool(Executor):
         per-call options and are not passed to ``fn`` (wrap ``fn`` with
         functools.partial to pass such names through).
         """
-        timeout = kwargs.pop("timeout", self._timeout)
-        idempotent = bool(kwargs.pop("idempotent", False))
-        session = kwargs.pop("session", None)
-        device = kwargs.pop("device", None)
+        if kwargs:
+            timeout = kwargs.pop("timeout", self._timeout)
+            idempotent = bool(kwargs.pop("idempotent", False))
+            session = kwargs.pop("session", None)
+            device = kwargs.pop("device", None)
+        else:
+            timeout, idempotent, session, device = self._timeout, False, None, None
         outer: Future[Any] = Future()
         if self._closed:
             raise RuntimeError("cannot submit to a pool that was shut down")
@@ -317,16 +322,20 @@ class Pool(Executor):
         with self._lock:
             already = self._closed
             self._closed = True
+            abandoned: list[_Call] = []
             if cancel_futures or not wait:
-                pending = list(self._queue) + [c for s in self._slots for c in s.queue]
+                abandoned = list(self._queue) + [c for s in self._slots for c in s.queue]
                 self._queue.clear()
                 for slot in self._slots:
                     slot.queue.clear()
-                for call in pending:
-                    call.outer.cancel()
             if wait:
                 self._idle_changed.wait_for(self._drained, timeout=None)
+            self._stopping = True
             self._monitor_wakeup.notify_all()
+        for call in abandoned:
+            # A retry's future is already running and cannot be cancelled.
+            if not call.outer.cancel():
+                self._finish(call, WorkerUnavailableError("the pool was shut down"))
         if already and not wait:
             return
         for slot in self._slots:
@@ -366,8 +375,10 @@ class Pool(Executor):
             self._finish(call, exc)
             return
         with self._lock:
-            if call.device is not None and not any(s.device == call.device for s in self._slots):
-                error: SnakepitError | None = DeviceNotAvailableError(
+            if self._stopping:
+                error: SnakepitError | None = WorkerUnavailableError("the pool was shut down")
+            elif call.device is not None and not any(s.device == call.device for s in self._slots):
+                error = DeviceNotAvailableError(
                     f"no worker of this pool runs on device {call.device!r}"
                 )
             elif self._all_unhealthy():
@@ -440,7 +451,7 @@ class Pool(Executor):
         if error is not None and self._retry.should_retry(error, call.attempt, call.idempotent):
             with self._lock:
                 self._counters["retries"] += 1
-                retry = _Call(**{**call.__dict__, "attempt": call.attempt + 1, "deadline": None})
+                retry = dataclasses.replace(call, attempt=call.attempt + 1, deadline=None)
                 self._schedule_locked(
                     self._retry.delay(call.attempt), lambda: self._start_attempt(retry)
                 )
@@ -468,7 +479,7 @@ class Pool(Executor):
     def _spawn(self, slot: _Slot) -> None:
         """Start a worker process in ``slot`` (runs on the monitor thread)."""
         with self._lock:
-            if self._closed:
+            if self._stopping:
                 return
             slot.state = "starting"
             slot.generation += 1
@@ -497,7 +508,7 @@ class Pool(Executor):
             return
         child_sock.close()
         with self._lock:
-            closed = self._is_closed()  # may have changed since the check above
+            closed = self._is_stopping()  # may have changed since the check above
             if not closed:
                 slot.proc = proc
                 slot.sock = parent_sock
@@ -524,9 +535,10 @@ class Pool(Executor):
         self, slot: _Slot, generation: int, proc: subprocess.Popen[bytes], sock: socket.socket
     ) -> None:
         init_error: SnakepitError | None = None
+        reader = protocol.FrameReader(sock)
         try:
             while True:
-                payload = protocol.recv_frame(sock)
+                payload = reader.read()
                 if payload is None:
                     break
                 tag, ident, blob = protocol.unpack(payload)
@@ -558,9 +570,10 @@ class Pool(Executor):
             if call is None or call.call_id != call_id:
                 return
             slot.current = None
-            slot.state = "idle" if not self._closed else "draining"
-            sends = self._dispatch_locked() if not self._closed else []
-            self._idle_changed.notify_all()
+            slot.state = "idle" if not self._stopping else "draining"
+            sends = self._dispatch_locked() if not self._stopping else []
+            if self._closed:
+                self._idle_changed.notify_all()  # shutdown() waits for the drain
         self._send_all(sends)
         duration = time.monotonic() - call.submitted
         self._health.record_call(slot.index, slot.device, True, duration)
@@ -609,7 +622,7 @@ class Pool(Executor):
             slot.proc = None
             slot.sock = None
             slot.last_exit = info
-            expected = self._closed and info.kind is ExitKind.normal
+            expected = self._stopping and info.kind is ExitKind.normal
             if expected:
                 slot.state = "stopped"
             else:
@@ -657,7 +670,7 @@ class Pool(Executor):
 
     def _plan_restart(self, slot: _Slot) -> None:
         with self._lock:
-            if self._closed:
+            if self._stopping:
                 return
             crashes = len(slot.crash_times)
             if crashes > self._max_crashes:
@@ -682,8 +695,8 @@ class Pool(Executor):
         for call in failed:
             self._finish(call, error)
 
-    def _is_closed(self) -> bool:
-        return self._closed
+    def _is_stopping(self) -> bool:
+        return self._stopping
 
     def _all_unhealthy(self) -> bool:
         return all(slot.state == "unhealthy" for slot in self._slots)
@@ -750,14 +763,14 @@ class Pool(Executor):
         while True:
             with self._lock:
                 while True:
-                    if self._closed and not self._timers:
+                    if self._stopping and not self._timers:
                         return
                     now = time.monotonic()
                     if self._timers and self._timers[0][0] <= now:
                         _, _, action = heapq.heappop(self._timers)
                         break
                     wait = self._timers[0][0] - now if self._timers else None
-                    if self._closed and wait is None:
+                    if self._stopping and wait is None:
                         return
                     self._monitor_wakeup.wait(timeout=wait)
             try:

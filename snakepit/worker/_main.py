@@ -61,8 +61,9 @@ def _resolve(spec: Any) -> Callable[..., Any]:
 class Worker:
     """State of one worker process: its socket and the functions it has seen."""
 
-    def __init__(self, sock: socket.socket, supervisor_pid: int) -> None:
-        self.sock = sock
+    def __init__(self, reader: protocol.FrameReader, supervisor_pid: int) -> None:
+        self.reader = reader
+        self.sock = reader.sock
         self.supervisor_pid = supervisor_pid
         self.functions: dict[int, Callable[..., Any]] = {}
         self.calls = 0
@@ -107,7 +108,7 @@ class Worker:
 
     def serve(self) -> int:
         while True:
-            payload = protocol.recv_frame(self.sock)
+            payload = self.reader.read()
             if payload is None:
                 return 0  # supervisor closed the connection
             tag, ident, body = protocol.unpack(payload)
@@ -120,7 +121,8 @@ class Worker:
 
 
 def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
-    payload = protocol.recv_frame(sock)
+    reader = protocol.FrameReader(sock)
+    payload = reader.read()
     if payload is None:
         os._exit(0)
     tag, _, blob = protocol.unpack(payload)
@@ -134,7 +136,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     configure(threshold_bytes=config["threshold_bytes"])
-    worker = Worker(sock, supervisor_pid)
+    worker = Worker(reader, supervisor_pid)
     initializer = config.get("initializer")
     if initializer is not None:
         try:

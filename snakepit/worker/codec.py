@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import pickle
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import Any
 
 import cloudpickle
@@ -41,19 +42,38 @@ class Encoded:
     transfers: list[TensorRef] = field(default_factory=list)
 
 
-class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle (functions from ``__main__``, lambdas, closures by value)
-    plus persistent ids that turn arrays into shared-memory descriptors."""
+class _NeedsCloudpickleError(Exception):
+    """Raised by the fast pickler for objects only cloudpickle sends correctly."""
 
-    def __init__(self, file: io.BytesIO, *, receiver: int | None, threshold: int) -> None:
-        super().__init__(file, protocol=PROTOCOL)
+
+class _ArrayIds:
+    """Persistent ids that turn arrays into shared-memory descriptors."""
+
+    by_value_check = False
+    receiver: int | None
+    threshold: int
+    keepalive: list[Any]
+    transfers: list[TensorRef]
+
+    def _setup(self, receiver: int | None, threshold: int) -> None:
         self.receiver = receiver
         self.threshold = threshold
-        self.keepalive: list[Any] = []
-        self.transfers: list[TensorRef] = []
+        self.keepalive = []
+        self.transfers = []
 
     def persistent_id(self, obj: Any) -> Any:
-        if type(obj) is not np.ndarray or obj.dtype.hasobject:
+        kind = type(obj)
+        if kind is not np.ndarray:
+            # Plain pickle would send these by reference, and a worker's
+            # __main__ is not the caller's: only cloudpickle sends them by value.
+            if (
+                self.by_value_check
+                and (kind is FunctionType or kind is type)
+                and obj.__module__ == "__main__"
+            ):
+                raise _NeedsCloudpickleError
+            return None
+        if obj.dtype.hasobject:
             return None
         if not is_shared(obj):
             if obj.nbytes < self.threshold:
@@ -71,6 +91,24 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         ref = take_transfer_ref(obj)
         self.transfers.append(ref)
         return (_TAG_ARRAY, ref, True)
+
+
+class _FastPickler(_ArrayIds, pickle.Pickler):
+    """The C pickler: most messages need nothing more."""
+
+    by_value_check = True
+
+    def __init__(self, file: io.BytesIO, *, receiver: int | None, threshold: int) -> None:
+        super().__init__(file, protocol=PROTOCOL)
+        self._setup(receiver, threshold)
+
+
+class _CloudPickler(_ArrayIds, cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle: functions from ``__main__``, lambdas and closures by value."""
+
+    def __init__(self, file: io.BytesIO, *, receiver: int | None, threshold: int) -> None:
+        super().__init__(file, protocol=PROTOCOL)
+        self._setup(receiver, threshold)
 
 
 def _owner(ref: TensorRef) -> int:
@@ -92,6 +130,26 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
+#: Values made only of these types pickle the same with the plain C pickler,
+#: which skips building a pickler object: the common small call is cheaper.
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+def _is_plain(obj: Any, depth: int = 0) -> bool:
+    kind = type(obj)
+    if kind in _PLAIN_TYPES:
+        return True
+    if depth > 2:
+        return False
+    if kind is tuple or kind is list:
+        return len(obj) <= 16 and all(_is_plain(item, depth + 1) for item in obj)
+    if kind is dict:
+        return len(obj) <= 16 and all(
+            type(key) is str and _is_plain(value, depth + 1) for key, value in obj.items()
+        )
+    return False
+
+
 def encode(obj: Any, *, receiver: int | None = None) -> Encoded:
     """Pickle ``obj``; shared arrays become descriptors.
 
@@ -103,16 +161,23 @@ def encode(obj: Any, *, receiver: int | None = None) -> Encoded:
     receiver itself on decode.
     Raises SerializationError(direction="encode") on failure.
     """
-    buffer = io.BytesIO()
-    pickler = _Pickler(buffer, receiver=receiver, threshold=threshold_bytes())
-    try:
-        pickler.dump(obj)
-    except Exception as exc:
-        _drop_transfers(pickler.transfers)
-        raise SerializationError(
-            f"cannot serialize {type(obj).__name__}: {exc}", direction="encode"
-        ) from exc
-    return Encoded(buffer.getvalue(), pickler.keepalive, pickler.transfers)
+    if _is_plain(obj):
+        return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
+    threshold = threshold_bytes()
+    failure: Exception | None = None
+    for pickler_class in (_FastPickler, _CloudPickler):
+        buffer = io.BytesIO()
+        pickler = pickler_class(buffer, receiver=receiver, threshold=threshold)
+        try:
+            pickler.dump(obj)
+        except Exception as exc:
+            _drop_transfers(pickler.transfers)
+            failure = exc
+            continue
+        return Encoded(buffer.getvalue(), pickler.keepalive, pickler.transfers)
+    raise SerializationError(
+        f"cannot serialize {type(obj).__name__}: {failure}", direction="encode"
+    ) from failure
 
 
 def _drop_transfers(refs: list[TensorRef]) -> None:

@@ -50,30 +50,44 @@ def send_frame(sock: socket.socket, payload: bytes) -> None:
     sock.sendall(_HEADER.pack(len(payload)) + payload)
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
-    while received < size:
-        count = sock.recv_into(view[received:])
-        if count == 0:
-            return None
-        received += count
-    return buffer
+class FrameReader:
+    """Reads frames from a socket with as few ``recv`` calls as possible."""
 
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self._chunk = bytearray(1 << 16)
+        self._chunk_view = memoryview(self._chunk)
 
-def recv_frame(sock: socket.socket) -> bytearray | None:
-    """Receive one frame; None when the peer closed the connection."""
-    header = _recv_exact(sock, _HEADER.size)
-    if header is None:
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_FRAME_BYTES:
-        raise ProtocolError(f"frame of {size} bytes exceeds the {MAX_FRAME_BYTES} limit")
-    payload = _recv_exact(sock, size)
-    if payload is None:
-        raise ProtocolError("connection closed in the middle of a frame")
-    return payload
+    def read(self) -> bytearray | None:
+        """The next frame's payload; None when the peer closed the connection."""
+        buffer = self.buffer
+        while True:
+            if len(buffer) >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(buffer)
+                if size > MAX_FRAME_BYTES:
+                    raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+                end = _HEADER.size + size
+                if len(buffer) >= end:
+                    payload = buffer[_HEADER.size : end]
+                    del buffer[:end]
+                    return payload
+                want = end - len(buffer)
+            else:
+                want = _HEADER.size - len(buffer)
+            if want > len(self._chunk):
+                # A big frame: read the rest straight into place.
+                start = len(buffer)
+                buffer.extend(bytes(want))
+                count = self.sock.recv_into(memoryview(buffer)[start:], want)
+                del buffer[start + count :]
+            else:
+                count = self.sock.recv_into(self._chunk_view)
+                buffer += self._chunk_view[:count]
+            if count == 0:
+                if buffer:
+                    raise ProtocolError("connection closed in the middle of a frame")
+                return None
 
 
 def pack(tag: str, ident: int, blob: Any) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import math
+import operator
 import os
 import sys
 import threading
@@ -92,6 +93,20 @@ def _close_at_exit() -> None:
         arena.unlink_all()
 
 
+def _cache_bytes() -> int:
+    """How much freed large-block memory the arena keeps for reuse.
+
+    A quarter of /dev/shm, between 256 MiB and 8 GiB: enough to reuse a
+    1 GiB tensor's region without a fresh shm_open and page faults, small
+    enough not to starve other users of /dev/shm.
+    """
+    try:
+        total = _core.shm_space(SHM_DIR)[0]
+    except _core.CoreError:
+        return 0  # the core's default
+    return max(256 << 20, min(8 << 30, total // 4))
+
+
 def _get_arena() -> _core.Arena:
     arena = _state.arena
     if arena is not None:
@@ -101,7 +116,9 @@ def _get_arena() -> _core.Arena:
             # A new owner of shared memory is the moment to reclaim what dead
             # owners left behind (SPEC §1.1, "the next supervisor ... unlinks").
             collect_garbage()
-            _state.arena = _core.Arena(cap_bytes=_state.cap_bytes, prefault=True)
+            _state.arena = _core.Arena(
+                cap_bytes=_state.cap_bytes, cache_bytes=_cache_bytes(), prefault=True
+            )
             _state.arena_pid = os.getpid()
         return _state.arena
 
@@ -174,8 +191,12 @@ def _allocation_error(exc: _core.CoreError, nbytes: int) -> SnakepitError:
 
 
 def _normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
-    dims = (shape,) if isinstance(shape, SupportsIndex) else tuple(shape)
-    result = tuple(int(d) for d in dims)
+    # operator.index, not isinstance(SupportsIndex): runtime protocol checks
+    # cost microseconds, and this is the allocation hot path.
+    try:
+        result: tuple[int, ...] = (operator.index(shape),)  # type: ignore[arg-type]
+    except TypeError:
+        result = tuple(operator.index(d) for d in shape)  # type: ignore[union-attr]
     if any(d < 0 for d in result):
         raise ValueError(f"negative dimension in shape {result}")
     return result
@@ -191,7 +212,6 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     except _core.CoreError as exc:
         raise _allocation_error(exc, nbytes) from None
     buffer = allocation.buffer()
-    _state.holders[(buffer.region_name, buffer.data_offset)] = buffer
     return np.ndarray(dims, dtype=resolved, buffer=memoryview(buffer))
 
 
@@ -241,6 +261,8 @@ def ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
             "array is not in snakepit shared memory; use snakepit.share(array) first"
         )
     address = array.__array_interface__["data"][0]
+    # Lets ref.release() find the reference this process holds.
+    _state.holders[(buffer.region_name, buffer.data_offset)] = buffer
     return TensorRef(
         id=f"{buffer.region_name}:{buffer.data_offset}",
         shape=tuple(array.shape),

@@ -151,3 +151,20 @@ def test_submit_after_shutdown_is_refused() -> None:
     with pytest.raises(RuntimeError):
         pool.submit(_tasks.add, 1, 2)
     assert pool.worker_pids() == []
+
+
+def test_shutdown_waits_for_queued_calls() -> None:
+    pool = snakepit.Pool(workers=1)
+    futures = [pool.submit(_tasks.slow_total, np.ones(4), 0.02) for _ in range(10)]
+    pool.shutdown(wait=True)
+    assert [f.result(timeout=0) for f in futures] == [4.0] * 10
+    assert pool.worker_pids() == []
+
+
+def test_shutdown_can_cancel_queued_calls() -> None:
+    pool = snakepit.Pool(workers=1)
+    running = pool.submit(_tasks.slow_total, np.ones(4), 0.3)
+    queued = [pool.submit(_tasks.add, i, i) for i in range(5)]
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert running.result(timeout=0) == 4.0
+    assert all(f.cancelled() for f in queued)
