@@ -136,6 +136,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     configure(threshold_bytes=config["threshold_bytes"])
+    reader.spin_seconds = config.get("spin_seconds", 0.0)
     worker = Worker(reader, supervisor_pid)
     initializer = config.get("initializer")
     if initializer is not None:
