@@ -153,3 +153,13 @@ def test_doctor_warns_when_shm_is_small(monkeypatch: pytest.MonkeyPatch) -> None
 def test_doctor_reports_real_shm(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--json"]) == 0
     assert '"shm_total_bytes"' in capsys.readouterr().out
+
+
+def test_next_process_to_start_an_arena_collects_dead_regions() -> None:
+    names = _killed_owner_regions()
+    script = "import snakepit; snakepit.empty(16, 'uint8'); print('started')"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert not any(os.path.exists("/dev/shm" + n) for n in names)
