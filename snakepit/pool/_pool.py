@@ -397,6 +397,7 @@ class Pool(Executor):
                     self._queue.append(call)
                 sends = self._dispatch_locked()
         if error is not None:
+            self._circuits.release(call.device)  # no verdict on the worker path
             self._finish(call, error)
             return
         self._send_all(sends)
@@ -418,7 +419,7 @@ class Pool(Executor):
                 return call
         return None
 
-    def _dispatch_locked(self) -> list[tuple[_Slot, _Call, bytes]]:
+    def _dispatch_locked(self) -> list[tuple[socket.socket, bytes]]:
         sends = []
         for slot in self._slots:
             while slot.state == "idle":
@@ -426,6 +427,7 @@ class Pool(Executor):
                 if call is None:
                     break
                 if call.attempt == 1 and not call.outer.set_running_or_notify_cancel():
+                    self._circuits.release(call.device)
                     continue  # cancelled while queued
                 fn_id = call.fn_id
                 blob = None if fn_id in slot.known_fns else call.fn_blob
@@ -440,15 +442,14 @@ class Pool(Executor):
                 message = protocol.pack(
                     protocol.MSG_CALL, call.call_id, (fn_id, blob, call.args_payload)
                 )
-                sends.append((slot, call, message))
+                if slot.sock is not None:
+                    sends.append((slot.sock, message))
         return sends
 
-    def _send_all(self, sends: list[tuple[_Slot, _Call, bytes]]) -> None:
-        for slot, _call, message in sends:
-            sock = slot.sock
-            if sock is None:
-                continue
-            # A failed send means the worker died; its reader reports the crash.
+    def _send_all(self, sends: list[tuple[socket.socket, bytes]]) -> None:
+        # Sent outside the lock, to the worker the call was given to: if that
+        # worker died meanwhile, the send fails and its reader fails the call.
+        for sock, message in sends:
             with contextlib.suppress(OSError):
                 protocol.send_frame(sock, message)
 
