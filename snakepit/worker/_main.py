@@ -23,6 +23,7 @@ from snakepit.zero_copy import (
     from_ref,
     install_ledger,
     prune_mappings,
+    retain,
 )
 
 from . import codec, protocol
@@ -56,6 +57,17 @@ def _resolve(spec: Any) -> Callable[..., Any]:
     if not callable(spec):
         raise TypeError(f"{spec!r} is not callable")
     return spec  # type: ignore[no-any-return]
+
+
+def _retain_kept(borrowed: list[Any]) -> None:
+    """Give arguments that the call kept (in a global, a session's model, the
+    result) a reference of their own before the supervisor lets go of them."""
+    while borrowed:
+        array = borrowed.pop()
+        # Referenced only by `array` and getrefcount's argument: not kept.
+        if sys.getrefcount(array) > 2:
+            retain(array)
+        del array
 
 
 class Worker:
@@ -94,9 +106,11 @@ class Worker:
                 fn = _resolve(codec.decode(fn_blob))
                 self.functions[fn_id] = fn
             # Arguments are borrowed: the supervisor keeps them alive for the call.
-            args, kwargs = codec.decode(args_blob)
+            borrowed: list[Any] = []
+            args, kwargs = codec.decode(args_blob, borrowed=borrowed)
             result = fn(*args, **kwargs)
             del args, kwargs
+            _retain_kept(borrowed)
         except Exception as exc:
             self.send(protocol.MSG_ERROR, call_id, exception_to_record(exc))
             return

@@ -116,9 +116,12 @@ def _owner(ref: TensorRef) -> int:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, *, keep: bool) -> None:
+    def __init__(
+        self, file: io.BytesIO, *, keep: bool, borrowed: list[np.ndarray[Any, Any]] | None
+    ) -> None:
         super().__init__(file)
         self.keep = keep
+        self.borrowed = borrowed
 
     def persistent_load(self, pid: Any) -> Any:
         if type(pid) is tuple and len(pid) == 3 and pid[0] == _TAG_ARRAY:
@@ -126,7 +129,12 @@ class _Unpickler(pickle.Unpickler):
             if isinstance(ref, TensorRef):
                 if transferred:
                     return from_ref(ref, mode="adopt")
-                return from_ref(ref, mode="acquire" if self.keep else "borrow")
+                if self.keep:
+                    return from_ref(ref, mode="acquire")
+                array = from_ref(ref, mode="borrow")
+                if self.borrowed is not None:
+                    self.borrowed.append(array)
+                return array
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
@@ -187,16 +195,22 @@ def _drop_transfers(refs: list[TensorRef]) -> None:
         drop_transfer_ref(ref)
 
 
-def decode(payload: bytes | bytearray, *, keep: bool = False) -> Any:
+def decode(
+    payload: bytes | bytearray,
+    *,
+    keep: bool = False,
+    borrowed: list[np.ndarray[Any, Any]] | None = None,
+) -> Any:
     """Unpickle a payload produced by :func:`encode`.
 
     ``keep=False``: lent arrays are borrowed (valid while the sender keeps
-    them; call arguments in a worker). ``keep=True``: every array holds a block
-    reference of its own for as long as it lives (results in the supervisor).
+    them; call arguments in a worker) and appended to ``borrowed`` if given.
+    ``keep=True``: every array holds a block reference of its own for as long
+    as it lives (results in the supervisor).
     Raises SerializationError(direction="decode") on failure.
     """
     try:
-        return _Unpickler(io.BytesIO(payload), keep=keep).load()
+        return _Unpickler(io.BytesIO(payload), keep=keep, borrowed=borrowed).load()
     except Exception as exc:
         raise SerializationError(f"cannot deserialize: {exc}", direction="decode") from exc
 

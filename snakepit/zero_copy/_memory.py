@@ -9,6 +9,7 @@ import operator
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any, Literal, SupportsIndex
 from weakref import WeakValueDictionary
@@ -353,6 +354,26 @@ def from_ref(
     if readonly:
         array.flags.writeable = False
     return array
+
+
+def retain(array: np.ndarray[Any, Any]) -> None:
+    """Take a reference on the block under a borrowed shared array, held until
+    the array (and every view of it) dies.
+
+    A worker calls this for arguments its code kept beyond the call, so the
+    caller's memory cannot be reused under them.
+    """
+    buffer = _shared_buffer(array)
+    if buffer is None:
+        return
+    try:
+        region = _attach(buffer.region_name, buffer.region_size)
+        region.block_ref(buffer.data_offset, +1)
+    except _core.CoreError as exc:
+        raise from_core_status(
+            exc.status, exc.os_errno, operation="retain block", name=buffer.region_name
+        ) from None
+    weakref.finalize(array, _Lease(region, buffer.data_offset).release)
 
 
 def install_ledger(ledger: LeaseLedger | None) -> None:

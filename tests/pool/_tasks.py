@@ -169,3 +169,13 @@ def hold(ref: snakepit.TensorRef) -> int:
 
 def let_go() -> None:
     _STATE.pop("held", None)
+    _STATE.pop("kept", None)
+
+
+def keep_argument(array: np.ndarray[Any, Any]) -> None:
+    """Keep a view of a borrowed argument beyond the call (a session's state)."""
+    _STATE["kept"] = array[::2]
+
+
+def kept_total() -> float:
+    return float(_STATE["kept"].sum())

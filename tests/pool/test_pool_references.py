@@ -103,3 +103,26 @@ def test_ledger_counts_and_clears() -> None:
     assert zero_copy.LeaseLedger(memory).held() == ledger.held()
     ledger.clear()
     assert ledger.held() == []
+
+
+def test_arguments_kept_by_the_worker_stay_valid(pool: snakepit.Pool) -> None:
+    array = snakepit.empty(1 << 14, "float64")
+    array[:] = 1.0
+    ref = snakepit.ref_of(array)
+    pool.call(_tasks.keep_argument, array, session="keeper")
+    assert zero_copy.block_refcount(ref) == 2  # the worker holds its own now
+    ref.release()
+    del array
+    decoys = [snakepit.empty(1 << 14, "float64") for _ in range(4)]
+    for decoy in decoys:
+        decoy[:] = 9.0
+    # The kept block was not reused under the worker.
+    assert pool.call(_tasks.kept_total, session="keeper") == float(1 << 13)
+    pool.call(_tasks.let_go, session="keeper")
+
+
+def test_arguments_not_kept_take_no_reference(pool: snakepit.Pool) -> None:
+    array = snakepit.zeros(1 << 14, "float64")
+    ref = snakepit.ref_of(array)
+    pool.call(_tasks.total, array)
+    assert zero_copy.block_refcount(ref) == 1
