@@ -168,32 +168,38 @@ _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def _own_cgroup_events() -> list[Path]:
-    """Candidate memory.events files: this process's cgroup v2 first, then the root."""
+    """Candidate files holding this process's ``oom_kill`` counter.
+
+    cgroup v2 keeps it in ``memory.events``; the v1 memory controller in
+    ``memory.oom_control`` (same "key value" lines). The process's own
+    cgroups come first, then the roots.
+    """
     candidates: list[Path] = []
     try:
         text = Path("/proc/self/cgroup").read_text()
     except OSError:
         text = ""
     for line in text.splitlines():
-        # cgroup v2 lines look like "0::/some/path".
-        if line.startswith("0::"):
-            rel = line[3:].strip().lstrip("/")
-            if rel:
-                candidates.append(_CGROUP_ROOT / rel / "memory.events")
+        _, controllers, rel_path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        rel = rel_path.strip().lstrip("/")
+        if controllers == "" and rel:  # v2: "0::/some/path"
+            candidates.append(_CGROUP_ROOT / rel / "memory.events")
+        elif "memory" in controllers.split(","):  # v1: "4:memory:/some/path"
+            candidates.append(_CGROUP_ROOT / "memory" / rel / "memory.oom_control")
     candidates.append(_CGROUP_ROOT / "memory.events")
+    candidates.append(_CGROUP_ROOT / "memory" / "memory.oom_control")
     return candidates
 
 
 def oom_kill_count(events_path: str | os.PathLike[str] | None = None) -> int | None:
-    """The cgroup v2 ``oom_kill`` counter, or ``None`` when it cannot be read.
+    """The cgroup ``oom_kill`` counter (v2 or v1), or ``None`` when it cannot be read.
 
     Read it before and after a worker dies of SIGKILL: if it rose, the kernel
     OOM killer did it (pass ``oom_killed=True`` to :func:`classify_exit`).
 
     Args:
-        events_path: A ``memory.events`` file to read; by default this
-            process's own cgroup v2 file, falling back to
-            ``/sys/fs/cgroup/memory.events``.
+        events_path: A ``memory.events`` (v2) or ``memory.oom_control`` (v1)
+            file to read; by default this process's own cgroup's.
     """
     paths = [Path(events_path)] if events_path is not None else _own_cgroup_events()
     for path in paths:
