@@ -163,3 +163,22 @@ def test_next_process_to_start_an_arena_collects_dead_regions() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert not any(os.path.exists("/dev/shm" + n) for n in names)
+
+
+def test_hot_path_takes_no_page_faults() -> None:
+    import resource
+
+    nbytes = 8 * MIB
+    warm = snakepit.empty(nbytes, "uint8")
+    warm.fill(1)
+    snakepit.ref_of(warm).release()
+    del warm
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        array = snakepit.empty(nbytes, "uint8")
+        array.fill(2)  # touches all 2048 pages
+        snakepit.ref_of(array).release()
+        del array
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    # Fresh memory would fault on every page: 20 * 2048 = 40960.
+    assert faults < 500
