@@ -39,6 +39,25 @@ class TensorRef:
     byte_offset: int = 0
     region_size: int = 0
 
+    def __reduce__(self) -> tuple[type[TensorRef], tuple[object, ...]]:
+        # Positional fields: smaller and much faster than the dataclass default
+        # (descriptors are pickled on every call that passes an array).
+        return (
+            TensorRef,
+            (
+                self.id,
+                self.shape,
+                self.dtype,
+                self.strides,
+                self.offset,
+                self.region,
+                self.nbytes,
+                self.device,
+                self.byte_offset,
+                self.region_size,
+            ),
+        )
+
     def validate(self) -> None:
         """Check the descriptor is self-consistent; InvalidDescriptorError if not.
 
