@@ -24,6 +24,7 @@ from ._memory import (
     shm_space,
     take_transfer_ref,
     threshold_bytes,
+    trim,
     zeros,
 )
 from ._ref import TensorRef
@@ -55,5 +56,6 @@ __all__ = [
     "shm_space",
     "take_transfer_ref",
     "threshold_bytes",
+    "trim",
     "zeros",
 ]

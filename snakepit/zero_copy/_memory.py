@@ -174,6 +174,13 @@ def reclaim() -> int:
     return arena.reclaim()
 
 
+def trim() -> None:
+    """Give back (unmap and unlink) freed large regions kept for reuse."""
+    arena = _state.arena
+    if arena is not None and not arena.closed:
+        arena.trim()
+
+
 def _allocation_error(exc: _core.CoreError, nbytes: int) -> SnakepitError:
     available: int | None = None
     with contextlib.suppress(_core.CoreError):

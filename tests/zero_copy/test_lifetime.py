@@ -182,3 +182,13 @@ def test_hot_path_takes_no_page_faults() -> None:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     # Fresh memory would fault on every page: 20 * 2048 = 40960.
     assert faults < 500
+
+
+def test_trim_gives_back_cached_large_regions() -> None:
+    array = snakepit.empty(40 * MIB, "uint8")
+    ref = snakepit.ref_of(array)
+    ref.release()
+    del array
+    assert os.path.exists("/dev/shm" + ref.region)  # kept for reuse
+    zero_copy.trim()
+    assert not os.path.exists("/dev/shm" + ref.region)
