@@ -215,6 +215,9 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     dims = _normalize_shape(shape)
     resolved = resolve_dtype(dtype)
     nbytes = math.prod(dims) * resolved.itemsize
+    if nbytes > _core.MAX_REGION_SIZE:
+        # Beyond any region the core can map (and beyond 64-bit sizes).
+        raise _allocation_error(_core.CoreError(-7, 28, "allocate"), nbytes)
     try:
         allocation = _get_arena().alloc(nbytes)
     except _core.CoreError as exc:

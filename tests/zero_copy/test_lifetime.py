@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 import snakepit
@@ -192,3 +193,10 @@ def test_trim_gives_back_cached_large_regions() -> None:
     assert os.path.exists("/dev/shm" + ref.region)  # kept for reuse
     zero_copy.trim()
     assert not os.path.exists("/dev/shm" + ref.region)
+
+
+@pytest.mark.parametrize("shape", [(1 << 40,), (1 << 62,), (1 << 31, 1 << 31, 4)])
+def test_oversized_requests_are_typed_errors(shape: tuple[int, ...]) -> None:
+    with pytest.raises(SharedMemoryExhaustedError) as info:
+        snakepit.empty(shape, "float64")
+    assert info.value.requested == 8 * int(np.prod(shape, dtype=object))
