@@ -37,6 +37,7 @@ from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
     SerializationError,
+    SharedMemoryError,
     SnakepitError,
     WorkerCrashedError,
     WorkerError,
@@ -245,7 +246,7 @@ class Pool(Executor):
         fn_id, fn_blob = self._function(fn)
         try:
             encoded = codec.encode((args, kwargs))
-        except SerializationError as exc:
+        except (SerializationError, SharedMemoryError) as exc:
             outer.set_exception(exc)
             return outer
         call = _Call(

@@ -18,7 +18,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
-from snakepit.errors import DtypeError, SerializationError
+from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     TensorRef,
     from_ref,
@@ -178,6 +178,10 @@ def encode(obj: Any, *, receiver: int | None = None) -> Encoded:
         pickler = pickler_class(buffer, receiver=receiver, threshold=threshold)
         try:
             pickler.dump(obj)
+        except SharedMemoryError:
+            # Out of shared memory (or cap): say so, not "cannot serialize".
+            _drop_transfers(pickler.transfers)
+            raise
         except Exception as exc:
             _drop_transfers(pickler.transfers)
             failure = exc

@@ -222,3 +222,17 @@ def test_result_that_cannot_be_decoded_keeps_the_worker(pool: snakepit.Pool) -> 
     assert set(pool.worker_pids()) == pids
     assert pool.stats()["crashes"] == 0
     _assert_recovered(pool)
+
+
+def test_argument_too_large_for_shared_memory(pool: snakepit.Pool) -> None:
+    from snakepit import zero_copy
+    from snakepit.errors import SharedMemoryCapError
+
+    zero_copy.configure(cap_bytes=zero_copy.arena_stats()["mapped_bytes"] + (8 << 20))
+    try:
+        future = pool.submit(_tasks.total, np.ones(64 << 20, dtype=np.uint8))
+        with pytest.raises(SharedMemoryCapError):
+            future.result(timeout=30)
+    finally:
+        zero_copy.configure(cap_bytes=0)
+    _assert_recovered(pool)
