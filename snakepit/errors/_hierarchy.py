@@ -3,13 +3,15 @@
 Every class here:
 
 * derives from :class:`SnakepitError`;
-* takes its structured fields as keyword arguments and builds a readable
-  message from them when none is given;
+* declares its structured fields as annotated class attributes; the
+  constructor (message first, every field keyword-only) is generated from
+  them by :mod:`dataclasses` (see :func:`_error_fields`), and builds a
+  readable message from the fields when none is given;
 * carries a ``suggestion`` (a concrete next step for the user, or ``None``);
 * lists its structured fields in ``__match_args__`` so ``match`` works;
 * pickles with every attribute intact (one generic ``__reduce__`` in the base,
-  because the subclasses' ``__init__`` signatures are keyword-only and the
-  default exception pickling would call them positionally).
+  because the constructors are keyword-only and the default exception
+  pickling would call them positionally).
 
 This module deliberately imports nothing else from snakepit: every other layer
 (including the Cython core) depends on it, never the reverse.
@@ -18,11 +20,22 @@ This module deliberately imports nothing else from snakepit: every other layer
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import enum
 import os
+import sys
 import threading
-from collections.abc import Sequence
-from typing import Any, ClassVar, TypeVar, cast
+from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # pragma: no cover - 3.10: it only informs type checkers, so a no-op will do
+
+    def dataclass_transform(**_: object) -> Callable[[_T], _T]:
+        return lambda obj: obj
+
 
 __all__ = [
     "CircuitOpenError",
@@ -55,6 +68,9 @@ Shape = tuple[int, ...]
 """A tensor shape as a tuple of non-negative ints."""
 
 _E = TypeVar("_E", bound="SnakepitError")
+_T = TypeVar("_T")
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 _SHM_DIR = "/dev/shm"
 
@@ -95,9 +111,82 @@ def _optional_int(value: object) -> int | None:
     return int(value)
 
 
+def _str_tuple(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
+def _enum_value(value: str) -> str:
+    # ExitKind is a str Enum; keep the plain value so pickles and JSON stay simple.
+    return str(getattr(value, "value", value))
+
+
+def _non_negative(value: float | None) -> float | None:
+    return None if value is None else max(0.0, float(value))
+
+
+def _direction(value: str) -> str:
+    if value not in ("encode", "decode"):
+        raise ValueError(f"direction must be 'encode' or 'decode', not {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------- field machinery
+
+
+class _Field(Generic[_In, _Out]):
+    """A field that normalises every value assigned to it (a dataclass descriptor field).
+
+    The generated ``__init__`` assigns each field, so ``convert`` runs on the
+    constructor argument too, and type checkers take the parameter type from
+    ``__set__`` (``_In``) and the attribute type from ``__get__`` (``_Out``).
+    Without ``convert`` the value is stored as given: that is for fields whose
+    ``None`` a ``__post_init__`` replaces by a default built from other fields.
+    The value lives in the instance ``__dict__`` under the field's name, so
+    ``vars()``, pickling and copying see it as a plain attribute.
+    """
+
+    def __init__(self, default: _In, convert: Callable[[_In], _Out] | None = None) -> None:
+        self._default = default
+        self._convert = convert
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> _Out:
+        if obj is None:
+            # dataclasses reads the field default through class access.
+            return cast("_Out", self._default)
+        try:
+            return cast("_Out", obj.__dict__[self._name])
+        except KeyError:
+            raise AttributeError(self._name) from None
+
+    def __set__(self, obj: object, value: _In) -> None:
+        obj.__dict__[self._name] = value if self._convert is None else self._convert(value)
+
+
+def _converted(default: _T, convert: Callable[[_T], _T]) -> _T:
+    """Default of a field whose type ``convert`` keeps, but whose value it normalises."""
+    return cast("_T", _Field(default, convert))
+
+
+@dataclass_transform(kw_only_default=True, eq_default=False, field_specifiers=(dataclasses.field,))
+def _error_fields(cls: type[_E]) -> type[_E]:
+    """Generate the constructor of an error subclass from its annotated fields.
+
+    ``SnakepitError`` already holds the positional ``message``, so every field
+    a subclass adds is keyword-only.
+    """
+    return dataclasses.dataclass(kw_only=True, eq=False, repr=False, match_args=False)(cls)
+
+
 # --------------------------------------------------------------------------- base
 
 
+# eq=False: exceptions compare and hash by identity. repr/match_args=False: the
+# hand-written __repr__ and __match_args__ below (and in subclasses) stay.
+@dataclasses.dataclass(eq=False, repr=False, match_args=False)
 class SnakepitError(Exception):
     """Base class of every error snakepit raises.
 
@@ -112,25 +201,20 @@ class SnakepitError(Exception):
 
     __match_args__: ClassVar[tuple[str, ...]] = ("message",)
 
-    message: str
-    suggestion: str | None
-    remote_traceback: str | None
-    remote_type: str | None
+    message: _Field[str | None, str] = _Field(None)
+    _: KW_ONLY
+    suggestion: str | None = None
+    remote_traceback: str | None = None
+    remote_type: str | None = None
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        text = message if message is not None else self._default_message()
-        super().__init__(text)
-        self.message = text
-        self.suggestion = suggestion if suggestion is not None else self._default_suggestion()
-        self.remote_traceback = remote_traceback
-        self.remote_type = remote_type
+    def __post_init__(self) -> None:
+        # The defaults are built from the subclass fields, so they can only be
+        # filled in once the generated __init__ has set every field.
+        if vars(self)["message"] is None:
+            self.message = self._default_message()
+        if self.suggestion is None:
+            self.suggestion = self._default_suggestion()
+        super().__init__(self.message)
 
     def _default_message(self) -> str:
         """Message used when the caller gives none; subclasses build it from fields."""
@@ -187,6 +271,7 @@ def _reconstruct(
 # ------------------------------------------------------------------ remote python
 
 
+@_error_fields
 class PythonError(SnakepitError):
     """An exception raised by user code in a worker, wrapped for the supervisor.
 
@@ -200,26 +285,15 @@ class PythonError(SnakepitError):
 
     __match_args__ = ("python_type", "message", "qualified_type", "remote_traceback")
 
-    python_type: str
-    qualified_type: str
+    python_type: str = "Exception"
+    qualified_type: _Field[str | None, str] = _Field(None)
+    # Always the qualified type, so not a constructor argument.
+    remote_type: str | None = dataclasses.field(default=None, init=False)
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        python_type: str = "Exception",
-        qualified_type: str | None = None,
-        remote_traceback: str | None = None,
-        suggestion: str | None = None,
-    ) -> None:
-        self.python_type = python_type
-        self.qualified_type = qualified_type or f"builtins.{python_type}"
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=self.qualified_type,
-        )
+    def __post_init__(self) -> None:
+        self.qualified_type = vars(self)["qualified_type"] or f"builtins.{self.python_type}"
+        self.remote_type = self.qualified_type
+        super().__post_init__()
 
     def _default_message(self) -> str:
         return f"remote {self.python_type}"
@@ -291,6 +365,7 @@ def _shape_suggestion(
     return "check the operand shapes; reshape or broadcast them so the dimensions line up"
 
 
+@_error_fields
 class ShapeError(SnakepitError):
     """Operand shapes do not fit the operation.
 
@@ -304,33 +379,10 @@ class ShapeError(SnakepitError):
 
     __match_args__ = ("shape_a", "shape_b", "operation")
 
-    shape_a: Shape | None
-    shape_b: Shape | None
-    operation: str | None
-    dimension: int | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        shape_a: Sequence[int] | None = None,
-        shape_b: Sequence[int] | None = None,
-        operation: str | None = None,
-        dimension: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.shape_a = _as_shape(shape_a)
-        self.shape_b = _as_shape(shape_b)
-        self.operation = operation
-        self.dimension = _optional_int(dimension)
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    shape_a: _Field[Sequence[int] | None, Shape | None] = _Field(None, _as_shape)
+    shape_b: _Field[Sequence[int] | None, Shape | None] = _Field(None, _as_shape)
+    operation: str | None = None
+    dimension: int | None = _converted(None, _optional_int)
 
     def _default_message(self) -> str:
         where = f" at dimension {self.dimension}" if self.dimension is not None else ""
@@ -344,6 +396,7 @@ class ShapeError(SnakepitError):
         return _shape_suggestion(self.shape_a, self.shape_b, self.operation, self.dimension)
 
 
+@_error_fields
 class DtypeError(SnakepitError):
     """Operand dtypes do not fit the operation.
 
@@ -355,30 +408,9 @@ class DtypeError(SnakepitError):
 
     __match_args__ = ("expected", "got")
 
-    expected: str | None
-    got: str | None
-    operation: str | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        expected: str | None = None,
-        got: str | None = None,
-        operation: str | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.expected = expected
-        self.got = got
-        self.operation = operation
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    expected: str | None = None
+    got: str | None = None
+    operation: str | None = None
 
     def _default_message(self) -> str:
         op = f" in {self.operation}" if self.operation else ""
@@ -397,6 +429,7 @@ class DtypeError(SnakepitError):
 # ------------------------------------------------------------------------ devices
 
 
+@_error_fields
 class DeviceError(SnakepitError):
     """A device (CPU, CUDA GPU, ...) problem.
 
@@ -406,29 +439,13 @@ class DeviceError(SnakepitError):
 
     __match_args__ = ("device",)
 
-    device: str | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        device: str | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.device = device
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    device: str | None = None
 
     def _default_message(self) -> str:
         return f"device error on {self.device or 'unknown device'}"
 
 
+@_error_fields
 class OutOfMemoryError(DeviceError):
     """An allocation failed for lack of memory (GPU or host).
 
@@ -440,32 +457,9 @@ class OutOfMemoryError(DeviceError):
 
     __match_args__ = ("device", "requested", "available", "total")
 
-    requested: int | None
-    available: int | None
-    total: int | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        device: str | None = None,
-        requested: int | None = None,
-        available: int | None = None,
-        total: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.requested = _optional_int(requested)
-        self.available = _optional_int(available)
-        self.total = _optional_int(total)
-        super().__init__(
-            message,
-            device=device,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    requested: int | None = _converted(None, _optional_int)
+    available: int | None = _converted(None, _optional_int)
+    total: int | None = _converted(None, _optional_int)
 
     def _default_message(self) -> str:
         return (
@@ -503,6 +497,7 @@ def _pick_target_device(devices: Sequence[str]) -> str | None:
     return devices[0] if devices else None
 
 
+@_error_fields
 class DeviceMismatchError(DeviceError):
     """Tensors of one operation live on different devices.
 
@@ -512,26 +507,12 @@ class DeviceMismatchError(DeviceError):
 
     __match_args__ = ("devices",)
 
-    devices: tuple[str, ...]
+    devices: _Field[Sequence[str], tuple[str, ...]] = _Field((), _str_tuple)
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        devices: Sequence[str] = (),
-        device: str | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.devices = tuple(str(d) for d in devices)
-        super().__init__(
-            message,
-            device=device if device is not None else _pick_target_device(self.devices),
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    def __post_init__(self) -> None:
+        if self.device is None:
+            self.device = _pick_target_device(self.devices)
+        super().__post_init__()
 
     def _default_message(self) -> str:
         found = " and ".join(self.devices) if self.devices else "several devices"
@@ -545,6 +526,7 @@ class DeviceMismatchError(DeviceError):
         )
 
 
+@_error_fields
 class DeviceNotAvailableError(DeviceError):
     """The requested device does not exist or cannot be used here.
 
@@ -554,26 +536,7 @@ class DeviceNotAvailableError(DeviceError):
 
     __match_args__ = ("device", "reason")
 
-    reason: str | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        device: str | None = None,
-        reason: str | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.reason = reason
-        super().__init__(
-            message,
-            device=device,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    reason: str | None = None
 
     def _default_message(self) -> str:
         why = f": {self.reason}" if self.reason else ""
@@ -589,6 +552,7 @@ class DeviceNotAvailableError(DeviceError):
 # ------------------------------------------------------------------ serialisation
 
 
+@_error_fields
 class SerializationError(SnakepitError):
     """A value could not be encoded for, or decoded from, the worker channel.
 
@@ -599,29 +563,8 @@ class SerializationError(SnakepitError):
 
     __match_args__ = ("direction", "type_name")
 
-    direction: str
-    type_name: str | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        direction: str = "encode",
-        type_name: str | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        if direction not in ("encode", "decode"):
-            raise ValueError(f"direction must be 'encode' or 'decode', not {direction!r}")
-        self.direction = direction
-        self.type_name = type_name
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    direction: str = _converted("encode", _direction)
+    type_name: str | None = None
 
     def _default_message(self) -> str:
         what = f" a {self.type_name}" if self.type_name else ""
@@ -642,6 +585,7 @@ class SerializationError(SnakepitError):
 # ------------------------------------------------------------------------ workers
 
 
+@_error_fields
 class WorkerError(SnakepitError):
     """A worker process failed (as opposed to the user code inside it).
 
@@ -651,24 +595,7 @@ class WorkerError(SnakepitError):
 
     __match_args__ = ("worker_id",)
 
-    worker_id: int | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        worker_id: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.worker_id = _optional_int(worker_id)
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    worker_id: int | None = _converted(None, _optional_int)
 
     def _worker_text(self) -> str:
         return f"worker {self.worker_id}" if self.worker_id is not None else "worker"
@@ -702,6 +629,7 @@ _CRASH_SUGGESTIONS: dict[str, str] = {
 }
 
 
+@_error_fields
 class WorkerCrashedError(WorkerError):
     """The worker process died while (or before) running the call.
 
@@ -713,34 +641,9 @@ class WorkerCrashedError(WorkerError):
 
     __match_args__ = ("exit_kind", "signal", "exit_code", "worker_id")
 
-    exit_kind: str
-    signal: int | None
-    exit_code: int | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        exit_kind: str = "unknown",
-        signal: int | None = None,
-        exit_code: int | None = None,
-        worker_id: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        # ExitKind is a str Enum; keep the plain value so pickles and JSON stay simple.
-        value = getattr(exit_kind, "value", exit_kind)
-        self.exit_kind = str(value)
-        self.signal = _optional_int(signal)
-        self.exit_code = _optional_int(exit_code)
-        super().__init__(
-            message,
-            worker_id=worker_id,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    exit_kind: str = _converted("unknown", _enum_value)
+    signal: int | None = _converted(None, _optional_int)
+    exit_code: int | None = _converted(None, _optional_int)
 
     def _default_message(self) -> str:
         detail = []
@@ -755,6 +658,7 @@ class WorkerCrashedError(WorkerError):
         return _CRASH_SUGGESTIONS.get(self.exit_kind)
 
 
+@_error_fields
 class WorkerTimeoutError(WorkerError):
     """A call ran past its timeout; its worker was killed and will be replaced.
 
@@ -764,26 +668,12 @@ class WorkerTimeoutError(WorkerError):
 
     __match_args__ = ("timeout", "worker_id")
 
+    # Required, so not a _Field: a converting field always carries a default.
     timeout: float
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        timeout: float,
-        worker_id: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.timeout = float(timeout)
-        super().__init__(
-            message,
-            worker_id=worker_id,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    def __post_init__(self) -> None:
+        self.timeout = float(self.timeout)
+        super().__post_init__()
 
     def _default_message(self) -> str:
         return f"call on {self._worker_text()} timed out after {self.timeout:g} s"
@@ -792,6 +682,7 @@ class WorkerTimeoutError(WorkerError):
         return _CRASH_SUGGESTIONS["timeout"]
 
 
+@_error_fields
 class WorkerUnavailableError(WorkerError):
     """No worker can take the call (all slots unhealthy, pool closed, ...).
 
@@ -801,26 +692,7 @@ class WorkerUnavailableError(WorkerError):
 
     __match_args__ = ("reason", "worker_id")
 
-    reason: str | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        reason: str | None = None,
-        worker_id: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.reason = reason
-        super().__init__(
-            message,
-            worker_id=worker_id,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    reason: str | None = None
 
     def _default_message(self) -> str:
         why = f": {self.reason}" if self.reason else ""
@@ -830,6 +702,7 @@ class WorkerUnavailableError(WorkerError):
 # ------------------------------------------------------------------------ circuit
 
 
+@_error_fields
 class CircuitOpenError(SnakepitError):
     """A circuit breaker is open, so the call was refused without running.
 
@@ -841,26 +714,7 @@ class CircuitOpenError(SnakepitError):
     __match_args__ = ("circuit", "retry_after")
 
     circuit: str
-    retry_after: float | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        circuit: str,
-        retry_after: float | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.circuit = circuit
-        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    retry_after: float | None = _converted(None, _non_negative)
 
     def _default_message(self) -> str:
         when = f"; retry in {self.retry_after:.2f} s" if self.retry_after is not None else ""
@@ -876,6 +730,7 @@ class CircuitOpenError(SnakepitError):
 # ------------------------------------------------------------------ shared memory
 
 
+@_error_fields
 class SharedMemoryError(SnakepitError):
     """A shared-memory operation of the zero-copy layer failed.
 
@@ -887,30 +742,9 @@ class SharedMemoryError(SnakepitError):
 
     __match_args__ = ("name", "status", "os_errno")
 
-    name: str | None
-    status: int | None
-    os_errno: int | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        name: str | None = None,
-        status: int | None = None,
-        os_errno: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.name = name
-        self.status = _optional_int(status)
-        self.os_errno = _optional_int(os_errno)
-        super().__init__(
-            message,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    name: str | None = None
+    status: int | None = _converted(None, _optional_int)
+    os_errno: int | None = _converted(None, _optional_int)
 
     def _default_message(self) -> str:
         where = f" for region {self.name!r}" if self.name else ""
@@ -918,6 +752,7 @@ class SharedMemoryError(SnakepitError):
         return f"shared memory operation failed{where}{err}"
 
 
+@_error_fields
 class InvalidDescriptorError(SharedMemoryError):
     """A TensorRef or region name is forged, malformed or stale.
 
@@ -927,30 +762,7 @@ class InvalidDescriptorError(SharedMemoryError):
 
     __match_args__ = ("reason", "name")
 
-    reason: str | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        reason: str | None = None,
-        name: str | None = None,
-        status: int | None = None,
-        os_errno: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.reason = reason
-        super().__init__(
-            message,
-            name=name,
-            status=status,
-            os_errno=os_errno,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    reason: str | None = None
 
     def _default_message(self) -> str:
         where = f" {self.name!r}" if self.name else ""
@@ -975,6 +787,7 @@ def _shm_hint(requested: int | None, available: int | None) -> str:
     )
 
 
+@_error_fields
 class SharedMemoryExhaustedError(SharedMemoryError):
     """The shared-memory filesystem (``/dev/shm``) has no room for an allocation.
 
@@ -986,36 +799,14 @@ class SharedMemoryExhaustedError(SharedMemoryError):
 
     __match_args__ = ("requested", "available", "hint")
 
-    requested: int | None
-    available: int | None
-    hint: str
+    requested: int | None = _converted(None, _optional_int)
+    available: int | None = _converted(None, _optional_int)
+    hint: _Field[str | None, str] = _Field(None)
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        requested: int | None = None,
-        available: int | None = None,
-        hint: str | None = None,
-        name: str | None = None,
-        status: int | None = None,
-        os_errno: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.requested = _optional_int(requested)
-        self.available = _optional_int(available)
-        self.hint = hint if hint is not None else self._default_hint()
-        super().__init__(
-            message,
-            name=name,
-            status=status,
-            os_errno=os_errno,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    def __post_init__(self) -> None:
+        if vars(self)["hint"] is None:
+            self.hint = self._default_hint()
+        super().__post_init__()
 
     def _default_hint(self) -> str:
         return _shm_hint(self.requested, self.available)
@@ -1030,6 +821,7 @@ class SharedMemoryExhaustedError(SharedMemoryError):
         return self.hint
 
 
+@_error_fields
 class SharedMemoryCapError(SharedMemoryExhaustedError):
     """An allocation would exceed snakepit's configured shared-memory cap.
 
@@ -1039,36 +831,7 @@ class SharedMemoryCapError(SharedMemoryExhaustedError):
 
     __match_args__ = ("requested", "available", "hint", "cap")
 
-    cap: int | None
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        requested: int | None = None,
-        available: int | None = None,
-        cap: int | None = None,
-        hint: str | None = None,
-        name: str | None = None,
-        status: int | None = None,
-        os_errno: int | None = None,
-        suggestion: str | None = None,
-        remote_traceback: str | None = None,
-        remote_type: str | None = None,
-    ) -> None:
-        self.cap = _optional_int(cap)
-        super().__init__(
-            message,
-            requested=requested,
-            available=available,
-            hint=hint,
-            name=name,
-            status=status,
-            os_errno=os_errno,
-            suggestion=suggestion,
-            remote_traceback=remote_traceback,
-            remote_type=remote_type,
-        )
+    cap: int | None = _converted(None, _optional_int)
 
     def _default_hint(self) -> str:
         cap = f" (currently {format_bytes(self.cap)})" if self.cap is not None else ""
