@@ -21,9 +21,8 @@ import numpy as np
 from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     TensorRef,
+    describe,
     from_ref,
-    is_shared,
-    ref_of,
     share,
     take_transfer_ref,
     threshold_bytes,
@@ -75,16 +74,19 @@ class _ArrayIds:
             return None
         if obj.dtype.hasobject:
             return None
-        if not is_shared(obj):
+        ref = describe(obj)
+        if ref is None:
             if obj.nbytes < self.threshold:
                 return None
             try:
                 obj = share(obj)
             except DtypeError:
                 return None  # e.g. structured dtypes: plain pickling still works
+            ref = describe(obj)
+            if ref is None:  # cannot happen: share() allocates in the arena
+                return None
         # The sender keeps every shared array alive until the receiver is done.
         self.keepalive.append(obj)
-        ref = ref_of(obj)
         if self.receiver is None or _owner(ref) == self.receiver:
             # Borrowed: the receiver owns the block or the sender outlives its use.
             return (_TAG_ARRAY, ref, False)

@@ -262,6 +262,31 @@ def share(array: Any) -> np.ndarray[Any, Any]:
     return out
 
 
+def describe(array: np.ndarray[Any, Any]) -> TensorRef | None:
+    """The TensorRef of a shared array, or None if it is not in shared memory.
+
+    Unlike :func:`ref_of` it registers nothing: this is the codec's hot path.
+    """
+    buffer = _shared_buffer(array)
+    return None if buffer is None else _describe(array, buffer)
+
+
+def _describe(array: np.ndarray[Any, Any], buffer: _core.SharedBuffer) -> TensorRef:
+    region = buffer.region_name
+    offset = buffer.data_offset
+    return TensorRef(
+        id=f"{region}:{offset}",
+        shape=array.shape,
+        dtype=dtype_name(array.dtype),
+        strides=array.strides,
+        offset=offset,
+        region=region,
+        nbytes=buffer.nbytes,
+        byte_offset=array.__array_interface__["data"][0] - buffer.address,
+        region_size=buffer.region_size,
+    )
+
+
 def ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
     """The TensorRef of an array that lives in snakepit shared memory."""
     if not isinstance(array, np.ndarray):
@@ -271,20 +296,9 @@ def ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
         raise SharedMemoryError(
             "array is not in snakepit shared memory; use snakepit.share(array) first"
         )
-    address = array.__array_interface__["data"][0]
     # Lets ref.release() find the reference this process holds.
     _state.holders[(buffer.region_name, buffer.data_offset)] = buffer
-    return TensorRef(
-        id=f"{buffer.region_name}:{buffer.data_offset}",
-        shape=tuple(array.shape),
-        dtype=dtype_name(array.dtype),
-        strides=tuple(array.strides),
-        offset=buffer.data_offset,
-        region=buffer.region_name,
-        nbytes=buffer.nbytes,
-        byte_offset=address - buffer.address,
-        region_size=buffer.region_size,
-    )
+    return _describe(array, buffer)
 
 
 class _Lease:
