@@ -22,6 +22,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from snakepit import zero_copy
 from snakepit.errors import (
@@ -101,12 +102,30 @@ class _Slot:
         self.timed_out = False
         self.restarts = 0
         self.oom_before: int | None = None
+        self.fault_log: IO[bytes] | None = None
         self.last_exit: ExitInfo | None = None
         self.init_error: SnakepitError | None = None
         # The worker notes here the references it holds on blocks it does not
         # own, so they can be dropped when it dies.
         self.ledger_memory = zero_copy.zeros(zero_copy.LEDGER_BYTES, "uint8")
         self.ledger = zero_copy.LeaseLedger(self.ledger_memory)
+
+
+#: Most bytes of a worker's fault log read back (all threads' stacks).
+_FAULT_LOG_LIMIT = 64 << 10
+
+
+def _read_fault_log(log: IO[bytes] | None) -> str | None:
+    """What the dead worker's faulthandler wrote (Python stacks at the crash)."""
+    if log is None:
+        return None
+    with log:
+        try:
+            log.seek(0)
+            text = log.read(_FAULT_LOG_LIMIT).decode("utf-8", "replace").strip()
+        except OSError:
+            return None
+    return text or None
 
 
 def _kill_if_alive(proc: subprocess.Popen[bytes]) -> None:
@@ -493,6 +512,9 @@ class Pool(Executor):
             slot.generation += 1
             generation = slot.generation
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The worker's faulthandler writes here where native code crashed (or
+        # where a timed-out call was stuck); the supervisor reads it afterwards.
+        fault_log = tempfile.TemporaryFile(prefix="snakepit-fault-")  # noqa: SIM115 - closed when the worker exits
         slot.oom_before = oom_kill_count()
         try:
             proc = subprocess.Popen(
@@ -502,14 +524,16 @@ class Pool(Executor):
                     "snakepit.worker",
                     str(child_sock.fileno()),
                     str(os.getpid()),
+                    str(fault_log.fileno()),
                 ],
-                pass_fds=(child_sock.fileno(),),
+                pass_fds=(child_sock.fileno(), fault_log.fileno()),
                 env=slot.env,
                 stdin=subprocess.DEVNULL,
             )
         except OSError as exc:
             parent_sock.close()
             child_sock.close()
+            fault_log.close()
             self._on_worker_exit(
                 slot, generation, None, init_error=WorkerUnavailableError(str(exc))
             )
@@ -520,10 +544,12 @@ class Pool(Executor):
             if not closed:
                 slot.proc = proc
                 slot.sock = parent_sock
+                slot.fault_log = fault_log
             slot.known_fns = set()
             slot.timed_out = False
         if closed:
             # The pool shut down while this worker was starting.
+            fault_log.close()
             parent_sock.close()
             proc.kill()
             proc.wait()
@@ -629,6 +655,7 @@ class Pool(Executor):
             call, slot.current = slot.current, None
             slot.proc = None
             slot.sock = None
+            fault_log, slot.fault_log = slot.fault_log, None
             slot.last_exit = info
             expected = self._stopping and info.kind is ExitKind.normal
             if expected:
@@ -642,6 +669,7 @@ class Pool(Executor):
                 while slot.crash_times and now - slot.crash_times[0] > self._crash_window:
                     slot.crash_times.popleft()
             self._idle_changed.notify_all()
+        native_traceback = _read_fault_log(fault_log)
         if pid is not None:
             # The dead worker's references go with it: drop those it held on
             # others' blocks, unlink its own regions (our mappings of them stay
@@ -663,6 +691,7 @@ class Pool(Executor):
                     f"(pid {pid}) was terminated",
                     timeout=call.timeout or 0.0,
                     worker_id=slot.index,
+                    remote_traceback=native_traceback,
                 )
             else:
                 error = WorkerCrashedError(
@@ -671,6 +700,7 @@ class Pool(Executor):
                     signal=info.signal,
                     exit_code=info.exit_code,
                     worker_id=slot.index,
+                    remote_traceback=native_traceback,
                 )
             self._circuits.record(call.device, False)
             self._finish(call, error)

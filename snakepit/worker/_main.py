@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import importlib
 import os
 import signal
@@ -167,13 +168,17 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m snakepit.worker``."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m snakepit.worker <fd> <supervisor pid>", file=sys.stderr)
+    if len(args) != 3:
+        print("usage: python -m snakepit.worker <fd> <supervisor pid> <fault fd>", file=sys.stderr)
         return 2
-    fd, supervisor_pid = int(args[0]), int(args[1])
+    fd, supervisor_pid, fault_fd = int(args[0]), int(args[1]), int(args[2])
     _die_with_parent(supervisor_pid)
-    # The supervisor's terminate() must end us even inside a C call.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Where native code crashed, or where a call that timed out was stuck, goes
+    # to the supervisor's fault log; the supervisor's terminate() still ends us
+    # (after the dump) even inside a C call.
+    fault_log = os.fdopen(fault_fd, "w")
+    faulthandler.enable(file=fault_log, all_threads=True)
+    faulthandler.register(signal.SIGTERM, file=fault_log, all_threads=True, chain=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     worker = _initialize(sock, supervisor_pid)

@@ -66,6 +66,9 @@ def test_crash_is_classified(
     assert error.signal == signum
     if signum is None:
         assert error.exit_code == 3
+    else:
+        # faulthandler's dump from the worker: where the native crash happened.
+        assert f"in {task.__name__}" in (error.remote_traceback or "")
     _assert_recovered(pool)
     assert set(pool.worker_pids()) != before
     assert pool.stats()["crashes"] == 1
@@ -100,6 +103,7 @@ def test_infinite_loop_times_out(pool: snakepit.Pool) -> None:
         pool.call(_tasks.spin_forever, timeout=0.5)
     assert time.monotonic() - started < 10
     assert info.value.timeout == 0.5
+    assert "in spin_forever" in (info.value.remote_traceback or "")  # where it was stuck
     _assert_recovered(pool)
 
 
