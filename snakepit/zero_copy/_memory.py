@@ -468,12 +468,15 @@ def prune_mappings() -> int:
     """Unmap cached regions that were unlinked and that no live view uses."""
     removed = 0
     with _state.lock:
-        for name, region in list(_state.mappings.items()):
-            # 3 = the dict, the loop variable and getrefcount's argument.
+        for name in list(_state.mappings):
+            region = _state.mappings[name]
+            # Only the cache, `region` and getrefcount's argument refer to it:
+            # no view, lease or buffer uses the mapping any more.
             if sys.getrefcount(region) <= 3 and not os.path.exists(SHM_DIR + name):
                 del _state.mappings[name]
                 region.detach()
                 removed += 1
+            del region
     return removed
 
 

@@ -1,0 +1,32 @@
+"""Crashes and restarts leak no file descriptors, threads or mappings."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import snakepit
+from snakepit.errors import WorkerCrashedError
+
+from . import _tasks
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_crash_cycles_leak_no_descriptors_or_threads() -> None:
+    with snakepit.Pool(workers=2, worker_max_crashes=100) as pool:
+        pool.call(_tasks.shared_result, 1 << 16)  # map a worker region once
+    fds, threads = _open_fds(), threading.active_count()
+    with snakepit.Pool(workers=2, worker_max_crashes=100) as pool:
+        for _ in range(5):
+            with pytest.raises(WorkerCrashedError):
+                pool.call(_tasks.segfault)
+            result = pool.call(_tasks.shared_result, 1 << 16)
+            assert result[7] == 7.0
+            del result
+    assert _open_fds() <= fds
+    assert threading.active_count() <= threads
