@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import heapq
 import itertools
+import logging
 import os
 import socket
 import subprocess
@@ -455,10 +456,10 @@ class Pool(Executor):
                 slot.state = "busy"
                 slot.current = call
                 if call.timeout is not None:
+                    # The monitor watches each slot's one deadline: no timer
+                    # per call piles up when calls finish in time.
                     call.deadline = time.monotonic() + call.timeout
-                    self._schedule_locked(
-                        call.timeout, functools.partial(self._check_timeout, slot, call)
-                    )
+                    self._monitor_wakeup.notify_all()
                 message = protocol.pack(
                     protocol.MSG_CALL, call.call_id, (fn_id, blob, call.args_payload)
                 )
@@ -797,25 +798,36 @@ class Pool(Executor):
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_seq), action))
         self._monitor_wakeup.notify_all()
 
+    def _next_action_locked(self) -> tuple[Callable[[], Any] | None, float | None]:
+        """The monitor's next job if one is due, else how long to sleep (None: until woken)."""
+        now = time.monotonic()
+        wake: float | None = None
+        for slot in self._slots:
+            call = slot.current
+            if call is None or call.deadline is None or slot.timed_out:
+                continue
+            if call.deadline <= now:
+                return functools.partial(self._check_timeout, slot, call), None
+            wake = call.deadline if wake is None else min(wake, call.deadline)
+        if self._timers:
+            if self._timers[0][0] <= now:
+                return heapq.heappop(self._timers)[2], None
+            wake = self._timers[0][0] if wake is None else min(wake, self._timers[0][0])
+        return None, None if wake is None else wake - now
+
     def _monitor_loop(self) -> None:
         while True:
             with self._lock:
                 while True:
-                    if self._stopping and not self._timers:
-                        return
-                    now = time.monotonic()
-                    if self._timers and self._timers[0][0] <= now:
-                        _, _, action = heapq.heappop(self._timers)
+                    action, wait = self._next_action_locked()
+                    if action is not None:
                         break
-                    wait = self._timers[0][0] - now if self._timers else None
-                    if self._stopping and wait is None:
+                    if self._stopping and not self._timers:
                         return
                     self._monitor_wakeup.wait(timeout=wait)
             try:
                 action()
             except Exception:  # a timer must never kill the monitor
-                import logging
-
                 logging.getLogger(__name__).exception("snakepit monitor action failed")
 
     def __repr__(self) -> str:
