@@ -55,7 +55,10 @@ def test_alloc_arena(benchmark: Any, nbytes: int) -> None:
     benchmark.group = f"alloc-{_label(nbytes)}"
     benchmark.extra_info.update(case=f"alloc-{_label(nbytes)}", impl="snakepit", nbytes=nbytes)
     _arena_alloc(nbytes)  # first use maps the region: not what is measured
-    size = benchmark.pedantic(_arena_alloc, args=(nbytes,), rounds=200, warmup_rounds=5)
+    # Many iterations per round: a single call is close to the timer's own cost.
+    size = benchmark.pedantic(
+        _arena_alloc, args=(nbytes,), rounds=100, iterations=50, warmup_rounds=2
+    )
     assert size == nbytes
     assert snakepit.zero_copy.arena_stats()["reuses"] > 0
 
@@ -64,7 +67,9 @@ def test_alloc_arena(benchmark: Any, nbytes: int) -> None:
 def test_alloc_shared_memory(benchmark: Any, nbytes: int) -> None:
     benchmark.group = f"alloc-{_label(nbytes)}"
     benchmark.extra_info.update(case=f"alloc-{_label(nbytes)}", impl="peer", nbytes=nbytes)
-    size = benchmark.pedantic(_stdlib_alloc, args=(nbytes,), rounds=200, warmup_rounds=5)
+    size = benchmark.pedantic(
+        _stdlib_alloc, args=(nbytes,), rounds=100, iterations=50, warmup_rounds=2
+    )
     # SharedMemory rounds up to whole pages.
     assert size >= nbytes
 

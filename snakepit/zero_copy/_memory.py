@@ -11,7 +11,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any, Literal, SupportsIndex
+from typing import Any, Literal, SupportsIndex, cast
 from weakref import WeakValueDictionary
 
 import numpy as np
@@ -199,13 +199,17 @@ def _allocation_error(exc: _core.CoreError, nbytes: int) -> SnakepitError:
 
 
 def _normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
-    # operator.index, not isinstance(SupportsIndex): runtime protocol checks
-    # cost microseconds, and this is the allocation hot path.
-    try:
-        result: tuple[int, ...] = (operator.index(shape),)  # type: ignore[arg-type]
-    except TypeError:
-        result = tuple(operator.index(d) for d in shape)  # type: ignore[union-attr]
-    if any(d < 0 for d in result):
+    # Exact type tests and builtins first (no generators, exceptions or ABC
+    # checks on the common forms): this is the allocation hot path.
+    kind = type(shape)
+    result: tuple[int, ...]
+    if kind is int:
+        result = (cast(int, shape),)
+    elif kind is tuple or kind is list or isinstance(shape, Sequence):
+        result = tuple(map(operator.index, cast(Sequence[SupportsIndex], shape)))
+    else:
+        result = (operator.index(shape),)
+    if result and min(result) < 0:
         raise ValueError(f"negative dimension in shape {result}")
     return result
 
@@ -222,8 +226,8 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
         allocation = _get_arena().alloc(nbytes)
     except _core.CoreError as exc:
         raise _allocation_error(exc, nbytes) from None
-    buffer = allocation.buffer()
-    return np.ndarray(dims, dtype=resolved, buffer=memoryview(buffer))
+    buffer: Any = allocation.buffer()  # exports the buffer protocol
+    return np.ndarray(dims, resolved, buffer)
 
 
 def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
