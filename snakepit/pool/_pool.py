@@ -11,7 +11,6 @@ hand-off on the way back only.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import dataclasses
@@ -291,6 +290,8 @@ class Pool(Executor):
 
     async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Awaitable form of :meth:`call`."""
+        import asyncio  # here, not at the top: workers import this module and never await
+
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
     def map(  # type: ignore[override]
