@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -53,8 +54,8 @@ extensions = [
     Extension(
         "snakepit._core._core",
         sources=["snakepit/_core/_core.pyx", *C_SOURCES],
-        include_dirs=[str(CSRC)],
-        define_macros=[("_GNU_SOURCE", "1")],
+        include_dirs=[str(CSRC), numpy.get_include()],
+        define_macros=[("_GNU_SOURCE", "1"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         libraries=["rt"],

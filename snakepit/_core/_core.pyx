@@ -6,11 +6,25 @@ the C status code and errno, and ``snakepit.errors.from_core_status`` turns it
 into the public exception hierarchy.
 """
 
+cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memset
 
 from snakepit._core.includes.core cimport *
+
+cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    # Declared here: Cython's numpy.pxd leaves these out. Steals `descr`.
+    PyTypeObject PyArray_Type
+    ctypedef struct PyArray_Descr:
+        pass
+    object PyArray_NewFromDescr(PyTypeObject *subtype, PyArray_Descr *descr, int nd,
+                                cnp.npy_intp *dims, cnp.npy_intp *strides, void *data,
+                                int flags, PyObject *obj)
 
 REGION_HEADER_SIZE = SP_REGION_HEADER_SIZE
 BLOCK_HEADER_SIZE = SP_BLOCK_HEADER_SIZE
@@ -152,6 +166,33 @@ cdef class SharedBuffer:
 
     def __releasebuffer__(self, Py_buffer *view):
         self.exports -= 1
+
+
+def array_over(SharedBuffer buffer, tuple shape, cnp.dtype dtype):
+    """A writable C-contiguous array over the start of ``buffer``, keeping it alive.
+
+    The same as ``numpy.ndarray(shape, dtype, buffer)`` without the Python
+    constructor's argument parsing (the allocation hot path).
+    """
+    cdef cnp.npy_intp dims[64]
+    cdef Py_ssize_t nd = len(shape), i
+    cdef Py_ssize_t nbytes = dtype.itemsize
+    if nd > 64:
+        raise ValueError("more than 64 dimensions")
+    for i in range(nd):
+        dims[i] = <cnp.npy_intp>shape[i]
+        if dims[i] < 0:
+            raise ValueError("negative dimension")
+        if dims[i] and nbytes > buffer.length // dims[i]:
+            raise ValueError("shape does not fit in the buffer")
+        nbytes *= dims[i]
+    if nbytes > buffer.length or buffer.readonly:
+        raise ValueError("shape does not fit in the (writable) buffer")
+    Py_INCREF(dtype)  # PyArray_NewFromDescr steals it
+    array = PyArray_NewFromDescr(&PyArray_Type, <PyArray_Descr *>dtype, <int>nd, dims, NULL,
+                                 <void *>buffer.ptr, cnp.NPY_ARRAY_CARRAY, NULL)
+    cnp.set_array_base(array, buffer)
+    return array
 
 
 cdef SharedBuffer _make_buffer(object owner, uint8_t *ptr, uint64_t length, bint readonly,

@@ -226,8 +226,8 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
         allocation = _get_arena().alloc(nbytes)
     except _core.CoreError as exc:
         raise _allocation_error(exc, nbytes) from None
-    buffer: Any = allocation.buffer()  # exports the buffer protocol
-    return np.ndarray(dims, resolved, buffer)
+    array: np.ndarray[Any, Any] = _core.array_over(allocation.buffer(), dims, resolved)
+    return array
 
 
 def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:

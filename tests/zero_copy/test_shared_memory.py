@@ -176,3 +176,16 @@ def test_ref_of_plain_array_explains_what_to_do() -> None:
 def test_negative_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match="negative"):
         snakepit.empty((3, -1))
+
+
+def test_array_over_refuses_shapes_beyond_its_buffer() -> None:
+    from snakepit import _core
+
+    allocation = _core.Arena().alloc(4096)
+    buffer = allocation.buffer()
+    assert _core.array_over(buffer, (64, 64), np.dtype(np.uint8)).shape == (64, 64)
+    for shape in [(4097,), (65, 64), (1 << 62, 1 << 62), (-1,)]:
+        with pytest.raises(ValueError, match="dimension|fit"):
+            _core.array_over(buffer, shape, np.dtype(np.uint8))
+    with pytest.raises(ValueError, match="fit"):
+        _core.array_over(buffer, (1024,), np.dtype(np.float64))
