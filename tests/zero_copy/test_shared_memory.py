@@ -185,7 +185,7 @@ def test_array_over_refuses_shapes_beyond_its_buffer() -> None:
     buffer = allocation.buffer()
     assert _core.array_over(buffer, (64, 64), np.dtype(np.uint8)).shape == (64, 64)
     for shape in [(4097,), (65, 64), (1 << 62, 1 << 62), (-1,)]:
-        with pytest.raises(ValueError, match="dimension|fit"):
+        with pytest.raises(ValueError, match=r"dimension|fit"):
             _core.array_over(buffer, shape, np.dtype(np.uint8))
     with pytest.raises(ValueError, match="fit"):
         _core.array_over(buffer, (1024,), np.dtype(np.float64))
