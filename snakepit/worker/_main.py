@@ -96,6 +96,7 @@ class Worker:
         # for the supervisor to adopt.
 
     def handle_call(self, call_id: int, body: Any) -> None:
+        borrowed: list[Any] = []
         try:
             fn_id, fn_blob, args_blob = body
             fn = self.functions.get(fn_id)
@@ -107,12 +108,14 @@ class Worker:
                 fn = _resolve(codec.decode(fn_blob))
                 self.functions[fn_id] = fn
             # Arguments are borrowed: the supervisor keeps them alive for the call.
-            borrowed: list[Any] = []
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
             result = fn(*args, **kwargs)
             del args, kwargs
             _retain_kept(borrowed)
         except Exception as exc:
+            # A failed call may have kept arguments too (the traceback holding
+            # them only makes that reference short-lived).
+            _retain_kept(borrowed)
             self.send(protocol.MSG_ERROR, call_id, exception_to_record(exc))
             return
         finally:
