@@ -103,6 +103,7 @@ class _Slot:
         self.restarts = 0
         self.oom_before: int | None = None
         self.fault_log: IO[bytes] | None = None
+        self.reader: threading.Thread | None = None
         self.last_exit: ExitInfo | None = None
         self.init_error: SnakepitError | None = None
         # The worker notes here the references it holds on blocks it does not
@@ -200,6 +201,7 @@ class Pool(Executor):
         self._call_ids = itertools.count(1)
         self._closed = False  # no new calls accepted
         self._stopping = False  # queue drained (or abandoned): workers stop
+        self._monitor_done = False  # workers stopped: the monitor may end
         self._timeout = timeout
         self._retry = retry if retry is not None else RetryPolicy()
         self._circuits = (
@@ -369,7 +371,18 @@ class Pool(Executor):
         for slot in self._slots:
             self._stop_worker(slot, graceful=wait)
         _live_pools.discard(self)
-        if threading.current_thread() is not self._monitor and wait:
+        current = threading.current_thread()
+        if wait:
+            # Readers finish each worker's clean-up (its regions, references).
+            for slot in self._slots:
+                if slot.reader is not None and slot.reader is not current:
+                    slot.reader.join(timeout=5.0)
+        # Only now may the monitor end: workers get PR_SET_PDEATHSIG when the
+        # thread that started them exits, which would kill them mid-shutdown.
+        with self._lock:
+            self._monitor_done = True
+            self._monitor_wakeup.notify_all()
+        if wait and current is not self._monitor:
             self._monitor.join(timeout=5.0)
         with contextlib.suppress(Exception):
             prune_mappings()
@@ -565,6 +578,7 @@ class Pool(Executor):
             name=f"snakepit-reader-{slot.index}",
             daemon=True,
         )
+        slot.reader = reader
         reader.start()
 
     def _reader_loop(
@@ -823,7 +837,7 @@ class Pool(Executor):
                     action, wait = self._next_action_locked()
                     if action is not None:
                         break
-                    if self._stopping and not self._timers:
+                    if self._monitor_done:
                         return
                     self._monitor_wakeup.wait(timeout=wait)
             try:

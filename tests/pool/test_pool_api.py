@@ -168,3 +168,14 @@ def test_shutdown_can_cancel_queued_calls() -> None:
     pool.shutdown(wait=True, cancel_futures=True)
     assert running.result(timeout=0) == 4.0
     assert all(f.cancelled() for f in queued)
+
+
+def test_graceful_shutdown_lets_workers_exit_normally() -> None:
+    with snakepit.Pool(workers=2) as pool:
+        result = pool.call(_tasks.shared_result, 1000)  # workers own regions now
+        regions = {snakepit.ref_of(result).region}
+        del result
+    exits = {w["last_exit"] for w in pool.health()["workers"].values()}
+    assert exits == {"normal"}
+    assert pool.stats()["crashes"] == 0
+    assert not any(os.path.exists("/dev/shm" + name) for name in regions)

@@ -16,6 +16,13 @@ from snakepit.errors import WorkerCrashedError
 from . import _tasks
 
 
+def _wait_for_refcount(ref: snakepit.TensorRef, expected: int) -> None:
+    deadline = time.monotonic() + 10
+    while zero_copy.block_refcount(ref) != expected and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert zero_copy.block_refcount(ref) == expected
+
+
 @pytest.fixture(scope="module")
 def pool() -> Iterator[snakepit.Pool]:
     with snakepit.Pool(workers=2) as pool:
@@ -39,7 +46,9 @@ def test_echoed_supervisor_array_holds_one_reference(pool: snakepit.Pool) -> Non
     array = snakepit.zeros(1 << 16, "float32")
     ref = snakepit.ref_of(array)
     echoed = pool.call(_tasks.identity, array)
-    assert zero_copy.block_refcount(ref) == 2  # our allocation + the result's
+    # Ours + the result's. The worker briefly holds one more: the result it
+    # sent referred to the argument, so it retained it until the send ended.
+    _wait_for_refcount(ref, 2)
     del echoed
     assert zero_copy.block_refcount(ref) == 1
 
@@ -49,10 +58,7 @@ def test_worker_result_reference_is_adopted_exactly_once(pool: snakepit.Pool) ->
     ref = snakepit.ref_of(result)
     assert ref.region.split("-")[1] != str(os.getpid())
     # The worker drops its own reference just after sending; the one left is ours.
-    deadline = time.monotonic() + 10
-    while zero_copy.block_refcount(ref) != 1 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert zero_copy.block_refcount(ref) == 1
+    _wait_for_refcount(ref, 1)
     del result
     assert zero_copy.block_refcount(ref) == 0
 
