@@ -1,4 +1,8 @@
-"""Suite-wide guards: no worker process and no shared-memory segment may leak."""
+"""Guards for tests/ and bench/: no worker process and no shared-memory segment may leak.
+
+At the repository root so both suites share it; pytest also puts the root on
+``sys.path``, so ``tests._tasks``-style modules import in workers too.
+"""
 
 from __future__ import annotations
 
