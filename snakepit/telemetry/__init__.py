@@ -1,0 +1,54 @@
+"""snakepit's telemetry (SPEC section 4): an event bus, spans and handlers.
+
+Events are tuples of strings such as ``("snakepit", "call", "stop")`` emitted
+with measurements (numbers) and metadata (anything). Attach a function to see
+them::
+
+    from snakepit import telemetry
+
+    def on_call(event, measurements, metadata, config):
+        print(metadata["function"], measurements["duration"])
+
+    telemetry.attach("print-calls", ("snakepit", "call", "stop"), on_call)
+
+:data:`CATALOGUE` documents every event snakepit emits.
+"""
+
+from snakepit.telemetry._bus import (
+    Event,
+    Handler,
+    HandlerInfo,
+    Measurements,
+    Metadata,
+    attach,
+    attach_many,
+    detach,
+    enabled,
+    execute,
+    list_handlers,
+    span,
+)
+from snakepit.telemetry._events import ALL_EVENTS, CATALOGUE, EventSpec
+from snakepit.telemetry._ml import MLRecord, inference, tensor_op, train_step
+
+__all__ = [
+    "ALL_EVENTS",
+    "CATALOGUE",
+    "Event",
+    "EventSpec",
+    "Handler",
+    "HandlerInfo",
+    "MLRecord",
+    "Measurements",
+    "Metadata",
+    "attach",
+    "attach_many",
+    "detach",
+    "enabled",
+    "execute",
+    "inference",
+    "list_handlers",
+    "span",
+    "tensor_op",
+    "train_step",
+]

@@ -1,0 +1,271 @@
+"""The in-process event bus: handlers attached to event names, spans.
+
+Modelled on Erlang/Elixir ``:telemetry``: an event is a tuple of strings,
+emitted with numeric *measurements* and descriptive *metadata*; handlers are
+plain functions attached under an id. The handler table is copied on write and
+read without a lock, so emitting an event with nobody listening is a single
+dictionary lookup, and handlers can be attached and detached from any thread
+while events are being emitted.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+Event = tuple[str, ...]
+Measurements = Mapping[str, float]
+Metadata = Mapping[str, Any]
+#: ``handler(event, measurements, metadata, config)``
+Handler = Callable[[Event, Measurements, Metadata, Any], None]
+Forwarder = Callable[[Event, Measurements, Metadata], None]
+
+_log = logging.getLogger("snakepit.telemetry")
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerInfo:
+    """One attached handler, as :func:`list_handlers` reports it."""
+
+    handler_id: str
+    events: tuple[Event, ...]
+    function: Handler
+    config: Any
+
+
+# event -> handlers attached to it. Replaced, never mutated, under _lock.
+_table: dict[Event, tuple[HandlerInfo, ...]] = {}
+_handlers: dict[str, HandlerInfo] = {}
+_lock = threading.Lock()
+_forwarder: Forwarder | None = None
+
+
+def _rebuild_locked() -> None:
+    global _table
+    table: dict[Event, list[HandlerInfo]] = {}
+    for info in _handlers.values():
+        for event in info.events:
+            table.setdefault(event, []).append(info)
+    _table = {event: tuple(infos) for event, infos in table.items()}
+
+
+def _check_event(event: object) -> Event:
+    if (
+        not isinstance(event, tuple)
+        or not event
+        or not all(isinstance(part, str) and part for part in event)
+    ):
+        raise TypeError(f"an event name is a non-empty tuple of non-empty strings, not {event!r}")
+    return event
+
+
+def attach_many(
+    handler_id: str, events: Iterable[Event], function: Handler, config: Any = None
+) -> None:
+    """Call ``function(event, measurements, metadata, config)`` for each of ``events``.
+
+    Raises ``ValueError`` if ``handler_id`` is already attached: ids are how a
+    handler is found again, so they must be unique (detach first to replace).
+    """
+    if not isinstance(handler_id, str) or not handler_id:
+        raise TypeError("handler_id must be a non-empty string")
+    if not callable(function):
+        raise TypeError(f"handler {function!r} is not callable")
+    checked = tuple(dict.fromkeys(_check_event(event) for event in events))
+    if not checked:
+        raise ValueError("attach needs at least one event")
+    with _lock:
+        if handler_id in _handlers:
+            raise ValueError(f"a handler with id {handler_id!r} is already attached")
+        _handlers[handler_id] = HandlerInfo(handler_id, checked, function, config)
+        _rebuild_locked()
+
+
+def attach(
+    handler_id: str,
+    events: Event | Iterable[Event],
+    function: Handler,
+    config: Any = None,
+) -> None:
+    """Attach ``function`` to one event (a tuple of strings) or to several."""
+    if isinstance(events, tuple) and all(isinstance(part, str) for part in events):
+        events = [events]  # a single event name
+    attach_many(handler_id, events, function, config)  # type: ignore[arg-type]
+
+
+def detach(handler_id: str) -> bool:
+    """Remove a handler; returns whether it was attached."""
+    with _lock:
+        if _handlers.pop(handler_id, None) is None:
+            return False
+        _rebuild_locked()
+        return True
+
+
+def list_handlers(prefix: Event = ()) -> list[HandlerInfo]:
+    """Handlers attached to any event that starts with ``prefix`` (all by default)."""
+    with _lock:
+        infos = list(_handlers.values())
+    return [info for info in infos if any(event[: len(prefix)] == prefix for event in info.events)]
+
+
+def enabled(event: Event) -> bool:
+    """Whether emitting ``event`` here would reach anyone.
+
+    Call sites on hot paths use this to skip building measurements at all.
+    """
+    return event in _table or _forwarder is not None
+
+
+def _failed(info: HandlerInfo, event: Event) -> None:
+    with _lock:
+        current = _handlers.get(info.handler_id)
+        if current is not info:
+            return  # already detached (or replaced) by another thread
+        del _handlers[info.handler_id]
+        _rebuild_locked()
+    _log.error(
+        "telemetry handler %r raised on event %r and was detached",
+        info.handler_id,
+        event,
+        exc_info=True,
+    )
+
+
+def execute(event: Event, measurements: Measurements, metadata: Metadata | None = None) -> None:
+    """Emit ``event`` to every handler attached to it.
+
+    A handler that raises is detached and logged once; the caller never sees
+    its exception.
+    """
+    handlers = _table.get(event)
+    if handlers is not None:
+        meta = _EMPTY if metadata is None else metadata
+        for info in handlers:
+            try:
+                info.function(event, measurements, meta, info.config)
+            except Exception:
+                _failed(info, event)
+    if _forwarder is not None:
+        _forward(event, measurements, metadata)
+
+
+def _forward(event: Event, measurements: Measurements, metadata: Metadata | None) -> None:
+    forwarder = _forwarder
+    if forwarder is None:
+        return
+    try:
+        forwarder(event, measurements, _EMPTY if metadata is None else metadata)
+    except Exception:
+        _log.debug("could not forward telemetry event %r", event, exc_info=True)
+
+
+def set_forwarder(forwarder: Forwarder | None) -> None:
+    """Also hand every event to ``forwarder`` (a worker sends them to its supervisor)."""
+    global _forwarder
+    _forwarder = forwarder
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class span:  # noqa: N801 - used like a function: ``with telemetry.span(...)``
+    """Emit ``prefix + ("start",)``, then ``("stop",)`` or ``("exception",)``.
+
+    Usable as a context manager and as a decorator. ``start`` carries
+    ``monotonic_time`` and ``system_time``; ``stop`` and ``exception`` carry
+    ``duration`` (seconds, monotonic clock) and the start metadata merged with
+    anything added through :meth:`set`; ``exception`` metadata also has
+    ``kind`` (the exception's type name), ``reason`` (its message) and
+    ``exception`` (the object itself). The exception always propagates.
+    """
+
+    __slots__ = ("_extra_measurements", "_metadata", "_prefix", "_start")
+
+    def __init__(self, event_prefix: Event, metadata: Metadata | None = None) -> None:
+        self._prefix = _check_event(event_prefix)
+        self._metadata: dict[str, Any] = dict(metadata) if metadata else {}
+        self._extra_measurements: dict[str, float] = {}
+        self._start = 0.0
+
+    def set(self, **metadata: Any) -> None:
+        """Add metadata to the stop (or exception) event."""
+        self._metadata.update(metadata)
+
+    def measure(self, **measurements: float) -> None:
+        """Add measurements to the stop (or exception) event."""
+        self._extra_measurements.update(measurements)
+
+    def __enter__(self) -> span:
+        self._start = time.perf_counter()
+        start_event = (*self._prefix, "start")
+        if enabled(start_event):
+            execute(
+                start_event,
+                {"monotonic_time": self._start, "system_time": time.time()},
+                dict(self._metadata),
+            )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        duration = time.perf_counter() - self._start
+        if exc is None:
+            stop_event = (*self._prefix, "stop")
+            if enabled(stop_event):
+                execute(
+                    stop_event, {**self._extra_measurements, "duration": duration}, self._metadata
+                )
+            return
+        exception_event = (*self._prefix, "exception")
+        if enabled(exception_event):
+            execute(
+                exception_event,
+                {**self._extra_measurements, "duration": duration},
+                {
+                    **self._metadata,
+                    "kind": type(exc).__name__,
+                    "reason": _safe_str(exc),
+                    "exception": exc,
+                },
+            )
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``function``: each call runs inside a fresh span."""
+        prefix, metadata = self._prefix, self._metadata
+
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with span(prefix, metadata):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
+
+
+def _reset_for_tests() -> None:
+    """Detach everything (test isolation)."""
+    global _forwarder
+    with _lock:
+        _handlers.clear()
+        _rebuild_locked()
+    _forwarder = None
