@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from snakepit import errors as snakepit_errors
 from snakepit import zero_copy
 from snakepit.errors import (
     CircuitOpenError,
@@ -46,16 +47,41 @@ from snakepit.errors import (
     WorkerUnavailableError,
     record_to_exception,
 )
+from snakepit.telemetry._bus import enabled, execute
+from snakepit.telemetry._events import (
+    CALL_EXCEPTION,
+    CALL_START,
+    CALL_STOP,
+    CIRCUIT_CLOSE,
+    CIRCUIT_HALF_OPEN,
+    CIRCUIT_OPEN,
+    ERROR,
+    HEALTH_ALERT,
+    POOL_CHECKIN,
+    POOL_CHECKOUT,
+    POOL_SIZE,
+    RETRY_ATTEMPT,
+    SERIALIZE_STOP,
+    WORKER_CRASH,
+    WORKER_RESTART,
+    WORKER_START,
+)
 from snakepit.worker import codec, protocol
 from snakepit.zero_copy import collect_garbage, prune_mappings, threshold_bytes
 
-from ._circuit import CircuitBreakerRegistry
+from ._circuit import CircuitBreakerRegistry, CircuitState
 from ._exits import ExitInfo, ExitKind, classify_exit, oom_kill_count
-from ._health import HealthMonitor
+from ._health import HealthAlert, HealthMonitor
 from ._retry import RetryPolicy
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _FUNCTION_CACHE_SIZE = 1024
+_pool_numbers = itertools.count(1)
+_CIRCUIT_EVENTS = {
+    CircuitState.OPEN: CIRCUIT_OPEN,
+    CircuitState.HALF_OPEN: CIRCUIT_HALF_OPEN,
+    CircuitState.CLOSED: CIRCUIT_CLOSE,
+}
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
@@ -80,8 +106,17 @@ class _Call:
     idempotent: bool
     attempt: int
     outer: Future[Any]
+    function: str = "?"
     deadline: float | None = None
     submitted: float = field(default_factory=time.monotonic)
+    # Timings for telemetry (seconds); those of the last attempt.
+    serialize_time: float = 0.0
+    enqueued: float = 0.0
+    dispatched: float = 0.0
+    queue_time: float = 0.0
+    python_time: float = 0.0
+    deserialize_time: float = 0.0
+    worker_id: int | None = None
 
 
 class _Slot:
@@ -110,6 +145,7 @@ class _Slot:
         # own, so they can be dropped when it dies.
         self.ledger_memory = zero_copy.zeros(zero_copy.LEDGER_BYTES, "uint8")
         self.ledger = zero_copy.LeaseLedger(self.ledger_memory)
+        self.spawned = 0.0  # time.monotonic() of the current process's start
 
 
 #: Most bytes of a worker's fault log read back (all threads' stacks).
@@ -127,6 +163,32 @@ def _read_fault_log(log: IO[bytes] | None) -> str | None:
         except OSError:
             return None
     return text or None
+
+
+def _error_kind(error: BaseException) -> str:
+    """The public snakepit class of ``error`` (``PythonError``, not ``RemoteKeyError``)."""
+    for cls in type(error).__mro__:
+        name: str = cls.__name__
+        if getattr(snakepit_errors, name, None) is cls:
+            return name
+    return type(error).__name__
+
+
+def _describe_error(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__}>"
+
+
+def _function_name(fn: Callable[..., Any] | str) -> str:
+    """``module:qualname`` of a function, as telemetry names it."""
+    if isinstance(fn, str):
+        return fn
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    module = getattr(target, "__module__", None) or "?"
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}:{qualname}"
 
 
 def _kill_if_alive(proc: subprocess.Popen[bytes]) -> None:
@@ -196,7 +258,7 @@ class Pool(Executor):
         self._idle_changed = threading.Condition(self._lock)
         self._queue: deque[_Call] = deque()
         self._sessions: dict[str, _Slot] = {}
-        self._functions: OrderedDict[Any, tuple[int, bytes, Any]] = OrderedDict()
+        self._functions: OrderedDict[Any, tuple[int, bytes, Any, str]] = OrderedDict()
         self._fn_ids = itertools.count(1)
         self._call_ids = itertools.count(1)
         self._closed = False  # no new calls accepted
@@ -213,6 +275,10 @@ class Pool(Executor):
         self._backoff = restart_backoff
         self._grace = terminate_grace
         self._counters = {"completed": 0, "failed": 0, "crashes": 0, "restarts": 0, "retries": 0}
+        #: Names this pool in telemetry metadata.
+        self.name = f"pool-{next(_pool_numbers)}"
+        self._circuits.on_transition(self._on_circuit_transition)
+        self._health.on_alert(self._on_health_alert)
         init_config = {
             "sys_path": [p for p in sys.path if p],
             "initializer": codec.dumps_function(initializer) if initializer else None,
@@ -264,25 +330,46 @@ class Pool(Executor):
         outer: Future[Any] = Future()
         if self._closed:
             raise RuntimeError("cannot submit to a pool that was shut down")
-        fn_id, fn_blob = self._function(fn)
-        try:
-            encoded = codec.encode((args, kwargs))
-        except (SerializationError, SharedMemoryError) as exc:
-            outer.set_exception(exc)
-            return outer
+        fn_id, fn_blob, name = self._function(fn)
         call = _Call(
             call_id=next(self._call_ids),
             fn_id=fn_id,
             fn_blob=fn_blob,
-            args_payload=encoded.payload,
-            keepalive=encoded.keepalive,
+            args_payload=b"",
+            keepalive=[],
             timeout=timeout,
             device=device,
             session=session,
             idempotent=idempotent,
             attempt=1,
             outer=outer,
+            function=name,
         )
+        if enabled(CALL_START):
+            execute(
+                CALL_START,
+                {"monotonic_time": call.submitted, "system_time": time.time()},
+                {"call_id": call.call_id, "function": name, "pool": self.name, "device": device},
+            )
+        try:
+            encoded = codec.encode((args, kwargs))
+        except (SerializationError, SharedMemoryError) as exc:
+            call.idempotent = False  # the same arguments would fail the same way
+            self._finish(call, exc)
+            return outer
+        call.serialize_time = time.monotonic() - call.submitted
+        call.args_payload = encoded.payload
+        call.keepalive = encoded.keepalive
+        if enabled(SERIALIZE_STOP):
+            execute(
+                SERIALIZE_STOP,
+                {
+                    "duration": call.serialize_time,
+                    "bytes": len(encoded.payload),
+                    "arrays": len(encoded.keepalive),
+                },
+                {"direction": "encode", "what": "arguments"},
+            )
         self._start_attempt(call)
         return outer
 
@@ -384,32 +471,37 @@ class Pool(Executor):
             self._monitor_wakeup.notify_all()
         if wait and current is not self._monitor:
             self._monitor.join(timeout=5.0)
+        # A breaker registry or health monitor may outlive this pool.
+        self._circuits.remove_listener(self._on_circuit_transition)
+        self._health.remove_listener(self._on_health_alert)
         with contextlib.suppress(Exception):
             prune_mappings()
 
     # ----------------------------------------------------------- functions
 
-    def _function(self, fn: Callable[..., Any] | str) -> tuple[int, bytes]:
-        """The id and serialized form of ``fn``, serialized once per pool."""
+    def _function(self, fn: Callable[..., Any] | str) -> tuple[int, bytes, str]:
+        """The id, serialized form and name of ``fn``, serialized once per pool."""
         key: Any = ("spec", fn) if isinstance(fn, str) else ("obj", id(fn))
         with self._lock:
             entry = self._functions.get(key)
             if entry is not None and (isinstance(fn, str) or entry[2] is fn):
                 self._functions.move_to_end(key)
-                return entry[0], entry[1]
+                return entry[0], entry[1], entry[3]
         blob = codec.dumps_function(fn)
         fn_id = next(self._fn_ids)
+        name = _function_name(fn)
         with self._lock:
             # The entry keeps fn alive, so id(fn) cannot be reused while cached.
-            self._functions[key] = (fn_id, blob, fn)
+            self._functions[key] = (fn_id, blob, fn, name)
             while len(self._functions) > _FUNCTION_CACHE_SIZE:
                 self._functions.popitem(last=False)
-        return fn_id, blob
+        return fn_id, blob, name
 
     # ---------------------------------------------------------- execution
 
     def _start_attempt(self, call: _Call) -> None:
         """Circuit check → checkout (device affinity) → send."""
+        call.enqueued = time.monotonic()
         try:
             self._circuits.check(call.device)
         except CircuitOpenError as exc:
@@ -454,7 +546,7 @@ class Pool(Executor):
                 return call
         return None
 
-    def _dispatch_locked(self) -> list[tuple[socket.socket, bytes]]:
+    def _dispatch_locked(self) -> list[tuple[socket.socket, bytes, _Call]]:
         sends = []
         for slot in self._slots:
             while slot.state == "idle":
@@ -469,6 +561,9 @@ class Pool(Executor):
                 slot.known_fns.add(fn_id)
                 slot.state = "busy"
                 slot.current = call
+                call.dispatched = time.monotonic()
+                call.queue_time = call.dispatched - call.enqueued
+                call.worker_id = slot.index
                 if call.timeout is not None:
                     # The monitor watches each slot's one deadline: no timer
                     # per call piles up when calls finish in time.
@@ -478,25 +573,36 @@ class Pool(Executor):
                     protocol.MSG_CALL, call.call_id, (fn_id, blob, call.args_payload)
                 )
                 if slot.sock is not None:
-                    sends.append((slot.sock, message))
+                    sends.append((slot.sock, message, call))
         return sends
 
-    def _send_all(self, sends: list[tuple[socket.socket, bytes]]) -> None:
+    def _send_all(self, sends: list[tuple[socket.socket, bytes, _Call]]) -> None:
         # Sent outside the lock, to the worker the call was given to: if that
         # worker died meanwhile, the send fails and its reader fails the call.
-        for sock, message in sends:
+        for sock, message, call in sends:
+            if enabled(POOL_CHECKOUT):
+                execute(
+                    POOL_CHECKOUT,
+                    {"queue_time": call.queue_time},
+                    {"call_id": call.call_id, "worker_id": call.worker_id, "pool": self.name},
+                )
             with contextlib.suppress(OSError):
                 protocol.send_frame(sock, message)
 
     def _finish(self, call: _Call, error: BaseException | None, result: Any = None) -> None:
         """Record the attempt's outcome; retry idempotent calls; complete the future."""
         if error is not None and self._retry.should_retry(error, call.attempt, call.idempotent):
+            delay = self._retry.delay(call.attempt)
+            if enabled(RETRY_ATTEMPT):
+                execute(
+                    RETRY_ATTEMPT,
+                    {"attempt": call.attempt + 1, "delay": delay},
+                    {"call_id": call.call_id, "kind": _error_kind(error), "pool": self.name},
+                )
             with self._lock:
                 self._counters["retries"] += 1
                 retry = dataclasses.replace(call, attempt=call.attempt + 1, deadline=None)
-                self._schedule_locked(
-                    self._retry.delay(call.attempt), lambda: self._start_attempt(retry)
-                )
+                self._schedule_locked(delay, lambda: self._start_attempt(retry))
             return
         call.keepalive.clear()
         with self._lock:
@@ -511,10 +617,95 @@ class Pool(Executor):
             and not call.outer.set_running_or_notify_cancel()
         ):
             return
+        # Reported before the future completes, so a caller that got its
+        # result has also had the event delivered.
+        self._report_outcome(call, error)
         if error is None:
             call.outer.set_result(result)
         else:
             call.outer.set_exception(error)
+
+    def _report_outcome(self, call: _Call, error: BaseException | None) -> None:
+        duration = time.monotonic() - call.submitted
+        metadata: dict[str, Any] = {
+            "call_id": call.call_id,
+            "function": call.function,
+            "pool": self.name,
+            "worker_id": call.worker_id,
+        }
+        if error is None:
+            if enabled(CALL_STOP):
+                execute(
+                    CALL_STOP,
+                    {
+                        "duration": duration,
+                        "queue_time": call.queue_time,
+                        "serialize_time": call.serialize_time,
+                        "python_time": call.python_time,
+                        "deserialize_time": call.deserialize_time,
+                        "attempts": call.attempt,
+                    },
+                    metadata,
+                )
+            return
+        kind = _error_kind(error)
+        reason = _describe_error(error)
+        metadata["python_type"] = getattr(error, "python_type", None)
+        if enabled(CALL_EXCEPTION):
+            execute(
+                CALL_EXCEPTION,
+                {
+                    "duration": duration,
+                    "queue_time": call.queue_time,
+                    "serialize_time": call.serialize_time,
+                    "python_time": call.python_time,
+                    "attempts": call.attempt,
+                },
+                {**metadata, "kind": kind, "reason": reason, "exception": error},
+            )
+        if enabled(ERROR):
+            execute(
+                ERROR,
+                {},
+                {"kind": kind, "message": reason, "exception": error, "call_id": call.call_id},
+            )
+
+    def _on_circuit_transition(self, name: str, old: CircuitState, new: CircuitState) -> None:
+        event = _CIRCUIT_EVENTS.get(new)
+        if event is not None and enabled(event):
+            execute(event, {}, {"circuit": name, "previous": str(old), "pool": self.name})
+
+    def _on_health_alert(self, alert: HealthAlert) -> None:
+        if enabled(HEALTH_ALERT):
+            subject = (
+                f"worker {alert.worker_id}" if alert.worker_id is not None else str(alert.device)
+            )
+            execute(
+                HEALTH_ALERT,
+                {"value": alert.count, "threshold": alert.threshold},
+                {
+                    "alert": alert.kind,
+                    "severity": "critical" if alert.kind == "repeated_segfaults" else "warning",
+                    "subject": subject,
+                    "message": alert.message,
+                    "device": alert.device,
+                    "pool": self.name,
+                },
+            )
+
+    def _report_size(self) -> None:
+        if enabled(POOL_SIZE):
+            stats = self.stats()
+            execute(
+                POOL_SIZE,
+                {
+                    "size": stats["size"],
+                    "idle": stats["idle"],
+                    "busy": stats["busy"],
+                    "queue_depth": stats["queue_depth"],
+                },
+                {"pool": self.name},
+            )
 
     # -------------------------------------------------------- worker lifecycle
 
@@ -526,6 +717,7 @@ class Pool(Executor):
             slot.state = "starting"
             slot.generation += 1
             generation = slot.generation
+            slot.spawned = time.monotonic()
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # The worker's faulthandler writes here where native code crashed (or
         # where a timed-out call was stuck); the supervisor reads it afterwards.
@@ -598,7 +790,10 @@ class Pool(Executor):
                         slot.init_error = None
                         sends = self._dispatch_locked()
                         self._idle_changed.notify_all()
+                    self._report_worker_start(slot, generation, proc.pid)
                     self._send_all(sends)
+                elif tag == protocol.MSG_EVENT:
+                    self._forwarded_event(slot, proc.pid, blob)
                 elif tag == protocol.MSG_INIT_FAILED:
                     init_error = record_to_exception(codec.decode(blob))
                 elif tag in (protocol.MSG_RESULT, protocol.MSG_ERROR):
@@ -614,7 +809,43 @@ class Pool(Executor):
                 sock.close()
         self._reap(slot, generation, proc, init_error)
 
+    def _report_worker_start(self, slot: _Slot, generation: int, pid: int) -> None:
+        if enabled(WORKER_START):
+            execute(
+                WORKER_START,
+                {"startup_time": time.monotonic() - slot.spawned},
+                {
+                    "worker_id": slot.index,
+                    "pid": pid,
+                    "device": slot.device,
+                    "restart": generation > 1,
+                    "pool": self.name,
+                },
+            )
+        self._report_size()
+
+    def _forwarded_event(self, slot: _Slot, pid: int, body: Any) -> None:
+        """Re-emit an event a worker raised, tagged with that worker."""
+        try:
+            event, measurements, metadata = body
+        except (TypeError, ValueError):
+            return
+        if (
+            type(event) is not tuple
+            or not event
+            or not all(type(part) is str for part in event)
+            or type(measurements) is not dict
+            or type(metadata) is not dict
+        ):
+            return  # not an event: a confused worker must not break the reader
+        execute(event, measurements, {**metadata, "worker_id": slot.index, "worker_pid": pid})
+
     def _on_reply(self, slot: _Slot, tag: str, call_id: int, blob: Any) -> None:
+        try:
+            blob, python_seconds = blob
+            call_python_time = float(python_seconds)
+        except (TypeError, ValueError) as exc:
+            raise protocol.ProtocolError(f"malformed reply to call {call_id}") from exc
         with self._lock:
             call = slot.current
             if call is None or call.call_id != call_id:
@@ -624,9 +855,16 @@ class Pool(Executor):
             sends = self._dispatch_locked() if not self._stopping else []
             if self._closed:
                 self._idle_changed.notify_all()  # shutdown() waits for the drain
+        now = time.monotonic()
+        call.python_time = call_python_time
+        if enabled(POOL_CHECKIN):
+            execute(
+                POOL_CHECKIN,
+                {"busy_time": now - call.dispatched},
+                {"call_id": call.call_id, "worker_id": slot.index, "pool": self.name},
+            )
         self._send_all(sends)
-        duration = time.monotonic() - call.submitted
-        self._health.record_call(slot.index, slot.device, True, duration)
+        self._health.record_call(slot.index, slot.device, True, now - call.submitted)
         self._circuits.record(call.device, True)
         # Results keep a block reference per array for as long as they live.
         try:
@@ -634,6 +872,16 @@ class Pool(Executor):
         except SerializationError as exc:
             self._finish(call, exc)
             return
+        call.deserialize_time = time.monotonic() - now
+        if enabled(SERIALIZE_STOP):
+            execute(
+                SERIALIZE_STOP,
+                {"duration": call.deserialize_time, "bytes": len(blob), "arrays": 0},
+                {
+                    "direction": "decode",
+                    "what": "result" if tag == protocol.MSG_RESULT else "error",
+                },
+            )
         if tag == protocol.MSG_RESULT:
             self._finish(call, None, value)
         else:
@@ -697,7 +945,24 @@ class Pool(Executor):
             with contextlib.suppress(Exception):
                 prune_mappings()
         if expected:
+            self._report_size()
             return
+        if enabled(WORKER_CRASH):
+            execute(
+                WORKER_CRASH,
+                {"uptime": time.monotonic() - slot.spawned},
+                {
+                    "worker_id": slot.index,
+                    "pid": pid,
+                    "device": slot.device,
+                    "exit_kind": info.kind.value,
+                    "signal": info.signal,
+                    "exit_code": info.exit_code,
+                    "call_id": call.call_id if call is not None else None,
+                    "pool": self.name,
+                },
+            )
+        self._report_size()
         self._health.record_crash(slot.index, slot.device, info.kind.value)
         if call is not None:
             error: WorkerError
@@ -727,6 +992,7 @@ class Pool(Executor):
             if self._stopping:
                 return
             crashes = len(slot.crash_times)
+            delay: float | None = None  # stays None: no restart
             if crashes > self._max_crashes:
                 slot.state = "unhealthy"
                 failed = list(slot.queue)
@@ -746,6 +1012,12 @@ class Pool(Executor):
                 slot.restarts += 1
                 self._counters["restarts"] += 1
                 self._schedule_locked(delay, lambda: self._spawn(slot))
+        if delay is not None and enabled(WORKER_RESTART):
+            execute(
+                WORKER_RESTART,
+                {"delay": delay},
+                {"worker_id": slot.index, "crashes": crashes, "pool": self.name},
+            )
         for call in failed:
             self._finish(call, error)
 

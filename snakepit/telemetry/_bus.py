@@ -125,6 +125,15 @@ def enabled(event: Event) -> bool:
     return event in _table or _forwarder is not None
 
 
+def has_handlers(event: Event) -> bool:
+    """Whether a handler in this process listens to ``event`` (forwarding aside).
+
+    For per-process events (shared-memory allocations) that are never
+    forwarded from workers.
+    """
+    return event in _table
+
+
 def _failed(info: HandlerInfo, event: Event) -> None:
     with _lock:
         current = _handlers.get(info.handler_id)

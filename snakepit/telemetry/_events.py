@@ -102,7 +102,9 @@ CATALOGUE: tuple[EventSpec, ...] = (
         {
             **_CALL_META,
             "worker_id": "worker of the last attempt, or None",
-            "kind": "exception class name (``ShapeError``, ``WorkerCrashedError`` ...)",
+            "kind": "public snakepit error class (``ShapeError``, ``PythonError``, "
+            "``WorkerCrashedError`` ...); other exceptions by their type name",
+            "python_type": "the remote exception's type for a ``PythonError``, else None",
             "reason": "the exception's message",
             "exception": "the exception object",
         },
@@ -209,9 +211,10 @@ CATALOGUE: tuple[EventSpec, ...] = (
     ),
     EventSpec(
         MEMORY_RELEASE,
-        {"bytes": "size of the block"},
-        {"explicit": "True for release(), False when the array was garbage-collected"},
-        "A shared block owned by this process was released.",
+        {"bytes": "size of the array's data"},
+        {},
+        "The last view of an array allocated while a release handler was attached died "
+        "and its block went back to the arena (this process only).",
     ),
     EventSpec(
         MEMORY_GPU,

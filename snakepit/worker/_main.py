@@ -14,10 +14,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from snakepit.errors import SerializationError, exception_to_record
+from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.zero_copy import (
     LeaseLedger,
     configure,
@@ -32,6 +35,19 @@ from . import codec, protocol
 _PR_SET_PDEATHSIG = 1
 # Drop unused mappings of freed regions every this many calls.
 _PRUNE_EVERY = 64
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` made of plain types only (the supervisor may lack its classes)."""
+    if isinstance(value, _PLAIN):
+        return value
+    if depth < 3 and isinstance(value, (tuple, list)):
+        return tuple(_plain(item, depth + 1) for item in value[:64])
+    try:
+        return repr(value)[:200]
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 def _die_with_parent(supervisor_pid: int) -> None:
@@ -80,9 +96,14 @@ class Worker:
         self.supervisor_pid = supervisor_pid
         self.functions: dict[int, Callable[..., Any]] = {}
         self.calls = 0
+        # User code may emit telemetry from its own threads while we answer.
+        self._send_lock = threading.Lock()
 
-    def send(self, tag: str, ident: int, value: Any) -> None:
-        """Encode ``value`` (results: blocks we own travel with a reference) and send."""
+    def send(self, tag: str, ident: int, value: Any, python_seconds: float | None = None) -> None:
+        """Encode ``value`` (results: blocks we own travel with a reference) and send.
+
+        Replies to calls (``python_seconds`` given) carry the time the function ran.
+        """
         try:
             encoded = codec.encode(value, receiver=self.supervisor_pid)
         except SerializationError as exc:
@@ -91,12 +112,30 @@ class Worker:
             # The result could not be pickled: tell the caller, stay alive.
             tag = protocol.MSG_ERROR
             encoded = codec.encode(exception_to_record(exc))
-        protocol.send_frame(self.sock, protocol.pack(tag, ident, encoded.payload))
+        body = encoded.payload if python_seconds is None else (encoded.payload, python_seconds)
+        frame = protocol.pack(tag, ident, body)
+        with self._send_lock:
+            protocol.send_frame(self.sock, frame)
         # `encoded.keepalive` dies here: blocks in transit carry a reference
         # for the supervisor to adopt.
 
+    def forward_event(
+        self, event: tuple[str, ...], measurements: Mapping[str, float], metadata: Mapping[str, Any]
+    ) -> None:
+        """Send a telemetry event to the supervisor's bus (plain values only)."""
+        numbers = {
+            str(key): float(value)
+            for key, value in measurements.items()
+            if isinstance(value, (int, float))
+        }
+        plain = {str(key): _plain(value) for key, value in metadata.items()}
+        frame = protocol.pack(protocol.MSG_EVENT, 0, (event, numbers, plain))
+        with self._send_lock:
+            protocol.send_frame(self.sock, frame)
+
     def handle_call(self, call_id: int, body: Any) -> None:
         borrowed: list[Any] = []
+        started = 0.0
         try:
             fn_id, fn_blob, args_blob = body
             fn = self.functions.get(fn_id)
@@ -109,20 +148,23 @@ class Worker:
                 self.functions[fn_id] = fn
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
+            started = time.perf_counter()
             result = fn(*args, **kwargs)
+            python_seconds = time.perf_counter() - started
             del args, kwargs
             _retain_kept(borrowed)
         except Exception as exc:
+            python_seconds = time.perf_counter() - started if started else 0.0
             # A failed call may have kept arguments too (the traceback holding
             # them only makes that reference short-lived).
             _retain_kept(borrowed)
-            self.send(protocol.MSG_ERROR, call_id, exception_to_record(exc))
+            self.send(protocol.MSG_ERROR, call_id, exception_to_record(exc), python_seconds)
             return
         finally:
             self.calls += 1
             if self.calls % _PRUNE_EVERY == 0:
                 prune_mappings()
-        self.send(protocol.MSG_RESULT, call_id, result)
+        self.send(protocol.MSG_RESULT, call_id, result, python_seconds)
 
     def serve(self) -> int:
         while True:
@@ -156,6 +198,10 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     configure(threshold_bytes=config["threshold_bytes"])
     reader.spin_seconds = config.get("spin_seconds", 0.0)
     worker = Worker(reader, supervisor_pid)
+    if config.get("forward_events", True):
+        # Events raised here (the ML helpers in user code, nested pools) reach
+        # the supervisor's handlers, tagged with this worker's id there.
+        telemetry_bus.set_forwarder(worker.forward_event)
     initializer = config.get("initializer")
     if initializer is not None:
         try:

@@ -13,8 +13,12 @@ Supervisor → worker:
 Worker → supervisor:
   ``(MSG_READY, pid, None)``                      initializer done
   ``(MSG_INIT_FAILED, pid, error_record_blob)``   initializer raised
-  ``(MSG_RESULT, call_id, value_blob)``
-  ``(MSG_ERROR, call_id, error_record_blob)``
+  ``(MSG_RESULT, call_id, (value_blob, python_seconds))``
+  ``(MSG_ERROR, call_id, (error_record_blob, python_seconds))``
+  ``(MSG_EVENT, 0, (event, measurements, metadata))`` telemetry raised in the
+  worker, plain values only (forwarded to the supervisor's event bus)
+
+``python_seconds`` is the time the worker spent in the called function.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ MSG_CALL = "call"
 MSG_RESULT = "result"
 MSG_ERROR = "error"
 MSG_SHUTDOWN = "shutdown"
+MSG_EVENT = "event"
 
 _HEADER = struct.Struct("<Q")
 #: A frame larger than this is refused: big data travels through shared

@@ -24,6 +24,8 @@ from snakepit.errors import (
     SnakepitError,
     from_core_status,
 )
+from snakepit.telemetry import _bus
+from snakepit.telemetry._events import MEMORY_ALLOCATE, MEMORY_RELEASE
 
 from ._dtypes import dtype_name, numpy_dtype, resolve_dtype
 from ._ledger import LeaseLedger
@@ -227,7 +229,23 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     except _core.CoreError as exc:
         raise _allocation_error(exc, nbytes) from None
     array: np.ndarray[Any, Any] = _core.array_over(allocation.buffer(), dims, resolved)
+    if _bus._table:  # one dict truth test while nobody listens: this is the hot path
+        _report_allocation(array, nbytes)
     return array
+
+
+def _report_allocation(array: np.ndarray[Any, Any], nbytes: int) -> None:
+    if _bus.has_handlers(MEMORY_ALLOCATE):
+        _bus.execute(
+            MEMORY_ALLOCATE,
+            {"bytes": nbytes},
+            {"dtype": dtype_name(array.dtype), "shape": array.shape},
+        )
+    if _bus.has_handlers(MEMORY_RELEASE):
+        buffer = _shared_buffer(array)
+        if buffer is not None:
+            # The block goes back to the arena when its buffer (every view) dies.
+            weakref.finalize(buffer, _bus.execute, MEMORY_RELEASE, {"bytes": nbytes}, {})
 
 
 def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
