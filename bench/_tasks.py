@@ -44,3 +44,10 @@ def echo(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def segfault() -> None:
     """Crash the worker process with SIGSEGV (reads address 0)."""
     ctypes.string_at(0)
+
+
+def busy(seconds: float) -> None:
+    """Keep the CPU busy for ``seconds`` (steadier than sleeping)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass

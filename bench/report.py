@@ -123,6 +123,19 @@ CHECKS: tuple[Check, ...] = (
         None,
         None,
     ),
+    Check(
+        "1 ms call: handler work for its events / the call",
+        ("telemetry-call-1ms", "events-instrumented"),
+        ("telemetry-call-1ms", "snakepit"),
+        0.01,
+        "< 1% overhead",
+    ),
+    Check(
+        "1 ms call end to end: all handlers / none",
+        ("telemetry-call-1ms", "snakepit-instrumented"),
+        ("telemetry-call-1ms", "snakepit"),
+        None,
+    ),
 )
 
 

@@ -1,4 +1,4 @@
-"""The ``snakepit`` console command: demo, doctor, gc."""
+"""The ``snakepit`` console command: demo, doctor, hardware, gc, bench."""
 
 from __future__ import annotations
 
@@ -126,6 +126,8 @@ class DoctorReport(TypedDict):
     snakepit_regions: int
     build: str
     pyarrow: str
+    nvml: str
+    cuda_driver: str
     warnings: list[str]
 
 
@@ -152,12 +154,25 @@ def doctor_report() -> DoctorReport:
         arrow = pyarrow.__version__
     except ImportError:
         arrow = "not installed"
+    from snakepit import hardware
+
+    cuda = hardware.detect().cuda
+    if cuda.source == "nvml":
+        nvml = f"ok ({len(cuda.devices)} visible GPU(s))"
+    else:
+        nvml = f"unavailable: {cuda.reason or 'unknown reason'}"
+    if cuda.driver_version:
+        driver = f"{cuda.driver_version} (CUDA {cuda.cuda_version or '?'})"
+    else:
+        driver = "none"
     return {
         "shm_total_bytes": total,
         "shm_available_bytes": available,
         "snakepit_regions": len(leftovers),
         "build": build,
         "pyarrow": arrow,
+        "nvml": nvml,
+        "cuda_driver": driver,
         "warnings": warnings,
     }
 
@@ -175,6 +190,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(f"snakepit regions present: {report['snakepit_regions']}")
     print(f"native core: {report['build']}")
     print(f"pyarrow: {report['pyarrow']}")
+    print(f"NVML: {report['nvml']}")
+    print(f"CUDA driver: {report['cuda_driver']}")
     for warning in report["warnings"]:
         print(f"WARNING: {warning}")
     return 0
@@ -189,6 +206,21 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hardware(args: argparse.Namespace) -> int:
+    """Print the detected hardware, and why any accelerator is missing."""
+    from snakepit import hardware
+
+    print(hardware.format_json() if args.json else hardware.format_table())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure snakepit against ProcessPoolExecutor and multiprocessing.shared_memory."""
+    from snakepit import _bench
+
+    return _bench.run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``snakepit`` command."""
     parser = argparse.ArgumentParser(prog="snakepit", description=__doc__)
@@ -199,8 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check /dev/shm and the build")
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(func=cmd_doctor)
+    hw = sub.add_parser("hardware", help="detected GPUs, CPU and why a GPU is missing")
+    hw.add_argument("--json", action="store_true", help="machine-readable output")
+    hw.set_defaults(func=cmd_hardware)
     gc = sub.add_parser("gc", help="remove shared memory of dead processes")
     gc.set_defaults(func=cmd_gc)
+    from snakepit import _bench
+
+    bench = sub.add_parser("bench", help="benchmark snakepit against its peers, same run")
+    _bench.add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

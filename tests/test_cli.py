@@ -30,3 +30,24 @@ def test_unknown_command_is_rejected() -> None:
     )
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_python_dash_m_snakepit_runs_the_console_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakepit", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/dev/shm:" in result.stdout
+    from snakepit import hardware
+
+    cuda = hardware.detect().cuda
+    if cuda.source == "nvml":
+        assert "NVML: ok" in result.stdout
+    else:
+        # No usable NVML: doctor says so and why.
+        assert f"NVML: unavailable: {cuda.reason}" in result.stdout
+        assert "CUDA driver: none" in result.stdout

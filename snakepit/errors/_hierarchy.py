@@ -13,8 +13,9 @@ Every class here:
   because the constructors are keyword-only and the default exception
   pickling would call them positionally).
 
-This module deliberately imports nothing else from snakepit: every other layer
-(including the Cython core) depends on it, never the reverse.
+This module imports nothing from snakepit but the display settings
+(:mod:`snakepit.errors._config`): every other layer (including the Cython core)
+depends on it, never the reverse.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY
 from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from snakepit.errors._config import settings
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -46,7 +49,9 @@ __all__ = [
     "DtypeError",
     "InvalidDescriptorError",
     "OutOfMemoryError",
+    "PoolClosedError",
     "PythonError",
+    "RemoteTraceback",
     "SerializationError",
     "Shape",
     "ShapeError",
@@ -197,6 +202,14 @@ class SnakepitError(Exception):
             the error happened there, else ``None``.
         remote_type: Qualified name (``module.Qual``) of the original remote
             exception type when the error happened in a worker, else ``None``.
+        remote_causes: The remote ``__cause__``/``__context__`` chain, outermost
+            first, each rebuilt as a snakepit error (set by
+            :func:`record_to_exception`; empty otherwise).
+
+    When ``remote_traceback`` is set (and ``configure(show_remote_traceback=True)``,
+    the default), a :class:`RemoteTraceback` holding it is chained as
+    ``__cause__``, so a printed traceback shows the worker's frames above the
+    local ones, as :mod:`concurrent.futures` does for process pools.
     """
 
     __match_args__: ClassVar[tuple[str, ...]] = ("message",)
@@ -206,6 +219,7 @@ class SnakepitError(Exception):
     suggestion: str | None = None
     remote_traceback: str | None = None
     remote_type: str | None = None
+    remote_causes: tuple[SnakepitError, ...] = dataclasses.field(default=(), init=False)
 
     def __post_init__(self) -> None:
         # The defaults are built from the subclass fields, so they can only be
@@ -215,6 +229,17 @@ class SnakepitError(Exception):
         if self.suggestion is None:
             self.suggestion = self._default_suggestion()
         super().__init__(self.message)
+        self._attach_remote_traceback()
+
+    def _attach_remote_traceback(self) -> None:
+        """Chain a :class:`RemoteTraceback` as ``__cause__`` (if enabled and free)."""
+        if (
+            self.remote_traceback
+            and self.__cause__ is None
+            and settings().show_remote_traceback
+            and not isinstance(self, RemoteTraceback)
+        ):
+            self.__cause__ = RemoteTraceback(text=self.remote_traceback)
 
     def _default_message(self) -> str:
         """Message used when the caller gives none; subclasses build it from fields."""
@@ -230,9 +255,7 @@ class SnakepitError(Exception):
         return {name: getattr(self, name, None) for name in type(self).__match_args__}
 
     def __str__(self) -> str:
-        if self.suggestion:
-            return f"{self.message}\nSuggestion: {self.suggestion}"
-        return self.message
+        return _with_suggestion(self.message, self.suggestion)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
@@ -244,6 +267,12 @@ class SnakepitError(Exception):
         # created "catchable as KeyError" classes are not importable by name, so
         # they travel as the (base, builtin) pair that recreates them.
         return (_reconstruct, (_class_spec(type(self)), self.args, dict(self.__dict__)))
+
+
+def _with_suggestion(text: str, suggestion: str | None) -> str:
+    if suggestion and settings().show_suggestions:
+        return f"{text}\nSuggestion: {suggestion}"
+    return text
 
 
 def _reconstruct(
@@ -265,6 +294,7 @@ def _reconstruct(
     obj: SnakepitError = static.__new__(cls, *args)
     BaseException.__init__(obj, *args)
     obj.__dict__.update(state)
+    obj._attach_remote_traceback()
     return obj
 
 
@@ -300,69 +330,206 @@ class PythonError(SnakepitError):
 
     def __str__(self) -> str:
         head = f"{self.python_type}: {self.message}" if self.message else self.python_type
-        if self.suggestion:
-            return f"{head}\nSuggestion: {self.suggestion}"
-        return head
+        return _with_suggestion(head, self.suggestion)
+
+
+@_error_fields
+class RemoteTraceback(SnakepitError):  # noqa: N818 - a traceback carrier, never raised
+    """The formatted traceback of an error raised in a worker process.
+
+    Never raised: it is chained as ``__cause__`` of the error the supervisor
+    raises, so the standard traceback printout shows the remote frames,
+    followed by "The above exception was the direct cause of the following
+    exception" and the local frames (what :mod:`concurrent.futures` does
+    with its ``_RemoteTraceback``). See
+    :func:`snakepit.errors.configure` to turn it off.
+
+    Attributes:
+        text: The remote traceback as formatted in the worker.
+    """
+
+    __match_args__ = ("text",)
+
+    text: str = ""
+
+    def _default_message(self) -> str:
+        return f'\n"""\n{self.text.rstrip()}\n"""'
 
 
 # ---------------------------------------------------------------- shapes / dtypes
 
 
-def _matmul_suggestion(a: Shape, b: Shape) -> str:
-    if len(a) >= 2 and len(b) >= 2:
+def _product(shape: Shape) -> int:
+    result = 1
+    for d in shape:
+        result *= d
+    return result
+
+
+def _matmul_suggestion(a: Shape | None, b: Shape | None) -> str:
+    if a is not None and b is not None and len(a) >= 2 and len(b) >= 2:
+        head = (
+            f"matmul needs a.shape[-1] == b.shape[-2], but {_shape_text(a)} @ {_shape_text(b)} "
+            f"has a.shape[-1] = {a[-1]} != b.shape[-2] = {b[-2]}"
+        )
         if a[-1] == b[-1]:
-            return (
-                f"matmul needs a.shape[-1] == b.shape[-2]; {_shape_text(a)} @ {_shape_text(b)} "
-                f"does not fit, but transposing the second operand does: "
-                f"a @ b.T (or b.transpose(-2, -1)) has shape "
-                f"{_shape_text((*a[:-1], b[-2]))}"
+            fix = (
+                "transposing the second operand fits: a @ b.T (or b.transpose(-2, -1)) has "
+                f"shape {_shape_text((*a[:-1], b[-2]))}"
             )
-        if a[-2] == b[-2]:
-            return (
-                f"matmul needs a.shape[-1] == b.shape[-2]; transposing the first operand fits: "
-                f"a.T @ b (or a.transpose(-2, -1) @ b) has shape {_shape_text((a[-1], b[-1]))}"
+        elif a[-2] == b[-2]:
+            fix = (
+                "transposing the first operand fits: a.T @ b (or a.transpose(-2, -1) @ b) has "
+                f"shape {_shape_text((a[-1], b[-1]))}"
             )
-        if a[-2] == b[-1]:
-            return (
-                "matmul needs a.shape[-1] == b.shape[-2]; the operands look swapped: "
-                f"b @ a has shape {_shape_text((*b[:-1], a[-1]))}"
+        elif a[-2] == b[-1]:
+            fix = f"the operands look swapped: b @ a has shape {_shape_text((*b[:-1], a[-1]))}"
+        else:
+            fix = (
+                f"no transpose fits (a.T @ b needs {a[-2]} == {b[-2]}, a @ b.T needs "
+                f"{a[-1]} == {b[-1]}): check which tensors are multiplied; if b is a layer's "
+                f"weight, the layer expects inputs whose last dimension is {b[-2]}"
             )
+        return f"{head}; {fix}"
+    if a is not None and b is not None and len(a) >= 2 and len(b) == 1:
+        return (
+            f"matrix @ vector needs a.shape[-1] == len(v), but {a[-1]} != {b[0]}; if the vector "
+            f"belongs on the left use v @ a (needs a.shape[-2] == {b[0]}), otherwise transpose "
+            "the matrix (a.T) or reshape the vector"
+        )
+    if a is not None and b is not None and len(a) == 1 and len(b) == 1:
+        return (
+            f"the inner dimensions differ: the first operand's last dimension is {a[0]} but the "
+            f"second's second-to-last is {b[0]}; transpose the operand whose inner dimension is "
+            "wrong (x.T / x.transpose(-2, -1)) or reshape it"
+        )
     return (
         "matmul needs the last dimension of the first operand to equal the second-to-last "
         "of the second; transpose one operand (x.T / x.transpose(-2, -1)) or reshape it"
     )
 
 
+def _reshape_suggestion(a: Shape | None, b: Shape | None) -> str:
+    if a is not None and b is not None and len(a) == 1:
+        known = _product(tuple(d for d in b if d >= 0))
+        target = _shape_text(b)
+        if any(d < 0 for d in b):
+            return (
+                f"{a[0]} elements cannot be reshaped to {target}: the known dimensions multiply "
+                f"to {known}, which does not divide {a[0]}; change them so their product divides "
+                f"{a[0]}"
+            )
+        return (
+            f"{a[0]} elements cannot be reshaped to {target} ({known} elements); pick a shape "
+            f"whose product is {a[0]}, or put -1 in one dimension to have it inferred"
+        )
+    return (
+        "a reshape/view must keep the number of elements; pick a target shape whose "
+        "product matches the input size, or use -1 for one dimension to let it be inferred"
+    )
+
+
+def _pair_text(a: Shape | None, b: Shape | None) -> str:
+    if a is not None and b is not None and len(a) == len(b) == 1:
+        return f"{a[0]} vs {b[0]}"
+    return f"{_shape_text(a)} vs {_shape_text(b)}"
+
+
 def _shape_suggestion(
     a: Shape | None, b: Shape | None, operation: str | None, dimension: int | None
 ) -> str:
     op = (operation or "").lower()
-    if op in {"matmul", "mm", "dot", "bmm", "linear"}:
-        if a is not None and b is not None and len(a) >= 2 and len(b) >= 2:
-            return _matmul_suggestion(a, b)
-        if a is not None and b is not None and len(a) == 1 and len(b) == 1:
-            return (
-                f"matmul inner sizes differ ({a[0]} vs {b[0]}); transpose the operand whose "
-                "inner dimension is wrong (x.T / x.transpose(-2, -1)) or reshape it"
-            )
-        return _matmul_suggestion((), ())
-    if op == "reshape":
+    both = a is not None and b is not None
+    at = f" at dimension {dimension}" if dimension is not None else ""
+    if op in {"matmul", "mm", "dot", "linear", "mv"}:
+        return _matmul_suggestion(a, b)
+    if op == "bmm":
+        got = f" should be {list(a or ())} but are {list(b or ())}" if both else " do not fit"
         return (
-            "a reshape/view must keep the number of elements; pick a target shape whose "
-            "product matches the input size, or use -1 for one dimension to let it be inferred"
+            "batched matmul needs batch1 of shape (batch, n, k) and batch2 of shape "
+            f"(batch, k, m): batch2's first two dimensions{got}; transpose batch2's last two "
+            "dimensions (x.transpose(-2, -1)) if they are swapped, or fix the batch size"
+        )
+    if op == "reshape":
+        return _reshape_suggestion(a, b)
+    if op == "view":
+        return (
+            "the tensor is not contiguous in memory, so .view() cannot reinterpret it: use "
+            ".reshape(...) (copies only when needed) or call .contiguous() before .view(...)"
+        )
+    if op in {"concatenate", "stack"}:
+        if op == "stack":
+            detail = f" ({_pair_text(a, b)})" if both else ""
+            return (
+                f"stack needs inputs of exactly the same shape{detail}; slice or pad them to "
+                "one shape, or use concatenate/cat if they should be joined along an existing "
+                "dimension"
+            )
+        detail = f" ({_pair_text(a, b)}{at})" if both else ""
+        return (
+            "concatenation needs the same size in every dimension except the one joined"
+            f"{detail}; slice or pad the inputs to match, or join along the dimension where "
+            "they differ"
+        )
+    if op == "conv" and a is not None and b is not None and len(a) >= 2 and len(b) >= 2:
+        return (
+            f"the layer expects {a[1]} input channels but the input has {b[1]} (dimension 1 "
+            f"of {_shape_text(b)}, laid out as (N, C, ...)); if the channels are last, permute "
+            "them first (x.permute(0, 3, 1, 2) for NHWC images), otherwise set the layer's "
+            f"in_channels to {b[1]}"
+        )
+    if op == "normalize":
+        detail = f" ({_pair_text(a, b)})" if both else ""
+        return (
+            f"the normalisation layer was built for another feature size{detail}; build it "
+            "with the input's feature size (BatchNorm1d(C) for (N, C), LayerNorm(shape of the "
+            "trailing dimensions))"
+        )
+    if op == "length":
+        detail = f" ({_pair_text(a, b)})" if both else ""
+        return (
+            f"the inputs have different lengths{detail}; every column/array must have the "
+            "same number of rows: look for a dropped or duplicated row, or align them first "
+            "(e.g. reindex or merge on a key)"
+        )
+    if op == "features" and a is not None and b is not None:
+        return (
+            f"the model expects {b[0]} features but the input has {a[0]}; pass the same "
+            "columns, in the same order, as during fit/training (or rebuild the model for "
+            f"{a[0]} input features)"
+        )
+    if op == "ndim":
+        shape = f" (got shape {_shape_text(a)})" if a is not None else ""
+        return (
+            f"the input has the wrong number of dimensions{shape}; use x.reshape(-1, 1) for a "
+            "single feature, x.reshape(1, -1) for a single sample, or x.ravel() for a 1-d target"
+        )
+    if op == "samples":
+        shape = f" (shape {_shape_text(a)})" if a is not None else ""
+        return f"the input has no samples{shape}; check the filtering or split that produced it"
+    if op == "linalg":
+        return (
+            "this linear-algebra routine needs square matrices in the last two dimensions "
+            "(or operands whose sizes agree); check x.shape[-2:] and transpose or slice it"
         )
     if a is not None and b is not None and dimension is not None and len(a) == len(b) == 1:
         return (
             f"sizes {a[0]} and {b[0]} differ at dimension {dimension}; reshape or slice one "
             "tensor so they match there, or make one of them 1 there so it broadcasts"
         )
-    if a is not None and b is not None:
+    if both:
         return (
             f"shapes {_shape_text(a)} and {_shape_text(b)} cannot be broadcast: aligned from the "
             "right, each pair of dimensions must be equal or 1; reshape one operand "
             "(x.reshape(...)) or add a size-1 axis (x[:, None] / x.unsqueeze(dim)) to line them up"
         )
     return "check the operand shapes; reshape or broadcast them so the dimensions line up"
+
+
+def _shape_tuple(values: Sequence[Sequence[int]] | None) -> tuple[Shape, ...] | None:
+    if values is None:
+        return None
+    return tuple(tuple(int(d) for d in shape) for shape in values)
 
 
 @_error_fields
@@ -373,8 +540,15 @@ class ShapeError(SnakepitError):
         shape_a: Shape of the first operand (or, when the message only names the
             conflicting sizes along one dimension, a 1-tuple of that size).
         shape_b: Shape (or size, see ``shape_a``) of the second operand.
-        operation: What was attempted: ``matmul``, ``broadcast``, ``reshape``...
+        operation: What was attempted: ``matmul``, ``mv``, ``bmm``, ``dot``,
+            ``broadcast``, ``expand``, ``reshape``, ``view``, ``concatenate``,
+            ``stack``, ``conv``, ``normalize``, ``length`` (row counts),
+            ``features`` (``shape_a`` the input's count, ``shape_b`` the
+            expected one), ``ndim``, ``samples``, ``linalg``... or ``None``.
         dimension: The dimension the sizes conflict at, when known.
+        shapes: Every operand shape the message named, in order (three for a
+            three-operand broadcast); ``shape_a``/``shape_b`` are the pair
+            that conflicts. Defaults to ``(shape_a, shape_b)``.
     """
 
     __match_args__ = ("shape_a", "shape_b", "operation")
@@ -383,6 +557,14 @@ class ShapeError(SnakepitError):
     shape_b: _Field[Sequence[int] | None, Shape | None] = _Field(None, _as_shape)
     operation: str | None = None
     dimension: int | None = _converted(None, _optional_int)
+    shapes: _Field[Sequence[Sequence[int]] | None, tuple[Shape, ...]] = _Field(None)
+
+    def __post_init__(self) -> None:
+        given = _shape_tuple(vars(self)["shapes"])
+        if given is None:
+            given = tuple(s for s in (self.shape_a, self.shape_b) if s is not None)
+        self.shapes = given
+        super().__post_init__()
 
     def _default_message(self) -> str:
         where = f" at dimension {self.dimension}" if self.dimension is not None else ""
@@ -396,13 +578,36 @@ class ShapeError(SnakepitError):
         return _shape_suggestion(self.shape_a, self.shape_b, self.operation, self.dimension)
 
 
+# Names a suggestion can put after numpy./torch. as they are.
+_CONCRETE_DTYPES = frozenset(
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    }
+)
+
+
 @_error_fields
 class DtypeError(SnakepitError):
     """Operand dtypes do not fit the operation.
 
     Attributes:
-        expected: The dtype the operation wanted (canonical name, e.g. ``float32``).
-        got: The dtype it was given.
+        expected: The dtype the operation wanted (canonical name, e.g. ``float32``);
+            for messages that only name two clashing dtypes, the first one.
+        got: The dtype it was given (for a clash, the second one).
         operation: The operation, when known (e.g. a ufunc name).
     """
 
@@ -417,11 +622,25 @@ class DtypeError(SnakepitError):
         return f"dtype mismatch{op}: expected {self.expected or '?'}, got {self.got or '?'}"
 
     def _default_suggestion(self) -> str | None:
+        got = f"the {self.got} operand" if self.got else "the mismatched operand"
+        if self.expected == "bfloat16":  # a PyTorch/JAX dtype NumPy does not have
+            return f"cast {got} to bfloat16: x.to(torch.bfloat16) for PyTorch"
+        if self.expected in _CONCRETE_DTYPES:
+            return (
+                f"cast {got} to {self.expected}: x.astype(numpy.{self.expected}) for NumPy, "
+                f"x.to(torch.{self.expected}) for PyTorch, or col.astype('{self.expected}') "
+                "for pandas"
+            )
         if self.expected:
             return (
-                f"cast the {self.got or 'mismatched'} operand to {self.expected}: "
-                f"x.astype(numpy.{self.expected}) for NumPy or "
-                f"x.to(torch.{self.expected}) for PyTorch"
+                f"convert {got} to {self.expected} before the operation (e.g. "
+                "pandas.to_numeric(...), x.astype(...), x.to(dtype)); inputs of mixed types "
+                "need an explicit conversion"
+            )
+        if self.got:
+            return (
+                f"{self.got} is not supported here; cast to a supported dtype first "
+                "(x.astype(...) / x.to(dtype)), e.g. a floating-point type for arithmetic"
             )
         return "cast the operands to one common dtype (x.astype(...) / x.to(dtype))"
 
@@ -445,14 +664,37 @@ class DeviceError(SnakepitError):
         return f"device error on {self.device or 'unknown device'}"
 
 
+_GPU_PREFIXES = ("cuda", "gpu", "mps", "xpu", "rocm", "hip", "tpu")
+
+
+def _oom_figures(requested: int | None, available: int | None, total: int | None) -> str:
+    if requested is None:
+        return ""
+    parts = [f"the allocation asked for {format_bytes(requested)}"]
+    if available is not None:
+        of_total = f" of {format_bytes(total)}" if total is not None else ""
+        parts.append(f"with {format_bytes(available)} free{of_total}")
+    elif total is not None:
+        parts.append(f"on a device of {format_bytes(total)}")
+    text = " ".join(parts)
+    if available is not None and requested > available:
+        text += (
+            f": the allocation is {format_bytes(requested - available)} larger than the free memory"
+        )
+    return text + "; "
+
+
 @_error_fields
 class OutOfMemoryError(DeviceError):
     """An allocation failed for lack of memory (GPU or host).
 
     Attributes:
         requested: Bytes the failed allocation asked for, when known.
-        available: Bytes free on the device at the time, when known.
-        total: Total bytes of the device, when known.
+        available: Bytes free on the device at the time, when known (from the
+            message, else measured in the worker right after the failure).
+        total: Total bytes of the device (or the allocator's limit), when known.
+        framework: The library that ran out (``torch``, ``jax``, ``cupy``,
+            ``numpy``, ``pyarrow``...), when known; it picks the suggestion.
     """
 
     __match_args__ = ("device", "requested", "available", "total")
@@ -460,6 +702,7 @@ class OutOfMemoryError(DeviceError):
     requested: int | None = _converted(None, _optional_int)
     available: int | None = _converted(None, _optional_int)
     total: int | None = _converted(None, _optional_int)
+    framework: str | None = None
 
     def _default_message(self) -> str:
         return (
@@ -469,22 +712,33 @@ class OutOfMemoryError(DeviceError):
         )
 
     def _default_suggestion(self) -> str | None:
-        figures = ""
-        if self.requested is not None and self.available is not None:
-            short = self.requested - self.available
-            if short > 0:
-                figures = f"the allocation is {format_bytes(short)} larger than the free memory; "
-        gpu = (self.device or "").startswith(("cuda", "gpu", "mps", "rocm", "hip"))
-        if gpu:
+        figures = _oom_figures(self.requested, self.available, self.total)
+        device = (self.device or "").lower()
+        gpu = device.startswith(_GPU_PREFIXES) or (not device and self.framework in {"jax", "cupy"})
+        if not gpu:
             return (
-                f"{figures}reduce the batch size, use lower precision (float16/bfloat16 or "
-                "torch.autocast), and release cached memory (del unused tensors, then "
-                "torch.cuda.empty_cache())"
+                f"{figures}reduce the batch size or process the data in chunks, use a smaller "
+                "dtype (float32/float16 instead of float64), and drop references to large "
+                "arrays you no longer need"
+            )
+        if self.framework == "jax":
+            return (
+                f"{figures}reduce the batch size, use lower precision (bfloat16), donate input "
+                "buffers (jax.jit(..., donate_argnums=...)), and if other processes share the "
+                "GPU stop JAX from preallocating it (XLA_PYTHON_CLIENT_PREALLOCATE=false or a "
+                "smaller XLA_PYTHON_CLIENT_MEM_FRACTION)"
+            )
+        if self.framework == "cupy":
+            return (
+                f"{figures}reduce the batch size or process the data in chunks, use float32 "
+                "or float16, and return cached blocks to the driver "
+                "(cupy.get_default_memory_pool().free_all_blocks())"
             )
         return (
-            f"{figures}reduce the batch size or process the data in chunks, use a smaller "
-            "dtype (float32/float16 instead of float64), and drop references to large arrays "
-            "you no longer need"
+            f"{figures}reduce the batch size, use lower precision (float16/bfloat16 or "
+            "torch.autocast), and release cached memory (del unused tensors, then "
+            "torch.cuda.empty_cache()); if much memory is reserved but unallocated, set "
+            "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"
         )
 
 
@@ -697,6 +951,31 @@ class WorkerUnavailableError(WorkerError):
     def _default_message(self) -> str:
         why = f": {self.reason}" if self.reason else ""
         return f"no {self._worker_text()} available{why}"
+
+
+@_error_fields
+class PoolClosedError(WorkerUnavailableError, RuntimeError):
+    """A call was submitted to a pool that was already shut down.
+
+    Also a :class:`RuntimeError`, which is what :mod:`concurrent.futures`
+    executors raise in that case, so code written for them keeps working.
+    """
+
+    __match_args__ = ("reason", "worker_id")
+
+    def __post_init__(self) -> None:
+        if self.reason is None:
+            self.reason = "the pool was shut down"
+        super().__post_init__()
+
+    def _default_message(self) -> str:
+        return "cannot submit to a pool that was shut down"
+
+    def _default_suggestion(self) -> str | None:
+        return (
+            "submit calls before shutdown() (or inside the `with Pool(...)` block), or "
+            "create a new Pool"
+        )
 
 
 # ------------------------------------------------------------------------ circuit

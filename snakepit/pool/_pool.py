@@ -38,6 +38,8 @@ from snakepit import zero_copy
 from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
+    PoolClosedError,
+    PythonError,
     SerializationError,
     SharedMemoryError,
     SnakepitError,
@@ -66,6 +68,7 @@ from snakepit.telemetry._events import (
     WORKER_RESTART,
     WORKER_START,
 )
+from snakepit.telemetry._repro import write_repro
 from snakepit.worker import codec, protocol
 from snakepit.zero_copy import collect_garbage, prune_mappings, threshold_bytes
 
@@ -196,22 +199,6 @@ def _kill_if_alive(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def _device_env(device: str | None) -> dict[str, str]:
-    """Environment pinning a worker to ``device`` (SPEC §3, device affinity)."""
-    if device is None or device == "auto":
-        return {}
-    if device == "cpu":
-        return {"CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": "", "ROCR_VISIBLE_DEVICES": ""}
-    kind, _, index = device.partition(":")
-    if kind in ("cuda", "gpu") and index.isdigit():
-        return {"CUDA_VISIBLE_DEVICES": index}
-    if kind == "rocm" and index.isdigit():
-        return {"HIP_VISIBLE_DEVICES": index, "ROCR_VISIBLE_DEVICES": index}
-    if kind == "mps":
-        return {}
-    raise DeviceNotAvailableError(f"unknown device {device!r}")
-
-
 class Pool(Executor):
     """Supervised worker processes that survive anything their calls do.
 
@@ -227,6 +214,10 @@ class Pool(Executor):
     before sleeping, so back-to-back calls skip the cost of waking a process
     (about 3x lower no-op latency here) for at most that much CPU per call;
     0 disables it.
+    ``repro_dir``: when set, every call that fails in a worker (it raised,
+    crashed or timed out) leaves a standalone script there that makes the same
+    call outside snakepit (see :func:`snakepit.telemetry.write_repro`); the
+    error's notes name the script.
     """
 
     def __init__(
@@ -247,6 +238,7 @@ class Pool(Executor):
         start_timeout: float = 60.0,
         env: dict[str, str] | None = None,
         spin_seconds: float = 0.0002,
+        repro_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         count = (os.cpu_count() or 1) if workers is None else workers
         if count < 1:
@@ -275,6 +267,7 @@ class Pool(Executor):
         self._backoff = restart_backoff
         self._grace = terminate_grace
         self._counters = {"completed": 0, "failed": 0, "crashes": 0, "restarts": 0, "retries": 0}
+        self._repro_dir = None if repro_dir is None else Path(repro_dir)
         #: Names this pool in telemetry metadata.
         self.name = f"pool-{next(_pool_numbers)}"
         self._circuits.on_transition(self._on_circuit_transition)
@@ -295,11 +288,15 @@ class Pool(Executor):
         pythonpath = base_env.get("PYTHONPATH", "")
         base_env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + pythonpath if pythonpath else "")
         self._slots = []
-        for index in range(count):
-            slot_device = devices[index % len(devices)]
-            slot_env = {**base_env, **_device_env(slot_device)}
-            named = None if slot_device == "auto" else slot_device
-            self._slots.append(_Slot(index, named, slot_env))
+        # SPEC §3 device affinity: "auto" spreads workers over the GPUs found
+        # (or "cpu"); each worker's environment shows it only its device.
+        # Imported here, not at the top: workers import this module and never
+        # detect hardware (the import alone costs them ~25 ms of start-up).
+        from snakepit import hardware
+
+        for index, slot_device in enumerate(hardware.assign_devices(devices, count)):
+            slot_env = {**base_env, **hardware.worker_environment(slot_device, base_env)}
+            self._slots.append(_Slot(index, slot_device, slot_env))
         self._monitor_wakeup = threading.Condition(self._lock)
         self._monitor = threading.Thread(
             target=self._monitor_loop, name="snakepit-monitor", daemon=True
@@ -329,7 +326,7 @@ class Pool(Executor):
             timeout, idempotent, session, device = self._timeout, False, None, None
         outer: Future[Any] = Future()
         if self._closed:
-            raise RuntimeError("cannot submit to a pool that was shut down")
+            raise PoolClosedError("cannot submit to a pool that was shut down")
         fn_id, fn_blob, name = self._function(fn)
         call = _Call(
             call_id=next(self._call_ids),
@@ -474,6 +471,11 @@ class Pool(Executor):
         # A breaker registry or health monitor may outlive this pool.
         self._circuits.remove_listener(self._on_circuit_transition)
         self._health.remove_listener(self._on_health_alert)
+        if enabled(POOL_SIZE):
+            # Gauges fed by size events must not keep the last live count.
+            execute(
+                POOL_SIZE, {"size": 0, "idle": 0, "busy": 0, "queue_depth": 0}, {"pool": self.name}
+            )
         with contextlib.suppress(Exception):
             prune_mappings()
 
@@ -604,6 +606,8 @@ class Pool(Executor):
                 retry = dataclasses.replace(call, attempt=call.attempt + 1, deadline=None)
                 self._schedule_locked(delay, lambda: self._start_attempt(retry))
             return
+        if error is not None and self._repro_dir is not None:
+            self._write_repro(call, error)  # while the arguments are still alive
         call.keepalive.clear()
         with self._lock:
             self._counters["completed" if error is None else "failed"] += 1
@@ -624,6 +628,32 @@ class Pool(Executor):
             call.outer.set_result(result)
         else:
             call.outer.set_exception(error)
+
+    def _write_repro(self, call: _Call, error: BaseException) -> None:
+        """Leave a script reproducing a call that failed in a worker."""
+        if not isinstance(error, (PythonError, WorkerError)) or isinstance(
+            error, WorkerUnavailableError
+        ):
+            return  # failed before any worker ran it: nothing to reproduce
+        assert self._repro_dir is not None
+        try:
+            function = codec.decode(call.fn_blob)
+            args, kwargs = codec.decode(call.args_payload)
+            path = write_repro(
+                self._repro_dir,
+                function=function,
+                args=args,
+                kwargs=kwargs,
+                error=error,
+                call_id=f"{self.name}-{call.call_id}",
+            )
+        except Exception:
+            # A reproduction is a courtesy: it must never change the outcome.
+            logging.getLogger(__name__).warning(
+                "could not write a repro for call %s", call.call_id, exc_info=True
+            )
+            return
+        error.add_note(f"snakepit: reproduce with: python {path / 'repro.py'}")
 
     def _report_outcome(self, call: _Call, error: BaseException | None) -> None:
         duration = time.monotonic() - call.submitted

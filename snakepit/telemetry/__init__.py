@@ -29,21 +29,32 @@ from snakepit.telemetry._bus import (
     span,
 )
 from snakepit.telemetry._events import ALL_EVENTS, CATALOGUE, EventSpec
+from snakepit.telemetry._gpu import GpuMemoryProfiler, GpuMemorySample
+from snakepit.telemetry._logging import attach_logging, detach_logging
+from snakepit.telemetry._metrics import PrometheusMetrics
 from snakepit.telemetry._ml import MLRecord, inference, tensor_op, train_step
+from snakepit.telemetry._otel import OpenTelemetryBridge
+from snakepit.telemetry._repro import write_repro
 
 __all__ = [
     "ALL_EVENTS",
     "CATALOGUE",
     "Event",
     "EventSpec",
+    "GpuMemoryProfiler",
+    "GpuMemorySample",
     "Handler",
     "HandlerInfo",
     "MLRecord",
     "Measurements",
     "Metadata",
+    "OpenTelemetryBridge",
+    "PrometheusMetrics",
     "attach",
+    "attach_logging",
     "attach_many",
     "detach",
+    "detach_logging",
     "enabled",
     "execute",
     "inference",
@@ -51,4 +62,5 @@ __all__ = [
     "span",
     "tensor_op",
     "train_step",
+    "write_repro",
 ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -177,10 +179,86 @@ def _forward(event: Event, measurements: Measurements, metadata: Metadata | None
         _log.debug("could not forward telemetry event %r", event, exc_info=True)
 
 
+# Events emitted from garbage-collection callbacks wait here for the deferred
+# thread: a callback can run inside any handler, and a handler holding a lock
+# would deadlock on its own event. SimpleQueue.put is documented reentrant
+# (safe in __del__ and weakref callbacks); an ordinary Queue is not.
+_deferred: queue.SimpleQueue[tuple[Event, Measurements, Metadata | None]] = queue.SimpleQueue()
+_deferred_thread: threading.Thread | None = None
+_deferred_lock = threading.Lock()
+
+
+def _deferred_loop() -> None:
+    while True:
+        event, measurements, metadata = _deferred.get()
+        if event is _FLUSH_EVENT and metadata is not None:
+            metadata["done"].set()
+            continue
+        execute(event, measurements, metadata)
+
+
+def execute_later(
+    event: Event, measurements: Measurements, metadata: Metadata | None = None
+) -> None:
+    """Emit ``event`` from a background thread, soon.
+
+    For code that may run inside garbage collection (finalizers, weakref
+    callbacks), where calling handlers directly could deadlock a handler that
+    was interrupted while holding a lock. Safe to call from anywhere; the
+    thread must have been started (:func:`start_deferred`) from ordinary code,
+    since starting a thread takes locks too.
+    """
+    _deferred.put((event, measurements, metadata))
+
+
+def start_deferred() -> None:
+    """Start the thread that emits :func:`execute_later` events (idempotent)."""
+    global _deferred_thread
+    if _deferred_thread is not None:
+        return
+    with _deferred_lock:
+        if _deferred_thread is None:
+            thread = threading.Thread(target=_deferred_loop, name="snakepit-telemetry", daemon=True)
+            thread.start()
+            _deferred_thread = thread
+
+
+def flush_deferred(timeout: float = 5.0) -> bool:
+    """Wait until events queued by :func:`execute_later` so far have been emitted."""
+    if _deferred_thread is None:
+        return _deferred.empty()
+    done = threading.Event()
+    _deferred.put((_FLUSH_EVENT, {}, {"done": done}))
+    return done.wait(timeout)
+
+
+_FLUSH_EVENT: Event = ("_flush",)  # internal marker, never emitted
+
+
+def _after_fork_in_child() -> None:
+    global _deferred_thread, _deferred
+    _deferred_thread = None  # threads do not survive fork
+    _deferred = queue.SimpleQueue()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def set_forwarder(forwarder: Forwarder | None) -> None:
     """Also hand every event to ``forwarder`` (a worker sends them to its supervisor)."""
     global _forwarder
     _forwarder = forwarder
+
+
+_span_events: dict[Event, tuple[Event, Event, Event]] = {}
+
+
+def _span_names(prefix: Event) -> tuple[Event, Event, Event]:
+    _check_event(prefix)
+    names = ((*prefix, "start"), (*prefix, "stop"), (*prefix, "exception"))
+    if len(_span_events) < 4096:  # bounded: prefixes could be made up per call
+        _span_events[prefix] = names
+    return names
 
 
 P = ParamSpec("P")
@@ -198,10 +276,16 @@ class span:  # noqa: N801 - used like a function: ``with telemetry.span(...)``
     ``exception`` (the object itself). The exception always propagates.
     """
 
-    __slots__ = ("_extra_measurements", "_metadata", "_prefix", "_start")
+    __slots__ = ("_events", "_extra_measurements", "_metadata", "_prefix", "_start")
 
     def __init__(self, event_prefix: Event, metadata: Metadata | None = None) -> None:
-        self._prefix = _check_event(event_prefix)
+        # Names validated and built once per distinct prefix: spans are often
+        # opened per call, and with nobody listening they must cost little.
+        events = _span_events.get(event_prefix)
+        if events is None:
+            events = _span_names(event_prefix)
+        self._prefix = event_prefix
+        self._events = events
         self._metadata: dict[str, Any] = dict(metadata) if metadata else {}
         self._extra_measurements: dict[str, float] = {}
         self._start = 0.0
@@ -216,8 +300,8 @@ class span:  # noqa: N801 - used like a function: ``with telemetry.span(...)``
 
     def __enter__(self) -> span:
         self._start = time.perf_counter()
-        start_event = (*self._prefix, "start")
-        if enabled(start_event):
+        start_event = self._events[0]
+        if start_event in _table or _forwarder is not None:
             execute(
                 start_event,
                 {"monotonic_time": self._start, "system_time": time.time()},
@@ -233,14 +317,14 @@ class span:  # noqa: N801 - used like a function: ``with telemetry.span(...)``
     ) -> None:
         duration = time.perf_counter() - self._start
         if exc is None:
-            stop_event = (*self._prefix, "stop")
-            if enabled(stop_event):
+            stop_event = self._events[1]
+            if stop_event in _table or _forwarder is not None:
                 execute(
                     stop_event, {**self._extra_measurements, "duration": duration}, self._metadata
                 )
             return
-        exception_event = (*self._prefix, "exception")
-        if enabled(exception_event):
+        exception_event = self._events[2]
+        if exception_event in _table or _forwarder is not None:
             execute(
                 exception_event,
                 {**self._extra_measurements, "duration": duration},

@@ -30,7 +30,7 @@ class EventSpec:
 _CALL_META = {
     "call_id": "pool-unique id of the call",
     "function": "qualified name of the function called",
-    "pool": "id of the pool (``id(pool)``)",
+    "pool": "name of the pool (``pool.name``, e.g. ``pool-1``)",
 }
 _WORKER_META = {
     "worker_id": "slot index of the worker (stable across restarts)",
@@ -114,13 +114,13 @@ CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
         POOL_CHECKOUT,
         {"queue_time": "time the call waited for a worker, seconds"},
-        {"call_id": "the call", "worker_id": "the worker it was given to", "pool": "pool id"},
+        {"call_id": "the call", "worker_id": "the worker it was given to", "pool": "pool name"},
         "A call was handed to a worker.",
     ),
     EventSpec(
         POOL_CHECKIN,
         {"busy_time": "time the worker spent on the call, seconds"},
-        {"call_id": "the call", "worker_id": "the worker, free again", "pool": "pool id"},
+        {"call_id": "the call", "worker_id": "the worker, free again", "pool": "pool name"},
         "A worker answered a call and is free again.",
     ),
     EventSpec(
@@ -131,8 +131,8 @@ CATALOGUE: tuple[EventSpec, ...] = (
             "busy": "busy workers",
             "queue_depth": "calls waiting for a worker",
         },
-        {"pool": "pool id"},
-        "The number of live workers changed (start, crash, shutdown).",
+        {"pool": "pool name"},
+        "The number of live workers changed (start, crash); size 0 once the pool has shut down.",
     ),
     EventSpec(
         WORKER_START,
@@ -140,7 +140,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
         {
             **_WORKER_META,
             "restart": "True when this start replaced a dead worker",
-            "pool": "pool id",
+            "pool": "pool name",
         },
         "A worker process finished starting and is ready for calls.",
     ),
@@ -153,7 +153,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
             "signal": "signal number or None",
             "exit_code": "exit status or None",
             "call_id": "call that was running, or None",
-            "pool": "pool id",
+            "pool": "pool name",
         },
         "A worker died unexpectedly (or was terminated for a timeout).",
     ),
@@ -163,7 +163,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
         {
             "worker_id": "slot being restarted",
             "crashes": "crashes of this slot within the crash window",
-            "pool": "pool id",
+            "pool": "pool name",
         },
         "A replacement for a dead worker was scheduled.",
     ),
@@ -188,7 +188,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
         RETRY_ATTEMPT,
         {"attempt": "number of the attempt about to run (2 = first retry)", "delay": "seconds"},
-        {"call_id": "the call", "kind": "error class that caused the retry", "pool": "pool id"},
+        {"call_id": "the call", "kind": "error class that caused the retry", "pool": "pool name"},
         "An idempotent call failed and will be tried again.",
     ),
     EventSpec(

@@ -245,7 +245,10 @@ def _report_allocation(array: np.ndarray[Any, Any], nbytes: int) -> None:
         buffer = _shared_buffer(array)
         if buffer is not None:
             # The block goes back to the arena when its buffer (every view) dies.
-            weakref.finalize(buffer, _bus.execute, MEMORY_RELEASE, {"bytes": nbytes}, {})
+            # Reported from a thread, not from inside garbage collection,
+            # where a handler that holds a lock would deadlock.
+            _bus.start_deferred()
+            weakref.finalize(buffer, _bus.execute_later, MEMORY_RELEASE, {"bytes": nbytes}, {})
 
 
 def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:

@@ -21,7 +21,9 @@ from snakepit.errors import (
     DtypeError,
     InvalidDescriptorError,
     OutOfMemoryError,
+    PoolClosedError,
     PythonError,
+    RemoteTraceback,
     SerializationError,
     ShapeError,
     SharedMemoryCapError,
@@ -52,10 +54,19 @@ INSTANCES: list[SnakepitError] = [
         remote_traceback="Traceback (most recent call last): ...",
         suggestion="check the key",
     ),
-    ShapeError(shape_a=(3, 4), shape_b=(2, 2), operation="matmul", dimension=1),
+    RemoteTraceback(text="Traceback (most recent call last):\n  ...\nKeyError: 'k'\n"),
+    ShapeError(
+        shape_a=(3, 4),
+        shape_b=(2,),
+        operation="broadcast",
+        dimension=1,
+        shapes=((3, 4), (3, 4), (2,)),
+    ),
     DtypeError(expected="float32", got="float64", operation="add"),
     DeviceError("device trouble", device="cuda:1"),
-    OutOfMemoryError(device="cuda:0", requested=2 * GIB, available=GIB, total=16 * GIB),
+    OutOfMemoryError(
+        device="cuda:0", requested=2 * GIB, available=GIB, total=16 * GIB, framework="torch"
+    ),
     DeviceMismatchError(devices=("cuda:0", "cpu")),
     DeviceNotAvailableError(device="cuda:3", reason="no driver"),
     SerializationError(direction="decode", type_name="Foo"),
@@ -63,6 +74,7 @@ INSTANCES: list[SnakepitError] = [
     WorkerCrashedError(exit_kind="segfault", signal=11, exit_code=None, worker_id=4),
     WorkerTimeoutError(timeout=1.5, worker_id=1),
     WorkerUnavailableError(reason="all slots unhealthy", worker_id=7),
+    PoolClosedError(reason="closed by the test", worker_id=3),
     CircuitOpenError(circuit="device:cuda:0", retry_after=12.5),
     SharedMemoryError(name="/snakepit-1-00", status=-13, os_errno=errno.EIO),
     InvalidDescriptorError(reason="bad magic", name="/snakepit-1-ab", status=-3),
@@ -195,6 +207,87 @@ def test_suggestions_are_concrete() -> None:
     assert "a.T @ b" in (
         ShapeError(shape_a=(4, 3), shape_b=(4, 5), operation="matmul").suggestion or ""
     )
+
+
+@pytest.mark.parametrize(
+    ("shape_a", "shape_b", "operation", "dimension", "expected"),
+    [
+        ((3, 4), (2, 2), "matmul", None, "a.shape[-1] = 4 != b.shape[-2] = 2"),
+        ((3, 4), (2, 2), "matmul", None, "no transpose fits"),
+        ((8, 16), (32, 16), "matmul", None, "a @ b.T (or b.transpose(-2, -1)) has shape (8, 32)"),
+        ((2, 3), (4, 2), "matmul", None, "b @ a has shape (4, 3)"),
+        ((3, 4), (2,), "mv", None, "4 != 2"),
+        ((2, 4), (2, 5), "bmm", None, "should be [2, 4] but are [2, 5]"),
+        ((10,), (2, 3), "reshape", None, "10 elements cannot be reshaped to (2, 3) (6 elements)"),
+        ((10,), (3, -1), "reshape", None, "multiply to 3, which does not divide 10"),
+        (None, None, "view", None, ".contiguous()"),
+        ((4,), (5,), "concatenate", 1, "4 vs 5 at dimension 1"),
+        ((3, 4), (3, 5), "stack", None, "(3, 4) vs (3, 5)"),
+        ((8, 3, 3, 3), (1, 4, 10, 10), "conv", 1, "expects 3 input channels but the input has 4"),
+        ((2,), (3,), "length", None, "different lengths (2 vs 3)"),
+        ((4,), (3,), "features", 1, "expects 3 features but the input has 4"),
+        ((4, 2), None, "ndim", None, "reshape(-1, 1)"),
+        ((0, 2), None, "samples", None, "no samples (shape (0, 2))"),
+        (None, None, "linalg", None, "square"),
+        ((4,), (5,), "broadcast", 1, "sizes 4 and 5 differ at dimension 1"),
+        ((3, 4), (2, 2), "broadcast", None, "cannot be broadcast"),
+    ],
+)
+def test_shape_suggestions_name_the_numbers(
+    shape_a: tuple[int, ...] | None,
+    shape_b: tuple[int, ...] | None,
+    operation: str,
+    dimension: int | None,
+    expected: str,
+) -> None:
+    exc = ShapeError(shape_a=shape_a, shape_b=shape_b, operation=operation, dimension=dimension)
+    assert expected in (exc.suggestion or "")
+
+
+@pytest.mark.parametrize(
+    ("expected", "got", "wanted"),
+    [
+        ("int64", "float64", "cast the float64 operand to int64: x.astype(numpy.int64)"),
+        ("numeric", "str", "convert the str operand to numeric"),
+        (None, "int64", "int64 is not supported here"),
+        (None, None, "one common dtype"),
+    ],
+)
+def test_dtype_suggestions(expected: str | None, got: str | None, wanted: str) -> None:
+    assert wanted in (DtypeError(expected=expected, got=got).suggestion or "")
+
+
+@pytest.mark.parametrize(
+    ("framework", "device", "lever"),
+    [
+        ("torch", "cuda:0", "expandable_segments"),
+        ("jax", "gpu", "XLA_PYTHON_CLIENT_PREALLOCATE=false"),
+        ("cupy", "cuda", "free_all_blocks()"),
+        ("numpy", "cpu", "chunks"),
+    ],
+)
+def test_oom_suggestions_per_framework(framework: str, device: str, lever: str) -> None:
+    exc = OutOfMemoryError(
+        device=device, requested=3 * GIB, available=GIB, total=8 * GIB, framework=framework
+    )
+    suggestion = exc.suggestion or ""
+    assert lever in suggestion
+    assert "asked for 3.00 GiB with 1.00 GiB free of 8.00 GiB" in suggestion
+
+
+def test_shape_error_shapes_default_to_the_pair() -> None:
+    assert ShapeError(shape_a=(3,), shape_b=(4,)).shapes == ((3,), (4,))
+    assert ShapeError(shape_a=(3,)).shapes == ((3,),)
+    assert ShapeError(shapes=[[1, 2], [3]]).shapes == ((1, 2), (3,))
+
+
+def test_pool_closed_is_a_runtime_error_and_unavailable() -> None:
+    exc = PoolClosedError()
+    assert isinstance(exc, RuntimeError)
+    assert isinstance(exc, WorkerUnavailableError)
+    assert exc.reason == "the pool was shut down"
+    with pytest.raises(RuntimeError, match="shut down"):
+        raise exc
 
 
 def test_worker_crashed_accepts_str_enum_exit_kind() -> None:

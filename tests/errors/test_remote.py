@@ -2,7 +2,9 @@
 
 Messages come from real numpy calls where possible; torch messages are literal
 copies of what PyTorch prints, raised from classes that mimic torch's module
-and base types, so no torch install is needed.
+and base types, so no torch install is needed. The broad accuracy check over
+real library messages is ``test_corpus.py``; hostile inputs are in
+``test_properties.py``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import pytest
 
 from snakepit.errors import (
     DeviceMismatchError,
+    DeviceNotAvailableError,
     DtypeError,
     InvalidDescriptorError,
     OutOfMemoryError,
     PythonError,
+    RemoteTraceback,
     SerializationError,
     ShapeError,
     SnakepitError,
@@ -102,15 +106,20 @@ def test_key_error_round_trip_keeps_traceback_and_pickles() -> None:
     assert exc.remote_traceback is not None
     assert "_failing_lookup" in exc.remote_traceback
     assert "KeyError: 'missing'" in exc.remote_traceback
-    assert exc.__notes__[0].startswith("Remote traceback (from the worker process):")
-    assert "_failing_lookup" in exc.__notes__[0]
+    # Shown like concurrent.futures does: the remote traceback is the __cause__.
+    assert isinstance(exc.__cause__, RemoteTraceback)
+    assert exc.__cause__.text == exc.remote_traceback
+    assert not hasattr(exc, "__notes__")
     printed = "".join(traceback.format_exception(exc))
-    assert "_failing_lookup" in printed  # the note is shown when the error is printed
+    assert "_failing_lookup" in printed
+    assert "The above exception was the direct cause of the following exception" in printed
+    assert printed.index("_failing_lookup") < printed.index("KeyError: KeyError: 'missing'")
     clone = pickle.loads(pickle.dumps(exc))
     assert isinstance(clone, KeyError)
     assert isinstance(clone, PythonError)
     assert clone.remote_traceback == exc.remote_traceback
-    assert clone.__notes__ == exc.__notes__
+    assert isinstance(clone.__cause__, RemoteTraceback)
+    assert clone.__cause__.text == exc.remote_traceback
     assert str(clone) == "KeyError: 'missing'"
 
 
@@ -185,9 +194,16 @@ def test_explicit_cause_chain() -> None:
     assert causes[0]["python_type"] == "KeyError"
     exc = record_to_exception(json.loads(json.dumps(record)))
     assert isinstance(exc, ValueError)
-    assert isinstance(exc.__cause__, KeyError)
-    assert isinstance(exc.__cause__, PythonError)
+    (cause,) = exc.remote_causes
+    assert isinstance(cause, KeyError)
+    assert isinstance(cause, PythonError)
+    assert cause.remote_traceback is not None
+    assert "_failing_lookup" in cause.remote_traceback
     assert "The above exception was the direct cause" in str(record["traceback"])
+    # The remote chain is part of the traceback the supervisor shows.
+    assert isinstance(exc.__cause__, RemoteTraceback)
+    assert "_failing_lookup" in exc.__cause__.text
+    assert "wrapped" in exc.__cause__.text
 
 
 def test_implicit_context_chain() -> None:
@@ -472,6 +488,11 @@ def test_bare_memory_error_uses_live_host_figures() -> None:
         ("CUDA out of memory. Tried to allocate 1.00 GiB", "oom"),
         ("nothing to see here (3,4) (5,6)", None),
         ("index 5 is out of bounds for axis 0 with size 3", None),
+        ("sizes differ: np.int64(3) and reshape(4, 5)", None),  # calls, not shapes
+        ("No CUDA GPUs are available", "device_unavailable"),
+        ("Tensor on device cpu is not on the expected device meta!", "device"),
+        ("all input arrays must have the same shape", "shape"),
+        ("malloc of size 64 failed", "oom"),
     ],
 )
 def test_parse_context_categories(message: str, category: str | None) -> None:
@@ -553,3 +574,92 @@ def test_snakepit_section_with_bad_fields_falls_back() -> None:
     record["snakepit"] = {"class": "WorkerTimeoutError", "fields": {"timeout": "soon"}}
     exc = record_to_exception(record)
     assert type(exc) is remote_class(PythonError, ValueError)
+
+
+# ------------------------------------------------------------ more records
+
+
+def test_remote_causes_are_bounded_and_rebuilt() -> None:
+    head = ValueError("0")
+    current = head
+    for i in range(1, 30):
+        nxt = KeyError(str(i))
+        current.__cause__ = nxt
+        current = nxt
+    exc = _through_wire(head)
+    assert len(exc.remote_causes) == 8
+    assert all(isinstance(c, KeyError) and isinstance(c, PythonError) for c in exc.remote_causes)
+    assert [c.message for c in exc.remote_causes[:2]] == ["'1'", "'2'"]
+
+
+def test_lone_surrogates_become_escapes() -> None:
+    record = exception_to_record(ValueError("bad byte \udcff here"))
+    assert record["message"] == "bad byte \\udcff here"
+    json.dumps(record).encode("utf-8")
+    assert "\\udcff" in str(record["traceback"])
+
+
+def test_exception_that_defeats_the_extractor_still_gives_a_record() -> None:
+    class HostileError(Exception):
+        def __getattribute__(self, name: str) -> Any:
+            if name in {"__class__", "__dict__", "args", "with_traceback"}:
+                return super().__getattribute__(name)
+            raise RuntimeError(name)
+
+    record = exception_to_record(HostileError("x"))
+    assert record["python_type"] == "HostileError"
+    assert str(record["qualified_type"]).endswith(".HostileError")
+    assert record["builtin_type"] == "Exception"
+    assert "could not be built" in str(record["message"])
+    assert type(record_to_exception(record)) is PythonError
+
+
+def test_notes_that_are_not_a_list_of_str() -> None:
+    exc = ValueError("v")
+    exc.__notes__ = 5  # type: ignore[attr-defined]
+    assert exception_to_record(exc)["notes"] == []
+    exc.__notes__ = ["kept", 3, b"bytes"]  # type: ignore[attr-defined]
+    assert exception_to_record(exc)["notes"] == ["kept"]
+
+
+def test_device_not_available() -> None:
+    exc = _through_wire(AssertionError("Torch not compiled with CUDA enabled"))
+    assert isinstance(exc, DeviceNotAvailableError)
+    assert isinstance(exc, AssertionError)
+    assert exc.device == "cuda"
+    assert exc.reason == "Torch not compiled with CUDA enabled"
+    ordinal = _through_wire(RuntimeError("CUDA error: invalid device ordinal on cuda:3"))
+    assert isinstance(ordinal, DeviceNotAvailableError)
+    assert ordinal.device == "cuda:3"
+
+
+def test_three_operand_broadcast_reports_the_clashing_pair() -> None:
+    message = "operands could not be broadcast together with shapes (3,4) (4,) (5,) "
+    exc = _through_wire(ValueError(message))
+    assert isinstance(exc, ShapeError)
+    assert exc.shapes == ((3, 4), (4,), (5,))
+    assert (exc.shape_a, exc.shape_b) == ((3, 4), (5,))
+
+
+def test_snakepit_error_from_worker_keeps_all_shapes() -> None:
+    original = ShapeError(
+        shape_a=(3, 4), shape_b=(5,), operation="broadcast", shapes=[(3, 4), (4,), (5,)]
+    )
+    exc = _through_wire(original)
+    assert type(exc) is ShapeError
+    assert exc.shapes == ((3, 4), (4,), (5,))
+    assert exc.remote_type == "snakepit.errors.ShapeError"
+
+
+@pytest.mark.parametrize(
+    ("message", "framework", "lever"),
+    [
+        ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1024 bytes.", "jax", "donate"),
+        ("CUDA out of memory. Tried to allocate 2.00 MiB", "torch", "empty_cache"),
+    ],
+)
+def test_oom_suggestion_follows_the_framework(message: str, framework: str, lever: str) -> None:
+    exc = record_to_exception(exception_to_record(RuntimeError(message), memory_probe=lambda d: {}))
+    assert isinstance(exc, OutOfMemoryError)
+    assert exc.framework == framework
+    assert lever in (exc.suggestion or "")

@@ -114,8 +114,10 @@ def test_span_emits_start_and_stop_with_duration_and_added_metadata() -> None:
     assert seen.names() == [(*prefix, "start"), (*prefix, "stop")]
     start, stop = seen.events
     assert start[2] == {"model": "m"}
-    assert "monotonic_time" in start[1] and "system_time" in start[1]
-    assert stop[1]["duration"] >= 0 and stop[1]["items"] == 7
+    assert "monotonic_time" in start[1]
+    assert "system_time" in start[1]
+    assert stop[1]["duration"] >= 0
+    assert stop[1]["items"] == 7
     assert stop[2] == {"model": "m", "batch": 3}
 
 
@@ -162,10 +164,13 @@ def test_ml_helpers_measure_and_compute_tokens_per_second() -> None:
     with telemetry.tensor_op("matmul", shape=(3, 4), dtype="float32", nbytes=48):
         pass
     (inf, train, op) = seen.events
-    assert inf[1]["tokens"] == 128 and inf[1]["batch_size"] == 4
+    assert inf[1]["tokens"] == 128
+    assert inf[1]["batch_size"] == 4
     assert inf[1]["tokens_per_second"] == pytest.approx(128 / inf[1]["duration"])
-    assert train[1]["loss"] == 0.25 and train[2] == {"step": 7, "model": "net"}
-    assert op[2]["op"] == "matmul" and op[1]["bytes"] == 48
+    assert train[1]["loss"] == 0.25
+    assert train[2] == {"step": 7, "model": "net"}
+    assert op[2]["op"] == "matmul"
+    assert op[1]["bytes"] == 48
 
 
 def test_attach_and_detach_while_other_threads_emit() -> None:

@@ -80,7 +80,8 @@ def test_successful_call_sequence_and_timings(events: Collector) -> None:
         ]
         (_, stop, meta) = events.of("call.stop")[0]
         assert meta["function"] == "tests.pool._tasks:add"
-        assert meta["worker_id"] == 0 and meta["pool"] == pool.name
+        assert meta["worker_id"] == 0
+        assert meta["pool"] == pool.name
         for key in ("queue_time", "serialize_time", "python_time", "deserialize_time"):
             assert 0 <= stop[key] <= stop["duration"], key
         assert stop["attempts"] == 1
@@ -113,7 +114,8 @@ def test_failing_call_sequence(events: Collector) -> None:
             "error",
         ]
         (_, _, meta) = events.of("call.exception")[0]
-        assert meta["kind"] == "PythonError" and meta["python_type"] == "KeyError"
+        assert meta["kind"] == "PythonError"
+        assert meta["python_type"] == "KeyError"
         assert isinstance(meta["exception"], KeyError)
         assert "no such feature" in meta["reason"]
 
@@ -137,14 +139,18 @@ def test_worker_crash_and_restart_sequence(events: Collector) -> None:
             "pool.size",
         ]
         (_, _, crash) = events.of("worker.crash")[0]
-        assert crash["exit_kind"] == "segfault" and crash["signal"] == 11
-        assert crash["worker_id"] == 0 and crash["call_id"] is not None
+        assert crash["exit_kind"] == "segfault"
+        assert crash["signal"] == 11
+        assert crash["worker_id"] == 0
+        assert crash["call_id"] is not None
         (_, _, start) = events.of("worker.start")[0]
-        assert start["restart"] is True and start["pid"] != crash["pid"]
+        assert start["restart"] is True
+        assert start["pid"] != crash["pid"]
         (_, restart, _) = events.of("worker.restart")[0]
         assert restart["delay"] == 0.0
         sizes = [m for _, m, _ in events.of("pool.size")]
-        assert sizes[0]["idle"] == 0 and sizes[-1]["idle"] == 1
+        assert sizes[0]["idle"] == 0
+        assert sizes[-1]["idle"] == 1
 
 
 def test_circuit_opens_and_closes(events: Collector) -> None:
@@ -171,7 +177,8 @@ def test_circuit_opens_and_closes(events: Collector) -> None:
     ]
     # The fast failure never reached a worker.
     rejected = [m for _, _, m in events.of("call.exception") if m["kind"] == "CircuitOpenError"]
-    assert len(rejected) == 1 and rejected[0]["worker_id"] is None
+    assert len(rejected) == 1
+    assert rejected[0]["worker_id"] is None
 
 
 def test_retry_sequence(events: Collector, tmp_path: Path) -> None:
@@ -192,7 +199,8 @@ def test_retry_sequence(events: Collector, tmp_path: Path) -> None:
             "call.stop",
         ]
         (_, attempt, meta) = events.of("retry.attempt")[0]
-        assert attempt["attempt"] == 2 and meta["kind"] == "WorkerCrashedError"
+        assert attempt["attempt"] == 2
+        assert meta["kind"] == "WorkerCrashedError"
         assert events.of("call.stop")[0][1]["attempts"] == 2
 
 
@@ -203,9 +211,11 @@ def test_events_raised_in_a_worker_reach_the_supervisor(events: Collector) -> No
         assert pool.call(_worker_tasks.generate, 64) == 64
         (record,) = events.of("ml.inference")
         _, measurements, metadata = record
-        assert measurements["tokens"] == 64 and measurements["tokens_per_second"] > 0
+        assert measurements["tokens"] == 64
+        assert measurements["tokens_per_second"] > 0
         assert metadata["model"] == "tiny-llm"
-        assert metadata["worker_id"] == 0 and metadata["worker_pid"] == worker_pid
+        assert metadata["worker_id"] == 0
+        assert metadata["worker_pid"] == worker_pid
         # Forwarded before the reply: it precedes the call's stop event.
         names = events.names(skip=_calls_only)
         assert names.index("ml.inference") < names.index("call.stop")

@@ -1,0 +1,63 @@
+"""Functions that ``snakepit bench`` runs in worker processes.
+
+They live in an importable module of the package (not in ``bench/``, which
+an installed user does not have) so that snakepit workers and
+``concurrent.futures.ProcessPoolExecutor`` workers both find them by name.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+
+def ignore_sigint() -> None:
+    """Executor initializer: Ctrl-C is the parent's to handle (it shuts us down)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def noop() -> None:
+    """Do nothing: the round trip is all that is measured."""
+    return None
+
+
+def pid_after(delay: float) -> int:
+    """The worker's pid, after ``delay`` seconds (forces several workers up)."""
+    time.sleep(delay)
+    return os.getpid()
+
+
+def first_element(array: np.ndarray[Any, Any]) -> float:
+    """Read one element of ``array``: the cost is the hand-off, not the work."""
+    return float(array.reshape(-1)[0])
+
+
+def shm_first_element(name: str, shape: tuple[int, ...], dtype: str) -> float:
+    """Attach the ``multiprocessing.shared_memory`` segment ``name``, read one element, close.
+
+    The caller created the segment and unlinks it; readers never unlink.
+    """
+    segment = shared_memory.SharedMemory(name=name)
+    try:
+        view: np.ndarray[Any, Any] = np.ndarray(shape, dtype=np.dtype(dtype), buffer=segment.buf)
+        value = float(view.reshape(-1)[0])
+        del view  # no export of segment.buf may outlive close()
+        return value
+    finally:
+        segment.close()
+
+
+def echo(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A fresh array with the size and contents of ``array``."""
+    return array.copy()
+
+
+def segfault() -> None:
+    """Crash the worker process with SIGSEGV (reads address 0)."""
+    ctypes.string_at(0)

@@ -1,0 +1,75 @@
+"""Pool(repro_dir=...): failed calls leave a script that reproduces them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import snakepit
+from snakepit.errors import PythonError, WorkerCrashedError
+
+from ..pool import _tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_script(script: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=script.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _script_from_note(error: BaseException) -> Path:
+    notes = [n for n in getattr(error, "__notes__", []) if "reproduce with" in n]
+    assert len(notes) == 1, getattr(error, "__notes__", None)
+    return Path(notes[0].rsplit(" ", 1)[1])
+
+
+def test_a_failing_call_with_a_shared_array_is_reproduced(tmp_path: Path) -> None:
+    array = snakepit.share(np.arange(6, dtype=np.float64))
+    with snakepit.Pool(workers=1, repro_dir=tmp_path) as pool, pytest.raises(PythonError) as info:
+        pool.call(_tasks.fill, array, "not a number")
+    script = _script_from_note(info.value)
+    assert script.parent.parent == tmp_path
+    assert script.name == "repro.py"
+    result = _run_script(script)
+    assert result.returncode != 0
+    assert info.value.python_type in result.stderr + result.stdout
+
+
+def test_a_segfaulting_call_is_reproduced(tmp_path: Path) -> None:
+    with snakepit.Pool(workers=1, repro_dir=tmp_path) as pool:
+        with pytest.raises(WorkerCrashedError) as info:
+            pool.call(_tasks.segfault)
+        assert pool.call(_tasks.add, 1, 1) == 2
+    result = _run_script(_script_from_note(info.value))
+    assert result.returncode == -11
+
+
+def test_calls_that_never_reached_a_worker_or_succeeded_leave_nothing(tmp_path: Path) -> None:
+    with snakepit.Pool(workers=1, repro_dir=tmp_path) as pool:
+        assert pool.call(_tasks.add, 1, 2) == 3
+        with pytest.raises(snakepit.errors.DeviceNotAvailableError):
+            pool.call(_tasks.add, 1, 2, device="cuda:5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_repro_dir_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with snakepit.Pool(workers=1) as pool, pytest.raises(PythonError) as info:
+        pool.call(_tasks.fill, np.zeros(2), "x")
+    assert not any("reproduce" in n for n in getattr(info.value, "__notes__", []))
+    assert list(tmp_path.iterdir()) == []
