@@ -56,6 +56,7 @@ test: build c-test c-test-sanitize lint typecheck pytest docs
 
 demo: build
 	$(VENV)/bin/snakepit demo
+	$(PY) examples/ml_demo/run_demo.py
 
 bench: build
 	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,rounds
