@@ -180,10 +180,7 @@ _FORMATS: dict[Event, _Format] = {
         f"shared memory: allocated {_bytes(m.get('bytes'))} "
         f"({md.get('dtype', '?')} {tuple(md.get('shape') or ())})"
     ),
-    ev.MEMORY_RELEASE: lambda m, md: (
-        f"shared memory: released {_bytes(m.get('bytes'))}"
-        + (" (explicitly)" if md.get("explicit") else " (garbage-collected)")
-    ),
+    ev.MEMORY_RELEASE: lambda m, md: f"shared memory: released {_bytes(m.get('bytes'))}",
     ev.MEMORY_GPU: lambda m, md: (
         f"GPU {md.get('device', '?')} ({md.get('name', '?')}): {_bytes(m.get('used'))} used, "
         f"{_bytes(m.get('free'))} free of {_bytes(m.get('total'))}"

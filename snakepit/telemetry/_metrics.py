@@ -250,9 +250,7 @@ class PrometheusMetrics:
             G("shared_memory_bytes", "Shared memory allocated here and not yet released.")
         )
         self._shm_allocations = add(C("shared_memory_allocations", "Shared arrays allocated."))
-        self._shm_releases = add(
-            C("shared_memory_releases", "Shared blocks released.", ("explicit",))
-        )
+        self._shm_releases = add(C("shared_memory_releases", "Shared blocks released."))
         self._gpu = add(G("gpu_memory_bytes", "GPU memory (profiler).", ("device", "kind")))
         io = ("direction", "what")
         self._serialize = add(H("serialize_seconds", "Codec time, arguments and results.", io))
@@ -366,7 +364,7 @@ class PrometheusMetrics:
         self._shm_bytes_gauge.set((), self._shm_bytes)
 
     def _release(self, m: Measurements, md: Metadata) -> None:
-        self._shm_releases.inc(("true" if md.get("explicit") else "false",))
+        self._shm_releases.inc()
         # Blocks allocated before attach() are released too: never below 0.
         self._shm_bytes = max(0.0, self._shm_bytes - float(m.get("bytes", 0)))
         self._shm_bytes_gauge.set((), self._shm_bytes)

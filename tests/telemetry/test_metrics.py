@@ -171,12 +171,12 @@ def test_shared_memory_bytes_never_go_negative(metrics: telemetry.PrometheusMetr
     telemetry.execute(ev.MEMORY_ALLOCATE, {"bytes": 1000.0}, {"dtype": "f4", "shape": (250,)})
     telemetry.execute(ev.MEMORY_ALLOCATE, {"bytes": 24.0}, {"dtype": "u1", "shape": (24,)})
     assert value(metrics, "snakepit_shared_memory_bytes") == 1024
-    telemetry.execute(ev.MEMORY_RELEASE, {"bytes": 1000.0}, {"explicit": True})
+    telemetry.execute(ev.MEMORY_RELEASE, {"bytes": 1000.0}, {})
     assert value(metrics, "snakepit_shared_memory_bytes") == 24
-    telemetry.execute(ev.MEMORY_RELEASE, {"bytes": 4096.0}, {"explicit": False})
+    telemetry.execute(ev.MEMORY_RELEASE, {"bytes": 4096.0}, {})
     assert value(metrics, "snakepit_shared_memory_bytes") == 0
     assert value(metrics, "snakepit_shared_memory_allocations_total") == 2
-    assert value(metrics, "snakepit_shared_memory_releases_total", explicit="false") == 1
+    assert value(metrics, "snakepit_shared_memory_releases_total") == 2
 
 
 def test_gpu_serialize_and_ml(metrics: telemetry.PrometheusMetrics) -> None:
