@@ -228,7 +228,11 @@ class PrometheusMetrics:
         self._call_queue = add(H("call_queue_seconds", "Submission to hand-off to a worker.", fn))
         self._call_python = add(H("call_python_seconds", "Running the function in a worker.", fn))
         self._call_errors = add(
-            C("call_errors", "Failed calls, by exception class.", (*fn, "kind"))
+            C(
+                "call_errors",
+                "Failed calls, by snakepit error class and remote exception type.",
+                (*fn, "kind", "python_type"),
+            )
         )
         self._errors = add(C("errors", "Errors returned to callers, by class.", ("kind",)))
         self._retries = add(C("retries", "Retries of idempotent calls, by error class.", ("kind",)))
@@ -314,7 +318,9 @@ class PrometheusMetrics:
     def _call_exception(self, m: Measurements, md: Metadata) -> None:
         function = self._function(md.get("function"))
         self._calls.inc((function, "error"))
-        self._call_errors.inc((function, self._kind(md.get("kind"))))
+        # PythonError wraps every user exception: its remote type tells them apart.
+        python_type = self._kind(md.get("python_type") or "")
+        self._call_errors.inc((function, self._kind(md.get("kind")), python_type))
         self._call_times((function,), m)
 
     def _call_times(self, labels: Labels, m: Measurements) -> None:

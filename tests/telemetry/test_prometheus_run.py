@@ -58,6 +58,13 @@ def test_short_run_parses_with_the_expected_series_and_values(
         value("snakepit_calls_total", function="tests.pool._tasks:segfault", outcome="error") == 1
     )
     assert value("snakepit_worker_crashes_total", exit_kind="segfault") == 1
+    raised = value(
+        "snakepit_call_errors_total",
+        function="tests.pool._tasks:always_raise",
+        kind="PythonError",
+        python_type="ValueError",
+    )
+    assert raised == 1
     assert value("snakepit_worker_restarts_total") == 1
     # Every finished call went through a worker and into the duration histogram.
     assert value("snakepit_pool_checkouts_total") == 7
