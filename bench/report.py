@@ -105,6 +105,13 @@ CHECKS: tuple[Check, ...] = (
         ">= 5x faster",
     ),
     Check(
+        "Arrow table 100 MiB arg, read one",
+        ("arrow-fresh-100MiB", "snakepit"),
+        ("arrow-fresh-100MiB", "peer"),
+        1 / 10,
+        ">= 10x faster",
+    ),
+    Check(
         "crash recovery, 2 workers (median)",
         ("crash-recovery", "snakepit"),
         None,

@@ -10,12 +10,15 @@ from snakepit import errors
 from snakepit.errors import SnakepitError
 from snakepit.pool import Pool
 from snakepit.zero_copy import (
+    ArrowRef,
     TensorRef,
     empty,
     from_ref,
     is_shared,
     ref_of,
     share,
+    share_table,
+    table_from_ref,
     zeros,
 )
 
@@ -33,6 +36,7 @@ def get_library() -> str:
 
 
 __all__ = [
+    "ArrowRef",
     "Pool",
     "SnakepitError",
     "TensorRef",
@@ -45,5 +49,7 @@ __all__ = [
     "is_shared",
     "ref_of",
     "share",
+    "share_table",
+    "table_from_ref",
     "zeros",
 ]

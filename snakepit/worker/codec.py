@@ -4,13 +4,16 @@ Arrays already in snakepit shared memory travel as TensorRef descriptors (no
 copy). Other numpy arrays at or above the threshold are copied once into the
 sender's arena and travel the same way; smaller objects are pickled inline.
 Functions and lambdas that pickle cannot send by reference go through
-cloudpickle.
+cloudpickle. Arrow tables (and some pandas frames) at or above the threshold
+travel as ArrowRef descriptors of an IPC stream in shared memory; pyarrow is
+only consulted when the process has already imported it.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import sys
 from dataclasses import dataclass, field
 from types import FunctionType
 from typing import Any
@@ -21,6 +24,7 @@ import numpy as np
 from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     TensorRef,
+    _arrow,  # pyarrow itself is imported on first use only
     describe,
     from_ref,
     share,
@@ -30,6 +34,8 @@ from snakepit.zero_copy import (
 
 PROTOCOL = 5
 _TAG_ARRAY = "snakepit.array"
+_TAG_ARROW = "snakepit.arrow"
+_NO_TYPES: frozenset[type] = frozenset()
 
 
 @dataclass
@@ -53,16 +59,20 @@ class _ArrayIds:
     threshold: int
     keepalive: list[Any]
     transfers: list[TensorRef]
+    frame_types: frozenset[type]
 
     def _setup(self, receiver: int | None, threshold: int) -> None:
         self.receiver = receiver
         self.threshold = threshold
         self.keepalive = []
         self.transfers = []
+        self.frame_types = _frame_types()
 
     def persistent_id(self, obj: Any) -> Any:
         kind = type(obj)
         if kind is not np.ndarray:
+            if kind in self.frame_types:
+                return self._frame_id(obj)
             # Plain pickle would send these by reference, and a worker's
             # __main__ is not the caller's: only cloudpickle sends them by value.
             if (
@@ -93,6 +103,29 @@ class _ArrayIds:
         ref = take_transfer_ref(obj)
         self.transfers.append(ref)
         return (_TAG_ARRAY, ref, True)
+
+    def _frame_id(self, obj: Any) -> Any:
+        """An Arrow table or pandas frame as an ArrowRef (see _arrow.block_of)."""
+        found = _arrow.block_of(obj, self.threshold)
+        if found is None:
+            return None
+        array, kind = found
+        ref = describe(array)
+        if ref is None:  # cannot happen: streams are written into the arena
+            return None
+        self.keepalive.append(array)
+        if self.receiver is None or _owner(ref) == self.receiver:
+            return (_TAG_ARROW, _arrow.ArrowRef(ref, kind), False)
+        ref = take_transfer_ref(array)
+        self.transfers.append(ref)
+        return (_TAG_ARROW, _arrow.ArrowRef(ref, kind), True)
+
+
+def _frame_types() -> frozenset[type]:
+    # Never import pyarrow here: a process that has not imported it has no tables.
+    if "pyarrow" not in sys.modules:
+        return _NO_TYPES
+    return _arrow.frame_types()
 
 
 class _FastPickler(_ArrayIds, pickle.Pickler):
@@ -137,7 +170,21 @@ class _Unpickler(pickle.Unpickler):
                 if self.borrowed is not None:
                     self.borrowed.append(array)
                 return array
+        if type(pid) is tuple and len(pid) == 3 and pid[0] == _TAG_ARROW:
+            return self._load_frame(pid[1], pid[2])
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+    def _load_frame(self, ref: Any, transferred: Any) -> Any:
+        if not isinstance(ref, _arrow.ArrowRef):
+            raise pickle.UnpicklingError(f"expected an ArrowRef, got {type(ref).__name__}")
+        if transferred:
+            return _arrow.open_ref(ref, mode="adopt")[0]
+        if self.keep:
+            return _arrow.open_ref(ref, mode="acquire")[0]
+        table, array = _arrow.open_ref(ref, mode="borrow")
+        if self.borrowed is not None:
+            self.borrowed.append(array)
+        return table
 
 
 #: Values made only of these types pickle the same with the plain C pickler,

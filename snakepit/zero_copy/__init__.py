@@ -1,5 +1,6 @@
-"""Zero-copy tensors in POSIX shared memory (SPEC §1.1)."""
+"""Zero-copy tensors in POSIX shared memory (SPEC §1.1); Arrow tables (§1.2)."""
 
+from ._arrow import ArrowRef, arrow_ref_of, is_shared_table, share_table, table_from_ref
 from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
 from ._ledger import LEDGER_BYTES, LeaseLedger
 from ._memory import (
@@ -31,12 +32,14 @@ from ._memory import (
 from ._ref import TensorRef
 
 __all__ = [
+    "ArrowRef",
     "LEDGER_BYTES",
     "LeaseLedger",
     "BFLOAT16",
     "SUPPORTED_DTYPES",
     "TensorRef",
     "arena_stats",
+    "arrow_ref_of",
     "block_refcount",
     "cap_bytes",
     "collect_garbage",
@@ -48,6 +51,7 @@ __all__ = [
     "from_ref",
     "install_ledger",
     "is_shared",
+    "is_shared_table",
     "list_regions",
     "prune_mappings",
     "reclaim",
@@ -55,7 +59,9 @@ __all__ = [
     "release_ref",
     "retain",
     "share",
+    "share_table",
     "shm_space",
+    "table_from_ref",
     "take_transfer_ref",
     "threshold_bytes",
     "trim",
