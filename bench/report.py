@@ -105,6 +105,19 @@ CHECKS: tuple[Check, ...] = (
         ">= 5x faster",
     ),
     Check(
+        "fresh torch tensor 100 MiB arg, read one",
+        ("torch-fresh-100MiB", "snakepit"),
+        ("torch-fresh-100MiB", "peer"),
+        1.0,
+        "no slower",
+    ),
+    Check(
+        "shared torch tensor 100 MiB arg, read one",
+        ("torch-shared-100MiB", "snakepit"),
+        ("torch-shared-100MiB", "peer"),
+        None,
+    ),
+    Check(
         "Arrow table 100 MiB arg, read one",
         ("arrow-fresh-100MiB", "snakepit"),
         ("arrow-fresh-100MiB", "peer"),

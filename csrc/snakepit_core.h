@@ -221,6 +221,110 @@ int sp_arena_unlink_all(sp_arena *arena);
 /* Unmap and unlink every region of the arena, then free it. NULL is fine. */
 void sp_arena_destroy(sp_arena *arena);
 
+/* ---- DLPack (ABI of dmlc/dlpack v1.1, declared here under sp_ names) ----
+ *
+ * These mirror DLPackVersion, DLDevice, DLDataType, DLTensor, DLManagedTensor
+ * (legacy) and DLManagedTensorVersioned field for field (sizes and offsets are
+ * pinned with static_assert in sp_dlpack.c), so a pointer to one may be handed
+ * to any DLPack consumer. They carry sp_ names so that this header can be
+ * included next to dlpack.h.
+ */
+
+#define SP_DLPACK_MAJOR_VERSION 1u
+#define SP_DLPACK_MINOR_VERSION 1u
+
+/* DLDeviceType values used here. */
+#define SP_DL_CPU 1
+/* DLDataTypeCode values. */
+#define SP_DL_INT 0
+#define SP_DL_UINT 1
+#define SP_DL_FLOAT 2
+#define SP_DL_OPAQUE_HANDLE 3
+#define SP_DL_BFLOAT 4
+#define SP_DL_COMPLEX 5
+#define SP_DL_BOOL 6
+/* DLManagedTensorVersioned.flags. */
+#define SP_DLPACK_FLAG_READ_ONLY (UINT64_C(1) << 0)
+#define SP_DLPACK_FLAG_IS_COPIED (UINT64_C(1) << 1)
+#define SP_DLPACK_FLAG_IS_SUBBYTE_TYPE_PADDED (UINT64_C(1) << 2)
+/* Most dimensions sp_dlpack_export accepts. */
+#define SP_DLPACK_MAX_NDIM 64
+
+typedef struct sp_dlpack_version {
+    uint32_t major;
+    uint32_t minor;
+} sp_dlpack_version;
+
+typedef struct sp_dl_device {
+    int32_t device_type;   /* DLDeviceType (an int32 enum) */
+    int32_t device_id;
+} sp_dl_device;
+
+typedef struct sp_dl_data_type {
+    uint8_t code;          /* DLDataTypeCode */
+    uint8_t bits;
+    uint16_t lanes;
+} sp_dl_data_type;
+
+typedef struct sp_dl_tensor {
+    void *data;
+    sp_dl_device device;
+    int32_t ndim;
+    sp_dl_data_type dtype;
+    int64_t *shape;
+    int64_t *strides;      /* in elements; NULL means compact row-major */
+    uint64_t byte_offset;
+} sp_dl_tensor;
+
+typedef struct sp_dl_managed_tensor {
+    sp_dl_tensor dl_tensor;
+    void *manager_ctx;
+    void (*deleter)(struct sp_dl_managed_tensor *self);
+} sp_dl_managed_tensor;
+
+typedef struct sp_dl_managed_tensor_versioned {
+    sp_dlpack_version version;
+    void *manager_ctx;
+    void (*deleter)(struct sp_dl_managed_tensor_versioned *self);
+    uint64_t flags;
+    sp_dl_tensor dl_tensor;  /* last, so the fields above stay ABI-stable */
+} sp_dl_managed_tensor_versioned;
+
+/* Export flags. */
+#define SP_DLPACK_EXPORT_VERSIONED 0x1u  /* build a DLManagedTensorVersioned */
+#define SP_DLPACK_EXPORT_READ_ONLY 0x2u  /* set READ_ONLY (versioned only) */
+
+/*
+ * Describe a view of one block of a mapped region as a DLPack tensor on the
+ * CPU, without copying.
+ *
+ *   data_offset  offset of the block's data from the region base (as for
+ *                sp_block_lookup); nbytes: the span of the block the view may
+ *                touch (at most its capacity).
+ *   byte_offset  where element [0, ..., 0] lies, in bytes from the block data.
+ *   shape        ndim (0..SP_DLPACK_MAX_NDIM) non-negative extents.
+ *   byte_strides ndim strides in BYTES (snakepit's convention), or NULL for
+ *                C-contiguous. Each must be a multiple of the item size
+ *                (bits / 8) unless its dimension has extent 0 or 1; they are
+ *                converted to the element strides DLPack uses.
+ *   code, bits   DLDataTypeCode and bit width (a multiple of 8); lanes is 1.
+ *
+ * Every byte the view touches must lie inside [0, nbytes) of the block, or
+ * the call fails with SP_ERR_RANGE. On success *out points at one heap block
+ * holding the managed struct and its shape and strides. The tensor holds its
+ * own mapping of the region and one reference on the block (sp_block_ref
+ * +1), so it stays valid after `region` is detached; its deleter drops the
+ * reference, unmaps, and frees the heap block. The deleter touches no Python
+ * state and may run on any thread. *out is the sp_dl_managed_tensor_versioned
+ * when flags has SP_DLPACK_EXPORT_VERSIONED, else the sp_dl_managed_tensor.
+ * The region must have been created or attached by this process (its fd is
+ * still open).
+ */
+int sp_dlpack_export(const sp_region *region, uint64_t data_offset,
+                     uint64_t nbytes, uint64_t byte_offset, int32_t ndim,
+                     const int64_t *shape, const int64_t *byte_strides,
+                     uint8_t code, uint8_t bits, unsigned flags, void **out);
+
 /* ---- fault injection for tests ---- */
 
 /* Make the next `count` posix_fallocate calls fail with errno `err`

@@ -13,6 +13,7 @@ from snakepit.zero_copy import (
     ArrowRef,
     TensorRef,
     empty,
+    from_dlpack,
     from_ref,
     is_shared,
     ref_of,
@@ -21,6 +22,7 @@ from snakepit.zero_copy import (
     table_from_ref,
     zeros,
 )
+from snakepit.zero_copy._torch import share_tensor
 
 __version__ = "0.8.0"
 
@@ -43,6 +45,7 @@ __all__ = [
     "__version__",
     "empty",
     "errors",
+    "from_dlpack",
     "from_ref",
     "get_include",
     "get_library",
@@ -50,6 +53,7 @@ __all__ = [
     "ref_of",
     "share",
     "share_table",
+    "share_tensor",
     "table_from_ref",
     "zeros",
 ]

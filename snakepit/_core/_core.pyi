@@ -63,6 +63,18 @@ class Region:
     def buffer(
         self, data_offset: int, nbytes: int, readonly: bool = False, keepalive: object = None
     ) -> SharedBuffer: ...
+    def dlpack(
+        self,
+        data_offset: int,
+        nbytes: int,
+        byte_offset: int,
+        shape: tuple[int, ...],
+        strides: tuple[int, ...],
+        code: int,
+        bits: int,
+        versioned: bool = True,
+        readonly: bool = False,
+    ) -> Any: ...
     def unlink(self) -> None: ...
     def detach(self) -> None: ...
 

@@ -9,6 +9,7 @@ into the public exception hierarchy.
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memset
@@ -315,6 +316,39 @@ cdef class Region:
         return _make_buffer(owner, self.region.base + data_offset, nbytes, readonly,
                             self.name, data_offset, self.region.size)
 
+    def dlpack(self, uint64_t data_offset, uint64_t nbytes, uint64_t byte_offset,
+               tuple shape, tuple strides, int code, int bits, bint versioned=True,
+               bint readonly=False):
+        """A DLPack capsule over a view of a validated block (see sp_dlpack_export).
+
+        ``strides`` are in bytes. The tensor holds its own mapping and one
+        reference on the block until its consumer (or the capsule, if never
+        consumed) deletes it.
+        """
+        cdef int64_t c_shape[SP_DLPACK_MAX_NDIM]
+        cdef int64_t c_strides[SP_DLPACK_MAX_NDIM]
+        cdef Py_ssize_t nd = len(shape), i
+        cdef unsigned flags = 0
+        cdef void *managed = NULL
+        self._require_mapped()
+        if nd > SP_DLPACK_MAX_NDIM or len(strides) != nd:
+            raise CoreError(-1, 0, "export DLPack", self.name)
+        if not 0 <= code <= 255 or not 0 <= bits <= 255:
+            raise CoreError(-1, 0, "export DLPack", self.name)
+        for i in range(nd):
+            c_shape[i] = <int64_t>shape[i]
+            c_strides[i] = <int64_t>strides[i]
+        if versioned:
+            flags |= SP_DLPACK_EXPORT_VERSIONED
+        if readonly:
+            flags |= SP_DLPACK_EXPORT_READ_ONLY
+        _check(sp_dlpack_export(&self.region, data_offset, nbytes, byte_offset, <int>nd,
+                                c_shape, c_strides, <uint8_t>code, <uint8_t>bits, flags,
+                                &managed), "export DLPack", self.name)
+        if versioned:
+            return _versioned_capsule(<sp_dl_managed_tensor_versioned *>managed)
+        return _legacy_capsule(<sp_dl_managed_tensor *>managed)
+
     def unlink(self):
         unlink(self.name)
 
@@ -325,6 +359,47 @@ cdef class Region:
     def __dealloc__(self):
         if self.region.base != NULL:
             sp_region_detach(&self.region)
+
+
+# DLPack capsules. The names are static C strings, as the protocol requires.
+# A consumer renames a capsule to "used_..." and then owns the tensor; the
+# destructor deletes it only while the capsule still carries the unused name.
+# The deleters are plain C (no Python), so no GIL is needed to run them.
+cdef const char *_DLTENSOR = "dltensor"
+cdef const char *_DLTENSOR_VERSIONED = "dltensor_versioned"
+
+
+cdef void _legacy_capsule_destructor(object capsule) noexcept:
+    cdef sp_dl_managed_tensor *managed
+    if PyCapsule_IsValid(capsule, _DLTENSOR):
+        managed = <sp_dl_managed_tensor *>PyCapsule_GetPointer(capsule, _DLTENSOR)
+        if managed != NULL and managed.deleter != NULL:
+            managed.deleter(managed)
+
+
+cdef void _versioned_capsule_destructor(object capsule) noexcept:
+    cdef sp_dl_managed_tensor_versioned *managed
+    if PyCapsule_IsValid(capsule, _DLTENSOR_VERSIONED):
+        managed = <sp_dl_managed_tensor_versioned *>PyCapsule_GetPointer(
+            capsule, _DLTENSOR_VERSIONED)
+        if managed != NULL and managed.deleter != NULL:
+            managed.deleter(managed)
+
+
+cdef object _legacy_capsule(sp_dl_managed_tensor *managed):
+    try:
+        return PyCapsule_New(managed, _DLTENSOR, _legacy_capsule_destructor)
+    except BaseException:
+        managed.deleter(managed)
+        raise
+
+
+cdef object _versioned_capsule(sp_dl_managed_tensor_versioned *managed):
+    try:
+        return PyCapsule_New(managed, _DLTENSOR_VERSIONED, _versioned_capsule_destructor)
+    except BaseException:
+        managed.deleter(managed)
+        raise
 
 
 cdef class Allocation:

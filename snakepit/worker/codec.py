@@ -25,6 +25,7 @@ from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     TensorRef,
     _arrow,  # pyarrow itself is imported on first use only
+    _torch,  # likewise torch: never imported here
     describe,
     from_ref,
     share,
@@ -35,6 +36,7 @@ from snakepit.zero_copy import (
 PROTOCOL = 5
 _TAG_ARRAY = "snakepit.array"
 _TAG_ARROW = "snakepit.arrow"
+_TAG_TORCH = "snakepit.torch"
 _NO_TYPES: frozenset[type] = frozenset()
 
 
@@ -60,6 +62,7 @@ class _ArrayIds:
     keepalive: list[Any]
     transfers: list[TensorRef]
     frame_types: frozenset[type]
+    tensor_type: type | None
 
     def _setup(self, receiver: int | None, threshold: int) -> None:
         self.receiver = receiver
@@ -67,12 +70,15 @@ class _ArrayIds:
         self.keepalive = []
         self.transfers = []
         self.frame_types = _frame_types()
+        self.tensor_type = _torch.tensor_type()
 
     def persistent_id(self, obj: Any) -> Any:
         kind = type(obj)
         if kind is not np.ndarray:
             if kind in self.frame_types:
                 return self._frame_id(obj)
+            if kind is self.tensor_type:
+                return self._tensor_id(obj)
             # Plain pickle would send these by reference, and a worker's
             # __main__ is not the caller's: only cloudpickle sends them by value.
             if (
@@ -103,6 +109,22 @@ class _ArrayIds:
         ref = take_transfer_ref(obj)
         self.transfers.append(ref)
         return (_TAG_ARRAY, ref, True)
+
+    def _tensor_id(self, tensor: Any) -> Any:
+        """A torch CPU tensor as a TensorRef and its dtype (see _torch.shared_copy)."""
+        found = _torch.shared_copy(tensor, self.threshold)
+        if found is None:
+            return None
+        array, dtype_name = found
+        ref = describe(array)
+        if ref is None:  # cannot happen: share() allocates in the arena
+            return None
+        self.keepalive.append(array)
+        if self.receiver is None or _owner(ref) == self.receiver:
+            return (_TAG_TORCH, ref, False, dtype_name)
+        ref = take_transfer_ref(array)
+        self.transfers.append(ref)
+        return (_TAG_TORCH, ref, True, dtype_name)
 
     def _frame_id(self, obj: Any) -> Any:
         """An Arrow table or pandas frame as an ArrowRef (see _arrow.block_of)."""
@@ -172,7 +194,24 @@ class _Unpickler(pickle.Unpickler):
                 return array
         if type(pid) is tuple and len(pid) == 3 and pid[0] == _TAG_ARROW:
             return self._load_frame(pid[1], pid[2])
+        if type(pid) is tuple and len(pid) == 4 and pid[0] == _TAG_TORCH:
+            return self._load_tensor(pid[1], pid[2], pid[3])
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+    def _load_tensor(self, ref: Any, transferred: Any, dtype_name: Any) -> Any:
+        if not isinstance(ref, TensorRef):
+            raise pickle.UnpicklingError(f"expected a TensorRef, got {type(ref).__name__}")
+        if transferred:
+            return _torch.tensor_over(from_ref(ref, mode="adopt"), dtype_name)
+        if self.keep:
+            return _torch.tensor_over(from_ref(ref, mode="acquire"), dtype_name)
+        array = from_ref(ref, mode="borrow")
+        tensor = _torch.tensor_over(array, dtype_name)
+        if self.borrowed is not None:
+            # The tensor holds the array: a call that keeps the tensor keeps
+            # the array referenced, and the worker retains the block for it.
+            self.borrowed.append(array)
+        return tensor
 
     def _load_frame(self, ref: Any, transferred: Any) -> Any:
         if not isinstance(ref, _arrow.ArrowRef):

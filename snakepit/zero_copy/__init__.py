@@ -1,6 +1,7 @@
 """Zero-copy tensors in POSIX shared memory (SPEC §1.1); Arrow tables (§1.2)."""
 
 from ._arrow import ArrowRef, arrow_ref_of, is_shared_table, share_table, table_from_ref
+from ._dlpack import from_dlpack
 from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
 from ._ledger import LEDGER_BYTES, LeaseLedger
 from ._memory import (
@@ -48,6 +49,7 @@ __all__ = [
     "drop_held_references",
     "drop_transfer_ref",
     "empty",
+    "from_dlpack",
     "from_ref",
     "install_ledger",
     "is_shared",

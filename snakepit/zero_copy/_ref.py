@@ -140,6 +140,33 @@ class TensorRef:
     ) -> None:
         self.release()
 
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any:
+        """A DLPack capsule viewing the block without a copy (CPU only).
+
+        Versioned (``"dltensor_versioned"``) when ``max_version[0] >= 1``,
+        legacy (``"dltensor"``) otherwise. The tensor holds a reference on the
+        block for as long as its consumer lives. ``stream`` must be None,
+        ``dl_device`` the CPU, and ``copy=True`` is refused (BufferError).
+        """
+        from ._dlpack import dlpack_capsule
+
+        return dlpack_capsule(
+            self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy
+        )
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(1, 0)``: the tensor is in host memory (kDLCPU)."""
+        from ._dlpack import dlpack_device
+
+        return dlpack_device(self)
+
     def to_numpy(self) -> Any:
         """A numpy view of the block (same as ``snakepit.from_ref(self)``)."""
         from ._memory import from_ref

@@ -96,3 +96,49 @@ cdef extern from "snakepit_core.h" nogil:
     void sp_arena_destroy(sp_arena *arena)
 
     void sp_debug_fail_fallocate(int err, int count)
+
+    # DLPack (sp_ mirrors of the dmlc/dlpack v1.1 structs)
+    enum:
+        SP_DL_CPU
+        SP_DLPACK_EXPORT_VERSIONED
+        SP_DLPACK_EXPORT_READ_ONLY
+        SP_DLPACK_MAX_NDIM
+
+    ctypedef struct sp_dlpack_version:
+        unsigned int major
+        unsigned int minor
+
+    ctypedef struct sp_dl_device:
+        int device_type
+        int device_id
+
+    ctypedef struct sp_dl_data_type:
+        uint8_t code
+        uint8_t bits
+        unsigned short lanes
+
+    ctypedef struct sp_dl_tensor:
+        void *data
+        sp_dl_device device
+        int ndim
+        sp_dl_data_type dtype
+        int64_t *shape
+        int64_t *strides
+        uint64_t byte_offset
+
+    ctypedef struct sp_dl_managed_tensor:
+        sp_dl_tensor dl_tensor
+        void *manager_ctx
+        void (*deleter)(sp_dl_managed_tensor *self)
+
+    ctypedef struct sp_dl_managed_tensor_versioned:
+        sp_dlpack_version version
+        void *manager_ctx
+        void (*deleter)(sp_dl_managed_tensor_versioned *self)
+        uint64_t flags
+        sp_dl_tensor dl_tensor
+
+    int sp_dlpack_export(const sp_region *region, uint64_t data_offset, uint64_t nbytes,
+                         uint64_t byte_offset, int ndim, const int64_t *shape,
+                         const int64_t *byte_strides, uint8_t code, uint8_t bits,
+                         unsigned flags, void **out)
