@@ -71,7 +71,9 @@ typedef enum sp_status {
     SP_ERR_PERM = -12,      /* permission denied (EACCES/EPERM) */
     SP_ERR_OS = -13,        /* other OS error: see sp_last_errno() */
     SP_ERR_REFCOUNT = -14,  /* refcount would drop below zero / block not live */
-    SP_ERR_OVERFLOW = -15   /* size arithmetic overflowed */
+    SP_ERR_OVERFLOW = -15,  /* size arithmetic overflowed */
+    SP_ERR_NO_DRIVER = -16, /* CUDA driver library missing, incomplete or unusable */
+    SP_ERR_CUDA = -17       /* a CUDA driver call failed: see sp_cuda_last_result() */
 } sp_status;
 
 /* Static description of an error code. Never NULL. */
@@ -324,6 +326,75 @@ int sp_dlpack_export(const sp_region *region, uint64_t data_offset,
                      uint64_t nbytes, uint64_t byte_offset, int32_t ndim,
                      const int64_t *shape, const int64_t *byte_strides,
                      uint8_t code, uint8_t bits, unsigned flags, void **out);
+
+/* ---- CUDA IPC through the driver API, loaded at run time ----
+ *
+ * The driver library is opened with dlopen (nothing links against CUDA) and
+ * the entry points are resolved by name. cuda.h #defines cuIpcOpenMemHandle
+ * and cuMemGetAddressRange to their _v2 symbols, so those are the names
+ * resolved. Handles mirror CUipcMemHandle (64 opaque bytes, pinned with
+ * static_assert in sp_cuda.c).
+ *
+ * Context rule: export uses the calling thread's current context when there
+ * is one, else the primary context of device_id; open and close always run in
+ * the primary context of device_id. The previous current context is restored
+ * afterwards. A handle cannot be opened in the process that exported it (the
+ * driver answers CUDA_ERROR_INVALID_CONTEXT); every successful open must be
+ * paired with one close.
+ *
+ * Failures: SP_ERR_INVALID for bad arguments, SP_ERR_NO_DRIVER when the
+ * library cannot be loaded, lacks a required symbol, or cuInit fails,
+ * SP_ERR_CUDA when a driver call fails. sp_cuda_last_result() then holds the
+ * raw CUresult and sp_cuda_last_message() a readable description (both per
+ * thread).
+ */
+
+#define SP_CUDA_IPC_HANDLE_SIZE 64u
+#define SP_CUDA_DEFAULT_DRIVER "libcuda.so.1"
+/* Device ordinals accepted: [0, SP_CUDA_MAX_DEVICES). */
+#define SP_CUDA_MAX_DEVICES 64
+/* CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS, passed to cuIpcOpenMemHandle_v2. */
+#define SP_CUDA_IPC_LAZY_ENABLE_PEER_ACCESS 0x1u
+/* CUresult values the core itself refers to. */
+#define SP_CUDA_SUCCESS 0
+#define SP_CUDA_ERROR_INVALID_CONTEXT 201
+
+typedef struct sp_cuda_ipc_handle {
+    char reserved[SP_CUDA_IPC_HANDLE_SIZE];
+} sp_cuda_ipc_handle;
+
+typedef struct sp_cuda_driver sp_cuda_driver;
+
+/* dlopen path (NULL = SP_CUDA_DEFAULT_DRIVER), resolve the entry points and
+ * call cuInit(0). */
+int sp_cuda_load(const char *path, sp_cuda_driver **out);
+/* Release retained primary contexts and dlclose. NULL is fine. */
+void sp_cuda_unload(sp_cuda_driver *driver);
+/* Raw CUresult of the last failing CUDA call on this thread (0 if none). */
+int sp_cuda_last_result(void);
+/* Description of the last sp_cuda_* failure on this thread ("" if none). */
+const char *sp_cuda_last_message(void);
+/*
+ * Handle for the allocation that contains device_ptr: the base is found with
+ * cuMemGetAddressRange_v2 and its handle taken with cuIpcGetMemHandle, so an
+ * interior pointer yields (handle, *offset = device_ptr - base). *alloc_size
+ * is the size of the whole allocation.
+ */
+int sp_cuda_ipc_export(sp_cuda_driver *driver, int device_id,
+                       uint64_t device_ptr, sp_cuda_ipc_handle *handle,
+                       uint64_t *offset, uint64_t *alloc_size);
+/*
+ * Open a handle from another process in device_id's primary context.
+ * *base_ptr is the base of the mapped allocation; *alloc_size (when not
+ * NULL) its size from cuMemGetAddressRange_v2, or 0 if the driver cannot
+ * tell.
+ */
+int sp_cuda_ipc_open(sp_cuda_driver *driver, int device_id,
+                     const sp_cuda_ipc_handle *handle, uint64_t *base_ptr,
+                     uint64_t *alloc_size);
+/* cuIpcCloseMemHandle on a base pointer returned by sp_cuda_ipc_open. */
+int sp_cuda_ipc_close(sp_cuda_driver *driver, int device_id,
+                      uint64_t base_ptr);
 
 /* ---- fault injection for tests ---- */
 

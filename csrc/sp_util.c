@@ -32,6 +32,8 @@ SP_API const char *sp_strerror(int status)
     case SP_ERR_OS: return "operating system error";
     case SP_ERR_REFCOUNT: return "reference count error";
     case SP_ERR_OVERFLOW: return "size arithmetic overflow";
+    case SP_ERR_NO_DRIVER: return "CUDA driver not available";
+    case SP_ERR_CUDA: return "CUDA driver call failed";
     default: return "unknown error";
     }
 }

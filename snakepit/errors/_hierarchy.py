@@ -1244,6 +1244,8 @@ class CoreStatus(enum.IntEnum):
     OS = -13
     REFCOUNT = -14
     OVERFLOW = -15
+    NO_DRIVER = -16
+    CUDA = -17
 
 
 _DESCRIPTOR_REASONS: dict[CoreStatus, str] = {
@@ -1266,6 +1268,15 @@ _GENERIC_REASONS: dict[CoreStatus, str] = {
     CoreStatus.OS: "operating system error",
     CoreStatus.REFCOUNT: "reference count would drop below zero, or the block is not live",
 }
+
+
+def _device_error(code: CoreStatus, operation: str) -> SnakepitError:
+    if code is CoreStatus.NO_DRIVER:
+        return DeviceNotAvailableError(
+            device="cuda",
+            reason=f"{operation} failed: the CUDA driver (libcuda.so.1) is missing or unusable",
+        )
+    return DeviceError(f"{operation} failed: the CUDA driver returned an error")
 
 
 def _shm_free_bytes() -> int | None:
@@ -1317,6 +1328,8 @@ def from_core_status(
             status=status,
             os_errno=os_errno or None,
         )
+    if code in (CoreStatus.NO_DRIVER, CoreStatus.CUDA):
+        return _device_error(code, operation)
     if code in _DESCRIPTOR_REASONS:
         reason = _DESCRIPTOR_REASONS[code]
         return InvalidDescriptorError(

@@ -1,6 +1,7 @@
-"""Zero-copy tensors in POSIX shared memory (SPEC §1.1); Arrow tables (§1.2)."""
+"""Zero-copy tensors in POSIX shared memory (SPEC §1.1); Arrow tables (§1.2); CUDA IPC (§1.3)."""
 
 from ._arrow import ArrowRef, arrow_ref_of, is_shared_table, share_table, table_from_ref
+from ._cuda import CudaIPCTensor, GPUTensorRef, cuda_driver, export_cuda, open_cuda
 from ._dlpack import from_dlpack
 from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
 from ._ledger import LEDGER_BYTES, LeaseLedger
@@ -37,6 +38,8 @@ __all__ = [
     "LEDGER_BYTES",
     "LeaseLedger",
     "BFLOAT16",
+    "CudaIPCTensor",
+    "GPUTensorRef",
     "SUPPORTED_DTYPES",
     "TensorRef",
     "arena_stats",
@@ -44,17 +47,20 @@ __all__ = [
     "block_refcount",
     "cap_bytes",
     "collect_garbage",
+    "cuda_driver",
     "configure",
     "describe",
     "drop_held_references",
     "drop_transfer_ref",
     "empty",
+    "export_cuda",
     "from_dlpack",
     "from_ref",
     "install_ledger",
     "is_shared",
     "is_shared_table",
     "list_regions",
+    "open_cuda",
     "prune_mappings",
     "reclaim",
     "ref_of",

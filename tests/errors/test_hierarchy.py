@@ -379,7 +379,19 @@ def test_core_status_matches_c_header() -> None:
     codes = _header_codes()
     for member in CoreStatus:
         assert codes[member.name] == member.value
-    assert len(CoreStatus) == 16
+    # Every status the header defines has a member (none was forgotten).
+    statuses = {name for name, value in codes.items() if value <= 0}
+    assert statuses <= {member.name for member in CoreStatus}
+    assert len(CoreStatus) == 18
+
+
+def test_cuda_driver_statuses_map_to_device_errors() -> None:
+    missing = from_core_status(int(CoreStatus.NO_DRIVER), 0, operation="load the CUDA driver")
+    assert isinstance(missing, DeviceNotAvailableError)
+    assert "libcuda.so.1" in str(missing)
+    failed = from_core_status(int(CoreStatus.CUDA), 0, operation="open an IPC handle")
+    assert isinstance(failed, DeviceError)
+    assert "open an IPC handle failed" in str(failed)
 
 
 @pytest.mark.parametrize(

@@ -142,3 +142,27 @@ cdef extern from "snakepit_core.h" nogil:
                          uint64_t byte_offset, int ndim, const int64_t *shape,
                          const int64_t *byte_strides, uint8_t code, uint8_t bits,
                          unsigned flags, void **out)
+
+    # CUDA IPC through the driver API (dlopen'ed at run time; sp_cuda.c)
+    enum:
+        SP_CUDA_IPC_HANDLE_SIZE
+        SP_CUDA_MAX_DEVICES
+        SP_CUDA_ERROR_INVALID_CONTEXT
+
+    ctypedef struct sp_cuda_ipc_handle:
+        char reserved[64]
+
+    ctypedef struct sp_cuda_driver:
+        pass
+
+    int sp_cuda_load(const char *path, sp_cuda_driver **out)
+    void sp_cuda_unload(sp_cuda_driver *driver)
+    int sp_cuda_last_result()
+    const char *sp_cuda_last_message()
+    int sp_cuda_ipc_export(sp_cuda_driver *driver, int device_id, uint64_t device_ptr,
+                           sp_cuda_ipc_handle *handle, uint64_t *offset,
+                           uint64_t *alloc_size)
+    int sp_cuda_ipc_open(sp_cuda_driver *driver, int device_id,
+                         const sp_cuda_ipc_handle *handle, uint64_t *base_ptr,
+                         uint64_t *alloc_size)
+    int sp_cuda_ipc_close(sp_cuda_driver *driver, int device_id, uint64_t base_ptr)
