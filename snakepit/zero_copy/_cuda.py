@@ -31,8 +31,8 @@ from snakepit.errors import (
     SnakepitError,
 )
 
-from ._dtypes import SUPPORTED_DTYPES, dtype_name, numpy_dtype
-from ._ref import MAX_FIELD, MAX_NDIM
+from ._dtypes import dtype_name, numpy_dtype
+from ._ref import MAX_FIELD, layout_problem, view_extent
 
 #: Environment variable naming the driver library to load (tests point it at
 #: the driver test double built from ``csrc/tests/fake_cuda.c``).
@@ -157,18 +157,9 @@ class GPUTensorRef:
         device_id: object = self.device_id
         if type(device_id) is not int or not 0 <= self.device_id < CUDA_MAX_DEVICES:
             return f"device_id must be an int in [0, {CUDA_MAX_DEVICES}), got {device_id!r}"
-        if self.dtype not in SUPPORTED_DTYPES:
-            return f"unknown dtype {self.dtype!r}"
-        shape: object = self.shape
-        strides: object = self.strides
-        if not isinstance(shape, tuple) or not isinstance(strides, tuple):
-            return "shape and strides must be tuples"
-        if len(self.shape) > MAX_NDIM or len(self.shape) != len(self.strides):
-            return f"shape {self.shape!r} and strides {self.strides!r} disagree"
-        if any(type(d) is not int or not 0 <= d < MAX_FIELD for d in self.shape):
-            return f"shape {self.shape!r} must hold ints in [0, 2**62)"
-        if any(type(s) is not int or abs(s) >= MAX_FIELD for s in self.strides):
-            return f"strides {self.strides!r} must hold ints in (-2**62, 2**62)"
+        problem = layout_problem(self.dtype, self.shape, self.strides)
+        if problem is not None:
+            return problem
         low, high = self.extent()
         if low < 0 or high > self.nbytes:
             return (
@@ -179,17 +170,7 @@ class GPUTensorRef:
 
     def extent(self) -> tuple[int, int]:
         """Bytes ``[low, high)`` of the allocation that the view touches."""
-        itemsize = numpy_dtype(self.dtype).itemsize
-        if math.prod(self.shape) == 0:
-            return (self.offset, self.offset)
-        low = high = self.offset
-        for dim, stride in zip(self.shape, self.strides, strict=True):
-            span = (dim - 1) * stride
-            if span < 0:
-                low += span
-            else:
-                high += span
-        return (low, high + itemsize)
+        return view_extent(self.dtype, self.shape, self.strides, self.offset)
 
     @property
     def size(self) -> int:

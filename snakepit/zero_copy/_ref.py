@@ -18,6 +18,41 @@ MAX_NDIM = 64
 MAX_FIELD = 1 << 62
 
 
+def layout_problem(dtype: object, shape: object, strides: object) -> str | None:
+    """What is wrong with a descriptor's dtype, shape and strides, or None.
+
+    Shared by every descriptor (shared memory, CUDA IPC): these fields come
+    from another process and are checked before any arithmetic on them.
+    """
+    if dtype not in SUPPORTED_DTYPES:
+        return f"unknown dtype {dtype!r}"
+    if not isinstance(shape, tuple) or not isinstance(strides, tuple):
+        return "shape and strides must be tuples"
+    if len(shape) > MAX_NDIM or len(shape) != len(strides):
+        return f"shape {shape!r} and strides {strides!r} disagree"
+    if any(type(d) is not int or not 0 <= d < MAX_FIELD for d in shape):
+        return f"shape {shape!r} must hold ints in [0, 2**62)"
+    if any(type(s) is not int or abs(s) >= MAX_FIELD for s in strides):
+        return f"strides {strides!r} must hold ints in (-2**62, 2**62)"
+    return None
+
+
+def view_extent(
+    dtype: str, shape: tuple[int, ...], strides: tuple[int, ...], start: int
+) -> tuple[int, int]:
+    """Bytes ``[low, high)`` a strided view starting at byte ``start`` touches."""
+    if math.prod(shape) == 0:
+        return (start, start)
+    low = high = start
+    for dim, stride in zip(shape, strides, strict=True):
+        span = (dim - 1) * stride
+        if span < 0:
+            low += span
+        else:
+            high += span
+    return (low, high + numpy_dtype(dtype).itemsize)
+
+
 @dataclass(frozen=True, slots=True)
 class TensorRef:
     """Where an array lives in shared memory and how to view it.
@@ -81,18 +116,9 @@ class TensorRef:
             return "region and id must be str"
         if self.device != "cpu":
             return f"device {self.device!r} is not a shared-memory device"
-        if self.dtype not in SUPPORTED_DTYPES:
-            return f"unknown dtype {self.dtype!r}"
-        shape: object = self.shape
-        strides: object = self.strides
-        if not isinstance(shape, tuple) or not isinstance(strides, tuple):
-            return "shape and strides must be tuples"
-        if len(self.shape) > MAX_NDIM or len(self.shape) != len(self.strides):
-            return f"shape {self.shape!r} and strides {self.strides!r} disagree"
-        if any(type(d) is not int or not 0 <= d < MAX_FIELD for d in self.shape):
-            return f"shape {self.shape!r} must hold ints in [0, 2**62)"
-        if any(type(s) is not int or abs(s) >= MAX_FIELD for s in self.strides):
-            return f"strides {self.strides!r} must hold ints in (-2**62, 2**62)"
+        problem = layout_problem(self.dtype, self.shape, self.strides)
+        if problem is not None:
+            return problem
         low, high = self.extent()
         if low < 0 or high > self.nbytes:
             return (
@@ -103,17 +129,7 @@ class TensorRef:
 
     def extent(self) -> tuple[int, int]:
         """Bytes ``[low, high)`` of the block that the view touches."""
-        itemsize = numpy_dtype(self.dtype).itemsize
-        if math.prod(self.shape) == 0:
-            return (self.byte_offset, self.byte_offset)
-        low = high = self.byte_offset
-        for dim, stride in zip(self.shape, self.strides, strict=True):
-            span = (dim - 1) * stride
-            if span < 0:
-                low += span
-            else:
-                high += span
-        return (low, high + itemsize)
+        return view_extent(self.dtype, self.shape, self.strides, self.byte_offset)
 
     @property
     def size(self) -> int:
