@@ -15,6 +15,7 @@ import pickle
 import traceback
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,12 @@ from snakepit.errors import (
     exception_to_record,
     parse_context,
     record_to_exception,
+)
+
+# Some examples are megabyte messages on purpose; hypothesis warns when it
+# builds a repr of them for its own reports. That cost is the test's, not ours.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
 )
 
 SETTINGS = settings(
