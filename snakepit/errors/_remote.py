@@ -110,7 +110,8 @@ def _text(value: object, limit: int) -> str:
     """``value`` if it is a str (cleaned and bounded), else its type name."""
     if not isinstance(value, str):
         return f"<{type(value).__name__}>"
-    return _clean(_truncate(str.__str__(value), limit))
+    # Cleaned first: escaping lone surrogates makes text longer (1 -> 6 chars).
+    return _truncate(_clean(str.__str__(value)), limit)
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -121,7 +122,7 @@ def _safe_str(exc: BaseException) -> str:
             text = repr(exc)
         except Exception:
             return f"<unprintable {_type_name(type(exc))}>"
-    return _clean(_truncate(text, _MAX_MESSAGE_CHARS))
+    return _truncate(_clean(text), _MAX_MESSAGE_CHARS)
 
 
 def _type_name(cls: type) -> str:
@@ -192,7 +193,7 @@ def _format_traceback(exc: BaseException, *, chain: bool) -> str | None:
             text = "".join(traceback.format_tb(exc.__traceback__))
         except Exception:
             return None
-    return _clean(_truncate(text, _MAX_TRACEBACK_CHARS))
+    return _truncate(_clean(text), _MAX_TRACEBACK_CHARS)
 
 
 def _single_record(exc: BaseException, *, chain: bool) -> dict[str, object]:

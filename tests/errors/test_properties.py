@@ -254,3 +254,12 @@ def test_supervisor_never_raises_on_garbage(record: Any) -> None:
     exc = record_to_exception(record)
     assert isinstance(exc, SnakepitError)
     str(exc)
+
+
+def test_escaped_surrogates_do_not_push_a_message_past_its_limit() -> None:
+    # Found by test_extractor_never_raises: escaping a lone surrogate turns one
+    # character into six, so bounding the text before escaping it was not enough.
+    record = exception_to_record(OSError("\ud800" * 13, "x" * 1_000_000))
+    _check_record(record)
+    record = exception_to_record(ValueError("\udcff" * 100_000))
+    _check_record(record)
