@@ -353,12 +353,3 @@ def _safe_str(exc: BaseException) -> str:
         return str(exc)
     except Exception:
         return f"<{type(exc).__name__}: str() failed>"
-
-
-def _reset_for_tests() -> None:
-    """Detach everything (test isolation)."""
-    global _forwarder
-    with _lock:
-        _handlers.clear()
-        _rebuild_locked()
-    _forwarder = None
