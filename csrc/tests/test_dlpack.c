@@ -13,52 +13,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static int g_cur_failed;
-static int g_passed, g_failed;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "    %s:%d: CHECK failed: %s\n", __FILE__,       \
-                    __LINE__, #cond);                                        \
-            g_cur_failed = 1;                                                \
-        }                                                                    \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                       \
-    do {                                                                     \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                \
-        if (va_ != vb_) {                                                    \
-            fprintf(stderr, "    %s:%d: CHECK_EQ failed: %s == %s (%lld vs %lld)\n", \
-                    __FILE__, __LINE__, #a, #b, va_, vb_);                   \
-            g_cur_failed = 1;                                                \
-        }                                                                    \
-    } while (0)
-
-#define REQUIRE(cond)                                                        \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "    %s:%d: REQUIRE failed: %s\n", __FILE__,     \
-                    __LINE__, #cond);                                        \
-            g_cur_failed = 1;                                                \
-            return;                                                          \
-        }                                                                    \
-    } while (0)
-
-static void run_test(const char *name, void (*fn)(void))
-{
-    g_cur_failed = 0;
-    fn();
-    if (g_cur_failed) {
-        g_failed++;
-        printf("FAIL %s\n", name);
-    } else {
-        g_passed++;
-        printf("ok   %s\n", name);
-    }
-    fflush(stdout);
-}
-#define RUN(fn) run_test(#fn, fn)
+#include "sp_test.h"
 
 /* A fresh region with one block of `nbytes` (refcount 1), attached by name. */
 typedef struct fixture {
