@@ -51,3 +51,15 @@ def busy(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+def size_of(value: Any) -> int:
+    """Bytes in ``value``: a bytes-like object, or a list of arrays."""
+    if isinstance(value, list):
+        return sum(int(item.nbytes) for item in value)
+    return len(value)
+
+
+def make_bytes(nbytes: int) -> bytes:
+    """A fresh ``bytes`` of ``nbytes`` zeros (a result that travels inline)."""
+    return bytes(nbytes)

@@ -101,7 +101,7 @@ class _Call:
     call_id: int
     fn_id: int
     fn_blob: bytes
-    args_payload: bytes
+    args_blob: codec.Blob
     keepalive: list[Any]
     timeout: float | None
     device: str | None
@@ -332,7 +332,7 @@ class Pool(Executor):
             call_id=next(self._call_ids),
             fn_id=fn_id,
             fn_blob=fn_blob,
-            args_payload=b"",
+            args_blob=(b"", ()),
             keepalive=[],
             timeout=timeout,
             device=device,
@@ -355,14 +355,14 @@ class Pool(Executor):
             self._finish(call, exc)
             return outer
         call.serialize_time = time.monotonic() - call.submitted
-        call.args_payload = encoded.payload
+        call.args_blob = encoded.blob
         call.keepalive = encoded.keepalive
         if enabled(SERIALIZE_STOP):
             execute(
                 SERIALIZE_STOP,
                 {
                     "duration": call.serialize_time,
-                    "bytes": len(encoded.payload),
+                    "bytes": encoded.size,
                     "arrays": len(encoded.keepalive),
                 },
                 {"direction": "encode", "what": "arguments"},
@@ -548,7 +548,7 @@ class Pool(Executor):
                 return call
         return None
 
-    def _dispatch_locked(self) -> list[tuple[socket.socket, bytes, _Call]]:
+    def _dispatch_locked(self) -> list[tuple[socket.socket, protocol.Frame, _Call]]:
         sends = []
         for slot in self._slots:
             while slot.state == "idle":
@@ -572,13 +572,15 @@ class Pool(Executor):
                     call.deadline = time.monotonic() + call.timeout
                     self._monitor_wakeup.notify_all()
                 message = protocol.pack(
-                    protocol.MSG_CALL, call.call_id, (fn_id, blob, call.args_payload)
+                    protocol.MSG_CALL,
+                    call.call_id,
+                    (fn_id, blob, call.args_blob),
                 )
                 if slot.sock is not None:
                     sends.append((slot.sock, message, call))
         return sends
 
-    def _send_all(self, sends: list[tuple[socket.socket, bytes, _Call]]) -> None:
+    def _send_all(self, sends: list[tuple[socket.socket, protocol.Frame, _Call]]) -> None:
         # Sent outside the lock, to the worker the call was given to: if that
         # worker died meanwhile, the send fails and its reader fails the call.
         for sock, message, call in sends:
@@ -638,7 +640,7 @@ class Pool(Executor):
         assert self._repro_dir is not None
         try:
             function = codec.decode(call.fn_blob)
-            args, kwargs = codec.decode(call.args_payload)
+            args, kwargs = codec.decode(call.args_blob)
             path = write_repro(
                 self._repro_dir,
                 function=function,
@@ -791,7 +793,7 @@ class Pool(Executor):
             proc.kill()
             proc.wait()
             return
-        init = (self._init_config.payload, zero_copy.ref_of(slot.ledger_memory))
+        init = (self._init_config.blob, zero_copy.ref_of(slot.ledger_memory))
         with contextlib.suppress(OSError):
             protocol.send_frame(parent_sock, protocol.pack(protocol.MSG_INIT, slot.index, init))
         reader = threading.Thread(
@@ -906,7 +908,7 @@ class Pool(Executor):
         if enabled(SERIALIZE_STOP):
             execute(
                 SERIALIZE_STOP,
-                {"duration": call.deserialize_time, "bytes": len(blob), "arrays": 0},
+                {"duration": call.deserialize_time, "bytes": codec.blob_size(blob), "arrays": 0},
                 {
                     "direction": "decode",
                     "what": "result" if tag == protocol.MSG_RESULT else "error",

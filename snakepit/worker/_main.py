@@ -105,14 +105,15 @@ class Worker:
         Replies to calls (``python_seconds`` given) carry the time the function ran.
         """
         try:
-            encoded = codec.encode(value, receiver=self.supervisor_pid)
+            # Sent right away: array data may go out of band, uncopied.
+            encoded = codec.encode(value, receiver=self.supervisor_pid, snapshot=False)
         except SerializationError as exc:
             if tag != protocol.MSG_RESULT:
                 raise
             # The result could not be pickled: tell the caller, stay alive.
             tag = protocol.MSG_ERROR
             encoded = codec.encode(exception_to_record(exc))
-        body = encoded.payload if python_seconds is None else (encoded.payload, python_seconds)
+        body = encoded.blob if python_seconds is None else (encoded.blob, python_seconds)
         frame = protocol.pack(tag, ident, body)
         with self._send_lock:
             protocol.send_frame(self.sock, frame)

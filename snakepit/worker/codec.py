@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+import threading
 from dataclasses import dataclass, field
 from types import FunctionType
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
+from snakepit._core import bytes_copy
 from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     TensorRef,
@@ -37,16 +39,45 @@ PROTOCOL = 5
 _TAG_ARRAY = "snakepit.array"
 _TAG_ARROW = "snakepit.arrow"
 _TAG_TORCH = "snakepit.torch"
+_TAG_BYTES = "snakepit.bytes"
 _NO_TYPES: frozenset[type] = frozenset()
+
+
+#: Blobs and buffers at least this large travel beside the pickle, as raw
+#: bytes of the frame, instead of being copied into it.
+OUT_OF_BAND_BYTES = 1 << 16
+
+Blob = tuple[Any, tuple[Any, ...]]
+"""A payload as it travels in a frame: the pickle, then its out-of-band
+buffers, each a ``pickle.PickleBuffer`` when sent and a ``memoryview`` into the
+received frame when it arrives (see :mod:`snakepit.worker.protocol`)."""
 
 
 @dataclass
 class Encoded:
-    """A payload plus what must stay alive until the receiver is done with it."""
+    """A payload plus what must stay alive until the receiver is done with it.
+
+    ``buffers`` are the out-of-band parts of the pickle (large ``bytes`` and
+    array data), read when the frame is sent.
+    """
 
     payload: bytes
     keepalive: list[Any] = field(default_factory=list)
     transfers: list[TensorRef] = field(default_factory=list)
+    buffers: list[pickle.PickleBuffer] = field(default_factory=list)
+
+    @property
+    def blob(self) -> Blob:
+        """This payload in the form a frame carries (large parts out of band)."""
+        payload: Any = self.payload
+        if len(payload) >= OUT_OF_BAND_BYTES:
+            payload = pickle.PickleBuffer(payload)
+        return payload, tuple(self.buffers)
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire: the pickle and its out-of-band buffers."""
+        return len(self.payload) + sum(buffer.raw().nbytes for buffer in self.buffers)
 
 
 class _NeedsCloudpickleError(Exception):
@@ -59,21 +90,30 @@ class _ArrayIds:
     by_value_check = False
     receiver: int | None
     threshold: int
+    buffers: list[pickle.PickleBuffer]
     keepalive: list[Any]
     transfers: list[TensorRef]
     frame_types: frozenset[type]
     tensor_type: type | None
 
-    def _setup(self, receiver: int | None, threshold: int) -> None:
+    def _setup(
+        self, receiver: int | None, threshold: int, buffers: list[pickle.PickleBuffer]
+    ) -> None:
         self.receiver = receiver
         self.threshold = threshold
         self.keepalive = []
         self.transfers = []
+        self.buffers = buffers
         self.frame_types = _frame_types()
         self.tensor_type = _torch.tensor_type()
 
     def persistent_id(self, obj: Any) -> Any:
         kind = type(obj)
+        if kind is bytes:
+            if len(obj) < OUT_OF_BAND_BYTES:
+                return None
+            # The buffer in the id goes out of band, in pickle's own order.
+            return (_TAG_BYTES, pickle.PickleBuffer(obj))
         if kind is not np.ndarray:
             if kind in self.frame_types:
                 return self._frame_id(obj)
@@ -143,6 +183,33 @@ class _ArrayIds:
         return (_TAG_ARROW, _arrow.ArrowRef(ref, kind), True)
 
 
+class _OutOfBand:
+    """Pickle's ``buffer_callback`` for protocol-5 buffers (array data): says
+    which travel beside the pickle (returns False) and collects them.
+
+    Small ones are copied in. Large ones travel beside the pickle: as they
+    are when the frame goes out at once (a worker's result), as a copy taken
+    now when the payload must be a snapshot (call arguments: the caller may
+    change an array after ``submit``). Either way the receiver's arrays are
+    views of the frame, not copies of it.
+    """
+
+    __slots__ = ("buffers", "snapshot")
+
+    def __init__(self, snapshot: bool) -> None:
+        self.snapshot = snapshot
+        self.buffers: list[pickle.PickleBuffer] = []
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        if raw.nbytes < OUT_OF_BAND_BYTES:
+            return True
+        if self.snapshot and type(raw.obj) is not bytes:  # bytes cannot change
+            buffer = pickle.PickleBuffer(bytearray(raw))  # stays writable
+        self.buffers.append(buffer)
+        return False
+
+
 def _frame_types() -> frozenset[type]:
     # Never import pyarrow here: a process that has not imported it has no tables.
     if "pyarrow" not in sys.modules:
@@ -155,17 +222,27 @@ class _FastPickler(_ArrayIds, pickle.Pickler):
 
     by_value_check = True
 
-    def __init__(self, file: io.BytesIO, *, receiver: int | None, threshold: int) -> None:
-        super().__init__(file, protocol=PROTOCOL)
-        self._setup(receiver, threshold)
+    def __init__(
+        self, file: io.BytesIO, *, receiver: int | None, threshold: int, snapshot: bool
+    ) -> None:
+        sink = _OutOfBand(snapshot)
+        # Not a bound method: pickler -> callback -> pickler would be a cycle,
+        # keeping the sent arrays (and their blocks) alive until the next GC.
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=sink)
+        self._setup(receiver, threshold, sink.buffers)
 
 
 class _CloudPickler(_ArrayIds, cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle: functions from ``__main__``, lambdas and closures by value."""
 
-    def __init__(self, file: io.BytesIO, *, receiver: int | None, threshold: int) -> None:
-        super().__init__(file, protocol=PROTOCOL)
-        self._setup(receiver, threshold)
+    def __init__(
+        self, file: io.BytesIO, *, receiver: int | None, threshold: int, snapshot: bool
+    ) -> None:
+        sink = _OutOfBand(snapshot)
+        # Not a bound method: pickler -> callback -> pickler would be a cycle,
+        # keeping the sent arrays (and their blocks) alive until the next GC.
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=sink)
+        self._setup(receiver, threshold, sink.buffers)
 
 
 def _owner(ref: TensorRef) -> int:
@@ -174,13 +251,20 @@ def _owner(ref: TensorRef) -> int:
 
 class _Unpickler(pickle.Unpickler):
     def __init__(
-        self, file: io.BytesIO, *, keep: bool, borrowed: list[np.ndarray[Any, Any]] | None
+        self,
+        file: Any,
+        *,
+        keep: bool,
+        borrowed: list[np.ndarray[Any, Any]] | None,
+        buffers: tuple[Any, ...],
     ) -> None:
-        super().__init__(file)
+        super().__init__(file, buffers=buffers)
         self.keep = keep
         self.borrowed = borrowed
 
     def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_BYTES:
+            return bytes_copy(pid[1])
         if type(pid) is tuple and len(pid) == 3 and pid[0] == _TAG_ARRAY:
             ref, transferred = pid[1], pid[2]
             if isinstance(ref, TensorRef):
@@ -234,7 +318,7 @@ _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 def _is_plain(obj: Any, depth: int = 0) -> bool:
     kind = type(obj)
     if kind in _PLAIN_TYPES:
-        return True
+        return kind is not bytes or len(obj) < OUT_OF_BAND_BYTES
     if depth > 2:
         return False
     if kind is tuple or kind is list:
@@ -246,8 +330,13 @@ def _is_plain(obj: Any, depth: int = 0) -> bool:
     return False
 
 
-def encode(obj: Any, *, receiver: int | None = None) -> Encoded:
+def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> Encoded:
     """Pickle ``obj``; shared arrays become descriptors.
+
+    Large ``bytes`` and the data of arrays too small for shared memory travel
+    out of band. With ``snapshot=True`` arrays' data are copied now (the
+    caller may change them before the frame is sent); ``snapshot=False`` is
+    for a sender that sends at once (a worker's result).
 
     Without ``receiver`` every descriptor is lent: the caller keeps
     ``Encoded.keepalive`` until the receiver is done (call arguments). With
@@ -263,7 +352,7 @@ def encode(obj: Any, *, receiver: int | None = None) -> Encoded:
     failure: Exception | None = None
     for pickler_class in (_FastPickler, _CloudPickler):
         buffer = io.BytesIO()
-        pickler = pickler_class(buffer, receiver=receiver, threshold=threshold)
+        pickler = pickler_class(buffer, receiver=receiver, threshold=threshold, snapshot=snapshot)
         try:
             pickler.dump(obj)
         except SharedMemoryError:
@@ -274,7 +363,7 @@ def encode(obj: Any, *, receiver: int | None = None) -> Encoded:
             _drop_transfers(pickler.transfers)
             failure = exc
             continue
-        return Encoded(buffer.getvalue(), pickler.keepalive, pickler.transfers)
+        return Encoded(buffer.getvalue(), pickler.keepalive, pickler.transfers, pickler.buffers)
     raise SerializationError(
         f"cannot serialize {type(obj).__name__}: {failure}", direction="encode"
     ) from failure
@@ -288,12 +377,13 @@ def _drop_transfers(refs: list[TensorRef]) -> None:
 
 
 def decode(
-    payload: bytes | bytearray,
+    blob: Blob | bytes | bytearray | memoryview,
     *,
     keep: bool = False,
     borrowed: list[np.ndarray[Any, Any]] | None = None,
 ) -> Any:
-    """Unpickle a payload produced by :func:`encode`.
+    """Unpickle a payload produced by :func:`encode` (its ``blob``, or a bare
+    pickle without out-of-band buffers).
 
     ``keep=False``: lent arrays are borrowed (valid while the sender keeps
     them; call arguments in a worker) and appended to ``borrowed`` if given.
@@ -301,10 +391,90 @@ def decode(
     as it lives (results in the supervisor).
     Raises SerializationError(direction="decode") on failure.
     """
+    if type(blob) is tuple:
+        if len(blob) != 2 or type(blob[1]) is not tuple:
+            raise SerializationError("malformed payload", direction="decode")
+        payload, buffers = blob
+    else:
+        payload, buffers = blob, ()
+    if type(payload) is pickle.PickleBuffer:  # a blob made in this process
+        payload = payload.raw()
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise SerializationError(f"malformed payload {type(payload).__name__}", direction="decode")
+    # io.BytesIO shares a bytes object but copies anything else; a large
+    # frame's view is read in place instead.
+    source: Any = (
+        io.BytesIO(payload)
+        if type(payload) is bytes or len(payload) < _VIEW_READER_BYTES
+        else _ViewReader(payload)
+    )
     try:
-        return _Unpickler(io.BytesIO(payload), keep=keep, borrowed=borrowed).load()
-    except Exception as exc:
-        raise SerializationError(f"cannot deserialize: {exc}", direction="decode") from exc
+        return _Unpickler(source, keep=keep, borrowed=borrowed, buffers=buffers).load()
+    except BaseException as exc:
+        # A payload may unpickle into a raised SystemExit or KeyboardInterrupt
+        # (a __reduce__ that calls sys.exit): that is bad data, not a request
+        # to stop. Only a real Ctrl-C, which reaches the main thread, goes on.
+        if isinstance(exc, KeyboardInterrupt) and _on_main_thread():
+            raise
+        raise SerializationError(
+            f"cannot deserialize: {type(exc).__name__}: {exc}", direction="decode"
+        ) from exc
+
+
+def blob_size(blob: Any) -> int:
+    """Bytes of a received payload (pickle and out-of-band buffers); 0 if malformed."""
+    try:
+        if type(blob) is tuple:
+            return len(blob[0]) + sum(len(buffer) for buffer in blob[1])
+        return len(blob)
+    except TypeError:
+        return 0
+
+
+#: Payloads from this size up are unpickled through _ViewReader.
+_VIEW_READER_BYTES = 1 << 20
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class _ViewReader:
+    """A read-only file over a buffer, for the unpickler, without copying it.
+
+    The unpickler reads small pieces with ``read`` and fills large objects
+    (bytes, arrays) with ``readinto``, so their bytes are copied once, from
+    the frame into the object.
+    """
+
+    __slots__ = ("_position", "_view")
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._position
+        stop = len(self._view) if size < 0 else min(len(self._view), start + size)
+        self._position = stop
+        return bytes(self._view[start:stop])
+
+    def readinto(self, target: Any) -> int:
+        destination = memoryview(target).cast("B")
+        start = self._position
+        count = min(len(destination), len(self._view) - start)
+        destination[:count] = self._view[start : start + count]
+        self._position = start + count
+        return count
+
+    def readline(self) -> bytes:
+        start = self._position
+        view = self._view
+        end = start
+        while end < len(view) and view[end] != 0x0A:
+            end += 1
+        self._position = min(end + 1, len(view))
+        return bytes(view[start : self._position])
 
 
 def dumps_function(fn: Any) -> bytes:

@@ -179,3 +179,88 @@ def keep_argument(array: np.ndarray[Any, Any]) -> None:
 
 def kept_total() -> float:
     return float(_STATE["kept"].sum())
+
+
+def size_of(value: Any) -> int:
+    """Bytes in a bytes-like object, a str, or a list of arrays."""
+    if isinstance(value, list):
+        return sum(int(item.nbytes) for item in value)
+    return len(value)
+
+
+def make_bytes(nbytes: int) -> bytes:
+    """``nbytes`` of 0x01, made once per size: only the transfer is measured."""
+    key = f"bytes-{nbytes}"
+    if key not in _STATE:
+        _STATE[key] = b"\x01" * nbytes
+    return _STATE[key]  # type: ignore[no-any-return]
+
+
+def make_arrays(count: int, elements: int) -> list[np.ndarray[Any, Any]]:
+    return [np.full(elements, index, dtype=np.float32) for index in range(count)]
+
+
+_LOAD_ERRORS: dict[str, type[BaseException]] = {
+    "SystemExit": SystemExit,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "GeneratorExit": GeneratorExit,
+    "ValueError": ValueError,
+}
+
+
+def raise_on_load(kind: str) -> Any:
+    """Run by the unpickler of a RaisesOnLoad: raises ``kind``."""
+    raise _LOAD_ERRORS[kind]("raised while unpickling")
+
+
+class RaisesOnLoad:
+    """Pickles fine; unpickling it raises ``kind`` (a BaseException too)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (raise_on_load, (self.kind,))
+
+
+def raises_on_load(kind: str) -> RaisesOnLoad:
+    return RaisesOnLoad(kind)
+
+
+def announce_huge_frame(nbytes: int, seconds: float) -> None:
+    """Write a frame header announcing ``nbytes`` to the supervisor, then hang."""
+    import struct
+    import sys
+
+    os.write(int(sys.argv[1]), struct.pack("<Q", nbytes))
+    time.sleep(seconds)
+
+
+def fork_grandchild_then_sleep(path: str, child_seconds: float, seconds: float) -> None:
+    """Fork a grandchild that sleeps (holding the worker's sockets); record its pid."""
+    child = os.fork()
+    if child == 0:
+        time.sleep(child_seconds)
+        os._exit(0)
+    Path(path).write_text(str(child))
+    time.sleep(seconds)
+
+
+def popen_grandchild_then(path: str, action: str) -> None:
+    """Start ``sleep 60`` with subprocess, record its pid, then crash or sleep."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    Path(path).write_text(str(child.pid))
+    if action == "segfault":
+        segfault()
+    time.sleep(60)
+
+
+def sleep_then_value(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def big_result(nbytes: int) -> np.ndarray[Any, Any]:
+    return np.ones(nbytes, dtype=np.uint8)

@@ -31,7 +31,7 @@ def test_a_large_tensor_travels_as_a_descriptor_not_as_bytes() -> None:
     tensor = torch.arange(4 * MIB // 4, dtype=torch.float32)
     encoded = codec.encode(tensor)
     assert len(encoded.payload) < 1024  # 4 MiB of data, a few hundred bytes sent
-    decoded = codec.decode(encoded.payload, keep=True)
+    decoded = codec.decode(encoded.blob, keep=True)
     assert type(decoded) is torch.Tensor
     assert torch.equal(decoded, tensor)
     # The receiver's tensor lies in shared memory: writing it shows in the copy we keep.
@@ -63,7 +63,7 @@ def test_non_contiguous_and_conjugated_tensors_arrive_with_their_values(
     assert total == pytest.approx(float(matrix.double().sum()), rel=1e-6)
     z = torch.randn(256 * 1024, dtype=torch.complex64).conj()
     encoded = codec.encode(z)  # the sender keeps the block alive until decoded
-    assert torch.equal(codec.decode(encoded.payload, keep=True), z.resolve_conj())
+    assert torch.equal(codec.decode(encoded.blob, keep=True), z.resolve_conj())
 
 
 def test_results_come_back_as_tensors_in_shared_memory(pool: snakepit.Pool) -> None:
@@ -100,7 +100,7 @@ def test_small_grad_and_sparse_tensors_use_torchs_own_pickling(pool: snakepit.Po
     kind, _, shape, total = pool.call(_torch_tasks.describe, small)
     assert (kind, shape, total) == ("Tensor", (10,), 45.0)
     encoded = codec.encode(needs_grad)
-    assert codec.decode(encoded.payload, keep=True).requires_grad
+    assert codec.decode(encoded.blob, keep=True).requires_grad
 
 
 def test_forged_torch_descriptors_are_refused() -> None:
@@ -123,7 +123,7 @@ def test_encoding_never_imports_torch() -> None:
         "import sys, numpy as np, snakepit\n"
         "from snakepit.worker import codec\n"
         "encoded = codec.encode([np.ones(1 << 20), {'a': 1}])\n"
-        "codec.decode(encoded.payload, keep=True)\n"
+        "codec.decode(encoded.blob, keep=True)\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run(

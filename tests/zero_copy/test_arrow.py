@@ -198,7 +198,7 @@ def test_codec_sends_large_tables_as_descriptors() -> None:
     assert len(encoded.payload) < 2048
     assert len(encoded.keepalive) == 1
     borrowed: list[Any] = []
-    name, decoded = codec.decode(encoded.payload, borrowed=borrowed)
+    name, decoded = codec.decode(encoded.blob, borrowed=borrowed)
     assert name == "x"
     assert decoded.equals(table)
     assert len(borrowed) == 1
@@ -211,7 +211,7 @@ def test_codec_pickles_small_tables_inline() -> None:
     encoded = codec.encode(table)
     assert b"snakepit.arrow" not in encoded.payload
     assert encoded.keepalive == []
-    decoded = codec.decode(encoded.payload)
+    decoded = codec.decode(encoded.blob)
     assert decoded.equals(table)
     assert not zero_copy.is_shared_table(decoded)
 
@@ -221,7 +221,7 @@ def test_codec_does_not_copy_a_shared_table_again() -> None:
     ref = zero_copy.arrow_ref_of(shared)
     encoded = codec.encode(shared)
     assert len(encoded.keepalive) == 1
-    assert _arrow.describe_table(codec.decode(encoded.payload)) == ref
+    assert _arrow.describe_table(codec.decode(encoded.blob)) == ref
     ref.release()
 
 
@@ -232,7 +232,7 @@ def test_transferred_tables_are_adopted_and_released() -> None:
     assert len(encoded.transfers) == 1
     ref = encoded.transfers[0]
     assert zero_copy.block_refcount(ref) == 2  # the sender's array + the transfer
-    decoded = codec.decode(encoded.payload, keep=True)
+    decoded = codec.decode(encoded.blob, keep=True)
     encoded.keepalive.clear()
     assert zero_copy.block_refcount(ref) == 1  # only the adopted one is left
     assert decoded.equals(table)
@@ -244,7 +244,7 @@ def test_record_batches_travel_through_the_codec() -> None:
     batch = _table().to_batches()[0]
     encoded = codec.encode(batch)
     assert b"snakepit.arrow" in encoded.payload
-    decoded = codec.decode(encoded.payload, keep=True)
+    decoded = codec.decode(encoded.blob, keep=True)
     assert isinstance(decoded, pa.RecordBatch)
     assert decoded.equals(batch)
 
@@ -263,7 +263,7 @@ def test_importing_snakepit_and_encoding_do_not_import_pyarrow() -> None:
         "import sys, numpy as np, snakepit\n"
         "from snakepit.worker import codec\n"
         "e = codec.encode((np.ones(1 << 18), {'a': 1}, [1.5]))\n"
-        "codec.decode(e.payload)\n"
+        "codec.decode(e.blob)\n"
         "assert 'pyarrow' not in sys.modules, 'pyarrow imported'\n"
         "assert 'pandas' not in sys.modules, 'pandas imported'\n"
     )
@@ -318,7 +318,7 @@ def test_faithful_frames_travel_as_arrow_and_arrive_equal(pd: Any, index: str | 
     encoded = codec.encode(frame)
     assert b"snakepit.arrow" in encoded.payload
     assert len(encoded.payload) < 4096
-    decoded = codec.decode(encoded.payload, keep=True)
+    decoded = codec.decode(encoded.blob, keep=True)
     pd.testing.assert_frame_equal(decoded, frame, check_exact=True, check_index_type=True)
     assert type(decoded.index) is type(frame.index)
 
@@ -346,7 +346,7 @@ def test_other_frames_keep_the_pickle_path(pd: Any, frame: Any) -> None:
     value = frame(pd, 300_000)
     encoded = codec.encode(value)
     assert b"snakepit.arrow" not in encoded.payload
-    pd.testing.assert_frame_equal(codec.decode(encoded.payload, keep=True), value)
+    pd.testing.assert_frame_equal(codec.decode(encoded.blob, keep=True), value)
 
 
 def test_numpy_number_frames_still_share_their_blocks(pd: Any) -> None:
@@ -360,7 +360,7 @@ def test_small_frames_are_pickled(pd: Any) -> None:
     frame = _mixed_frame(pd, 100)
     encoded = codec.encode(frame)
     assert b"snakepit.arrow" not in encoded.payload
-    pd.testing.assert_frame_equal(codec.decode(encoded.payload), frame)
+    pd.testing.assert_frame_equal(codec.decode(encoded.blob), frame)
 
 
 def test_share_table_converts_a_frame_to_a_shared_table(pd: Any) -> None:
