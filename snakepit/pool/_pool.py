@@ -18,6 +18,7 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -76,6 +77,7 @@ from ._circuit import CircuitBreakerRegistry, CircuitState
 from ._exits import ExitInfo, ExitKind, classify_exit, oom_kill_count
 from ._health import HealthAlert, HealthMonitor
 from ._retry import RetryPolicy
+from ._watch import ProcessWatcher, kill_group
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _FUNCTION_CACHE_SIZE = 1024
@@ -149,8 +151,11 @@ class _Slot:
         self.ledger_memory = zero_copy.zeros(zero_copy.LEDGER_BYTES, "uint8")
         self.ledger = zero_copy.LeaseLedger(self.ledger_memory)
         self.spawned = 0.0  # time.monotonic() of the current process's start
+        self.stopped_by_pool = False  # shutdown ended this process
 
 
+#: The monitor wakes at least this often (a bound far below threading.TIMEOUT_MAX).
+_MAX_MONITOR_SLEEP = 3600.0
 #: Most bytes of a worker's fault log read back (all threads' stacks).
 _FAULT_LOG_LIMIT = 64 << 10
 
@@ -192,6 +197,30 @@ def _function_name(fn: Callable[..., Any] | str) -> str:
     module = getattr(target, "__module__", None) or "?"
     qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{module}:{qualname}"
+
+
+#: Timeouts longer than this (about 31 years) mean no timeout: beyond it a
+#: deadline is meaningless, and threading refuses waits over TIMEOUT_MAX.
+_LONGEST_TIMEOUT = 1e9
+
+
+def _checked_timeout(timeout: object) -> float | None:
+    """A per-call timeout in seconds, validated; None for none (or a huge one)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if math.isnan(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return None if timeout > _LONGEST_TIMEOUT else float(timeout)
+
+
+def _on_process_exit(pid: int, sock: socket.socket) -> None:
+    """A worker process exited: end its process group (children that still
+    hold its socket), then shut the socket so its reader sees the end."""
+    kill_group(pid)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _kill_if_alive(proc: subprocess.Popen[bytes]) -> None:
@@ -256,7 +285,7 @@ class Pool(Executor):
         self._closed = False  # no new calls accepted
         self._stopping = False  # queue drained (or abandoned): workers stop
         self._monitor_done = False  # workers stopped: the monitor may end
-        self._timeout = timeout
+        self._timeout = _checked_timeout(timeout)
         self._retry = retry if retry is not None else RetryPolicy()
         self._circuits = (
             circuit_breaker if circuit_breaker is not None else CircuitBreakerRegistry()
@@ -283,6 +312,8 @@ class Pool(Executor):
         # encoded message (and its keepalive) lives as long as the pool.
         self._init_config = codec.encode(init_config)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        # Retries waiting in backoff, by call id: shutdown must see them.
+        self._retrying: dict[int, _Call] = {}
         self._timer_seq = itertools.count()
         base_env = dict(os.environ if env is None else env)
         pythonpath = base_env.get("PYTHONPATH", "")
@@ -302,6 +333,7 @@ class Pool(Executor):
             target=self._monitor_loop, name="snakepit-monitor", daemon=True
         )
         self._monitor.start()
+        self._watcher = ProcessWatcher(f"snakepit-watch-{self.name}")
         _live_pools.add(self)
         for slot in self._slots:
             self._schedule(0.0, functools.partial(self._spawn, slot))
@@ -319,6 +351,8 @@ class Pool(Executor):
         """
         if kwargs:
             timeout = kwargs.pop("timeout", self._timeout)
+            if timeout is not self._timeout:
+                timeout = _checked_timeout(timeout)
             idempotent = bool(kwargs.pop("idempotent", False))
             session = kwargs.pop("session", None)
             device = kwargs.pop("device", None)
@@ -439,6 +473,8 @@ class Pool(Executor):
             abandoned: list[_Call] = []
             if cancel_futures or not wait:
                 abandoned = list(self._queue) + [c for s in self._slots for c in s.queue]
+                abandoned += self._retrying.values()
+                self._retrying.clear()
                 self._queue.clear()
                 for slot in self._slots:
                     slot.queue.clear()
@@ -468,6 +504,8 @@ class Pool(Executor):
             self._monitor_wakeup.notify_all()
         if wait and current is not self._monitor:
             self._monitor.join(timeout=5.0)
+        if wait:
+            self._watcher.close()
         # A breaker registry or health monitor may outlive this pool.
         self._circuits.remove_listener(self._on_circuit_transition)
         self._health.remove_listener(self._on_health_alert)
@@ -595,7 +633,11 @@ class Pool(Executor):
 
     def _finish(self, call: _Call, error: BaseException | None, result: Any = None) -> None:
         """Record the attempt's outcome; retry idempotent calls; complete the future."""
-        if error is not None and self._retry.should_retry(error, call.attempt, call.idempotent):
+        if (
+            error is not None
+            and not self._stopping
+            and self._retry.should_retry(error, call.attempt, call.idempotent)
+        ):
             delay = self._retry.delay(call.attempt)
             if enabled(RETRY_ATTEMPT):
                 execute(
@@ -604,15 +646,22 @@ class Pool(Executor):
                     {"call_id": call.call_id, "kind": _error_kind(error), "pool": self.name},
                 )
             with self._lock:
-                self._counters["retries"] += 1
-                retry = dataclasses.replace(call, attempt=call.attempt + 1, deadline=None)
-                self._schedule_locked(delay, lambda: self._start_attempt(retry))
-            return
+                if not self._is_stopping():  # may have changed since the check above
+                    self._counters["retries"] += 1
+                    retry = dataclasses.replace(call, attempt=call.attempt + 1, deadline=None)
+                    self._retrying[retry.call_id] = retry
+                    self._schedule_locked(delay, functools.partial(self._run_retry, retry))
+                    return
+            error = WorkerUnavailableError(
+                "the pool was shut down before the call could be retried"
+            )
         if error is not None and self._repro_dir is not None:
             self._write_repro(call, error)  # while the arguments are still alive
         call.keepalive.clear()
         with self._lock:
             self._counters["completed" if error is None else "failed"] += 1
+            if self._closed:
+                self._idle_changed.notify_all()  # shutdown() may wait for this call
         if call.outer.done():
             return
         # A call that failed before reaching a worker (circuit open, no such
@@ -630,6 +679,12 @@ class Pool(Executor):
             call.outer.set_result(result)
         else:
             call.outer.set_exception(error)
+
+    def _run_retry(self, call: _Call) -> None:
+        with self._lock:
+            if self._retrying.pop(call.call_id, None) is None:
+                return  # abandoned by shutdown
+        self._start_attempt(call)
 
     def _write_repro(self, call: _Call, error: BaseException) -> None:
         """Leave a script reproducing a call that failed in a worker."""
@@ -750,12 +805,15 @@ class Pool(Executor):
             slot.generation += 1
             generation = slot.generation
             slot.spawned = time.monotonic()
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        # The worker's faulthandler writes here where native code crashed (or
-        # where a timed-out call was stuck); the supervisor reads it afterwards.
-        fault_log = tempfile.TemporaryFile(prefix="snakepit-fault-")  # noqa: SIM115 - closed when the worker exits
-        slot.oom_before = oom_kill_count()
+        opened: list[Any] = []
         try:
+            parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            opened += (parent_sock, child_sock)
+            # The worker's faulthandler writes here where native code crashed
+            # (or where a timed-out call was stuck); read back after it died.
+            fault_log = tempfile.TemporaryFile(prefix="snakepit-fault-")  # noqa: SIM115 - closed when the worker exits
+            opened.append(fault_log)
+            slot.oom_before = oom_kill_count()
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -768,13 +826,22 @@ class Pool(Executor):
                 pass_fds=(child_sock.fileno(), fault_log.fileno()),
                 env=slot.env,
                 stdin=subprocess.DEVNULL,
+                # Its own process group: the worker and everything it starts
+                # are killed together.
+                start_new_session=True,
             )
-        except OSError as exc:
-            parent_sock.close()
-            child_sock.close()
-            fault_log.close()
+        except (OSError, subprocess.SubprocessError) as exc:
+            # Out of file descriptors or processes: count it as a crash, so a
+            # restart is planned with backoff (and the slot is given up on
+            # after too many), and fail the queued calls' wait no further.
+            for resource in opened:
+                with contextlib.suppress(OSError):
+                    resource.close()
             self._on_worker_exit(
-                slot, generation, None, init_error=WorkerUnavailableError(str(exc))
+                slot,
+                generation,
+                None,
+                init_error=WorkerUnavailableError(f"could not start a worker: {exc}"),
             )
             return
         child_sock.close()
@@ -793,6 +860,7 @@ class Pool(Executor):
             proc.kill()
             proc.wait()
             return
+        self._watcher.watch(proc.pid, functools.partial(_on_process_exit, proc.pid, parent_sock))
         init = (self._init_config.blob, zero_copy.ref_of(slot.ledger_memory))
         with contextlib.suppress(OSError):
             protocol.send_frame(parent_sock, protocol.pack(protocol.MSG_INIT, slot.index, init))
@@ -832,10 +900,14 @@ class Pool(Executor):
                     self._on_reply(slot, tag, ident, blob)
                 else:
                     raise protocol.ProtocolError(f"unexpected message {tag!r}")
-        except (OSError, protocol.ProtocolError, SerializationError):
-            # A broken stream is treated like a crash: the worker is replaced.
+        except BaseException:
+            # A broken stream, or anything else this thread did not expect, is
+            # treated like a crash: the worker is replaced and its call failed.
+            # This thread must reach _reap, or the slot stays "idle" for good.
             with contextlib.suppress(OSError):
                 proc.kill()
+            if not isinstance(sys.exc_info()[1], (OSError, protocol.ProtocolError)):
+                logging.getLogger(__name__).exception("snakepit reader failed")
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -883,7 +955,12 @@ class Pool(Executor):
             if call is None or call.call_id != call_id:
                 return
             slot.current = None
-            slot.state = "idle" if not self._stopping else "draining"
+            if slot.timed_out:
+                # The reply beat the timeout's kill: the call succeeded, but
+                # this process is being terminated and gets no further call.
+                slot.state = "terminating"
+            else:
+                slot.state = "idle" if not self._stopping else "draining"
             sends = self._dispatch_locked() if not self._stopping else []
             if self._closed:
                 self._idle_changed.notify_all()  # shutdown() waits for the drain
@@ -901,8 +978,17 @@ class Pool(Executor):
         # Results keep a block reference per array for as long as they live.
         try:
             value = codec.decode(blob, keep=True)
-        except SerializationError as exc:
-            self._finish(call, exc)
+            outcome = None if tag == protocol.MSG_RESULT else record_to_exception(value)
+        except BaseException as exc:
+            error = (
+                exc
+                if isinstance(exc, SerializationError)
+                else SerializationError(
+                    f"cannot deserialize the reply: {type(exc).__name__}: {exc}",
+                    direction="decode",
+                )
+            )
+            self._finish(call, error)
             return
         call.deserialize_time = time.monotonic() - now
         if enabled(SERIALIZE_STOP):
@@ -914,10 +1000,10 @@ class Pool(Executor):
                     "what": "result" if tag == protocol.MSG_RESULT else "error",
                 },
             )
-        if tag == protocol.MSG_RESULT:
+        if outcome is None:
             self._finish(call, None, value)
         else:
-            self._finish(call, record_to_exception(value))
+            self._finish(call, outcome)
 
     def _reap(
         self,
@@ -931,6 +1017,8 @@ class Pool(Executor):
         except subprocess.TimeoutExpired:
             proc.kill()  # closed its socket but did not exit: finish it
             returncode = proc.wait()
+        # Whatever the worker started dies with it.
+        kill_group(proc.pid)
         self._on_worker_exit(slot, generation, returncode, init_error=init_error)
 
     def _on_worker_exit(
@@ -953,7 +1041,9 @@ class Pool(Executor):
             slot.sock = None
             fault_log, slot.fault_log = slot.fault_log, None
             slot.last_exit = info
-            expected = self._stopping and info.kind is ExitKind.normal
+            # Workers the pool itself stopped (shutdown without waiting) did
+            # not crash, whatever signal ended them.
+            expected = self._stopping and (info.kind is ExitKind.normal or slot.stopped_by_pool)
             if expected:
                 slot.state = "stopped"
             else:
@@ -976,7 +1066,13 @@ class Pool(Executor):
                 collect_garbage(owner_pid=pid)
             with contextlib.suppress(Exception):
                 prune_mappings()
+        if self._stopping and all(other.proc is None for other in self._slots):
+            self._watcher.close()  # the last worker of a pool shutting down is gone
         if expected:
+            if call is not None:
+                self._finish(
+                    call, WorkerUnavailableError("the pool was shut down while the call ran")
+                )
             self._report_size()
             return
         if enabled(WORKER_CRASH):
@@ -1072,6 +1168,7 @@ class Pool(Executor):
             if slot.current is not call or slot.proc is None:
                 return
             slot.timed_out = True
+            slot.state = "terminating"
             proc = slot.proc
         proc.terminate()
         self._schedule(self._grace, functools.partial(_kill_if_alive, proc))
@@ -1081,6 +1178,7 @@ class Pool(Executor):
             proc, sock = slot.proc, slot.sock
             if slot.state != "unhealthy":
                 slot.state = "draining"
+            slot.stopped_by_pool = True
         if proc is None:
             return
         if graceful and sock is not None:
@@ -1096,7 +1194,7 @@ class Pool(Executor):
             proc.wait(timeout=5.0)
 
     def _drained(self) -> bool:
-        if self._queue or any(slot.queue for slot in self._slots):
+        if self._queue or self._retrying or any(slot.queue for slot in self._slots):
             return False
         return all(slot.current is None for slot in self._slots)
 
@@ -1135,18 +1233,22 @@ class Pool(Executor):
         return None, None if wake is None else wake - now
 
     def _monitor_loop(self) -> None:
+        # Workers die with this thread (their parent-death signal is tied to
+        # it), so nothing may end it but shutdown.
         while True:
-            with self._lock:
-                while True:
-                    action, wait = self._next_action_locked()
-                    if action is not None:
-                        break
-                    if self._monitor_done:
-                        return
-                    self._monitor_wakeup.wait(timeout=wait)
             try:
+                with self._lock:
+                    while True:
+                        action, wait = self._next_action_locked()
+                        if action is not None:
+                            break
+                        if self._monitor_done:
+                            return
+                        if wait is not None:
+                            wait = min(max(wait, 0.0), _MAX_MONITOR_SLEEP)
+                        self._monitor_wakeup.wait(timeout=wait)
                 action()
-            except Exception:  # a timer must never kill the monitor
+            except Exception:
                 logging.getLogger(__name__).exception("snakepit monitor action failed")
 
     def __repr__(self) -> str:

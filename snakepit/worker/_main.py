@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from snakepit.errors import SerializationError, exception_to_record
+from snakepit.errors import SerializationError, SharedMemoryError, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.zero_copy import (
     LeaseLedger,
@@ -36,6 +36,8 @@ _PR_SET_PDEATHSIG = 1
 # Drop unused mappings of freed regions every this many calls.
 _PRUNE_EVERY = 64
 _PLAIN = (str, int, float, bool, type(None))
+#: Room left in a frame for the envelope around a result.
+_FRAME_HEADROOM = 1 << 20
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -58,6 +60,15 @@ def _die_with_parent(supervisor_pid: int) -> None:
     # The supervisor may have died before prctl took effect.
     if os.getppid() != supervisor_pid:
         os._exit(0)
+    # Children that user code forks die with this worker, even when the
+    # supervisor's death is what kills it (nothing else would reap them).
+    os.register_at_fork(after_in_child=_die_with_worker)
+
+
+def _die_with_worker() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _resolve(spec: Any) -> Callable[..., Any]:
@@ -95,6 +106,9 @@ class Worker:
         self.sock = reader.sock
         self.supervisor_pid = supervisor_pid
         self.functions: dict[int, Callable[..., Any]] = {}
+        # Functions sent but not resolved yet (their import failed): the
+        # supervisor sends each function once, so a later call retries here.
+        self.unresolved: dict[int, bytes] = {}
         self.calls = 0
         # User code may emit telemetry from its own threads while we answer.
         self._send_lock = threading.Lock()
@@ -107,10 +121,20 @@ class Worker:
         try:
             # Sent right away: array data may go out of band, uncopied.
             encoded = codec.encode(value, receiver=self.supervisor_pid, snapshot=False)
-        except SerializationError as exc:
+            if encoded.size > protocol.MAX_FRAME_BYTES - _FRAME_HEADROOM:
+                codec.drop_transfers(encoded.transfers)
+                raise SerializationError(
+                    f"the result needs {encoded.size} bytes inline, over the frame limit "
+                    f"of {protocol.MAX_FRAME_BYTES} bytes; return arrays (they travel "
+                    "through shared memory) or split the result",
+                    direction="encode",
+                    type_name=type(value).__name__,
+                )
+        except (SerializationError, SharedMemoryError) as exc:
             if tag != protocol.MSG_RESULT:
                 raise
-            # The result could not be pickled: tell the caller, stay alive.
+            # The result could not be sent (unpicklable, no room in shared
+            # memory, too large): tell the caller, stay alive.
             tag = protocol.MSG_ERROR
             encoded = codec.encode(exception_to_record(exc))
         body = encoded.blob if python_seconds is None else (encoded.blob, python_seconds)
@@ -141,12 +165,16 @@ class Worker:
             fn_id, fn_blob, args_blob = body
             fn = self.functions.get(fn_id)
             if fn is None:
-                if fn_blob is None:
+                if fn_blob is not None:
+                    self.unresolved[fn_id] = bytes(fn_blob)
+                blob = self.unresolved.get(fn_id)
+                if blob is None:
                     raise SerializationError(
                         f"function {fn_id} was never sent to this worker", direction="decode"
                     )
-                fn = _resolve(codec.decode(fn_blob))
+                fn = _resolve(codec.decode(blob))
                 self.functions[fn_id] = fn
+                del self.unresolved[fn_id]
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
             started = time.perf_counter()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import pickle
 import sys
-import threading
 from dataclasses import dataclass, field
 from types import FunctionType
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from snakepit._core import bytes_copy
 from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
+from snakepit.worker.protocol import could_be_ctrl_c
 from snakepit.zero_copy import (
     TensorRef,
     _arrow,  # pyarrow itself is imported on first use only
@@ -357,10 +357,10 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
             pickler.dump(obj)
         except SharedMemoryError:
             # Out of shared memory (or cap): say so, not "cannot serialize".
-            _drop_transfers(pickler.transfers)
+            drop_transfers(pickler.transfers)
             raise
         except Exception as exc:
-            _drop_transfers(pickler.transfers)
+            drop_transfers(pickler.transfers)
             failure = exc
             continue
         return Encoded(buffer.getvalue(), pickler.keepalive, pickler.transfers, pickler.buffers)
@@ -369,7 +369,9 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     ) from failure
 
 
-def _drop_transfers(refs: list[TensorRef]) -> None:
+def drop_transfers(refs: list[TensorRef]) -> None:
+    """Give back the block references an encoding took for its receiver
+    (when the payload will not be sent after all)."""
     from snakepit.zero_copy import drop_transfer_ref
 
     for ref in refs:
@@ -414,7 +416,7 @@ def decode(
         # A payload may unpickle into a raised SystemExit or KeyboardInterrupt
         # (a __reduce__ that calls sys.exit): that is bad data, not a request
         # to stop. Only a real Ctrl-C, which reaches the main thread, goes on.
-        if isinstance(exc, KeyboardInterrupt) and _on_main_thread():
+        if isinstance(exc, KeyboardInterrupt) and could_be_ctrl_c():
             raise
         raise SerializationError(
             f"cannot deserialize: {type(exc).__name__}: {exc}", direction="decode"
@@ -433,10 +435,6 @@ def blob_size(blob: Any) -> int:
 
 #: Payloads from this size up are unpickled through _ViewReader.
 _VIEW_READER_BYTES = 1 << 20
-
-
-def _on_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 class _ViewReader:

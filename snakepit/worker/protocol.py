@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import pickle
+import signal
 import socket
 import struct
 import sys
@@ -210,6 +211,16 @@ class FrameReader:
             sock.setblocking(True)
 
 
+def could_be_ctrl_c() -> bool:
+    """Whether a KeyboardInterrupt raised here may be the user's Ctrl-C (the
+    main thread, SIGINT not ignored: workers ignore it), rather than one that
+    hostile data raised while being unpickled."""
+    return (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    )
+
+
 def _prefer_huge_pages(frame: mmap.mmap) -> None:
     """Ask for transparent huge pages: a page fault per 2 MiB, not per 4 KiB,
     halves the cost of landing a large frame in fresh memory."""
@@ -276,10 +287,7 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
     except BaseException as exc:
         # Even an envelope that unpickles into a raised SystemExit is only
         # a malformed frame.
-        if (
-            isinstance(exc, KeyboardInterrupt)
-            and threading.current_thread() is threading.main_thread()
-        ):
+        if isinstance(exc, KeyboardInterrupt) and could_be_ctrl_c():
             raise
         raise ProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}") from exc
     if (

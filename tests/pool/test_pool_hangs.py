@@ -1,0 +1,244 @@
+"""Futures always complete and worker slots always come back.
+
+One regression test per way an adversarial run made a future hang or a slot
+go dead; each waits with a bound, never by hanging itself. Neighbouring
+inputs of each kind are covered by parametrisation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+import snakepit
+from snakepit.errors import (
+    PythonError,
+    SerializationError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+    WorkerUnavailableError,
+)
+from snakepit.pool import RetryPolicy
+from tests.pool import _tasks
+
+BOUND = 30.0  # seconds any single wait here may take before the test fails
+
+
+@pytest.fixture
+def pool() -> Iterator[snakepit.Pool]:
+    with snakepit.Pool(workers=1, terminate_grace=0.5) as executor:
+        yield executor
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# --------------------------------------------- 1. BaseException on unpickling
+
+
+@pytest.mark.parametrize("kind", ["SystemExit", "KeyboardInterrupt", "GeneratorExit", "ValueError"])
+def test_result_that_raises_while_unpickled_fails_typed_and_slot_survives(
+    pool: snakepit.Pool, kind: str
+) -> None:
+    for _ in range(2):
+        with pytest.raises(SerializationError, match=kind):
+            pool.submit(_tasks.raises_on_load, kind).result(BOUND)
+        assert pool.submit(_tasks.add, 1, 2).result(BOUND) == 3
+
+
+@pytest.mark.parametrize("kind", ["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_argument_that_raises_while_unpickled_fails_typed(pool: snakepit.Pool, kind: str) -> None:
+    with pytest.raises(SerializationError, match=kind):
+        pool.submit(_tasks.identity, _tasks.RaisesOnLoad(kind)).result(BOUND)
+    assert pool.submit(_tasks.add, 2, 2).result(BOUND) == 4
+
+
+# ------------------------------------------------------ 2. grandchildren
+
+
+def test_timeout_fires_although_a_grandchild_holds_the_socket(
+    pool: snakepit.Pool, tmp_path: Path
+) -> None:
+    marker = tmp_path / "grandchild"
+    started = time.monotonic()
+    future = pool.submit(
+        _tasks.fork_grandchild_then_sleep, str(marker), 60.0, 600.0, timeout=1.0
+    )
+    with pytest.raises(WorkerTimeoutError):
+        future.result(BOUND)
+    assert time.monotonic() - started < 15.0
+    assert _gone(int(marker.read_text()))
+    assert pool.submit(_tasks.add, 1, 1).result(BOUND) == 2
+
+
+@pytest.mark.parametrize("action", ["segfault", "timeout", "shutdown"])
+def test_subprocess_grandchildren_die_with_their_worker(tmp_path: Path, action: str) -> None:
+    marker = tmp_path / "grandchild"
+    with snakepit.Pool(workers=1, terminate_grace=0.5) as executor:
+        future = executor.submit(
+            _tasks.popen_grandchild_then,
+            str(marker),
+            "segfault" if action == "segfault" else "sleep",
+            timeout=1.0 if action == "timeout" else None,
+        )
+        deadline = time.monotonic() + BOUND
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        grandchild = int(marker.read_text())
+        if action == "shutdown":
+            executor.shutdown(wait=False, cancel_futures=True)
+        expected = {"segfault": WorkerCrashedError, "timeout": WorkerTimeoutError}
+        with pytest.raises(expected.get(action, WorkerUnavailableError)):
+            future.result(BOUND)
+        assert _gone(grandchild)
+
+
+# ------------------------------------------------------ 4. timeouts
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e10, 10**12, threading_max := 1e300])
+def test_huge_timeouts_mean_no_timeout(pool: snakepit.Pool, timeout: float) -> None:
+    assert pool.submit(_tasks.add, 1, 2, timeout=timeout).result(BOUND) == 3
+    assert pool.submit(_tasks.sleep_then_value, 0.05, 7, timeout=timeout).result(BOUND) == 7
+    assert pool.submit(_tasks.add, 3, 4).result(BOUND) == 7
+
+
+@pytest.mark.parametrize("timeout", [math.nan, -1.0, 0, "5", True])
+def test_invalid_timeouts_are_refused(pool: snakepit.Pool, timeout: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        pool.submit(_tasks.add, 1, 2, timeout=timeout)
+    assert pool.submit(_tasks.add, 1, 2).result(BOUND) == 3
+
+
+@pytest.mark.parametrize("timeout", [math.inf, math.nan, -3.0])
+def test_pool_default_timeout_is_validated(timeout: float) -> None:
+    if math.isinf(timeout):
+        with snakepit.Pool(workers=1, timeout=timeout) as executor:
+            assert executor.submit(_tasks.add, 1, 2).result(BOUND) == 3
+    else:
+        with pytest.raises(ValueError):
+            snakepit.Pool(workers=1, timeout=timeout)
+
+
+# ------------------------------------------------- 5. shutdown and retries
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_shutdown_completes_futures_of_running_idempotent_calls(wait: bool) -> None:
+    executor = snakepit.Pool(workers=1, terminate_grace=0.5)
+    future = executor.submit(time.sleep, 30, idempotent=True)
+    time.sleep(0.3)
+    executor.shutdown(wait=wait, cancel_futures=True) if not wait else None
+    if wait:
+        executor.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(WorkerUnavailableError):
+        future.result(BOUND)
+    assert executor.stats()["retries"] == 0
+
+
+def test_with_block_waits_for_a_retry_in_backoff(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed-once"
+    policy = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=0.5, jitter=0.0)
+    with snakepit.Pool(workers=1, retry=policy) as executor:
+        future = executor.submit(_tasks.crash_first_time, str(marker), idempotent=True)
+        deadline = time.monotonic() + BOUND
+        while executor.stats()["retries"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert future.done()
+    assert future.result(0) is None
+
+
+def test_shutdown_without_wait_fails_a_retry_in_backoff(tmp_path: Path) -> None:
+    marker = tmp_path / "crashed-once"
+    policy = RetryPolicy(max_attempts=3, base_delay=5.0, max_delay=5.0, jitter=0.0)
+    executor = snakepit.Pool(workers=1, retry=policy)
+    future = executor.submit(_tasks.crash_first_time, str(marker), idempotent=True)
+    deadline = time.monotonic() + BOUND
+    while executor.stats()["retries"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    executor.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(WorkerUnavailableError):
+        future.result(BOUND)
+
+
+# ---------------------------------------------- 6. timeout racing the reply
+
+
+def test_a_timeout_racing_the_reply_never_mislabels_the_next_call() -> None:
+    # Each timeout replaces the worker: never give the slot up, never back off.
+    with snakepit.Pool(
+        workers=1, terminate_grace=0.2, worker_max_crashes=10_000, restart_backoff=(0.0, 0.0)
+    ) as executor:
+        for i in range(60):
+            delay = 0.05 + (i % 9 - 4) * 0.001
+            racing = executor.submit(time.sleep, delay, timeout=0.05)
+            follow_up = executor.submit(abs, -i)
+            try:
+                racing.result(BOUND)
+            except WorkerTimeoutError:
+                pass
+            assert follow_up.result(BOUND) == i
+
+
+# --------------------------------------------------- 7. bad function spec
+
+
+@pytest.mark.parametrize("spec", ["nonexistent_mod:fn", "os:no_such_function", "os:sep"])
+def test_a_function_that_cannot_be_resolved_fails_the_same_way_every_time(
+    pool: snakepit.Pool, spec: str
+) -> None:
+    errors = []
+    for _ in range(3):
+        with pytest.raises(PythonError) as caught:
+            pool.submit(spec).result(BOUND)
+        errors.append(caught.value.python_type)
+    assert len(set(errors)) == 1
+    assert errors[0] != "SerializationError"
+    assert pool.submit(_tasks.add, 1, 2).result(BOUND) == 3
+
+
+# ------------------------------------------ 10. a header announcing a huge frame
+
+
+def test_a_header_announcing_a_huge_frame_commits_no_memory_and_times_out() -> None:
+    supervisor = psutil.Process()
+    with snakepit.Pool(workers=1, terminate_grace=0.5) as executor:
+        before = supervisor.memory_info().rss
+        started = time.monotonic()
+        with pytest.raises(WorkerTimeoutError):
+            executor.submit(_tasks.announce_huge_frame, 2 << 30, 60.0, timeout=2.0).result(BOUND)
+        assert time.monotonic() - started < 6.0
+        assert supervisor.memory_info().rss - before < 256 << 20
+        assert executor.submit(_tasks.add, 1, 2).result(BOUND) == 3
+
+
+def test_signals_do_not_break_frames(pool: snakepit.Pool) -> None:
+    """A big frame sent while the supervisor takes signals arrives whole."""
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        payload = os.urandom(8 << 20)
+        future = pool.submit(_tasks.identity, payload)
+        for _ in range(20):
+            os.kill(os.getpid(), signal.SIGUSR1)
+        assert future.result(BOUND) == payload
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
