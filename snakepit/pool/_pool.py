@@ -573,7 +573,12 @@ class Pool(Executor):
         slot = self._sessions.get(session)
         if slot is None or slot.state == "unhealthy":
             healthy = [s for s in self._slots if s.state != "unhealthy"]
-            slot = min(healthy, key=lambda s: (s.state != "idle", len(s.queue)))
+            # Spread sessions: fewest sessions first, then idle, then shortest queue.
+            pinned = {id(s): 0 for s in healthy}
+            for held in self._sessions.values():
+                if id(held) in pinned:
+                    pinned[id(held)] += 1
+            slot = min(healthy, key=lambda s: (pinned[id(s)], s.state != "idle", len(s.queue)))
             self._sessions[session] = slot
         return slot
 

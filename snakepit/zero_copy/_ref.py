@@ -34,6 +34,11 @@ def layout_problem(dtype: object, shape: object, strides: object) -> str | None:
         return f"shape {shape!r} must hold ints in [0, 2**62)"
     if any(type(s) is not int or abs(s) >= MAX_FIELD for s in strides):
         return f"strides {strides!r} must hold ints in (-2**62, 2**62)"
+    # numpy refuses shapes whose non-zero dimensions multiply past its index
+    # range, even when another dimension is 0: check before it is asked.
+    itemsize = numpy_dtype(dtype).itemsize
+    if math.prod(max(d, 1) for d in shape) * itemsize >= MAX_FIELD:
+        return f"shape {shape!r} describes more than 2**62 bytes"
     return None
 
 
@@ -120,6 +125,14 @@ class TensorRef:
         if problem is not None:
             return problem
         low, high = self.extent()
+        logical = self.size * numpy_dtype(self.dtype).itemsize
+        if logical > self.nbytes:
+            # Only overlapping strides (0 among them) view more elements than
+            # the block holds; no array snakepit shares has them.
+            return (
+                f"view of {logical} bytes (shape {self.shape}, strides {self.strides}) "
+                f"over a block of {self.nbytes} bytes"
+            )
         if low < 0 or high > self.nbytes:
             return (
                 f"view spans bytes [{low}, {high}) of a block of {self.nbytes} bytes "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -21,8 +22,10 @@ import pytest
 
 import snakepit
 from snakepit.errors import (
+    InvalidDescriptorError,
     PythonError,
     SerializationError,
+    SharedMemoryExhaustedError,
     WorkerCrashedError,
     WorkerTimeoutError,
     WorkerUnavailableError,
@@ -245,3 +248,64 @@ def test_signals_do_not_break_frames(pool: snakepit.Pool) -> None:
         assert future.result(BOUND) == payload
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+# ---------------------------------------- 8. results that cannot be sent back
+
+
+def test_a_result_too_big_for_shared_memory_is_a_typed_error_and_the_worker_lives() -> None:
+    env = {**os.environ, "SNAKEPIT_SHM_CAP_BYTES": str(32 << 20)}
+    with snakepit.Pool(workers=1, env=env) as executor:
+        (pid,) = executor.worker_pids()
+        for nbytes in (64 << 20, 40 << 20):
+            with pytest.raises(SharedMemoryExhaustedError):
+                executor.submit(_tasks.big_result, nbytes).result(BOUND)
+        assert executor.worker_pids() == [pid]
+        assert executor.submit(_tasks.big_result, 8 << 20).result(BOUND).sum() == 8 << 20
+
+
+@pytest.mark.parametrize("nbytes", [(2 << 30) + (16 << 20), 3 << 30])
+def test_a_result_over_the_frame_cap_is_a_typed_error_and_the_worker_lives(
+    pool: snakepit.Pool, nbytes: int
+) -> None:
+    (pid,) = pool.worker_pids()
+    started = time.monotonic()
+    with pytest.raises(SerializationError, match="frame limit"):
+        pool.submit(bytes, nbytes).result(BOUND)
+    assert time.monotonic() - started < 10.0
+    assert pool.worker_pids() == [pid]
+    assert pool.submit(_tasks.add, 1, 2).result(BOUND) == 3
+
+
+# ------------------------------------------------- 9. absurd descriptor layouts
+
+
+@pytest.mark.parametrize(
+    ("shape", "strides"),
+    [
+        ((2**40, 0, 2**62 - 1), (1, 1, 1)),
+        ((2**61,), (0,)),
+        ((17,), (1,)),
+        ((8, 4), (0, 1)),
+        ((2**31, 2**31, 0), (8, 8, 8)),
+    ],
+)
+def test_absurd_layouts_are_invalid_descriptors(
+    shape: tuple[int, ...], strides: tuple[int, ...]
+) -> None:
+    block = snakepit.zeros((16,), "uint8")
+    ref = dataclasses.replace(snakepit.ref_of(block), shape=shape, strides=strides)
+    with pytest.raises(InvalidDescriptorError):
+        snakepit.from_ref(ref)
+    del block
+
+
+# -------------------------------------------------------------- sessions
+
+
+def test_sessions_on_an_idle_pool_are_spread_over_the_workers() -> None:
+    with snakepit.Pool(workers=3) as executor:
+        pids = {executor.submit(_tasks.pid, session=f"s{i}").result(BOUND) for i in range(3)}
+        assert len(pids) == 3
+        again = {executor.submit(_tasks.pid, session=f"s{i}").result(BOUND) for i in range(3)}
+        assert again == pids
