@@ -154,6 +154,8 @@ class _Slot:
         self.stopped_by_pool = False  # shutdown ended this process
 
 
+#: Drop mappings of regions that workers unlinked every this many replies.
+_PRUNE_EVERY = 16
 #: The monitor wakes at least this often (a bound far below threading.TIMEOUT_MAX).
 _MAX_MONITOR_SLEEP = 3600.0
 #: Most bytes of a worker's fault log read back (all threads' stacks).
@@ -314,6 +316,7 @@ class Pool(Executor):
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         # Retries waiting in backoff, by call id: shutdown must see them.
         self._retrying: dict[int, _Call] = {}
+        self._replies = 0
         self._timer_seq = itertools.count()
         base_env = dict(os.environ if env is None else env)
         pythonpath = base_env.get("PYTHONPATH", "")
@@ -971,6 +974,12 @@ class Pool(Executor):
                 self._idle_changed.notify_all()  # shutdown() waits for the drain
         now = time.monotonic()
         call.python_time = call_python_time
+        self._replies += 1
+        if self._replies % _PRUNE_EVERY == 0:
+            # Workers unlink regions they no longer need; our mappings of
+            # them would pin their pages in /dev/shm.
+            with contextlib.suppress(Exception):
+                prune_mappings()
         if enabled(POOL_CHECKIN):
             execute(
                 POOL_CHECKIN,

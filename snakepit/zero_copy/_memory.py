@@ -68,6 +68,10 @@ class _State:
         )
         # Arenas inherited through fork belong to the parent: never unlink them.
         self.orphans: list[_core.Arena] = []
+        # Regions this process unlinked for their dead owner while it still
+        # maps them: arrays there stay valid here but cannot be opened by
+        # name elsewhere, so they are copied when sent on.
+        self.unlinked: set[str] = set()
         # In a worker: where references on the supervisor's blocks are noted.
         self.ledger: LeaseLedger | None = None
 
@@ -277,10 +281,22 @@ def is_shared(array: object) -> bool:
     return isinstance(array, np.ndarray) and _shared_buffer(array) is not None
 
 
+def _sendable_buffer(array: object) -> _core.SharedBuffer | None:
+    """The array's shared buffer if another process can still open it by name."""
+    buffer = _shared_buffer(array)
+    if buffer is not None and _state.unlinked and buffer.region_name in _state.unlinked:
+        return None
+    return buffer
+
+
 def share(array: Any) -> np.ndarray[Any, Any]:
-    """Copy ``array`` once into shared memory; already shared arrays are returned."""
+    """Copy ``array`` once into shared memory; already shared arrays are returned.
+
+    An array in a region that is gone by name (its owner, a worker, died) is
+    copied too: it is valid here, but no other process could open it.
+    """
     source = np.asarray(array)
-    if _shared_buffer(source) is not None:
+    if _sendable_buffer(source) is not None:
         return source
     out = empty(source.shape, source.dtype)
     np.copyto(out, source, casting="no")
@@ -291,8 +307,9 @@ def describe(array: np.ndarray[Any, Any]) -> TensorRef | None:
     """The TensorRef of a shared array, or None if it is not in shared memory.
 
     Unlike :func:`ref_of` it registers nothing: this is the codec's hot path.
+    None too for an array whose region was unlinked (see :func:`share`).
     """
-    buffer = _shared_buffer(array)
+    buffer = _sendable_buffer(array)
     return None if buffer is None else _describe(array, buffer)
 
 
@@ -345,6 +362,11 @@ class _Lease:
                 self.ledger.erase(region.name, self.offset)
             with contextlib.suppress(_core.CoreError):
                 region.block_ref(self.offset, -1)
+            name = region.name
+            del region
+            # The last view of a region its owner already unlinked: unmap it
+            # now, or it pins its pages in /dev/shm until the next prune.
+            _unmap_if_unused(name)
 
     def __del__(self) -> None:
         self.release()
@@ -491,18 +513,24 @@ def block_refcount(ref: TensorRef) -> int:
 
 def prune_mappings() -> int:
     """Unmap cached regions that were unlinked and that no live view uses."""
-    removed = 0
     with _state.lock:
-        for name in list(_state.mappings):
-            region = _state.mappings[name]
-            # Only the cache, `region` and getrefcount's argument refer to it:
-            # no view, lease or buffer uses the mapping any more.
-            if sys.getrefcount(region) <= 3 and not os.path.exists(SHM_DIR + name):
-                del _state.mappings[name]
-                region.detach()
-                removed += 1
-            del region
-    return removed
+        return sum(_unmap_if_unused(name) for name in list(_state.mappings))
+
+
+def _unmap_if_unused(name: str) -> bool:
+    """Unmap the cached region ``name`` if it was unlinked and nothing uses it."""
+    with _state.lock:
+        region = _state.mappings.get(name)
+        if region is None:
+            return False
+        # Only the cache, `region` and getrefcount's argument refer to it:
+        # no view, lease or buffer uses the mapping any more.
+        if sys.getrefcount(region) > 3 or os.path.exists(SHM_DIR + name):
+            return False
+        del _state.mappings[name]
+        _state.unlinked.discard(name)
+        region.detach()
+        return True
 
 
 def _owner_alive(pid: int) -> bool:
@@ -541,6 +569,8 @@ def collect_garbage(owner_pid: int | None = None) -> list[str]:
         with contextlib.suppress(_core.CoreError):
             _core.unlink(name)
             removed.append(name)
+    with _state.lock:
+        _state.unlinked.update(name for name in removed if name in _state.mappings)
     return removed
 
 

@@ -264,3 +264,10 @@ def sleep_then_value(seconds: float, value: int) -> int:
 
 def big_result(nbytes: int) -> np.ndarray[Any, Any]:
     return np.ones(nbytes, dtype=np.uint8)
+
+
+def trim_arena() -> None:
+    """Give the worker's unused shared memory back (unlinks freed regions)."""
+    from snakepit import zero_copy
+
+    zero_copy.trim()

@@ -309,3 +309,37 @@ def test_sessions_on_an_idle_pool_are_spread_over_the_workers() -> None:
         assert len(pids) == 3
         again = {executor.submit(_tasks.pid, session=f"s{i}").result(BOUND) for i in range(3)}
         assert again == pids
+
+
+# ------------------------------------------- 11, 12. data that dies or stays pinned
+
+
+def _deleted_shm_mappings() -> int:
+    """Mappings of snakepit regions in this process whose file is gone."""
+    with open("/proc/self/maps") as maps:
+        names = {line.split()[-2] for line in maps if "snakepit-" in line and "(deleted)" in line}
+    return len(names)
+
+
+@pytest.mark.parametrize("death", ["abort", "segfault"])
+def test_results_outlive_their_worker_and_can_be_passed_on(death: str) -> None:
+    with snakepit.Pool(workers=1) as executor:
+        result = executor.submit(_tasks.shared_result, 1 << 18).result(BOUND)
+        expected = float(result.sum())
+        with pytest.raises(WorkerCrashedError):
+            executor.submit(getattr(_tasks, death)).result(BOUND)
+        assert executor.submit(_tasks.total, result).result(BOUND) == expected
+        assert executor.submit(_tasks.total, result[::2]).result(BOUND) == float(result[::2].sum())
+    with snakepit.Pool(workers=1) as other:  # and outlive their pool
+        assert other.submit(_tasks.total, result).result(BOUND) == expected
+
+
+def test_dropped_results_do_not_stay_mapped() -> None:
+    before = _deleted_shm_mappings()
+    with snakepit.Pool(workers=1) as executor:
+        for _ in range(20):
+            result = executor.submit(_tasks.big_result, 40 << 20).result(BOUND)
+            assert int(result[-1]) == 1
+            del result
+            executor.submit(_tasks.trim_arena).result(BOUND)
+        assert _deleted_shm_mappings() - before <= 2
