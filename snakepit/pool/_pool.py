@@ -486,8 +486,13 @@ class Pool(Executor):
             self._stopping = True
             self._monitor_wakeup.notify_all()
         for call in abandoned:
-            # A retry's future is already running and cannot be cancelled.
-            if not call.outer.cancel():
+            if call.outer.cancel():
+                # Cancelled futures are "done" for concurrent.futures.wait()
+                # and as_completed() only once waiters are notified.
+                call.outer.set_running_or_notify_cancel()
+                self._circuits.release(call.device)
+            else:
+                # A retry's future is already running and cannot be cancelled.
                 self._finish(call, WorkerUnavailableError("the pool was shut down"))
         if already and not wait:
             return

@@ -271,3 +271,18 @@ def trim_arena() -> None:
     from snakepit import zero_copy
 
     zero_copy.trim()
+
+
+def chaos_step(kind: str, size: int, seed: int) -> int:
+    """One call of the chaos test: answer, crash, hang or raise by ``kind``."""
+    if kind == "segfault":
+        segfault()
+    if kind == "abort":
+        os.abort()
+    if kind == "hang":
+        time.sleep(60)
+    if kind == "raise":
+        raise ValueError(f"chaos {seed}")
+    if kind == "array":
+        return int(np.full(size, seed % 251, dtype=np.uint8).sum())
+    return len(bytes(size)) + seed
