@@ -28,9 +28,11 @@ from tests.pool import _tasks
 
 MIB = 1 << 20
 SMALL, LARGE = 16 * MIB, 64 * MIB
-#: Linear growth gives 4x (plus noise); quadratic gives 16x.
-MAX_RATIO = 5.0
-ROUNDS = 6
+#: Linear growth gives 4x; quadratic gives 16x. Measured here: 2.7-4.4x in
+#: a quiet process, up to 5.6x late in the full suite (page-fault costs vary
+#: with the machine's memory state), so the bound leaves room for that.
+MAX_RATIO = 6.0
+ROUNDS = 8
 
 
 @pytest.fixture(scope="module")
