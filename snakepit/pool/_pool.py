@@ -92,8 +92,14 @@ _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 @atexit.register
 def _shutdown_live_pools() -> None:
-    for pool in list(_live_pools):
+    pools = list(_live_pools)
+    for pool in pools:
         pool.shutdown(wait=False, cancel_futures=True)
+    # The readers unlink dead workers' regions: give them a moment, or an
+    # interrupted program (Ctrl-C) leaves a worker's region in /dev/shm.
+    deadline = time.monotonic() + _EXIT_CLEANUP_SECONDS
+    for pool in pools:
+        pool._join_readers(deadline)
 
 
 @dataclass(eq=False, slots=True)
@@ -154,6 +160,8 @@ class _Slot:
         self.stopped_by_pool = False  # shutdown ended this process
 
 
+#: How long the exit hook waits for readers to clean up after killed workers.
+_EXIT_CLEANUP_SECONDS = 3.0
 #: Drop mappings of regions that workers unlinked every this many replies.
 _PRUNE_EVERY = 16
 #: The monitor wakes at least this often (a bound far below threading.TIMEOUT_MAX).
@@ -925,6 +933,14 @@ class Pool(Executor):
             with contextlib.suppress(OSError):
                 sock.close()
         self._reap(slot, generation, proc, init_error)
+
+    def _join_readers(self, deadline: float) -> None:
+        """Wait until ``deadline`` (monotonic) for the reader threads to finish."""
+        current = threading.current_thread()
+        for slot in self._slots:
+            reader = slot.reader
+            if reader is not None and reader is not current:
+                reader.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _report_worker_start(self, slot: _Slot, generation: int, pid: int) -> None:
         if enabled(WORKER_START):
