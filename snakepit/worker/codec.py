@@ -258,7 +258,7 @@ class _Unpickler(pickle.Unpickler):
         borrowed: list[np.ndarray[Any, Any]] | None,
         buffers: tuple[Any, ...],
     ) -> None:
-        super().__init__(file, buffers=buffers)
+        super().__init__(file, buffers=buffers or None)
         self.keep = keep
         self.borrowed = borrowed
 

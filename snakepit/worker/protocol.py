@@ -44,7 +44,7 @@ MSG_SHUTDOWN = "shutdown"
 MSG_EVENT = "event"
 
 _HEADER = struct.Struct("<Q")
-_COUNT = struct.Struct("<I")
+_TABLE = struct.Struct("<IQ")  # buffer count, envelope length
 _LENGTH = struct.Struct("<Q")
 #: A frame larger than this is refused: big data travels through shared
 #: memory, so a huge frame means a bug or a hostile peer.
@@ -83,6 +83,9 @@ def send_frame(sock: socket.socket, frame: Frame | bytes) -> None:
     """Send one frame (blocking): header, envelope and blobs, never concatenated
     when large, so the cost is one pass of the kernel over the bytes."""
     parts = [frame] if isinstance(frame, (bytes, bytearray, memoryview)) else frame
+    if len(parts) == 1 and type(parts[0]) is bytes and len(parts[0]) <= _JOIN_BYTES:
+        sock.sendall(_HEADER.pack(len(parts[0])) + parts[0])  # the common small frame
+        return
     views = [memoryview(part).cast("B") for part in parts]
     size = sum(view.nbytes for view in views)
     if size <= _JOIN_BYTES:
@@ -241,8 +244,10 @@ def pack(tag: str, ident: int, blob: Any) -> Frame:
     """
     buffers: list[pickle.PickleBuffer] = []
     envelope = pickle.dumps((tag, ident, blob), protocol=5, buffer_callback=buffers.append)
+    if not buffers:
+        return [_TABLE.pack(0, len(envelope)) + envelope]
     raws = [item.raw() for item in buffers]
-    table = _COUNT.pack(len(raws)) + _LENGTH.pack(len(envelope))
+    table = _TABLE.pack(len(raws), len(envelope))
     table += b"".join(_LENGTH.pack(raw.nbytes) for raw in raws)
     parts: Frame = [table + envelope]
     offset = len(parts[0])
@@ -260,28 +265,14 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
 
     Out-of-band buffers come back as memoryviews into ``payload`` (no copy).
     """
-    view = memoryview(payload).cast("B")
     try:
-        (count,) = _COUNT.unpack_from(view)
-        (envelope_size,) = _LENGTH.unpack_from(view, _COUNT.size)
-        start = _COUNT.size + _LENGTH.size
-        envelope_start = start + count * _LENGTH.size
-        if envelope_start + envelope_size > len(view):
-            raise ProtocolError("frame is shorter than its table announces")
-        buffers = []
-        offset = envelope_start + envelope_size
-        for index in range(count):
-            (length,) = _LENGTH.unpack_from(view, start + index * _LENGTH.size)
-            offset += -offset % _ALIGNMENT
-            if offset + length > len(view):
-                raise ProtocolError("frame is shorter than the buffers it announces")
-            buffers.append(view[offset : offset + length])
-            offset += length
-        if offset != len(view):
-            raise ProtocolError(f"frame has {len(view) - offset} bytes beyond its buffers")
-        envelope = pickle.loads(
-            view[envelope_start : envelope_start + envelope_size], buffers=buffers
-        )
+        count, envelope_size = _TABLE.unpack_from(payload)
+        if count == 0:  # the common frame: no out-of-band buffers
+            if _TABLE.size + envelope_size != len(payload):
+                raise ProtocolError("frame length disagrees with its table")
+            envelope = pickle.loads(memoryview(payload)[_TABLE.size :])
+        else:
+            envelope = _unpack_with_buffers(memoryview(payload).cast("B"), count, envelope_size)
     except ProtocolError:
         raise
     except BaseException as exc:
@@ -298,3 +289,23 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
     ):
         raise ProtocolError(f"malformed envelope {type(envelope).__name__}")
     return envelope
+
+
+def _unpack_with_buffers(view: memoryview, count: int, envelope_size: int) -> Any:
+    """The envelope of a frame with ``count`` out-of-band buffers."""
+    start = _TABLE.size
+    envelope_start = start + count * _LENGTH.size
+    if envelope_start + envelope_size > len(view):
+        raise ProtocolError("frame is shorter than its table announces")
+    buffers = []
+    offset = envelope_start + envelope_size
+    for index in range(count):
+        (length,) = _LENGTH.unpack_from(view, start + index * _LENGTH.size)
+        offset += -offset % _ALIGNMENT
+        if offset + length > len(view):
+            raise ProtocolError("frame is shorter than the buffers it announces")
+        buffers.append(view[offset : offset + length])
+        offset += length
+    if offset != len(view):
+        raise ProtocolError(f"frame has {len(view) - offset} bytes beyond its buffers")
+    return pickle.loads(view[envelope_start : envelope_start + envelope_size], buffers=buffers)
