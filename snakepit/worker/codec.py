@@ -96,6 +96,15 @@ class _ArrayIds:
     frame_types: frozenset[type]
     tensor_type: type | None
 
+    def __init__(
+        self, file: io.BytesIO, *, receiver: int | None, threshold: int, snapshot: bool
+    ) -> None:
+        sink = _OutOfBand(snapshot)
+        # Not a bound method: pickler -> callback -> pickler would be a cycle,
+        # keeping the sent arrays (and their blocks) alive until the next GC.
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=sink)  # type: ignore[call-arg]
+        self._setup(receiver, threshold, sink.buffers)
+
     def _setup(
         self, receiver: int | None, threshold: int, buffers: list[pickle.PickleBuffer]
     ) -> None:
@@ -222,27 +231,9 @@ class _FastPickler(_ArrayIds, pickle.Pickler):
 
     by_value_check = True
 
-    def __init__(
-        self, file: io.BytesIO, *, receiver: int | None, threshold: int, snapshot: bool
-    ) -> None:
-        sink = _OutOfBand(snapshot)
-        # Not a bound method: pickler -> callback -> pickler would be a cycle,
-        # keeping the sent arrays (and their blocks) alive until the next GC.
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=sink)
-        self._setup(receiver, threshold, sink.buffers)
-
 
 class _CloudPickler(_ArrayIds, cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle: functions from ``__main__``, lambdas and closures by value."""
-
-    def __init__(
-        self, file: io.BytesIO, *, receiver: int | None, threshold: int, snapshot: bool
-    ) -> None:
-        sink = _OutOfBand(snapshot)
-        # Not a bound method: pickler -> callback -> pickler would be a cycle,
-        # keeping the sent arrays (and their blocks) alive until the next GC.
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=sink)
-        self._setup(receiver, threshold, sink.buffers)
 
 
 def _owner(ref: TensorRef) -> int:
