@@ -18,7 +18,6 @@ import functools
 import heapq
 import itertools
 import logging
-import math
 import os
 import socket
 import subprocess
@@ -76,6 +75,7 @@ from snakepit.zero_copy import collect_garbage, prune_mappings, threshold_bytes
 from ._circuit import CircuitBreakerRegistry, CircuitState
 from ._exits import ExitInfo, ExitKind, classify_exit, oom_kill_count
 from ._health import HealthAlert, HealthMonitor
+from ._options import DEFAULT_OPTIONS, UNSET, CallOptions, PoolView, checked_timeout
 from ._retry import RetryPolicy
 from ._watch import ProcessWatcher, kill_group
 
@@ -209,22 +209,6 @@ def _function_name(fn: Callable[..., Any] | str) -> str:
     return f"{module}:{qualname}"
 
 
-#: Timeouts longer than this (about 31 years) mean no timeout: beyond it a
-#: deadline is meaningless, and threading refuses waits over TIMEOUT_MAX.
-_LONGEST_TIMEOUT = 1e9
-
-
-def _checked_timeout(timeout: object) -> float | None:
-    """A per-call timeout in seconds, validated; None for none (or a huge one)."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    if math.isnan(timeout) or timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    return None if timeout > _LONGEST_TIMEOUT else float(timeout)
-
-
 def _on_process_exit(pid: int, sock: socket.socket) -> None:
     """A worker process exited: end its process group (children that still
     hold its socket), then shut the socket so its reader sees the end."""
@@ -295,7 +279,7 @@ class Pool(Executor):
         self._closed = False  # no new calls accepted
         self._stopping = False  # queue drained (or abandoned): workers stop
         self._monitor_done = False  # workers stopped: the monitor may end
-        self._timeout = _checked_timeout(timeout)
+        self._timeout = checked_timeout(timeout)
         self._retry = retry if retry is not None else RetryPolicy()
         self._circuits = (
             circuit_breaker if circuit_breaker is not None else CircuitBreakerRegistry()
@@ -355,20 +339,41 @@ class Pool(Executor):
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker; returns a Future.
 
-        ``fn`` may be a callable or ``"module:function"``. The keyword
-        arguments ``timeout``, ``idempotent``, ``session`` and ``device`` are
-        per-call options and are not passed to ``fn`` (wrap ``fn`` with
-        functools.partial to pass such names through).
+        ``fn`` may be a callable or ``"module:function"``. Every keyword goes
+        to ``fn``; options for the call itself (timeout, retry, session,
+        device) go through :meth:`options`.
         """
-        if kwargs:
-            timeout = kwargs.pop("timeout", self._timeout)
-            if timeout is not self._timeout:
-                timeout = _checked_timeout(timeout)
-            idempotent = bool(kwargs.pop("idempotent", False))
-            session = kwargs.pop("session", None)
-            device = kwargs.pop("device", None)
-        else:
-            timeout, idempotent, session, device = self._timeout, False, None, None
+        return self._submit(fn, args, kwargs, DEFAULT_OPTIONS)
+
+    def options(
+        self,
+        *,
+        timeout: float | None = UNSET,
+        idempotent: bool = UNSET,
+        session: str | None = UNSET,
+        device: str | None = UNSET,
+    ) -> PoolView:
+        """A view of this pool whose calls carry these options.
+
+        ``timeout``: seconds a call may run before its worker is terminated
+        (None: no limit; default: the pool's ``timeout``). ``idempotent``: the
+        call may be retried after a crash or timeout. ``session``: calls of
+        one session run on one worker. ``device``: run on a worker of this
+        device. See :class:`~snakepit.pool.CallOptions`.
+        """
+        return PoolView(self, DEFAULT_OPTIONS).options(
+            timeout=timeout, idempotent=idempotent, session=session, device=device
+        )
+
+    def _submit(
+        self,
+        fn: Callable[..., Any] | str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> Future[Any]:
+        timeout = options.timeout_or(self._timeout)
+        idempotent, session, device = options.idempotent, options.session, options.device
         outer: Future[Any] = Future()
         if self._closed:
             raise PoolClosedError("cannot submit to a pool that was shut down")

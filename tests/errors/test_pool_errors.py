@@ -28,7 +28,7 @@ def pool() -> Iterator[snakepit.Pool]:
 def test_torch_shape_error_from_a_worker(pool: snakepit.Pool) -> None:
     pytest.importorskip("torch")
     with pytest.raises(ShapeError) as info:
-        pool.call(_tasks.torch_matmul_mismatch, timeout=120)
+        pool.options(timeout=120).call(_tasks.torch_matmul_mismatch)
     exc = info.value
     assert (exc.shape_a, exc.shape_b, exc.operation) == ((3, 4), (2, 2), "matmul")
     assert isinstance(exc, RuntimeError)  # what torch raised, still catchable as such
@@ -52,7 +52,7 @@ def test_torch_shape_error_from_a_worker(pool: snakepit.Pool) -> None:
 
 def test_remote_chain_and_notes_from_a_worker(pool: snakepit.Pool) -> None:
     with pytest.raises(ValueError, match="lookup failed") as info:
-        pool.call(_tasks.wrapped_key_error, timeout=60)
+        pool.options(timeout=60).call(_tasks.wrapped_key_error)
     exc = info.value
     assert isinstance(exc, PythonError)
     assert exc.__notes__ == ["while reading the config"]

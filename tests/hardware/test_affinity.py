@@ -176,8 +176,8 @@ def test_auto_pool_is_pinned_round_robin(
     with snakepit.Pool(workers=3, device="auto") as pool:
         devices = [worker["device"] for worker in pool.health()["workers"].values()]
         assert devices == ["cuda:0", "cuda:1", "cuda:0"]
-        assert pool.call(_tasks.visibility, device="cuda:1")["CUDA_VISIBLE_DEVICES"] == "1"
-        assert pool.call(_tasks.visibility, device="cuda:0")["CUDA_VISIBLE_DEVICES"] == "0"
+        assert pool.options(device="cuda:1").call(_tasks.visibility)["CUDA_VISIBLE_DEVICES"] == "1"
+        assert pool.options(device="cuda:0").call(_tasks.visibility)["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 def test_auto_pool_on_this_machine(fresh_cache: None) -> None:

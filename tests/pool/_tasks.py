@@ -286,3 +286,8 @@ def chaos_step(kind: str, size: int, seed: int) -> int:
     if kind == "array":
         return int(np.full(size, seed % 251, dtype=np.uint8).sum())
     return len(bytes(size)) + seed
+
+
+def keywords(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """What the worker's function received as keyword arguments (and positionals)."""
+    return {"args": list(args), **kwargs}

@@ -103,15 +103,15 @@ def test_echoed_shared_argument_is_the_same_memory(pool: snakepit.Pool) -> None:
 
 
 def test_sessions_pin_to_one_worker(pool: snakepit.Pool) -> None:
-    first = pool.call(_tasks.remember, "model", 123, session="s1")
+    first = pool.options(session="s1").call(_tasks.remember, "model", 123)
     for _ in range(5):
-        assert pool.call(_tasks.recall, "model", session="s1") == 123
-        assert pool.call(_tasks.pid, session="s1") == first
+        assert pool.options(session="s1").call(_tasks.recall, "model") == 123
+        assert pool.options(session="s1").call(_tasks.pid) == first
 
 
 def test_unknown_device_is_a_typed_error(pool: snakepit.Pool) -> None:
     with pytest.raises(DeviceNotAvailableError):
-        pool.call(_tasks.add, 1, 2, device="cuda:7")
+        pool.options(device="cuda:7").call(_tasks.add, 1, 2)
 
 
 def test_unpicklable_argument_fails_only_that_call(pool: snakepit.Pool) -> None:

@@ -200,7 +200,7 @@ def test_a_block_without_a_stream_raises_in_the_caller(pool: snakepit.Pool) -> N
 def test_tables_kept_by_the_worker_stay_valid(pool: snakepit.Pool) -> None:
     shared = snakepit.share_table(make_table(ROWS_10MIB // 8))
     ref = zero_copy.arrow_ref_of(shared)
-    pool.call(keep_table, shared, session="keeper")
+    pool.options(session="keeper").call(keep_table, shared)
     assert zero_copy.block_refcount(ref.data) == 2  # the worker holds its own now
     ref.release()
     del shared
@@ -208,8 +208,8 @@ def test_tables_kept_by_the_worker_stay_valid(pool: snakepit.Pool) -> None:
     for decoy in decoys:
         decoy[:] = 0xFF
     rows = ROWS_10MIB // 8
-    assert pool.call(kept_sum, session="keeper") == rows * (rows - 1) // 2
-    pool.call(let_go, session="keeper")
+    assert pool.options(session="keeper").call(kept_sum) == rows * (rows - 1) // 2
+    pool.options(session="keeper").call(let_go)
     assert zero_copy.block_refcount(ref.data) == 0
 
 

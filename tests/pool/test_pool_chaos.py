@@ -85,8 +85,8 @@ def test_chaos_every_future_completes_and_nothing_leaks() -> None:
             idempotent = local.random() < 0.3
             timeout = 0.5 if kind == "hang" or local.random() < 0.2 else None
             try:
-                future = pool.submit(
-                    _tasks.chaos_step, kind, size, value, timeout=timeout, idempotent=idempotent
+                future = pool.options(timeout=timeout, idempotent=idempotent).submit(
+                    _tasks.chaos_step, kind, size, value
                 )
             except WorkerUnavailableError:
                 return  # the pool was shut down: expected from here on

@@ -100,7 +100,7 @@ def test_memory_limit_exceeded(pool: snakepit.Pool) -> None:
 def test_infinite_loop_times_out(pool: snakepit.Pool) -> None:
     started = time.monotonic()
     with pytest.raises(WorkerTimeoutError) as info:
-        pool.call(_tasks.spin_forever, timeout=0.5)
+        pool.options(timeout=0.5).call(_tasks.spin_forever)
     assert time.monotonic() - started < 10
     assert info.value.timeout == 0.5
     assert "in spin_forever" in (info.value.remote_traceback or "")  # where it was stuck
@@ -110,7 +110,7 @@ def test_infinite_loop_times_out(pool: snakepit.Pool) -> None:
 @pytest.mark.parametrize("ignore_sigterm", [False, True])
 def test_c_call_that_never_returns(pool: snakepit.Pool, ignore_sigterm: bool) -> None:
     with pytest.raises(WorkerTimeoutError):
-        pool.call(_tasks.c_call_forever, ignore_sigterm, timeout=0.5)
+        pool.options(timeout=0.5).call(_tasks.c_call_forever, ignore_sigterm)
     _assert_recovered(pool)
 
 

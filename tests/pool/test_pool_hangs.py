@@ -82,7 +82,9 @@ def test_timeout_fires_although_a_grandchild_holds_the_socket(
 ) -> None:
     marker = tmp_path / "grandchild"
     started = time.monotonic()
-    future = pool.submit(_tasks.fork_grandchild_then_sleep, str(marker), 60.0, 600.0, timeout=1.0)
+    future = pool.options(timeout=1.0).submit(
+        _tasks.fork_grandchild_then_sleep, str(marker), 60.0, 600.0
+    )
     with pytest.raises(WorkerTimeoutError):
         future.result(BOUND)
     assert time.monotonic() - started < 15.0
@@ -94,11 +96,10 @@ def test_timeout_fires_although_a_grandchild_holds_the_socket(
 def test_subprocess_grandchildren_die_with_their_worker(tmp_path: Path, action: str) -> None:
     marker = tmp_path / "grandchild"
     with snakepit.Pool(workers=1, terminate_grace=0.5) as executor:
-        future = executor.submit(
+        future = executor.options(timeout=1.0 if action == "timeout" else None).submit(
             _tasks.popen_grandchild_then,
             str(marker),
             "segfault" if action == "segfault" else "sleep",
-            timeout=1.0 if action == "timeout" else None,
         )
         deadline = time.monotonic() + BOUND
         while not marker.exists() or not marker.read_text():
@@ -118,15 +119,15 @@ def test_subprocess_grandchildren_die_with_their_worker(tmp_path: Path, action: 
 
 @pytest.mark.parametrize("timeout", [math.inf, 1e10, 10**12, 1e300])
 def test_huge_timeouts_mean_no_timeout(pool: snakepit.Pool, timeout: float) -> None:
-    assert pool.submit(_tasks.add, 1, 2, timeout=timeout).result(BOUND) == 3
-    assert pool.submit(_tasks.sleep_then_value, 0.05, 7, timeout=timeout).result(BOUND) == 7
+    assert pool.options(timeout=timeout).submit(_tasks.add, 1, 2).result(BOUND) == 3
+    assert pool.options(timeout=timeout).submit(_tasks.sleep_then_value, 0.05, 7).result(BOUND) == 7
     assert pool.submit(_tasks.add, 3, 4).result(BOUND) == 7
 
 
 @pytest.mark.parametrize("timeout", [math.nan, -1.0, 0, "5", True])
 def test_invalid_timeouts_are_refused(pool: snakepit.Pool, timeout: object) -> None:
     with pytest.raises((ValueError, TypeError)):
-        pool.submit(_tasks.add, 1, 2, timeout=timeout)
+        pool.options(timeout=timeout).submit(_tasks.add, 1, 2)
     assert pool.submit(_tasks.add, 1, 2).result(BOUND) == 3
 
 
@@ -147,7 +148,7 @@ def test_pool_default_timeout_is_validated(timeout: float) -> None:
 def test_shutdown_completes_futures_of_running_idempotent_calls(seconds: float) -> None:
     """Running (or about to run) idempotent calls are not retried into a dead pool."""
     executor = snakepit.Pool(workers=1, terminate_grace=0.5)
-    future = executor.submit(time.sleep, seconds, idempotent=True)
+    future = executor.options(idempotent=True).submit(time.sleep, seconds)
     if seconds:
         time.sleep(0.3)
     executor.shutdown(wait=False, cancel_futures=True)
@@ -165,7 +166,7 @@ def test_with_block_waits_for_a_retry_in_backoff(tmp_path: Path) -> None:
     marker = tmp_path / "crashed-once"
     policy = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=0.5, jitter=0.0)
     with snakepit.Pool(workers=1, retry=policy) as executor:
-        future = executor.submit(_tasks.crash_first_time, str(marker), idempotent=True)
+        future = executor.options(idempotent=True).submit(_tasks.crash_first_time, str(marker))
         deadline = time.monotonic() + BOUND
         while executor.stats()["retries"] == 0:
             assert time.monotonic() < deadline
@@ -178,7 +179,7 @@ def test_shutdown_without_wait_fails_a_retry_in_backoff(tmp_path: Path) -> None:
     marker = tmp_path / "crashed-once"
     policy = RetryPolicy(max_attempts=3, base_delay=5.0, max_delay=5.0, jitter=0.0)
     executor = snakepit.Pool(workers=1, retry=policy)
-    future = executor.submit(_tasks.crash_first_time, str(marker), idempotent=True)
+    future = executor.options(idempotent=True).submit(_tasks.crash_first_time, str(marker))
     deadline = time.monotonic() + BOUND
     while executor.stats()["retries"] == 0:
         assert time.monotonic() < deadline
@@ -198,7 +199,7 @@ def test_a_timeout_racing_the_reply_never_mislabels_the_next_call() -> None:
     ) as executor:
         for i in range(60):
             delay = 0.05 + (i % 9 - 4) * 0.001
-            racing = executor.submit(time.sleep, delay, timeout=0.05)
+            racing = executor.options(timeout=0.05).submit(time.sleep, delay)
             follow_up = executor.submit(abs, -i)
             with contextlib.suppress(WorkerTimeoutError):
                 racing.result(BOUND)
@@ -231,7 +232,9 @@ def test_a_header_announcing_a_huge_frame_commits_no_memory_and_times_out() -> N
         before = supervisor.memory_info().rss
         started = time.monotonic()
         with pytest.raises(WorkerTimeoutError):
-            executor.submit(_tasks.announce_huge_frame, 2 << 30, 60.0, timeout=2.0).result(BOUND)
+            executor.options(timeout=2.0).submit(_tasks.announce_huge_frame, 2 << 30, 60.0).result(
+                BOUND
+            )
         assert time.monotonic() - started < 6.0
         assert supervisor.memory_info().rss - before < 256 << 20
         assert executor.submit(_tasks.add, 1, 2).result(BOUND) == 3
@@ -305,9 +308,13 @@ def test_absurd_layouts_are_invalid_descriptors(
 
 def test_sessions_on_an_idle_pool_are_spread_over_the_workers() -> None:
     with snakepit.Pool(workers=3) as executor:
-        pids = {executor.submit(_tasks.pid, session=f"s{i}").result(BOUND) for i in range(3)}
+        pids = {
+            executor.options(session=f"s{i}").submit(_tasks.pid).result(BOUND) for i in range(3)
+        }
         assert len(pids) == 3
-        again = {executor.submit(_tasks.pid, session=f"s{i}").result(BOUND) for i in range(3)}
+        again = {
+            executor.options(session=f"s{i}").submit(_tasks.pid).result(BOUND) for i in range(3)
+        }
         assert again == pids
 
 

@@ -35,5 +35,5 @@ def test_crash_cycles_leak_no_descriptors_or_threads() -> None:
 def test_calls_with_timeouts_leave_no_timers_behind() -> None:
     with snakepit.Pool(workers=2) as pool:
         for _ in range(200):
-            assert pool.call(_tasks.add, 1, 1, timeout=3600) == 2
+            assert pool.options(timeout=3600).call(_tasks.add, 1, 1) == 2
         assert len(pool._timers) == 0  # white-box: deadlines live on the slots

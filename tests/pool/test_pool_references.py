@@ -115,7 +115,7 @@ def test_arguments_kept_by_the_worker_stay_valid(pool: snakepit.Pool) -> None:
     array = snakepit.empty(1 << 14, "float64")
     array[:] = 1.0
     ref = snakepit.ref_of(array)
-    pool.call(_tasks.keep_argument, array, session="keeper")
+    pool.options(session="keeper").call(_tasks.keep_argument, array)
     assert zero_copy.block_refcount(ref) == 2  # the worker holds its own now
     ref.release()
     del array
@@ -123,8 +123,8 @@ def test_arguments_kept_by_the_worker_stay_valid(pool: snakepit.Pool) -> None:
     for decoy in decoys:
         decoy[:] = 9.0
     # The kept block was not reused under the worker.
-    assert pool.call(_tasks.kept_total, session="keeper") == float(1 << 13)
-    pool.call(_tasks.let_go, session="keeper")
+    assert pool.options(session="keeper").call(_tasks.kept_total) == float(1 << 13)
+    pool.options(session="keeper").call(_tasks.let_go)
 
 
 def test_arguments_not_kept_take_no_reference(pool: snakepit.Pool) -> None:

@@ -50,17 +50,17 @@ def test_per_device_circuits_are_independent() -> None:
     ) as pool:
         for _ in range(2):
             with pytest.raises(WorkerCrashedError):
-                pool.call(_tasks.segfault, device="cuda:0")
+                pool.options(device="cuda:0").call(_tasks.segfault)
         with pytest.raises(CircuitOpenError):
-            pool.call(_tasks.add, 1, 1, device="cuda:0")
-        assert pool.call(_tasks.add, 1, 1, device="cpu") == 2
-        assert pool.call(_tasks.env, "CUDA_VISIBLE_DEVICES", device="cpu") == ""
+            pool.options(device="cuda:0").call(_tasks.add, 1, 1)
+        assert pool.options(device="cpu").call(_tasks.add, 1, 1) == 2
+        assert pool.options(device="cpu").call(_tasks.env, "CUDA_VISIBLE_DEVICES") == ""
 
 
 def test_idempotent_calls_are_retried_after_a_crash(tmp_path: Path) -> None:
     policy = RetryPolicy(max_attempts=3, base_delay=0.01, jitter=0.0)
     with snakepit.Pool(workers=1, retry=policy) as pool:
-        assert pool.call(_tasks.flaky, str(tmp_path / "a"), idempotent=True) == "recovered"
+        assert pool.options(idempotent=True).call(_tasks.flaky, str(tmp_path / "a")) == "recovered"
         assert pool.stats()["retries"] == 1
         with pytest.raises(WorkerCrashedError):
             pool.call(_tasks.flaky, str(tmp_path / "b"))  # not idempotent: no retry

@@ -126,7 +126,8 @@ def test_worker_crash_and_restart_sequence(events: Collector) -> None:
         with pytest.raises(WorkerCrashedError):
             pool.call(_tasks.segfault)
         events.wait_for("worker.start")
-        assert events.names() == [
+        # Memory events come from the garbage collector, at any moment.
+        assert events.names(skip=lambda r: r[0][1] == "memory") == [
             "call.start",
             "serialize.stop",
             "pool.checkout",
@@ -186,7 +187,7 @@ def test_retry_sequence(events: Collector, tmp_path: Path) -> None:
     with snakepit.Pool(workers=2, retry=retry) as pool:
         events.clear()
         marker = str(tmp_path / "marker")
-        assert pool.call(_tasks.flaky, marker, idempotent=True) == "recovered"
+        assert pool.options(idempotent=True).call(_tasks.flaky, marker) == "recovered"
         names = events.names(skip=_calls_only)
         assert names == [
             "call.start",

@@ -61,7 +61,7 @@ def test_calls_that_never_reached_a_worker_or_succeeded_leave_nothing(tmp_path: 
     with snakepit.Pool(workers=1, repro_dir=tmp_path) as pool:
         assert pool.call(_tasks.add, 1, 2) == 3
         with pytest.raises(snakepit.errors.DeviceNotAvailableError):
-            pool.call(_tasks.add, 1, 2, device="cuda:5")
+            pool.options(device="cuda:5").call(_tasks.add, 1, 2)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,0 +1,208 @@
+"""Per-call options, kept apart from the called function's own arguments.
+
+``pool.call(fn, x, device="cuda:0", timeout=3)`` hands both keywords to
+``fn``: ML functions very often take exactly those parameters. Options for the
+call itself go through :meth:`snakepit.Pool.options`, which returns a
+:class:`PoolView` with the same call methods (the shape Ray users know from
+``.options()``)::
+
+    pool.options(timeout=5, idempotent=True).call(fn, x)
+    fast = pool.options(device="cuda:1")
+    futures = [fast.submit(fn, batch) for batch in batches]
+
+A view is a light value: it holds its pool and its options, nothing else, and
+``view.options(...)`` returns a new view with some options replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["UNSET", "CallOptions", "PoolView", "checked_timeout"]
+
+#: Timeouts longer than this (about 31 years) mean no timeout: beyond it a
+#: deadline is meaningless, and threading refuses waits over TIMEOUT_MAX.
+_LONGEST_TIMEOUT = 1e9
+
+
+class _Unset:
+    """The type of :data:`UNSET`: an option the caller did not give."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: Marks an option left to the pool's default (``timeout=None`` means none).
+UNSET: Any = _Unset()
+
+
+def checked_timeout(timeout: object) -> float | None:
+    """A timeout in seconds, validated; None for none (or for a huge one).
+
+    Raises:
+        TypeError: Not a number (booleans included).
+        ValueError: NaN, zero or negative.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if math.isnan(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return None if timeout > _LONGEST_TIMEOUT else float(timeout)
+
+
+def _optional_text(name: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """How one call runs, apart from what it computes.
+
+    Attributes:
+        timeout: Seconds the call may run in a worker before the worker is
+            terminated (:class:`~snakepit.errors.WorkerTimeoutError`); None for
+            no limit; :data:`UNSET` for the pool's default.
+        idempotent: The call may be retried on another worker after a crash
+            or timeout, by the pool's retry policy.
+        session: Calls with the same session name run on the same worker, so
+            state a call leaves in the worker is there for the next one.
+        device: Run on a worker of this device (``"cpu"``, ``"cuda:1"``, ...).
+    """
+
+    timeout: float | None = UNSET
+    idempotent: bool = False
+    session: str | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not UNSET:
+            object.__setattr__(self, "timeout", checked_timeout(self.timeout))
+        if not isinstance(self.idempotent, bool):
+            raise TypeError(f"idempotent must be True or False, not {self.idempotent!r}")
+        _optional_text("session", self.session)
+        _optional_text("device", self.device)
+
+    def replace(self, **changes: Any) -> CallOptions:
+        """A copy with the given options replaced (unknown names raise TypeError)."""
+        return dataclasses.replace(self, **changes)
+
+    def timeout_or(self, default: float | None) -> float | None:
+        """The call's timeout: its own, or ``default`` when it was not set."""
+        return default if self.timeout is UNSET else self.timeout
+
+
+#: The options of a plain ``pool.submit``.
+DEFAULT_OPTIONS = CallOptions()
+
+
+class _Submitter(Protocol):
+    def _submit(
+        self,
+        fn: Callable[..., Any] | str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> Future[Any]: ...
+
+
+def map_calls(
+    submit: Callable[..., Future[Any]],
+    fn: Callable[..., Any] | str,
+    iterables: tuple[Iterable[Any], ...],
+    timeout: float | None,
+) -> Iterator[Any]:
+    """``Executor.map`` over any ``submit``: results in order, ``timeout`` for all.
+
+    Every call is submitted before the iterator is returned, as the standard
+    library does, so the work starts at once; calls not yet collected when
+    the iterator is closed are cancelled.
+    """
+    end = None if timeout is None else time.monotonic() + timeout
+    futures = [submit(fn, *args) for args in zip(*iterables, strict=False)]
+
+    def results() -> Iterator[Any]:
+        try:
+            futures.reverse()
+            while futures:
+                future = futures.pop()
+                yield future.result(None if end is None else end - time.monotonic())
+        finally:
+            for future in futures:
+                future.cancel()
+
+    return results()
+
+
+class PoolView:
+    """A pool seen through per-call options: ``pool.options(...)`` returns one.
+
+    It has the pool's call methods; every call made through it carries its
+    options. Views are cheap: make one per call site or keep one around.
+    """
+
+    __slots__ = ("_options", "_pool")
+
+    def __init__(self, pool: _Submitter, options: CallOptions) -> None:
+        self._pool = pool
+        self._options = options
+
+    @property
+    def call_options(self) -> CallOptions:
+        """The options calls made through this view carry."""
+        return self._options
+
+    def options(
+        self,
+        *,
+        timeout: float | None = UNSET,
+        idempotent: bool = UNSET,
+        session: str | None = UNSET,
+        device: str | None = UNSET,
+    ) -> PoolView:
+        """A view with some of these options replaced (the others kept)."""
+        given = {
+            "timeout": timeout,
+            "idempotent": idempotent,
+            "session": session,
+            "device": device,
+        }
+        changes = {k: v for k, v in given.items() if v is not UNSET}
+        return PoolView(self._pool, self._options.replace(**changes))
+
+    def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` in a worker with this view's options."""
+        return self._pool._submit(fn, args, kwargs, self._options)
+
+    def call(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a call with this view's options and wait for its result."""
+        return self.submit(fn, *args, **kwargs).result()
+
+    async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable form of :meth:`call`."""
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def map(
+        self,
+        fn: Callable[..., Any] | str,
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """Like ``Executor.map``: ``timeout`` bounds the wait for all results
+        (each call's own limit is the view's ``timeout`` option)."""
+        del chunksize  # each item is its own call, as in Executor.map
+        return map_calls(self.submit, fn, iterables, timeout)
+
+    def __repr__(self) -> str:
+        return f"<snakepit.PoolView {self._options} of {self._pool!r}>"
