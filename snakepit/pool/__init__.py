@@ -5,6 +5,7 @@ from ._exits import ExitInfo, ExitKind, classify_exit
 from ._health import HealthMonitor
 from ._options import CallOptions, PoolView
 from ._pool import Pool
+from ._repro import write_repro
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "PoolView",
     "RetryPolicy",
     "classify_exit",
+    "write_repro",
 ]

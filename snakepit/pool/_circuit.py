@@ -15,16 +15,15 @@ about the health of the workers).
 from __future__ import annotations
 
 import enum
-import logging
 import threading
 import time
 from collections.abc import Callable
 
 from snakepit.errors import CircuitOpenError
+from snakepit.telemetry._bus import enabled, execute
+from snakepit.telemetry._events import CIRCUIT_CLOSE, CIRCUIT_HALF_OPEN, CIRCUIT_OPEN
 
-__all__ = ["CircuitBreaker", "CircuitBreakerRegistry", "CircuitState", "TransitionListener"]
-
-_log = logging.getLogger(__name__)
+__all__ = ["CircuitBreaker", "CircuitBreakerRegistry", "CircuitState"]
 
 
 class CircuitState(str, enum.Enum):
@@ -41,33 +40,27 @@ class CircuitState(str, enum.Enum):
         return self.value
 
 
-TransitionListener = Callable[[str, CircuitState, CircuitState], None]
-"""Called as ``listener(circuit_name, old_state, new_state)`` after each transition."""
-
 _Transition = tuple[CircuitState, CircuitState]
 
 
-def _notify(listeners: list[TransitionListener], name: str, transitions: list[_Transition]) -> None:
-    for old, new in transitions:
-        for listener in listeners:
-            try:
-                listener(name, old, new)
-            except Exception:
-                # Telemetry must never be able to break call admission.
-                _log.exception("circuit %r: transition listener %r raised", name, listener)
+_EVENTS = {
+    CircuitState.OPEN: CIRCUIT_OPEN,
+    CircuitState.HALF_OPEN: CIRCUIT_HALF_OPEN,
+    CircuitState.CLOSED: CIRCUIT_CLOSE,
+}
 
 
 class CircuitBreaker:
     """A thread-safe closed / open / half-open circuit breaker.
 
     Args:
-        name: Name reported in errors and to listeners (``global``, ``device:cuda:0``).
+        name: Name reported in errors and events (``global``, ``device:cuda:0``).
         failure_threshold: Consecutive failures that open a closed circuit.
         success_threshold: Successful half-open probes that close the circuit.
         open_duration: Seconds the circuit stays open before probing.
         half_open_max_probes: Probe calls allowed in flight while half-open.
         clock: Monotonic time source in seconds (injectable for tests).
-        listeners: Initial transition listeners.
+        pool: The pool whose breaker this is, named in its events.
 
     Raises:
         ValueError: A threshold or duration is out of range.
@@ -81,7 +74,7 @@ class CircuitBreaker:
         open_duration: float = 30.0,
         half_open_max_probes: int = 1,
         clock: Callable[[], float] = time.monotonic,
-        listeners: tuple[TransitionListener, ...] = (),
+        pool: str | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
@@ -98,7 +91,8 @@ class CircuitBreaker:
         self.half_open_max_probes = half_open_max_probes
         self._clock = clock
         self._lock = threading.Lock()
-        self._listeners: list[TransitionListener] = list(listeners)
+        #: The pool whose breaker this is (tags its events).
+        self.pool = pool
         self._state = CircuitState.CLOSED
         self._failures = 0
         self._successes = 0
@@ -106,24 +100,10 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._open_count = 0
 
-    # ------------------------------------------------------------- listeners
-
-    def on_transition(self, listener: TransitionListener) -> TransitionListener:
-        """Subscribe ``listener`` to state transitions; returns it (usable as a decorator)."""
-        with self._lock:
-            self._listeners.append(listener)
-        return listener
-
-    def remove_listener(self, listener: TransitionListener) -> None:
-        """Unsubscribe ``listener``; unknown listeners are ignored."""
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
     # ----------------------------------------------------------- transitions
 
     def _move(self, new: CircuitState, out: list[_Transition]) -> None:
-        # Caller holds the lock; listeners run after it is released.
+        # Caller holds the lock; events are emitted after it is released.
         old = self._state
         if old is new:
             return
@@ -145,10 +125,11 @@ class CircuitBreaker:
             self._move(CircuitState.HALF_OPEN, out)
 
     def _fire(self, out: list[_Transition]) -> None:
-        if out:
-            with self._lock:
-                listeners = list(self._listeners)
-            _notify(listeners, self.name, out)
+        # Outside the lock: handlers may look at the breaker.
+        for old, new in out:
+            event = _EVENTS[new]
+            if enabled(event):
+                execute(event, {}, {"circuit": self.name, "previous": str(old), "pool": self.pool})
 
     # ---------------------------------------------------------------- public
 
@@ -326,7 +307,7 @@ class CircuitBreakerRegistry:
         }
         self._clock = clock
         self._lock = threading.Lock()
-        self._listeners: list[TransitionListener] = []
+        self.pool: str | None = None
         self._global = self._make(self.GLOBAL)
         self._devices: dict[str, CircuitBreaker] = {}
 
@@ -338,15 +319,17 @@ class CircuitBreakerRegistry:
             open_duration=float(self._config["open_duration"]),
             half_open_max_probes=int(self._config["half_open_max_probes"]),
             clock=self._clock,
-            listeners=(self._dispatch,),
+            pool=self.pool,
         )
 
-    def _dispatch(self, name: str, old: CircuitState, new: CircuitState) -> None:
-        # One listener per breaker fans out to the registry's listeners, so
-        # subscribing once covers breakers created later too.
+    def adopt(self, pool: str) -> None:
+        """Tag the breakers' events with ``pool`` (the first pool that uses them)."""
         with self._lock:
-            listeners = list(self._listeners)
-        _notify(listeners, name, [(old, new)])
+            if self.pool is not None:
+                return
+            self.pool = pool
+            for breaker in [self._global, *self._devices.values()]:
+                breaker.pool = pool
 
     @property
     def global_breaker(self) -> CircuitBreaker:
@@ -367,18 +350,6 @@ class CircuitBreakerRegistry:
         with self._lock:
             devices = list(self._devices.values())
         return {b.name: b for b in [self._global, *devices]}
-
-    def on_transition(self, listener: TransitionListener) -> TransitionListener:
-        """Subscribe ``listener`` to transitions of every breaker, present and future."""
-        with self._lock:
-            self._listeners.append(listener)
-        return listener
-
-    def remove_listener(self, listener: TransitionListener) -> None:
-        """Unsubscribe ``listener``; unknown listeners are ignored."""
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
 
     def check(self, device: str | None = None) -> None:
         """Admit a call on ``device``: acquire the global circuit, then the device's.

@@ -27,16 +27,16 @@ it.
 from __future__ import annotations
 
 import enum
-import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["EntityStats", "HealthAlert", "HealthMonitor", "HealthStatus"]
+from snakepit.telemetry._bus import enabled, execute
+from snakepit.telemetry._events import HEALTH_ALERT
 
-_log = logging.getLogger(__name__)
+__all__ = ["EntityStats", "HealthAlert", "HealthMonitor", "HealthStatus"]
 
 
 class HealthStatus(str, enum.Enum):
@@ -87,9 +87,6 @@ class HealthAlert:
             "worker_id": self.worker_id,
             "device": self.device,
         }
-
-
-AlertListener = Callable[[HealthAlert], None]
 
 
 @dataclass
@@ -209,37 +206,42 @@ class HealthMonitor:
         self._crashes: deque[_Crash] = deque(maxlen=max_events)
         self._workers: dict[int, EntityStats] = {}
         self._devices: dict[str, EntityStats] = {}
-        self._listeners: list[AlertListener] = []
+        #: The pool whose alerts these are (set by the first pool that uses it).
+        self.pool: str | None = None
         self._crash_alert_active = False
         self._segfault_alert_active = False
         self._alerts_fired = 0
 
-    # -------------------------------------------------------------- listeners
+    # ------------------------------------------------------------------ alerts
 
-    def on_alert(self, listener: AlertListener) -> AlertListener:
-        """Subscribe ``listener`` to alerts; returns it (usable as a decorator)."""
+    def adopt(self, pool: str) -> None:
+        """Tag this monitor's alerts with ``pool`` (the first pool that uses it)."""
         with self._lock:
-            self._listeners.append(listener)
-        return listener
-
-    def remove_listener(self, listener: AlertListener) -> None:
-        """Unsubscribe ``listener``; unknown listeners are ignored."""
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if self.pool is None:
+                self.pool = pool
 
     def _emit(self, alerts: list[HealthAlert]) -> None:
-        if not alerts:
+        # Outside the lock: handlers may call back into the monitor.
+        if not alerts or not enabled(HEALTH_ALERT):
             return
-        with self._lock:
-            listeners = list(self._listeners)
         for alert in alerts:
-            for listener in listeners:
-                try:
-                    listener(alert)
-                except Exception:
-                    # An alert sink that fails must not break crash accounting.
-                    _log.exception("health alert listener %r raised", listener)
+            subject = (
+                f"worker {alert.worker_id}" if alert.worker_id is not None else str(alert.device)
+            )
+            execute(
+                HEALTH_ALERT,
+                {"value": alert.count, "threshold": alert.threshold},
+                {
+                    "alert": alert.kind,
+                    "severity": "critical" if alert.kind == "repeated_segfaults" else "warning",
+                    "subject": subject,
+                    "message": alert.message,
+                    "device": alert.device,
+                    "worker_id": alert.worker_id,
+                    "pool": self.pool,
+                    "health_alert": alert,
+                },
+            )
 
     # --------------------------------------------------------------- internals
 

@@ -34,7 +34,6 @@ from snakepit.telemetry._logging import attach_logging, detach_logging
 from snakepit.telemetry._metrics import PrometheusMetrics
 from snakepit.telemetry._ml import MLRecord, inference, tensor_op, train_step
 from snakepit.telemetry._otel import OpenTelemetryBridge
-from snakepit.telemetry._repro import write_repro
 
 __all__ = [
     "ALL_EVENTS",
@@ -62,5 +61,4 @@ __all__ = [
     "span",
     "tensor_op",
     "train_step",
-    "write_repro",
 ]

@@ -170,19 +170,23 @@ CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
         CIRCUIT_OPEN,
         {},
-        {"circuit": "breaker name (``global`` or ``device:cuda:0``)", "previous": "old state"},
+        {
+            "circuit": "breaker name (``global`` or ``device:cuda:0``)",
+            "previous": "old state",
+            "pool": "the pool whose breaker it is",
+        },
         "A circuit breaker opened: calls fail fast with CircuitOpenError.",
     ),
     EventSpec(
         CIRCUIT_HALF_OPEN,
         {},
-        {"circuit": "breaker name", "previous": "old state"},
+        {"circuit": "breaker name", "previous": "old state", "pool": "pool name"},
         "A circuit breaker lets trial calls through after its reset timeout.",
     ),
     EventSpec(
         CIRCUIT_CLOSE,
         {},
-        {"circuit": "breaker name", "previous": "old state"},
+        {"circuit": "breaker name", "previous": "old state", "pool": "pool name"},
         "A circuit breaker closed again after successful trial calls.",
     ),
     EventSpec(
@@ -199,6 +203,10 @@ CATALOGUE: tuple[EventSpec, ...] = (
             "severity": "warning or critical",
             "subject": "worker or device concerned",
             "message": "human-readable description",
+            "device": "device of the crash that raised it",
+            "worker_id": "worker of the crash that raised it",
+            "pool": "the pool whose monitor it is",
+            "health_alert": "the HealthAlert itself (counts, window, time)",
         },
         "The health monitor saw a worker or device cross a threshold.",
     ),

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
 
 import pytest
 
+from snakepit import telemetry
 from snakepit.errors import CircuitOpenError
 from snakepit.pool._circuit import CircuitBreaker, CircuitBreakerRegistry, CircuitState
+
+from ._observe import new_tag, observing
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _observe_transitions() -> Iterator[None]:
+    with observing():
+        yield
 
 
 class FakeClock:
@@ -27,7 +37,7 @@ Transitions = list[tuple[str, CircuitState, CircuitState]]
 
 
 def _breaker(clock: FakeClock, **kwargs: int | float) -> tuple[CircuitBreaker, Transitions]:
-    seen: Transitions = []
+    tag, seen, _ = new_tag()
     config: dict[str, int | float] = {
         "failure_threshold": 3,
         "success_threshold": 2,
@@ -41,8 +51,8 @@ def _breaker(clock: FakeClock, **kwargs: int | float) -> tuple[CircuitBreaker, T
         open_duration=float(config["open_duration"]),
         half_open_max_probes=int(config.get("half_open_max_probes", 1)),
         clock=clock,
+        pool=tag,
     )
-    breaker.on_transition(lambda name, old, new: seen.append((name, old, new)))
     return breaker, seen
 
 
@@ -162,23 +172,24 @@ def test_reset_closes() -> None:
     breaker.acquire()
 
 
-def test_raising_listener_is_logged_and_harmless(caplog: pytest.LogCaptureFixture) -> None:
+def test_raising_event_handler_is_logged_and_harmless(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     breaker, seen = _breaker(clock)
 
-    def bad(name: str, old: CircuitState, new: CircuitState) -> None:
+    def bad(*_: object) -> None:
         raise RuntimeError("telemetry down")
 
-    breaker.on_transition(bad)
-    with caplog.at_level(logging.ERROR, logger="snakepit.pool._circuit"):
-        _trip(breaker)
-    assert breaker.state is CircuitState.OPEN
-    assert len(seen) == 1  # the healthy listener still ran
-    assert any("telemetry down" in (r.exc_text or "") for r in caplog.records)
-    breaker.remove_listener(bad)
-    caplog.clear()
+    telemetry.attach("tests-bad-circuit-handler", ("snakepit", "circuit", "open"), bad)
+    try:
+        with caplog.at_level(logging.ERROR, logger="snakepit.telemetry._bus"):
+            _trip(breaker)
+        assert breaker.state is CircuitState.OPEN
+        assert len(seen) == 1  # the healthy handler still ran
+        assert any("telemetry down" in (r.exc_text or "") for r in caplog.records)
+    finally:
+        telemetry.detach("tests-bad-circuit-handler")
     breaker.reset()
-    assert caplog.records == []
+    assert breaker.state is CircuitState.CLOSED
 
 
 @pytest.mark.parametrize(
@@ -208,9 +219,8 @@ def test_snapshot_is_json_serialisable() -> None:
 def test_concurrent_failures_are_not_lost() -> None:
     threads, per_thread = 8, 500
     clock = FakeClock()
-    breaker = CircuitBreaker("race", failure_threshold=threads * per_thread, clock=clock)
-    opened: list[tuple[CircuitState, CircuitState]] = []
-    breaker.on_transition(lambda _n, old, new: opened.append((old, new)))
+    tag, seen, _ = new_tag()
+    breaker = CircuitBreaker("race", failure_threshold=threads * per_thread, clock=clock, pool=tag)
     barrier = threading.Barrier(threads)
 
     def work() -> None:
@@ -225,7 +235,7 @@ def test_concurrent_failures_are_not_lost() -> None:
         t.join()
     # Exactly threshold failures: open only if no increment was lost, and once.
     assert breaker.state is CircuitState.OPEN
-    assert opened == [(CircuitState.CLOSED, CircuitState.OPEN)]
+    assert seen == [("race", CircuitState.CLOSED, CircuitState.OPEN)]
 
 
 def test_concurrent_probes_respect_limit() -> None:
@@ -298,11 +308,12 @@ def test_registry_returns_global_probe_when_device_refuses() -> None:
     registry.check("cuda:1")  # would fail if the global probe had leaked
 
 
-def test_registry_listeners_cover_breakers_created_later() -> None:
+def test_registry_events_cover_breakers_created_later() -> None:
     clock = FakeClock()
     registry = CircuitBreakerRegistry(failure_threshold=1, clock=clock)
-    seen: Transitions = []
-    registry.on_transition(lambda name, old, new: seen.append((name, old, new)))
+    tag, seen, _ = new_tag()
+    registry.adopt(tag)
+    registry.adopt("a-second-pool")  # the first pool keeps the tag
     registry.record("mps", ok=False)
     assert ("device:mps", CircuitState.CLOSED, CircuitState.OPEN) in seen
     assert ("global", CircuitState.CLOSED, CircuitState.OPEN) in seen

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
 
 import pytest
 
+from snakepit import telemetry
 from snakepit.pool._exits import ExitKind
 from snakepit.pool._health import HealthAlert, HealthMonitor, HealthStatus
+
+from ._observe import new_tag, observing
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _observe_alerts() -> Iterator[None]:
+    with observing():
+        yield
 
 
 class FakeClock:
@@ -26,8 +36,8 @@ class FakeClock:
 def _monitor(**kwargs: int | float) -> tuple[HealthMonitor, FakeClock, list[HealthAlert]]:
     clock = FakeClock()
     monitor = HealthMonitor(clock=clock, **kwargs)  # type: ignore[arg-type]
-    alerts: list[HealthAlert] = []
-    monitor.on_alert(alerts.append)
+    tag, _, alerts = new_tag()
+    monitor.adopt(tag)
     return monitor, clock, alerts
 
 
@@ -156,19 +166,22 @@ def test_history_is_bounded() -> None:
     assert monitor.worker_stats(0).crashes == 30
 
 
-def test_raising_alert_listener_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_raising_alert_handler_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     monitor, _, alerts = _monitor(crash_alert=1)
 
-    def bad(alert: HealthAlert) -> None:
+    def bad(*_: object) -> None:
         raise RuntimeError("pager offline")
 
-    monitor.on_alert(bad)
-    with caplog.at_level(logging.ERROR, logger="snakepit.pool._health"):
-        monitor.record_crash(0, None, "abort")
+    telemetry.attach("tests-bad-alert-handler", ("snakepit", "health", "alert"), bad)
+    try:
+        with caplog.at_level(logging.ERROR, logger="snakepit.telemetry._bus"):
+            monitor.record_crash(0, None, "abort")
+    finally:
+        telemetry.detach("tests-bad-alert-handler")
     assert len(alerts) == 1
+    assert isinstance(alerts[0], HealthAlert)
     assert any("pager offline" in (r.exc_text or "") for r in caplog.records)
     assert monitor.worker_stats(0).crashes == 1
-    monitor.remove_listener(bad)
 
 
 def test_reset_clears_everything() -> None:

@@ -36,4 +36,4 @@ def test_calls_with_timeouts_leave_no_timers_behind() -> None:
     with snakepit.Pool(workers=2) as pool:
         for _ in range(200):
             assert pool.options(timeout=3600).call(_tasks.add, 1, 1) == 2
-        assert len(pool._timers) == 0  # white-box: deadlines live on the slots
+        assert len(pool._supervisor.timers) == 0  # white-box: deadlines live on the workers

@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         with snakepit.Pool(workers=1) as pool:
             try:
-                pool.call(hog, timeout=120)
+                pool.options(timeout=120).call(hog)
                 print("no crash")
             except WorkerCrashedError as exc:
                 print(exc.exit_kind, exc.signal)

@@ -12,15 +12,19 @@ from snakepit.errors import CircuitOpenError, WorkerCrashedError
 from snakepit.pool import CircuitBreakerRegistry, CircuitState, RetryPolicy
 
 from . import _tasks
+from ._observe import new_tag, observing
 
 
 def test_circuit_opens_half_opens_and_closes() -> None:
     circuits = CircuitBreakerRegistry(
         failure_threshold=3, success_threshold=2, open_duration=0.5, half_open_max_probes=1
     )
-    transitions: list[tuple[str, CircuitState, CircuitState]] = []
-    circuits.on_transition(lambda name, old, new: transitions.append((name, old, new)))
-    with snakepit.Pool(workers=2, circuit_breaker=circuits, worker_max_crashes=100) as pool:
+    tag, transitions, _ = new_tag()
+    circuits.adopt(tag)  # before the pool, which would tag the events with its own name
+    with (
+        observing(),
+        snakepit.Pool(workers=2, circuit_breaker=circuits, worker_max_crashes=100) as pool,
+    ):
         for _ in range(3):
             with pytest.raises(WorkerCrashedError):
                 pool.call(_tasks.segfault)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import importlib
 import io
+import logging
 import os
 import pickle
 import re
@@ -21,10 +22,17 @@ import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import numpy as np
+
+from snakepit.errors import PythonError, WorkerError, WorkerUnavailableError
+from snakepit.worker import codec
+from snakepit.zero_copy import TensorRef
+
+if TYPE_CHECKING:
+    from ._calls import Call
 
 #: Version of the ``call.pkl`` layout.
 FORMAT = 1
@@ -68,8 +76,6 @@ def _function_entry(function: Callable[..., Any] | str) -> dict[str, Any]:
 
 def _plain_array(obj: Any) -> np.ndarray[Any, Any] | None:
     """A plain in-memory copy of arrays that would not pickle by value."""
-    from snakepit.zero_copy import TensorRef
-
     if isinstance(obj, TensorRef):
         try:
             return np.array(obj.to_numpy(), copy=True)
@@ -174,7 +180,7 @@ def _extra_paths() -> list[str]:
 
 _SCRIPT = '''\
 #!/usr/bin/env python3
-# Reproduction of a failed snakepit call, written by snakepit.telemetry.write_repro.
+# Reproduction of a failed snakepit call, written by snakepit.pool.write_repro.
 #
 # Written:  {written}
 # Function: {function}
@@ -331,3 +337,27 @@ def write_repro(
     finally:
         os.close(dir_fd)
     return target
+
+
+def write_call_repro(directory: Path, call_id: str, call: Call, error: BaseException) -> None:
+    """Leave a script reproducing a pool call that failed in a worker.
+
+    Adds a note naming the script to ``error``. A reproduction is a courtesy:
+    whatever goes wrong here is logged and never changes the call's outcome.
+    """
+    if not isinstance(error, (PythonError, WorkerError)) or isinstance(
+        error, WorkerUnavailableError
+    ):
+        return  # failed before any worker ran it: nothing to reproduce
+    try:
+        function = codec.decode(call.fn_blob)
+        args, kwargs = codec.decode(call.args_blob)
+        path = write_repro(
+            directory, function=function, args=args, kwargs=kwargs, error=error, call_id=call_id
+        )
+    except Exception:
+        logging.getLogger(__name__).warning(
+            "could not write a repro for call %s", call_id, exc_info=True
+        )
+        return
+    error.add_note(f"snakepit: reproduce with: python {path / 'repro.py'}")

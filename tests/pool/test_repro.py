@@ -19,7 +19,7 @@ import pytest
 import snakepit
 from snakepit import telemetry
 from snakepit.errors import PythonError, remote_class
-from snakepit.telemetry import _repro
+from snakepit.pool import _repro, write_repro
 
 # Runs the script as `python repro.py` would, then reports whether snakepit was imported.
 RUNNER = textwrap.dedent(
@@ -96,7 +96,7 @@ def test_repro_script_raises_the_same_exception_without_snakepit(
     tmp_path: Path, user_module: ModuleType
 ) -> None:
     error = failure(user_module.fail, 42, scale=2)
-    target = telemetry.write_repro(
+    target = write_repro(
         tmp_path / "repros",
         function=user_module.fail,
         args=(42,),
@@ -118,7 +118,7 @@ def test_repro_script_raises_the_same_exception_without_snakepit(
 
 
 def test_function_given_as_module_colon_qualname(tmp_path: Path, user_module: ModuleType) -> None:
-    target = telemetry.write_repro(
+    target = write_repro(
         tmp_path,
         function=f"{user_module.__name__}:Scaler.apply",
         args=(user_module.Scaler(), "x"),
@@ -139,7 +139,7 @@ def test_unimportable_functions_and_arguments_travel_by_value(tmp_path: Path) ->
         return 1 / (item.n - 5)
 
     error = failure(divide, Local(5))
-    target = telemetry.write_repro(tmp_path, function=divide, args=(Local(5),), error=error)
+    target = write_repro(tmp_path, function=divide, args=(Local(5),), error=error)
     script = (target / "repro.py").read_text()
     assert "# Function: <pickled by value with cloudpickle>" in script
     result = run(target / "repro.py", cwd=tmp_path)
@@ -151,13 +151,13 @@ def test_shared_arrays_and_references_are_copied(tmp_path: Path, user_module: Mo
     shared = snakepit.zeros((4,), "float64")
     shared[:] = 2.5
     ref = snakepit.ref_of(shared)
-    target = telemetry.write_repro(
+    target = write_repro(
         tmp_path,
         function=user_module.total,
         args=(shared,),
         error=failure(user_module.total, shared),
     )
-    ref_target = telemetry.write_repro(
+    ref_target = write_repro(
         tmp_path, function=user_module.total, args=(ref,), error="RuntimeError"
     )
     del shared, ref  # the blocks may go: the repro holds copies
@@ -178,7 +178,7 @@ def test_a_remote_error_is_recorded_as_its_original_type(
     error = remote_class(PythonError, ValueError)(
         "bad input 1 (scale=1)", python_type="ValueError", remote_traceback="Traceback ...\n"
     )
-    target = telemetry.write_repro(tmp_path, function=user_module.fail, args=(1,), error=error)
+    target = write_repro(tmp_path, function=user_module.fail, args=(1,), error=error)
     with (target / "call.pkl").open("rb") as f:
         pickle.load(f)
         call = pickle.load(f)
@@ -190,7 +190,7 @@ def test_a_remote_error_is_recorded_as_its_original_type(
 
 
 def test_files_are_private(tmp_path: Path, user_module: ModuleType) -> None:
-    target = telemetry.write_repro(tmp_path / "new" / "dir", function=user_module.fail, error="x")
+    target = write_repro(tmp_path / "new" / "dir", function=user_module.fail, error="x")
     assert stat.S_IMODE(target.stat().st_mode) & 0o077 == 0
     assert stat.S_IMODE(target.parent.stat().st_mode) & 0o077 == 0
     for name in ("repro.py", "call.pkl"):
@@ -201,7 +201,7 @@ def test_files_are_private(tmp_path: Path, user_module: ModuleType) -> None:
 def test_path_escapes_through_the_call_id_are_refused(tmp_path: Path, call_id: str) -> None:
     base = tmp_path / "repros"
     with pytest.raises(ValueError, match="call_id"):
-        telemetry.write_repro(base, function="m:f", error="e", call_id=call_id)
+        write_repro(base, function="m:f", error="e", call_id=call_id)
     assert sorted(tmp_path.iterdir()) == []  # nothing was written, not even the base
 
 
@@ -215,7 +215,7 @@ def test_a_symlinked_target_directory_is_refused(
     (base / "snakepit-repro-fixed-1").symlink_to(elsewhere)
     monkeypatch.setattr(_repro, "_subdir_name", lambda now, tag: "snakepit-repro-fixed-1")
     with pytest.raises(FileExistsError, match="symbolic link"):
-        telemetry.write_repro(base, function="m:f", error="e", call_id=1)
+        write_repro(base, function="m:f", error="e", call_id=1)
     assert list(elsewhere.iterdir()) == []
 
 
@@ -224,7 +224,7 @@ def test_a_name_that_would_leave_the_directory_is_refused(
 ) -> None:
     monkeypatch.setattr(_repro, "_subdir_name", lambda now, tag: "../snakepit-repro-out")
     with pytest.raises(ValueError, match="outside"):
-        telemetry.write_repro(tmp_path / "repros", function="m:f", error="e")
+        write_repro(tmp_path / "repros", function="m:f", error="e")
     assert not (tmp_path / "snakepit-repro-out").exists()
 
 
@@ -232,9 +232,7 @@ def test_error_text_cannot_inject_code_into_the_script(
     tmp_path: Path, user_module: ModuleType
 ) -> None:
     evil = 'boom\nimport os; os.system("touch pwned")\r"""\x1b[31m\u2028raise SystemExit(0)'
-    target = telemetry.write_repro(
-        tmp_path, function=user_module.fail, args=(1,), error=ValueError(evil)
-    )
+    target = write_repro(tmp_path, function=user_module.fail, args=(1,), error=ValueError(evil))
     script = (target / "repro.py").read_text()
     header = script.split('"""')[0]
     assert all(line.startswith("#") for line in header.splitlines() if line)
@@ -246,9 +244,9 @@ def test_error_text_cannot_inject_code_into_the_script(
 
 def test_bad_functions_and_unpicklable_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="module:qualname"):
-        telemetry.write_repro(tmp_path, function="not a ref", error="e")
+        write_repro(tmp_path, function="not a ref", error="e")
     with pytest.raises(TypeError, match="callable"):
-        telemetry.write_repro(tmp_path, function=42, error="e")  # type: ignore[arg-type]
+        write_repro(tmp_path, function=42, error="e")  # type: ignore[arg-type]
     with pytest.raises(pickle.PicklingError, match="cannot be pickled"):
-        telemetry.write_repro(tmp_path, function="m:f", args=(threading.Lock(),), error="e")
+        write_repro(tmp_path, function="m:f", args=(threading.Lock(),), error="e")
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,52 @@
+"""What travels through the supervisor: one attempt at a call, and how functions are named."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from snakepit.worker import codec
+
+__all__ = ["Call", "function_name"]
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """One attempt at running a call on a worker (a retry is a copy with ``attempt + 1``)."""
+
+    call_id: int
+    fn_id: int
+    fn_blob: bytes
+    args_blob: codec.Blob
+    keepalive: list[Any]
+    timeout: float | None
+    device: str | None
+    session: str | None
+    idempotent: bool
+    attempt: int
+    outer: Future[Any]
+    function: str = "?"
+    deadline: float | None = None
+    submitted: float = field(default_factory=time.monotonic)
+    # Timings for telemetry (seconds); those of the last attempt.
+    serialize_time: float = 0.0
+    enqueued: float = 0.0
+    dispatched: float = 0.0
+    queue_time: float = 0.0
+    python_time: float = 0.0
+    deserialize_time: float = 0.0
+    worker_id: int | None = None
+
+
+def function_name(fn: Callable[..., Any] | str) -> str:
+    """``module:qualname`` of a function, as telemetry names it."""
+    if isinstance(fn, str):
+        return fn
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    module = getattr(target, "__module__", None) or "?"
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}:{qualname}"

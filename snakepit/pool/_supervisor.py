@@ -1,0 +1,656 @@
+"""The supervisor: dispatch, replies, exits, restarts, retries and timeouts.
+
+Data flow of one call (arrows are threads handing over)::
+
+    caller thread                    reader thread (one per worker)
+    -------------                    ------------------------------
+    Pool.submit                      WorkerHandle._read
+      encode arguments (codec)         unpack the reply (protocol)
+      Supervisor.start_attempt  ──▶    Supervisor.worker_reply
+        circuit check                    mark the worker idle, dispatch
+        queue (session / device)         decode the result (codec)
+        dispatch to an idle worker       finish: retry or complete the Future
+        send the frame (protocol)
+                                     worker death (EOF or the pidfd watcher)
+    monitor thread (Timers)            Supervisor.worker_exited
+      spawn and respawn workers          classify the exit, release memory
+      call deadlines → terminate         fail or retry the call, plan restart
+      retry and restart backoff
+
+Callers send calls to idle workers themselves, so a call costs one thread
+hand-off, on the way back. All state below is guarded by one lock; events
+are emitted, futures completed and frames sent outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from snakepit import zero_copy
+from snakepit.errors import (
+    CircuitOpenError,
+    DeviceNotAvailableError,
+    SerializationError,
+    SnakepitError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerTimeoutError,
+    WorkerUnavailableError,
+    record_to_exception,
+)
+from snakepit.worker import codec, protocol
+from snakepit.zero_copy import collect_garbage, prune_mappings
+
+from ._calls import Call
+from ._circuit import CircuitBreakerRegistry
+from ._exits import ExitKind, classify_exit, oom_kill_count
+from ._handle import (
+    WorkerHandle,
+    kill_if_alive,
+    on_process_exit,
+    read_fault_log,
+    stop_process,
+)
+from ._health import HealthMonitor
+from ._report import Reporter
+from ._repro import write_call_repro
+from ._retry import RetryPolicy
+from ._timers import Action, Timers
+from ._watch import ProcessWatcher
+
+__all__ = ["Supervisor"]
+
+#: Drop mappings of regions that workers unlinked every this many replies.
+_PRUNE_EVERY = 16
+
+_Send = tuple[socket.socket, protocol.Frame, Call]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """When a crashed worker comes back, and when its position is given up."""
+
+    max_crashes: int
+    crash_window: float
+    backoff: tuple[float, float]
+    grace: float
+
+
+class Supervisor:
+    """Runs a pool's calls on its workers and keeps the workers alive."""
+
+    def __init__(
+        self,
+        name: str,
+        handles: list[WorkerHandle],
+        *,
+        retry: RetryPolicy,
+        circuits: CircuitBreakerRegistry,
+        health: HealthMonitor,
+        restarts: RestartPolicy,
+        init_config: codec.Encoded,
+        repro_dir: Path | None,
+    ) -> None:
+        self.name = name
+        self.handles = handles
+        self.lock = threading.RLock()
+        self.idle_changed = threading.Condition(self.lock)
+        self.closed = False  # no new calls accepted
+        self.stopping = False  # queue drained (or abandoned): workers stop
+        self.counters = {"completed": 0, "failed": 0, "crashes": 0, "restarts": 0, "retries": 0}
+        self.report = Reporter(name)
+        self.timers = Timers(self.lock, self._due_deadline, "snakepit-monitor")
+        self.circuits = circuits
+        self.health = health
+        self._queue: deque[Call] = deque()
+        self._sessions: dict[str, WorkerHandle] = {}
+        self._retry = retry
+        self._restarts = restarts
+        self._repro_dir = repro_dir
+        # Shared arrays among initargs are lent to every worker start, so the
+        # encoded message (and its keepalive) lives as long as the pool.
+        self._init_config = init_config
+        # Retries waiting in backoff, by call id: shutdown must see them.
+        self._retrying: dict[int, Call] = {}
+        self._replies = 0
+        self._watcher = ProcessWatcher(f"snakepit-watch-{name}")
+
+    def start(self) -> None:
+        """Start the monitor thread and, on it, every worker."""
+        self.timers.start()
+        for handle in self.handles:
+            self.timers.schedule(0.0, functools.partial(self._spawn, handle))
+
+    def wait_started(self, timeout: float) -> None:
+        """Wait until every worker is ready or given up on."""
+        with self.lock:
+            self.idle_changed.wait_for(
+                lambda: all(h.state in ("idle", "unhealthy") for h in self.handles),
+                timeout=timeout,
+            )
+
+    # ------------------------------------------------------------ dispatch
+
+    def start_attempt(self, call: Call) -> None:
+        """Circuit check → queue (session, device) → send to an idle worker."""
+        call.enqueued = time.monotonic()
+        try:
+            self.circuits.check(call.device)
+        except CircuitOpenError as exc:
+            self.finish(call, exc)
+            return
+        with self.lock:
+            if self.stopping:
+                error: SnakepitError | None = WorkerUnavailableError("the pool was shut down")
+            elif call.device is not None and not any(h.device == call.device for h in self.handles):
+                error = DeviceNotAvailableError(
+                    f"no worker of this pool runs on device {call.device!r}"
+                )
+            elif self._all_unhealthy():
+                error = self._unavailable()
+            else:
+                error = None
+                if call.session is not None:
+                    self._session_handle(call.session).queue.append(call)
+                else:
+                    self._queue.append(call)
+                sends = self._dispatch_locked()
+        if error is not None:
+            self.circuits.release(call.device)  # no verdict on the worker path
+            self.finish(call, error)
+            return
+        self._send_all(sends)
+
+    def _session_handle(self, session: str) -> WorkerHandle:
+        handle = self._sessions.get(session)
+        if handle is None or handle.state == "unhealthy":
+            healthy = [h for h in self.handles if h.state != "unhealthy"]
+            # Spread sessions: fewest sessions first, then idle, then shortest queue.
+            pinned = {id(h): 0 for h in healthy}
+            for held in self._sessions.values():
+                if id(held) in pinned:
+                    pinned[id(held)] += 1
+            handle = min(healthy, key=lambda h: (pinned[id(h)], h.state != "idle", len(h.queue)))
+            self._sessions[session] = handle
+        return handle
+
+    def _next_call_locked(self, handle: WorkerHandle) -> Call | None:
+        if handle.queue:
+            return handle.queue.popleft()
+        for index, call in enumerate(self._queue):
+            if call.device is None or call.device == handle.device:
+                del self._queue[index]
+                return call
+        return None
+
+    def _dispatch_locked(self) -> list[_Send]:
+        sends = []
+        for handle in self.handles:
+            while handle.state == "idle":
+                call = self._next_call_locked(handle)
+                if call is None:
+                    break
+                if call.attempt == 1 and not call.outer.set_running_or_notify_cancel():
+                    self.circuits.release(call.device)
+                    continue  # cancelled while queued
+                blob = None if call.fn_id in handle.known_fns else call.fn_blob
+                handle.known_fns.add(call.fn_id)
+                handle.state = "busy"
+                handle.current = call
+                call.dispatched = time.monotonic()
+                call.queue_time = call.dispatched - call.enqueued
+                call.worker_id = handle.index
+                if call.timeout is not None:
+                    # The monitor watches each worker's one deadline: no timer
+                    # per call piles up when calls finish in time.
+                    call.deadline = call.dispatched + call.timeout
+                    self.timers.wake_locked()
+                message = protocol.pack(
+                    protocol.MSG_CALL, call.call_id, (call.fn_id, blob, call.args_blob)
+                )
+                if handle.sock is not None:
+                    sends.append((handle.sock, message, call))
+        return sends
+
+    def _send_all(self, sends: list[_Send]) -> None:
+        # Sent outside the lock, to the worker the call was given to: if that
+        # worker died meanwhile, the send fails and its reader fails the call.
+        for sock, message, call in sends:
+            self.report.checked_out(call)
+            with contextlib.suppress(OSError):
+                protocol.send_frame(sock, message)
+
+    # ------------------------------------------------------------ outcomes
+
+    def finish(self, call: Call, error: BaseException | None, result: Any = None) -> None:
+        """Record the attempt's outcome; retry idempotent calls; complete the future."""
+        if (
+            error is not None
+            and not self.stopping
+            and self._retry.should_retry(error, call.attempt, call.idempotent)
+        ):
+            delay = self._retry.delay(call.attempt)
+            self.report.retrying(call, error, delay)
+            with self.lock:
+                if not self._is_stopping():  # may have changed since the check above
+                    self.counters["retries"] += 1
+                    retry = dataclasses.replace(call, attempt=call.attempt + 1, deadline=None)
+                    self._retrying[retry.call_id] = retry
+                    self.timers.schedule_locked(delay, functools.partial(self._run_retry, retry))
+                    return
+            error = WorkerUnavailableError(
+                "the pool was shut down before the call could be retried"
+            )
+        if error is not None and self._repro_dir is not None:
+            # While the arguments are still alive.
+            write_call_repro(self._repro_dir, f"{self.name}-{call.call_id}", call, error)
+        call.keepalive.clear()
+        with self.lock:
+            self.counters["completed" if error is None else "failed"] += 1
+            if self.closed:
+                self.idle_changed.notify_all()  # shutdown() may wait for this call
+        if call.outer.done():
+            return
+        # A call that failed before reaching a worker (circuit open, no such
+        # device, ...) was never marked running.
+        if (
+            call.attempt == 1
+            and not call.outer.running()
+            and not call.outer.set_running_or_notify_cancel()
+        ):
+            return
+        # Reported before the future completes, so a caller that got its
+        # result has also had the event delivered.
+        self.report.outcome(call, error)
+        if error is None:
+            call.outer.set_result(result)
+        else:
+            call.outer.set_exception(error)
+
+    def _run_retry(self, call: Call) -> None:
+        with self.lock:
+            if self._retrying.pop(call.call_id, None) is None:
+                return  # abandoned by shutdown
+        self.start_attempt(call)
+
+    # -------------------------------------------- what the readers report
+
+    def worker_ready(self, handle: WorkerHandle, generation: int, pid: int) -> None:
+        """The worker finished its start-up (initializer included)."""
+        with self.lock:
+            handle.state = "idle"
+            handle.init_error = None
+            sends = self._dispatch_locked()
+            self.idle_changed.notify_all()
+        self.report.worker_started(
+            handle.index, pid, handle.device, generation > 1, time.monotonic() - handle.spawned
+        )
+        self.report_size()
+        self._send_all(sends)
+
+    def worker_event(self, handle: WorkerHandle, pid: int, body: Any) -> None:
+        """An event the worker raised: re-emitted here, tagged with the worker."""
+        self.report.forwarded(handle.index, pid, body)
+
+    def worker_reply(self, handle: WorkerHandle, tag: str, call_id: int, body: Any) -> None:
+        """A result or an error for the worker's current call."""
+        try:
+            blob, python_seconds = body
+            call_python_time = float(python_seconds)
+        except (TypeError, ValueError) as exc:
+            raise protocol.ProtocolError(f"malformed reply to call {call_id}") from exc
+        with self.lock:
+            call = handle.current
+            if call is None or call.call_id != call_id:
+                return
+            handle.current = None
+            if handle.timed_out:
+                # The reply beat the timeout's kill: the call succeeded, but
+                # this process is being terminated and gets no further call.
+                handle.state = "terminating"
+            else:
+                handle.state = "idle" if not self.stopping else "draining"
+            sends = self._dispatch_locked() if not self.stopping else []
+            if self.closed:
+                self.idle_changed.notify_all()  # shutdown() waits for the drain
+        now = time.monotonic()
+        call.python_time = call_python_time
+        self._replies += 1
+        if self._replies % _PRUNE_EVERY == 0:
+            # Workers unlink regions they no longer need; our mappings of
+            # them would pin their pages in /dev/shm.
+            with contextlib.suppress(Exception):
+                prune_mappings()
+        self.report.checked_in(call, handle.index, now - call.dispatched)
+        self._send_all(sends)
+        self.health.record_call(handle.index, handle.device, True, now - call.submitted)
+        self.circuits.record(call.device, True)
+        # Results keep a block reference per array for as long as they live.
+        try:
+            value = codec.decode(blob, keep=True)
+            outcome = None if tag == protocol.MSG_RESULT else record_to_exception(value)
+        except BaseException as exc:
+            error = (
+                exc
+                if isinstance(exc, SerializationError)
+                else SerializationError(
+                    f"cannot deserialize the reply: {type(exc).__name__}: {exc}",
+                    direction="decode",
+                )
+            )
+            self.finish(call, error)
+            return
+        call.deserialize_time = time.monotonic() - now
+        what = "result" if tag == protocol.MSG_RESULT else "error"
+        self.report.decoded(what, call.deserialize_time, codec.blob_size(blob))
+        if outcome is None:
+            self.finish(call, None, value)
+        else:
+            self.finish(call, outcome)
+
+    def worker_exited(
+        self,
+        handle: WorkerHandle,
+        generation: int,
+        returncode: int | None,
+        *,
+        init_error: SnakepitError | None = None,
+    ) -> None:
+        """The worker's process is gone (or never started): classify, clean up, restart."""
+        oom_after = oom_kill_count()
+        oom = (
+            handle.oom_before is not None
+            and oom_after is not None
+            and oom_after > handle.oom_before
+        )
+        info = classify_exit(returncode, timed_out=handle.timed_out, oom_killed=oom)
+        pid = handle.pid
+        with self.lock:
+            if generation != handle.generation:
+                return
+            call, handle.current = handle.current, None
+            handle.proc = None
+            handle.sock = None
+            fault_log, handle.fault_log = handle.fault_log, None
+            handle.last_exit = info
+            # Workers the pool itself stopped (shutdown without waiting) did
+            # not crash, whatever signal ended them.
+            expected = self.stopping and (info.kind is ExitKind.normal or handle.stopped_by_pool)
+            if expected:
+                handle.state = "stopped"
+            else:
+                handle.state = "crashed"
+                handle.init_error = init_error
+                self.counters["crashes"] += 1
+                now = time.monotonic()
+                handle.crash_times.append(now)
+                window = self._restarts.crash_window
+                while handle.crash_times and now - handle.crash_times[0] > window:
+                    handle.crash_times.popleft()
+            self.idle_changed.notify_all()
+        native_traceback = read_fault_log(fault_log)
+        if pid is not None:
+            # The dead worker's references go with it: drop those it held on
+            # others' blocks, unlink its own regions (our mappings of them stay
+            # valid) and drop unused mappings.
+            with contextlib.suppress(Exception):
+                zero_copy.drop_held_references(handle.ledger)
+            with contextlib.suppress(Exception):
+                collect_garbage(owner_pid=pid)
+            with contextlib.suppress(Exception):
+                prune_mappings()
+        if self.stopping and all(other.proc is None for other in self.handles):
+            self._watcher.close()  # the last worker of a pool shutting down is gone
+        if expected:
+            if call is not None:
+                self.finish(
+                    call, WorkerUnavailableError("the pool was shut down while the call ran")
+                )
+            self.report_size()
+            return
+        self.report.worker_crashed(
+            handle.index,
+            pid,
+            handle.device,
+            info,
+            call.call_id if call is not None else None,
+            time.monotonic() - handle.spawned,
+        )
+        self.report_size()
+        self.health.record_crash(handle.index, handle.device, info.kind.value)
+        if call is not None:
+            error: WorkerError
+            if info.kind is ExitKind.timeout:
+                error = WorkerTimeoutError(
+                    f"call exceeded its {call.timeout} s timeout; worker {handle.index} "
+                    f"(pid {pid}) was terminated",
+                    timeout=call.timeout or 0.0,
+                    worker_id=handle.index,
+                    remote_traceback=native_traceback,
+                )
+            else:
+                error = WorkerCrashedError(
+                    f"worker {handle.index} (pid {pid}) died during the call: {info.description}",
+                    exit_kind=info.kind.value,
+                    signal=info.signal,
+                    exit_code=info.exit_code,
+                    worker_id=handle.index,
+                    remote_traceback=native_traceback,
+                )
+            self.circuits.record(call.device, False)
+            self.finish(call, error)
+        self._plan_restart(handle)
+
+    # ----------------------------------------------------- worker lifecycle
+
+    def _spawn(self, handle: WorkerHandle) -> None:
+        """Start a worker process in ``handle`` (runs on the monitor thread)."""
+        with self.lock:
+            if self.stopping:
+                return
+            handle.state = "starting"
+            handle.generation += 1
+            generation = handle.generation
+            handle.spawned = time.monotonic()
+        handle.oom_before = oom_kill_count()
+        try:
+            proc, sock, fault_log = handle.start_process()
+        except (OSError, subprocess.SubprocessError) as exc:
+            # Out of file descriptors or processes: count it as a crash, so a
+            # restart is planned with backoff (and the position is given up
+            # on after too many), and queued calls wait no further than that.
+            self.worker_exited(
+                handle,
+                generation,
+                None,
+                init_error=WorkerUnavailableError(f"could not start a worker: {exc}"),
+            )
+            return
+        with self.lock:
+            closed = self._is_stopping()  # may have changed since the check above
+            if not closed:
+                handle.proc = proc
+                handle.sock = sock
+                handle.fault_log = fault_log
+            handle.known_fns = set()
+            handle.timed_out = False
+        if closed:
+            # The pool shut down while this worker was starting.
+            fault_log.close()
+            sock.close()
+            proc.kill()
+            proc.wait()
+            return
+        self._watcher.watch(proc.pid, functools.partial(on_process_exit, proc.pid, sock))
+        init = (self._init_config.blob, zero_copy.ref_of(handle.ledger_memory))
+        with contextlib.suppress(OSError):
+            protocol.send_frame(sock, protocol.pack(protocol.MSG_INIT, handle.index, init))
+        handle.start_reader(self, generation, proc, sock, self._restarts.grace)
+
+    def _plan_restart(self, handle: WorkerHandle) -> None:
+        policy = self._restarts
+        with self.lock:
+            if self.stopping:
+                return
+            crashes = len(handle.crash_times)
+            delay: float | None = None  # stays None: no restart
+            if crashes > policy.max_crashes:
+                handle.state = "unhealthy"
+                failed = list(handle.queue)
+                handle.queue.clear()
+                for name, pinned in list(self._sessions.items()):
+                    if pinned is handle:
+                        del self._sessions[name]
+                if self._all_unhealthy():
+                    failed += list(self._queue)
+                    self._queue.clear()
+                error = self._unavailable()
+                self.idle_changed.notify_all()
+            else:
+                failed = []
+                base, cap = policy.backoff
+                delay = 0.0 if crashes <= 1 else min(cap, max(base, 0.05) * 2 ** (crashes - 2))
+                handle.restarts += 1
+                self.counters["restarts"] += 1
+                self.timers.schedule_locked(delay, functools.partial(self._spawn, handle))
+        if delay is not None:
+            self.report.worker_restarting(handle.index, crashes, delay)
+        for call in failed:
+            self.finish(call, error)
+
+    def _is_stopping(self) -> bool:
+        return self.stopping
+
+    def _all_unhealthy(self) -> bool:
+        return all(handle.state == "unhealthy" for handle in self.handles)
+
+    def _unavailable(self) -> WorkerUnavailableError:
+        causes = [h.init_error for h in self.handles if h.init_error is not None]
+        detail = f"; last initializer error: {causes[-1]}" if causes else ""
+        return WorkerUnavailableError(
+            f"every worker crashed more than {self._restarts.max_crashes} times within "
+            f"{self._restarts.crash_window} s and was not restarted{detail}"
+        )
+
+    # ------------------------------------------------------------ timeouts
+
+    def _due_deadline(self, now: float) -> tuple[Action | None, float | None]:
+        """The monitor asks (lock held): a timed-out call to end, or the next deadline."""
+        wake: float | None = None
+        for handle in self.handles:
+            call = handle.current
+            if call is None or call.deadline is None or handle.timed_out:
+                continue
+            if call.deadline <= now:
+                return functools.partial(self._time_out, handle, call), None
+            wake = call.deadline if wake is None else min(wake, call.deadline)
+        return None, wake
+
+    def _time_out(self, handle: WorkerHandle, call: Call) -> None:
+        with self.lock:
+            if handle.current is not call or handle.proc is None:
+                return
+            handle.timed_out = True
+            handle.state = "terminating"
+            proc = handle.proc
+        proc.terminate()
+        self.timers.schedule(self._restarts.grace, functools.partial(kill_if_alive, proc))
+
+    # ------------------------------------------------------------ shutdown
+
+    def shutdown(self, wait: bool, cancel_futures: bool) -> None:
+        """Stop accepting calls, finish (or cancel) queued ones, stop the workers."""
+        with self.lock:
+            already = self.closed
+            self.closed = True
+            abandoned: list[Call] = []
+            if cancel_futures or not wait:
+                abandoned = list(self._queue) + [c for h in self.handles for c in h.queue]
+                abandoned += self._retrying.values()
+                self._retrying.clear()
+                self._queue.clear()
+                for handle in self.handles:
+                    handle.queue.clear()
+            if wait:
+                self.idle_changed.wait_for(self._drained, timeout=None)
+            self.stopping = True
+            self.timers.wake_locked()
+        for call in abandoned:
+            if call.outer.cancel():
+                # Cancelled futures are "done" for concurrent.futures.wait()
+                # and as_completed() only once waiters are notified.
+                call.outer.set_running_or_notify_cancel()
+                self.circuits.release(call.device)
+            else:
+                # A retry's future is already running and cannot be cancelled.
+                self.finish(call, WorkerUnavailableError("the pool was shut down"))
+        if already and not wait:
+            return
+        for handle in self.handles:
+            self._stop_worker(handle, graceful=wait)
+        if wait:
+            # Readers finish each worker's clean-up (its regions, references).
+            for handle in self.handles:
+                handle.join_reader(5.0)
+        # Only now may the monitor end: workers get PR_SET_PDEATHSIG when the
+        # thread that started them exits, which would kill them mid-shutdown.
+        self.timers.finish()
+        if wait:
+            self.timers.join(5.0)
+            self._watcher.close()
+        # Gauges fed by size events must not keep the last live count.
+        self.report.size(0, 0, 0, 0)
+        with contextlib.suppress(Exception):
+            prune_mappings()
+
+    def _stop_worker(self, handle: WorkerHandle, *, graceful: bool) -> None:
+        with self.lock:
+            proc, sock = handle.proc, handle.sock
+            if handle.state != "unhealthy":
+                handle.state = "draining"
+            handle.stopped_by_pool = True
+        if proc is not None:
+            stop_process(proc, sock, graceful=graceful, grace=self._restarts.grace)
+
+    def _drained(self) -> bool:
+        if self._queue or self._retrying or any(handle.queue for handle in self.handles):
+            return False
+        return all(handle.current is None for handle in self.handles)
+
+    def join_readers(self, deadline: float) -> None:
+        """Wait until ``deadline`` (monotonic) for the reader threads to finish."""
+        for handle in self.handles:
+            handle.join_reader(deadline - time.monotonic())
+
+    # --------------------------------------------------------------- state
+
+    def stats(self) -> dict[str, int]:
+        """Pool size, worker states, queue depth and lifetime counters."""
+        with self.lock:
+            states = [handle.state for handle in self.handles]
+            queued = len(self._queue) + sum(len(handle.queue) for handle in self.handles)
+            return {
+                "size": len(self.handles),
+                "idle": states.count("idle"),
+                "busy": states.count("busy"),
+                "starting": states.count("starting"),
+                "crashed": states.count("crashed"),
+                "unhealthy": states.count("unhealthy"),
+                "queue_depth": queued,
+                **self.counters,
+            }
+
+    def report_size(self) -> None:
+        """Emit the pool's size and load (when somebody listens)."""
+        if self.report.wants_size():
+            stats = self.stats()
+            self.report.size(stats["size"], stats["idle"], stats["busy"], stats["queue_depth"])
