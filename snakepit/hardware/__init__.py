@@ -1,4 +1,4 @@
-"""Hardware abstraction layer (SPEC section 3): what is here, and which device to use.
+"""Hardware abstraction layer: what is here, and which device to use (docs/hardware.md).
 
 ::
 

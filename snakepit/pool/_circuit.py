@@ -1,4 +1,4 @@
-"""Circuit breakers for the pool (SPEC section 2).
+"""Circuit breakers for the pool (see docs/crash-recovery.md).
 
 A breaker counts consecutive failures of worker calls. Past
 ``failure_threshold`` it *opens* and refuses calls outright

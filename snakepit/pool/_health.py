@@ -1,4 +1,4 @@
-"""Health monitoring of the worker pool (SPEC section 2).
+"""Health monitoring of the worker pool (see docs/crash-recovery.md).
 
 The monitor keeps a bounded, time-windowed history of call outcomes and worker
 crashes, lifetime statistics per worker and per device, derives an overall

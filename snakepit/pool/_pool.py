@@ -32,8 +32,9 @@ from ._circuit import CircuitBreakerRegistry
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
 from ._options import DEFAULT_OPTIONS, UNSET, CallOptions, PoolView, checked_timeout
+from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
-from ._supervisor import RestartPolicy, Supervisor
+from ._supervisor import Supervisor
 
 __all__ = ["Pool"]
 

@@ -1,4 +1,4 @@
-"""Retry policy for worker calls (SPEC section 2).
+"""Retry policy for worker calls (see docs/crash-recovery.md).
 
 Only calls marked ``idempotent=True`` are ever retried: running a
 non-idempotent call twice because its worker died half-way could apply its

@@ -31,7 +31,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,6 @@ from snakepit.errors import (
     DeviceNotAvailableError,
     SerializationError,
     SnakepitError,
-    WorkerCrashedError,
-    WorkerError,
-    WorkerTimeoutError,
     WorkerUnavailableError,
     record_to_exception,
 )
@@ -61,8 +57,10 @@ from ._handle import (
     stop_process,
 )
 from ._health import HealthMonitor
+from ._queue import CallQueue
 from ._report import Reporter
 from ._repro import write_call_repro
+from ._restarts import RestartPolicy, exit_error
 from ._retry import RetryPolicy
 from ._timers import Action, Timers
 from ._watch import ProcessWatcher
@@ -73,16 +71,6 @@ __all__ = ["Supervisor"]
 _PRUNE_EVERY = 16
 
 _Send = tuple[socket.socket, protocol.Frame, Call]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    """When a crashed worker comes back, and when its position is given up."""
-
-    max_crashes: int
-    crash_window: float
-    backoff: tuple[float, float]
-    grace: float
 
 
 class Supervisor:
@@ -111,8 +99,7 @@ class Supervisor:
         self.timers = Timers(self.lock, self._due_deadline, "snakepit-monitor")
         self.circuits = circuits
         self.health = health
-        self._queue: deque[Call] = deque()
-        self._sessions: dict[str, WorkerHandle] = {}
+        self._queue = CallQueue(handles)
         self._retry = retry
         self._restarts = restarts
         self._repro_dir = repro_dir
@@ -159,10 +146,7 @@ class Supervisor:
                 error = self._unavailable()
             else:
                 error = None
-                if call.session is not None:
-                    self._session_handle(call.session).queue.append(call)
-                else:
-                    self._queue.append(call)
+                self._queue.put(call)
                 sends = self._dispatch_locked()
         if error is not None:
             self.circuits.release(call.device)  # no verdict on the worker path
@@ -170,33 +154,11 @@ class Supervisor:
             return
         self._send_all(sends)
 
-    def _session_handle(self, session: str) -> WorkerHandle:
-        handle = self._sessions.get(session)
-        if handle is None or handle.state == "unhealthy":
-            healthy = [h for h in self.handles if h.state != "unhealthy"]
-            # Spread sessions: fewest sessions first, then idle, then shortest queue.
-            pinned = {id(h): 0 for h in healthy}
-            for held in self._sessions.values():
-                if id(held) in pinned:
-                    pinned[id(held)] += 1
-            handle = min(healthy, key=lambda h: (pinned[id(h)], h.state != "idle", len(h.queue)))
-            self._sessions[session] = handle
-        return handle
-
-    def _next_call_locked(self, handle: WorkerHandle) -> Call | None:
-        if handle.queue:
-            return handle.queue.popleft()
-        for index, call in enumerate(self._queue):
-            if call.device is None or call.device == handle.device:
-                del self._queue[index]
-                return call
-        return None
-
     def _dispatch_locked(self) -> list[_Send]:
         sends = []
         for handle in self.handles:
             while handle.state == "idle":
-                call = self._next_call_locked(handle)
+                call = self._queue.next_for(handle)
                 if call is None:
                     break
                 if call.attempt == 1 and not call.outer.set_running_or_notify_cancel():
@@ -391,11 +353,7 @@ class Supervisor:
                 handle.state = "crashed"
                 handle.init_error = init_error
                 self.counters["crashes"] += 1
-                now = time.monotonic()
-                handle.crash_times.append(now)
-                window = self._restarts.crash_window
-                while handle.crash_times and now - handle.crash_times[0] > window:
-                    handle.crash_times.popleft()
+                self._restarts.note_crash(handle.crash_times, time.monotonic())
             self.idle_changed.notify_all()
         native_traceback = read_fault_log(fault_log)
         if pid is not None:
@@ -428,24 +386,13 @@ class Supervisor:
         self.report_size()
         self.health.record_crash(handle.index, handle.device, info.kind.value)
         if call is not None:
-            error: WorkerError
-            if info.kind is ExitKind.timeout:
-                error = WorkerTimeoutError(
-                    f"call exceeded its {call.timeout} s timeout; worker {handle.index} "
-                    f"(pid {pid}) was terminated",
-                    timeout=call.timeout or 0.0,
-                    worker_id=handle.index,
-                    remote_traceback=native_traceback,
-                )
-            else:
-                error = WorkerCrashedError(
-                    f"worker {handle.index} (pid {pid}) died during the call: {info.description}",
-                    exit_kind=info.kind.value,
-                    signal=info.signal,
-                    exit_code=info.exit_code,
-                    worker_id=handle.index,
-                    remote_traceback=native_traceback,
-                )
+            error = exit_error(
+                info,
+                timeout=call.timeout,
+                worker_id=handle.index,
+                pid=pid,
+                native_traceback=native_traceback,
+            )
             self.circuits.record(call.device, False)
             self.finish(call, error)
         self._plan_restart(handle)
@@ -503,22 +450,14 @@ class Supervisor:
                 return
             crashes = len(handle.crash_times)
             delay: float | None = None  # stays None: no restart
-            if crashes > policy.max_crashes:
+            if policy.gives_up(crashes):
                 handle.state = "unhealthy"
-                failed = list(handle.queue)
-                handle.queue.clear()
-                for name, pinned in list(self._sessions.items()):
-                    if pinned is handle:
-                        del self._sessions[name]
-                if self._all_unhealthy():
-                    failed += list(self._queue)
-                    self._queue.clear()
+                failed = self._queue.give_up(handle, everyone=self._all_unhealthy())
                 error = self._unavailable()
                 self.idle_changed.notify_all()
             else:
                 failed = []
-                base, cap = policy.backoff
-                delay = 0.0 if crashes <= 1 else min(cap, max(base, 0.05) * 2 ** (crashes - 2))
+                delay = policy.delay(crashes)
                 handle.restarts += 1
                 self.counters["restarts"] += 1
                 self.timers.schedule_locked(delay, functools.partial(self._spawn, handle))
@@ -574,12 +513,8 @@ class Supervisor:
             self.closed = True
             abandoned: list[Call] = []
             if cancel_futures or not wait:
-                abandoned = list(self._queue) + [c for h in self.handles for c in h.queue]
-                abandoned += self._retrying.values()
+                abandoned = self._queue.take_all() + list(self._retrying.values())
                 self._retrying.clear()
-                self._queue.clear()
-                for handle in self.handles:
-                    handle.queue.clear()
             if wait:
                 self.idle_changed.wait_for(self._drained, timeout=None)
             self.stopping = True
@@ -622,7 +557,7 @@ class Supervisor:
             stop_process(proc, sock, graceful=graceful, grace=self._restarts.grace)
 
     def _drained(self) -> bool:
-        if self._queue or self._retrying or any(handle.queue for handle in self.handles):
+        if self._queue or self._retrying:
             return False
         return all(handle.current is None for handle in self.handles)
 
@@ -637,7 +572,6 @@ class Supervisor:
         """Pool size, worker states, queue depth and lifetime counters."""
         with self.lock:
             states = [handle.state for handle in self.handles]
-            queued = len(self._queue) + sum(len(handle.queue) for handle in self.handles)
             return {
                 "size": len(self.handles),
                 "idle": states.count("idle"),
@@ -645,7 +579,7 @@ class Supervisor:
                 "starting": states.count("starting"),
                 "crashed": states.count("crashed"),
                 "unhealthy": states.count("unhealthy"),
-                "queue_depth": queued,
+                "queue_depth": len(self._queue),
                 **self.counters,
             }
 

@@ -1,4 +1,4 @@
-"""snakepit's telemetry (SPEC section 4): an event bus, spans and handlers.
+"""snakepit's telemetry: an event bus, spans and handlers (see docs/telemetry.md).
 
 Events are tuples of strings such as ``("snakepit", "call", "stop")`` emitted
 with measurements (numbers) and metadata (anything). Attach a function to see

@@ -60,11 +60,20 @@ def _materialise(nbytes: int) -> None:
     assert len(bytes_copy(_SOURCES[nbytes])) == nbytes
 
 
-def _ratio(run: Callable[[int], None]) -> float:
-    """(LARGE - floor) / (SMALL - floor), fastest rounds, interleaved."""
-    trip = _fastest(run)
-    floor = _fastest(_materialise)
-    return (trip[LARGE] - floor[LARGE]) / (trip[SMALL] - floor[SMALL])
+def _ratio(run: Callable[[int], None], attempts: int = 3) -> float:
+    """(LARGE - floor) / (SMALL - floor), fastest rounds, interleaved.
+
+    Measured again (up to ``attempts`` times) while above the bound: a busy
+    machine can slow one measurement, but quadratic cost (16x) shows in all.
+    """
+    best = float("inf")
+    for _ in range(attempts):
+        trip = _fastest(run)
+        floor = _fastest(_materialise)
+        best = min(best, (trip[LARGE] - floor[LARGE]) / (trip[SMALL] - floor[SMALL]))
+        if best <= MAX_RATIO:
+            break
+    return best
 
 
 def test_bytes_argument_is_linear(pool: snakepit.Pool) -> None:
