@@ -16,10 +16,12 @@ Two runners read this catalogue, and nothing else decides what is measured:
   ``bench/report.py`` holds that JSON to the :data:`TARGETS`.
 
 Every peer ``ProcessPoolExecutor`` uses the ``spawn`` start method: forking a
-process that runs snakepit's supervisor threads is unsafe. The crash and
-inline cases are in :mod:`snakepit._bench._calls`; the torch, Arrow,
-telemetry and hardware suites in :mod:`snakepit._bench._more`; what a case
-is, in :mod:`snakepit._bench._model`.
+process that runs snakepit's supervisor threads is unsafe.
+
+This module holds the numpy cases and the catalogue. The crash, inline,
+torch and Arrow cases are in :mod:`snakepit._bench._calls`, the telemetry and
+hardware cases in :mod:`snakepit._bench._local`, and what a case is in
+:mod:`snakepit._bench._model`.
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ import numpy as np
 
 import snakepit
 from snakepit import zero_copy
-from snakepit._bench import _more, tasks
-from snakepit._bench._calls import crash_case, inline_case, peer_stays_broken, respawn_case
+from snakepit._bench import _local, tasks
+from snakepit._bench._calls import (
+    arrow_cases,
+    crash_case,
+    inline_case,
+    peer_stays_broken,
+    respawn_case,
+    torch_cases,
+)
 from snakepit._bench._model import (
     GIB,
     KIB,
@@ -135,11 +144,27 @@ def alloc_case(nbytes: int) -> Case:
     def arena(env: Env) -> Iterator[Timed]:
         _arena_alloc(nbytes)  # first use maps the region: not what is measured
         # Many iterations per round: a single call is close to the timer's own cost.
-        yield Timed(_arena_alloc, (nbytes,), 100, 10, 2, 50, check=check_arena)
+        yield Timed(
+            _arena_alloc,
+            (nbytes,),
+            rounds=100,
+            quick_rounds=10,
+            warmup=2,
+            iterations=50,
+            check=check_arena,
+        )
 
     @contextlib.contextmanager
     def peer(env: Env) -> Iterator[Timed]:
-        yield Timed(_stdlib_alloc, (nbytes,), 100, 10, 2, 50, check=check_peer)
+        yield Timed(
+            _stdlib_alloc,
+            (nbytes,),
+            rounds=100,
+            quick_rounds=10,
+            warmup=2,
+            iterations=50,
+            check=check_peer,
+        )
 
     targets = {
         MIB: (1 / 20, ">= 20x faster"),
@@ -181,9 +206,9 @@ def share_case() -> Case:
         yield Timed(
             _share_and_release,
             (_source_100mib(),),
-            40,
-            5,
-            5,
+            rounds=40,
+            quick_rounds=5,
+            warmup=5,
             check=lambda ok: expect(ok, True, "share() kept the data"),
         )
 
@@ -200,7 +225,7 @@ def share_case() -> Case:
         def check(result: np.ndarray[Any, Any]) -> None:
             expect((float(result[0]), float(result[-1])), (3.0, 5.0), "np.copyto")
 
-        yield Timed(copy, (), 40, 5, 5, check=check)
+        yield Timed(copy, rounds=40, quick_rounds=5, warmup=5, check=check)
 
     name = "share-100MiB"
     return Case(
@@ -225,7 +250,7 @@ def noop_case() -> Case:
     def own(env: Env) -> Iterator[Timed]:
         pool = env.pool()
         check = lambda result: expect(result, None, "no-op call")  # noqa: E731
-        yield Timed(pool.call, (tasks.noop,), 200, 30, 20, check=check)
+        yield Timed(pool.call, (tasks.noop,), rounds=200, quick_rounds=30, warmup=20, check=check)
 
     @contextlib.contextmanager
     def peer(env: Env) -> Iterator[Timed]:
@@ -234,7 +259,13 @@ def noop_case() -> Case:
         def call() -> Any:
             return executor.submit(tasks.noop).result()
 
-        yield Timed(call, (), 200, 30, 20, check=lambda r: expect(r, None, "no-op call"))
+        yield Timed(
+            call,
+            rounds=200,
+            quick_rounds=30,
+            warmup=20,
+            check=lambda r: expect(r, None, "no-op call"),
+        )
 
     return Case(
         "noop",
@@ -264,7 +295,7 @@ def zero_copy_case(nbytes: int) -> Case:
     label = size_label(nbytes)
     name = f"zero-copy-{size_label(nbytes, '')}"
     small = nbytes < 10 * MIB
-    peer_rounds = (200, 20) if small else ((20, 3) if nbytes < GIB else (10, 3))
+    peer_rounds, peer_quick = (200, 20) if small else ((20, 3) if nbytes < GIB else (10, 3))
 
     @contextlib.contextmanager
     def own(env: Env) -> Iterator[Timed]:
@@ -276,7 +307,9 @@ def zero_copy_case(nbytes: int) -> Case:
             return pool.call(tasks.first_element, held[0])
 
         try:
-            yield Timed(call, (), 200, 20, 5, check=_check_mark("snakepit hand-off"))
+            yield Timed(
+                call, rounds=200, quick_rounds=20, warmup=5, check=_check_mark("snakepit hand-off")
+            )
         finally:
             held.clear()
             zero_copy.trim()  # give the region back before the peers run
@@ -288,7 +321,9 @@ def zero_copy_case(nbytes: int) -> Case:
         def call() -> Any:
             return executor.submit(tasks.first_element, plain).result()
 
-        yield Timed(call, (), *peer_rounds, check=_check_mark("pickle hand-off"))
+        yield Timed(
+            call, rounds=peer_rounds, quick_rounds=peer_quick, check=_check_mark("pickle hand-off")
+        )
 
     @contextlib.contextmanager
     def segment(env: Env) -> Iterator[Timed]:
@@ -308,7 +343,12 @@ def zero_copy_case(nbytes: int) -> Case:
                 segment.close()
                 segment.unlink()
 
-        yield Timed(call, (), *peer_rounds, check=_check_mark("shared_memory hand-off"))
+        yield Timed(
+            call,
+            rounds=peer_rounds,
+            quick_rounds=peer_quick,
+            check=_check_mark("shared_memory hand-off"),
+        )
 
     too_slow = None
     if nbytes >= PICKLE_LIMIT:
@@ -362,7 +402,14 @@ def fresh_arg_case() -> Case:
     @contextlib.contextmanager
     def own(env: Env) -> Iterator[Timed]:
         source = _plain_floats(nbytes)
-        yield Timed(env.pool().call, (tasks.total, source), 20, 5, 2, check=checker(source))
+        yield Timed(
+            env.pool().call,
+            (tasks.total, source),
+            rounds=20,
+            quick_rounds=5,
+            warmup=2,
+            check=checker(source),
+        )
 
     @contextlib.contextmanager
     def peer(env: Env) -> Iterator[Timed]:
@@ -371,7 +418,7 @@ def fresh_arg_case() -> Case:
         def call() -> Any:
             return executor.submit(tasks.total, source).result()
 
-        yield Timed(call, (), 8, 3, 1, check=checker(source))
+        yield Timed(call, rounds=8, quick_rounds=3, warmup=1, check=checker(source))
 
     name = "fresh-arg-100MiB"
     return Case(
@@ -411,7 +458,9 @@ def echo_case(nbytes: int) -> Case:
             raise BenchError("snakepit's echo did not come back through shared memory intact")
         del last
         try:
-            yield Timed(pool.call, (tasks.echo, source), 20, 5, check=checker(source))
+            yield Timed(
+                pool.call, (tasks.echo, source), rounds=20, quick_rounds=5, check=checker(source)
+            )
         finally:
             zero_copy.trim()
 
@@ -423,7 +472,7 @@ def echo_case(nbytes: int) -> Case:
             return executor.submit(tasks.echo, source).result()
 
         expect(np.array_equal(call(), source), True, "the peer's echo")
-        yield Timed(call, (), 20, 5, check=checker(source))
+        yield Timed(call, rounds=20, quick_rounds=5, check=checker(source))
 
     targets: tuple[Target, ...] = ()
     if nbytes == 100 * MIB:
@@ -457,16 +506,16 @@ SUITES: dict[str, tuple[Case, ...]] = {
         crash_case(),
         respawn_case(),
     ),
-    "torch": _more.torch_cases(),
-    "arrow": _more.arrow_cases(),
+    "torch": torch_cases(),
+    "arrow": arrow_cases(),
     "inline": (
         *(inline_case("bytes-arg", n) for n in INLINE_SIZES),
         *(inline_case("bytes-result", n) for n in INLINE_SIZES),
         inline_case("arrays-arg", 32 * MIB),
     ),
-    "telemetry": _more.telemetry_cases(),
-    "telemetry_overhead": _more.overhead_cases(),
-    "hardware": _more.hardware_cases(),
+    "telemetry": _local.telemetry_cases(),
+    "telemetry_overhead": _local.overhead_cases(),
+    "hardware": _local.hardware_cases(),
 }
 CASES: tuple[Case, ...] = tuple(case for suite in SUITES.values() for case in suite)
 #: Every target of the catalogue, in its order (what ``bench/report.py`` prints).

@@ -32,7 +32,7 @@ import psutil
 
 import snakepit
 from snakepit import zero_copy
-from snakepit._bench import _more, cases
+from snakepit._bench import _local, cases
 from snakepit._bench._model import GIB, KIB, MIB, WORKERS, BenchError, Case, Env, Timed
 from snakepit._bench.cases import DEFAULT_SIZES, shm_free, shm_skip_reason, size_label
 from snakepit._bench.report import (
@@ -222,7 +222,7 @@ def _notes(report: BenchReport, options: BenchOptions) -> None:
             "the worker."
         )
     if ran & {"telemetry-no-handler", "telemetry-one-handler"}:
-        loop = _more.QUICK_LOOP if options.quick else _more.LOOP
+        loop = _local.QUICK_LOOP if options.quick else _local.LOOP
         report.notes.append(
             f"telemetry: median per call of loops of {loop} calls (loop overhead "
             "included on both sides)."

@@ -1,7 +1,7 @@
-"""The catalogue's other suites: torch, Arrow, telemetry and hardware detection.
+"""The catalogue's cases that run in this process: the telemetry bus, hardware detection.
 
-Part of :mod:`snakepit._bench.cases` (which lists them in ``SUITES``); torch,
-pyarrow and prometheus_client are imported only when a case runs.
+Part of :mod:`snakepit._bench.cases` (which lists them in ``SUITES``);
+prometheus_client is imported only when a case runs.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 import snakepit
 from snakepit import hardware, telemetry
 from snakepit._bench import tasks
 from snakepit._bench._model import (
-    MARK,
-    MIB,
     BenchError,
     Case,
     Env,
@@ -31,167 +27,6 @@ from snakepit._bench._model import (
     vs,
 )
 from snakepit.telemetry import _events as ev
-
-# ------------------------------------------------------------------- torch
-
-
-def _torch_case(name: str, title: str, shared: bool) -> Case:
-    """The worker reads one element of a 100 MiB float32 tensor; 1 worker each.
-
-    With torch imported, ``ProcessPoolExecutor`` does not pickle tensor data:
-    torch's reducers move the storage into shared memory and pass a file
-    descriptor. ``shared`` False: a new tensor every round (made untimed);
-    True: one tensor already shared (``snakepit.share_tensor`` /
-    ``Tensor.share_memory_()``), so neither side copies.
-    """
-
-    def prepare(impl: str) -> Prepare:
-        @contextlib.contextmanager
-        def run(env: Env) -> Iterator[Timed]:
-            import torch
-
-            submit = env.submit(impl, 1)
-            warmed = submit(tasks.first_element, torch.full((4,), float(MARK))).result()
-            expect(warmed, MARK, "torch warm-up")
-            check = lambda value: expect(value, MARK, "torch hand-off")  # noqa: E731
-
-            def fresh() -> Any:
-                tensor = torch.empty(100 * MIB // 4)
-                tensor[0] = MARK
-                return tensor
-
-            if shared:
-                tensor = fresh()
-                if impl == "snakepit":
-                    tensor = snakepit.share_tensor(tensor)
-                else:
-                    tensor.share_memory_()
-
-                def call() -> Any:
-                    return submit(tasks.first_element, tensor).result()
-
-                yield Timed(call, (), 50, 10, 1, check=check)
-                return
-            held: list[Any] = []
-
-            def one() -> Any:
-                return submit(tasks.first_element, held.pop()).result()
-
-            yield Timed(one, (), 10, 3, 1, setup=lambda: held.append(fresh()), check=check)
-
-        return run
-
-    targets = (
-        (vs(name, "fresh torch tensor 100 MiB arg, read one", 1.0, "no slower"),)
-        if not shared
-        else (vs(name, "shared torch tensor 100 MiB arg, read one", None),)
-    )
-    return Case(
-        name,
-        title,
-        (
-            Impl("snakepit", "snakepit.Pool", prepare("snakepit"), requires=("torch",)),
-            Impl(
-                "peer",
-                "ProcessPoolExecutor (torch's reducers)",
-                prepare("peer"),
-                requires=("torch",),
-            ),
-        ),
-        nbytes=100 * MIB,
-        workers=1,
-        targets=targets,
-    )
-
-
-def torch_cases() -> tuple[Case, ...]:
-    """A fresh and an already shared 100 MiB tensor as the argument."""
-    return (
-        _torch_case("torch-fresh-100MiB", "fresh 100 MiB torch tensor argument", False),
-        _torch_case("torch-shared-100MiB", "shared 100 MiB torch tensor argument", True),
-    )
-
-
-# ------------------------------------------------------------------- arrow
-
-ARROW_ROWS = (100 * MIB) // 16  # two 8-byte columns: 100 MiB
-
-
-def _arrow_table() -> Any:
-    """100 MiB (an int64 and a float64 column), one chunk, not in shared memory."""
-    import pyarrow as pa
-
-    ints = np.arange(ARROW_ROWS, dtype=np.int64)
-    ints[0] = MARK
-    table = pa.table({"i": ints, "f": np.random.default_rng(0).random(ARROW_ROWS)})
-    expect(table.nbytes, 100 * MIB, "table size")
-    return table
-
-
-def _arrow_prepare(impl: str, shared: bool) -> Prepare:
-    @contextlib.contextmanager
-    def run(env: Env) -> Iterator[Timed]:
-        import pyarrow as pa
-
-        submit = env.submit(impl, 1)
-        # The worker imports pyarrow (and maps the arena) before timing starts.
-        expect(submit(tasks.first_value, pa.table({"i": [MARK]})).result(), MARK, "warm-up")
-        table = _arrow_table()
-        if shared:
-            table = snakepit.share_table(table)
-        elif snakepit.zero_copy.is_shared_table(table):
-            raise BenchError("a fresh table is already in shared memory")
-
-        def call() -> Any:
-            return submit(tasks.first_value, table).result()
-
-        rounds = (200, 20, 5) if shared else ((20, 3, 2) if impl == "snakepit" else (8, 3, 1))
-        yield Timed(call, (), *rounds, check=lambda v: expect(v, MARK, "Arrow hand-off"))
-
-    return run
-
-
-def arrow_cases() -> tuple[Case, ...]:
-    """A 100 MiB ``pyarrow.Table`` as the argument: fresh (both), already shared (snakepit)."""
-    fresh = "arrow-fresh-100MiB"
-    return (
-        Case(
-            fresh,
-            "fresh 100 MiB Arrow table argument",
-            (
-                Impl(
-                    "snakepit",
-                    "snakepit.Pool (IPC stream in shared memory)",
-                    _arrow_prepare("snakepit", False),
-                    requires=("pyarrow",),
-                ),
-                Impl(
-                    "peer",
-                    "pickle via ProcessPoolExecutor",
-                    _arrow_prepare("peer", False),
-                    requires=("pyarrow",),
-                ),
-            ),
-            nbytes=100 * MIB,
-            workers=1,
-            targets=(vs(fresh, "Arrow table 100 MiB arg, read one", 1 / 10, ">= 10x faster"),),
-        ),
-        Case(
-            "arrow-shared-100MiB",
-            "shared 100 MiB Arrow table argument (snakepit.share_table)",
-            (
-                Impl(
-                    "snakepit",
-                    "snakepit.Pool",
-                    _arrow_prepare("snakepit", True),
-                    requires=("pyarrow",),
-                ),
-            ),
-            nbytes=100 * MIB,
-            workers=1,
-        ),
-    )
-
 
 # --------------------------------------------------------------- telemetry
 
@@ -234,7 +69,15 @@ class _TrivialLogHandler(logging.Handler):
 
 
 def _per_event(fn: Any, *args: Any, loop: int = LOOP) -> Timed:
-    return Timed(fn, args, 200, 30, 1, loop, min(loop, QUICK_LOOP))
+    return Timed(
+        fn,
+        args,
+        rounds=200,
+        quick_rounds=30,
+        warmup=1,
+        iterations=loop,
+        quick_iterations=min(loop, QUICK_LOOP),
+    )
 
 
 @contextlib.contextmanager
@@ -323,11 +166,11 @@ def telemetry_cases() -> tuple[Case, ...]:
     enabled = Timed(
         telemetry.enabled,
         (PROBE,),
-        200,
-        30,
-        1,
-        SHORT_LOOP,
-        SHORT_LOOP,
+        rounds=200,
+        quick_rounds=30,
+        warmup=1,
+        iterations=SHORT_LOOP,
+        quick_iterations=SHORT_LOOP,
         check=lambda on: expect(on, False, "enabled() with no handler"),
     )
     return (
@@ -422,14 +265,14 @@ def _bare_call(env: Env) -> Iterator[Timed]:
     pool = _busy_pool(env)
     if telemetry.list_handlers(("snakepit",)):
         raise BenchError("a handler is attached to snakepit's events")
-    yield Timed(pool.call, (tasks.busy, CALL_SECONDS), 400, 50, 20)
+    yield Timed(pool.call, (tasks.busy, CALL_SECONDS), rounds=400, quick_rounds=50, warmup=20)
 
 
 @contextlib.contextmanager
 def _instrumented_call(env: Env) -> Iterator[Timed]:
     pool = _busy_pool(env)
     with _everything():
-        yield Timed(pool.call, (tasks.busy, CALL_SECONDS), 400, 50, 20)
+        yield Timed(pool.call, (tasks.busy, CALL_SECONDS), rounds=400, quick_rounds=50, warmup=20)
 
 
 @contextlib.contextmanager
@@ -452,7 +295,9 @@ def _replayed_events(env: Env) -> Iterator[Timed]:
             telemetry.execute(event, measurements, metadata)
 
     with _everything():
-        yield Timed(replay, (), 200, 30, 5, 20, 20)
+        yield Timed(
+            replay, rounds=200, quick_rounds=30, warmup=5, iterations=20, quick_iterations=20
+        )
 
 
 def overhead_cases() -> tuple[Case, ...]:
@@ -518,7 +363,14 @@ def _detect_cold(env: Env) -> Iterator[Timed]:
 
     hardware.clear_cache()
     try:
-        yield Timed(hardware.detect, (), 20, 5, 1, setup=hardware.clear_cache, check=check)
+        yield Timed(
+            hardware.detect,
+            rounds=20,
+            quick_rounds=5,
+            warmup=1,
+            setup=hardware.clear_cache,
+            check=check,
+        )
     finally:
         hardware.clear_cache()
 
@@ -533,7 +385,15 @@ def _detect_cached(env: Env) -> Iterator[Timed]:
             raise BenchError("detect() did not answer from its cache")
 
     try:
-        yield Timed(hardware.detect, (), 200, 30, 1, 100, 100, check=check)
+        yield Timed(
+            hardware.detect,
+            rounds=200,
+            quick_rounds=30,
+            warmup=1,
+            iterations=100,
+            quick_iterations=100,
+            check=check,
+        )
     finally:
         hardware.clear_cache()
 
