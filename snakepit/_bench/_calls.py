@@ -25,10 +25,10 @@ from snakepit._bench._model import (
     Env,
     Impl,
     Prepare,
-    Target,
     Timed,
     expect,
     peer_executor,
+    seconds,
     size_label,
     vs,
     wait_until_idle,
@@ -140,7 +140,7 @@ def crash_case() -> Case:
         ),
         workers=WORKERS,
         targets=(
-            Target("crash recovery, 2 workers (median)", (name, "snakepit"), None, 0.1, "< 100 ms"),
+            seconds(name, "crash recovery, 2 workers (median)", 0.1, "< 100 ms"),
             vs(name, "crash recovery / peer rebuilds executor", None, peer="ppe-rebuild"),
         ),
     )
@@ -154,7 +154,7 @@ def respawn_case() -> Case:
         "crash recovery, 1 worker (respawn)",
         (Impl("snakepit", "snakepit.Pool (respawns the worker)", _crashy_recovery(1, 5, 2)),),
         workers=1,
-        targets=(Target("crash + respawn, 1 worker (median)", (name, "snakepit"), None, None),),
+        targets=(seconds(name, "crash + respawn, 1 worker (median)", None),),
     )
 
 

@@ -20,9 +20,9 @@ from snakepit._bench._model import (
     Env,
     Impl,
     Prepare,
-    Target,
     Timed,
     expect,
+    seconds,
     timed_only,
     vs,
 )
@@ -408,12 +408,8 @@ def hardware_cases() -> tuple[Case, ...]:
             (Impl("snakepit", "snakepit.hardware.detect", _detect_cold),),
             group="hardware-detect",
             targets=(
-                Target(
-                    "hardware.detect() cold",
-                    ("detect-cold", "snakepit"),
-                    None,
-                    COLD_TARGET_S,
-                    "< 200 ms without GPUs",
+                seconds(
+                    "detect-cold", "hardware.detect() cold", COLD_TARGET_S, "< 200 ms without GPUs"
                 ),
             ),
         ),
@@ -423,13 +419,7 @@ def hardware_cases() -> tuple[Case, ...]:
             (Impl("snakepit", "snakepit.hardware.detect", _detect_cached),),
             group="hardware-detect",
             targets=(
-                Target(
-                    "hardware.detect() cached",
-                    ("detect-cached", "snakepit"),
-                    None,
-                    CACHED_TARGET_S,
-                    "< 50 us",
-                ),
+                seconds("detect-cached", "hardware.detect() cached", CACHED_TARGET_S, "< 50 us"),
             ),
         ),
     )

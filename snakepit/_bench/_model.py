@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import snakepit
@@ -165,13 +165,6 @@ class Case:
     skip: Callable[[], str | None] | None = None
     targets: tuple[Target, ...] = ()
 
-    def impl(self, name: str) -> Impl:
-        """The implementation called ``name``."""
-        for impl in self.impls:
-            if impl.impl == name:
-                return impl
-        raise KeyError(f"{self.name} has no implementation {name!r}")
-
 
 def vs(
     case: str,
@@ -184,6 +177,11 @@ def vs(
 ) -> Target:
     """The usual target: ``case``'s ``impl`` against its ``peer`` in the same case."""
     return Target(label, (case, impl), (case, peer), limit, goal)
+
+
+def seconds(case: str, label: str, limit: float | None, goal: str = "") -> Target:
+    """A target on snakepit's median itself (seconds), with no baseline."""
+    return Target(label, (case, "snakepit"), None, limit, goal)
 
 
 def peer_executor(workers: int = WORKERS) -> ProcessPoolExecutor:
@@ -214,15 +212,15 @@ def wait_until_idle(pool: snakepit.Pool, timeout: float = 60.0) -> None:
         time.sleep(0.002)
 
 
-@dataclass
 class Env:
     """Warm executors the cases share, one pair per worker count, made on first use.
 
     :meth:`close` shuts every one down (waiting for its workers).
     """
 
-    _pools: dict[int, snakepit.Pool] = field(default_factory=dict)
-    _peers: dict[int, ProcessPoolExecutor] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self._pools: dict[int, snakepit.Pool] = {}
+        self._peers: dict[int, ProcessPoolExecutor] = {}
 
     def pool(self, workers: int = WORKERS) -> snakepit.Pool:
         """A warm ``snakepit.Pool`` of ``workers`` workers."""
