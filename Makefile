@@ -21,7 +21,7 @@ venv: $(DEPS_STAMP)
 c-lib:
 	$(MAKE) -C csrc lib
 
-$(EDITABLE_STAMP): $(DEPS_STAMP) pyproject.toml setup.py
+$(EDITABLE_STAMP): $(DEPS_STAMP) pyproject.toml setup.py snakepit/_version.py
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $@
 

@@ -1,73 +1,57 @@
-"""Hardware detection cost (SPEC section 3).
+"""Hardware detection cost: ``hardware.detect()`` cold and cached.
 
-- ``detect-cold``: ``snakepit.hardware.detect()`` right after ``clear_cache()``:
-  NVML load and init attempt, nvidia-smi/amd-smi/rocm-smi lookups, /proc reads.
-  Target on a machine without GPUs: median under 200 ms.
-- ``detect-cached``: ``detect()`` served from the cache. Target: microseconds
-  (median under 50 us, a generous bound for a loaded CI machine).
-
-The targets are checked with plain timers as well, so they hold when the suite
-runs with ``--benchmark-disable``. ``identity()`` must be byte-identical in
-separate processes (not timed).
+The cases, their peers and targets are in ``snakepit._bench.cases`` (suite
+``hardware``); ``bench/report.py`` turns a ``--benchmark-json`` file into ratios.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from bench._harness import measure, params
 from snakepit import hardware
+from snakepit._bench.cases import SUITES, Case, Env, Impl
+from snakepit._bench.run import median_seconds
 
-COLD_TARGET_S = 0.200
-CACHED_TARGET_S = 50e-6
+
+@pytest.mark.parametrize(("case", "impl"), params("hardware"))
+def test_hardware(benchmark: Any, env: Env, case: Case, impl: Impl) -> None:
+    measure(benchmark, env, case, impl)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
+def _target(case: str) -> float:
+    limit = next(case_.targets[0].limit for case_ in SUITES["hardware"] if case_.name == case)
+    assert limit is not None
+    return limit
+
+
+# The targets are checked with plain timers too, so they hold with --benchmark-disable.
+
+
+def test_cold_detect_meets_its_target() -> None:
     hardware.clear_cache()
-    yield
+    try:
+        found = hardware.detect()
+        median = median_seconds(hardware.detect, 15, warmup=0, setup=hardware.clear_cache)
+    finally:
+        hardware.clear_cache()
+    if found.gpu_count == 0:  # NVML and the vendor tools cost more where GPUs exist
+        assert median < _target("detect-cold"), f"cold detect() took {1e3 * median:.1f} ms"
+
+
+def test_cached_detect_meets_its_target() -> None:
     hardware.clear_cache()
-
-
-def _timed(fn: Any, rounds: int, setup: Any = None) -> list[float]:
-    samples = []
-    for _ in range(rounds):
-        if setup is not None:
-            setup()
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def test_detect_cold(benchmark: Any) -> None:
-    benchmark.group = "hardware-detect"
-    benchmark.extra_info.update(case="detect-cold")
-    found = benchmark.pedantic(
-        hardware.detect, setup=hardware.clear_cache, rounds=20, warmup_rounds=1
-    )
-    assert found.devices[-1] == "cpu"
-    median = statistics.median(_timed(hardware.detect, 15, setup=hardware.clear_cache))
-    benchmark.extra_info["median_s"] = median
-    if found.gpu_count == 0:
-        assert median < COLD_TARGET_S, f"cold detect() took {1e3 * median:.1f} ms"
-
-
-def test_detect_cached(benchmark: Any) -> None:
-    benchmark.group = "hardware-detect"
-    benchmark.extra_info.update(case="detect-cached")
-    first = hardware.detect()
-    assert benchmark(hardware.detect) is first
-    median = statistics.median(_timed(hardware.detect, 2000))
-    benchmark.extra_info["median_s"] = median
-    assert median < CACHED_TARGET_S, f"cached detect() took {1e6 * median:.2f} us"
+    try:
+        hardware.detect()
+        median = median_seconds(hardware.detect, 2000, warmup=0)
+    finally:
+        hardware.clear_cache()
+    assert median < _target("detect-cached"), f"cached detect() took {1e6 * median:.2f} us"
 
 
 _PRINT_IDENTITY = (

@@ -3,13 +3,15 @@
 import sys
 from pathlib import Path
 
+from snakepit._version import __version__
+
 # docs/_ext holds local extensions: snakepit_events generates the telemetry
 # event table from snakepit.telemetry.CATALOGUE into _generated/ at build time.
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "snakepit"
 author = "snakepit developers"
-release = "0.8.0"
+release = __version__
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",

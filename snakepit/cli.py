@@ -216,7 +216,7 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure snakepit against ProcessPoolExecutor and multiprocessing.shared_memory."""
-    from snakepit import _bench
+    from snakepit._bench import run as _bench
 
     return _bench.run_command(args)
 
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     hw.set_defaults(func=cmd_hardware)
     gc = sub.add_parser("gc", help="remove shared memory of dead processes")
     gc.set_defaults(func=cmd_gc)
-    from snakepit import _bench
+    from snakepit._bench import run as _bench
 
     bench = sub.add_parser("bench", help="benchmark snakepit against its peers, same run")
     _bench.add_arguments(bench)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from snakepit import _bench
-from snakepit._bench import BenchReport, CaseResult, Measurement, Skip
+from snakepit._bench import cases
+from snakepit._bench import run as _bench
+from snakepit._bench.report import BenchReport, CaseResult, Measurement, Skip
 from snakepit.cli import build_parser
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -211,3 +212,45 @@ def test_a_size_runs_only_with_room_in_dev_shm() -> None:
     assert "/dev/shm has 2 GiB free" in reason
     assert "needs 3 GiB" in reason
     assert "could not be read" in str(_bench.shm_skip_reason(1024, None))
+
+
+def test_every_target_names_cases_of_the_catalogue() -> None:
+    keys = {(case.name, impl.impl) for case in cases.CASES for impl in case.impls}
+    assert len(keys) == sum(len(case.impls) for case in cases.CASES)  # no name twice
+    for target in cases.TARGETS:
+        assert target.subject in keys, target
+        assert target.baseline is None or target.baseline in keys, target
+    for case in cases.CASES:
+        assert case.impls[0].impl == "snakepit", case.name
+        assert all(t.subject[0] == case.name for t in case.targets), case.name
+
+
+def test_every_suite_has_its_bench_module() -> None:
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    for suite in cases.SUITES:
+        text = (bench / f"test_{suite}.py").read_text()
+        assert f'params("{suite}")' in text, suite
+    cli = {case.name for case in cases.cli_cases((1024, 1 << 20), 10 << 20)}
+    suite_names = {case.name for case in cases.CASES}
+    assert cli - suite_names == {"echo-10MiB"}  # the quick echo; the suite measures 100 MiB
+
+
+def test_bench_report_checks_a_benchmark_file(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    rows = [
+        {"extra_info": {"case": "noop", "impl": impl}, "stats": {"median": median}}
+        for impl, median in (("snakepit", 1e-4), ("ppe", 4e-4))
+    ]
+    results.write_text(json.dumps({"benchmarks": rows}))
+    script = Path(__file__).resolve().parents[1] / "bench" / "report.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(results), "--no-plot", "--strict"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # every other target is missing
+    line = next(line for line in done.stdout.splitlines() if line.startswith("no-op call"))
+    assert line.split()[-1] == "PASS"
+    assert "0.25 (4x faster)" in line

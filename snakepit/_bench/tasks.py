@@ -1,8 +1,10 @@
-"""Functions that ``snakepit bench`` runs in worker processes.
+"""Functions the benchmark cases run in worker processes.
 
 They live in an importable module of the package (not in ``bench/``, which
 an installed user does not have) so that snakepit workers and
-``concurrent.futures.ProcessPoolExecutor`` workers both find them by name.
+``concurrent.futures.ProcessPoolExecutor`` workers both resolve them by name.
+Only the standard library and numpy are imported here: a worker that runs
+them pays for nothing else.
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ def pid_after(delay: float) -> int:
     return os.getpid()
 
 
-def first_element(array: np.ndarray[Any, Any]) -> float:
-    """Read one element of ``array``: the cost is the hand-off, not the work."""
+def first_element(array: Any) -> float:
+    """Read one element of ``array`` (numpy or torch): the cost is the hand-off, not the work."""
     return float(array.reshape(-1)[0])
+
+
+def first_value(table: Any) -> int:
+    """Read the first value of a ``pyarrow.Table``'s first column."""
+    return int(table.column(0)[0].as_py())
 
 
 def shm_first_element(name: str, shape: tuple[int, ...], dtype: str) -> float:
@@ -53,6 +60,11 @@ def shm_first_element(name: str, shape: tuple[int, ...], dtype: str) -> float:
         segment.close()
 
 
+def total(array: np.ndarray[Any, Any]) -> float:
+    """The sum of ``array`` as a Python float."""
+    return float(array.sum())
+
+
 def echo(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """A fresh array with the size and contents of ``array``."""
     return array.copy()
@@ -61,3 +73,22 @@ def echo(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def segfault() -> None:
     """Crash the worker process with SIGSEGV (reads address 0)."""
     ctypes.string_at(0)
+
+
+def busy(seconds: float) -> None:
+    """Keep the CPU busy for ``seconds`` (steadier than sleeping)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def size_of(value: Any) -> int:
+    """Bytes in ``value``: a bytes-like object, or a list of arrays."""
+    if isinstance(value, list):
+        return sum(int(item.nbytes) for item in value)
+    return len(value)
+
+
+def make_bytes(nbytes: int) -> bytes:
+    """A fresh ``bytes`` of ``nbytes`` zeros (a result that travels inline)."""
+    return bytes(nbytes)

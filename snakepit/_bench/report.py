@@ -1,0 +1,352 @@
+"""Tables, JSON and charts of both benchmark runners.
+
+- ``snakepit bench``: a :class:`BenchReport` (each case's snakepit median and
+  its peers', same run) as a table (:func:`format_table`), as data
+  (:func:`report_json`) and as a chart of the ratios (:func:`write_plot`);
+- ``bench/report.py``: the medians of a pytest-benchmark JSON file
+  (:func:`load_medians`) held to the catalogue's targets (:func:`evaluate`,
+  :func:`render`, :func:`plot_targets`).
+
+matplotlib is optional: the chart functions return False without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snakepit._bench._model import WORKERS, Key, Target, size_label
+
+RATIO_MEANING = "snakepit median / peer median, same run (below 1: snakepit is faster)"
+
+# ------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One implementation's median on one case, in seconds."""
+
+    impl: str
+    label: str
+    median: float
+    rounds: int
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A case: snakepit's measurement and its peers', all from the same run."""
+
+    case: str
+    title: str
+    snakepit: Measurement
+    peers: tuple[Measurement, ...]
+
+    def ratio(self, peer: Measurement) -> float:
+        """snakepit's median divided by ``peer``'s (below 1: snakepit is faster)."""
+        return self.snakepit.median / peer.median
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An implementation (or a whole case) that was not measured, and why."""
+
+    case: str
+    impl: str
+    reason: str
+
+
+@dataclass
+class BenchReport:
+    """Everything one ``snakepit bench`` run measured."""
+
+    cases: list[CaseResult] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------- formatting
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration with three significant digits in s, ms, us or ns."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_ratio(ratio: float) -> str:
+    """``0.0123 (81.3x faster)`` or ``1.8 (1.8x slower)``."""
+    if ratio < 1:
+        return f"{ratio:.3g} ({1 / ratio:.3g}x faster)"
+    if ratio > 1:
+        return f"{ratio:.3g} ({ratio:.3g}x slower)"
+    return "1 (same)"
+
+
+def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """``header``, a rule and ``rows``, left-aligned in columns, no trailing blanks."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        text = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        return text.rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
+
+
+def _bullet(text: str) -> str:
+    return textwrap.fill(text, width=100, initial_indent="  - ", subsequent_indent="    ")
+
+
+def format_table(report: BenchReport) -> str:
+    """The report as a plain-text table, then its skips and notes."""
+    header = ("case", "implementation", "median", "rounds", "snakepit / peer")
+    rows: list[tuple[str, ...]] = []
+    for result in report.cases:
+        own = result.snakepit
+        rows.append(
+            (result.title, own.label, format_seconds(own.median), str(own.rounds), "reference")
+        )
+        for peer in result.peers:
+            rows.append(
+                (
+                    "",
+                    peer.label,
+                    format_seconds(peer.median),
+                    str(peer.rounds),
+                    format_ratio(result.ratio(peer)),
+                )
+            )
+    out = [f"ratio = {RATIO_MEANING}", "", *_columns(header, rows)]
+    if report.skipped:
+        out += ["", "skipped:"]
+        out += [_bullet(f"{skip.case} / {skip.impl}: {skip.reason}") for skip in report.skipped]
+    if report.notes:
+        out += ["", "notes:"]
+        out += [_bullet(note) for note in report.notes]
+    return "\n".join(out)
+
+
+def format_environment(environment: dict[str, Any]) -> str:
+    """One line naming what the numbers were measured on."""
+    free = environment.get("shm_free_bytes")
+    shm = f", /dev/shm {size_label(free)} free" if isinstance(free, int) else ""
+    return (
+        f"snakepit bench: snakepit {environment.get('snakepit')}, "
+        f"Python {environment.get('python')}, {environment.get('platform')}, "
+        f"{environment.get('cpus')} CPUs{shm}, {WORKERS} workers per executor"
+    )
+
+
+def report_json(report: BenchReport) -> dict[str, Any]:
+    """Every measurement as data: case, impl, median (seconds), rounds, ratio.
+
+    A peer's ``ratio`` is snakepit's median over its median; snakepit's own
+    rows have ratio 1 (each case's reference).
+    """
+    measurements: list[dict[str, Any]] = []
+    for result in report.cases:
+        for measured in (result.snakepit, *result.peers):
+            measurements.append(
+                {
+                    "case": result.case,
+                    "title": result.title,
+                    "impl": measured.impl,
+                    "label": measured.label,
+                    "median": measured.median,
+                    "rounds": measured.rounds,
+                    "ratio": result.ratio(measured),
+                }
+            )
+    return {
+        "ratio": RATIO_MEANING,
+        "median_unit": "seconds",
+        "environment": report.environment,
+        "measurements": measurements,
+        "skipped": [vars(skip) for skip in report.skipped],
+        "notes": report.notes,
+    }
+
+
+# ------------------------------------------------------------------ charts
+
+
+@dataclass(frozen=True)
+class _Bar:
+    label: str
+    value: float
+    color: str
+    note: str = ""
+    tick: float | None = None  # a target, drawn as a black tick across the bar
+
+
+def _bar_chart(bars: Sequence[_Bar], path: Path, xlabel: str, title: str, height: float) -> bool:
+    """A horizontal bar chart (log scale, a dotted line at 1); False without matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, height * max(len(bars), 1) + 1.6))
+    try:
+        ax.barh([b.label for b in bars], [b.value for b in bars], color=[b.color for b in bars])
+        for index, bar in enumerate(bars):
+            if bar.note:
+                ax.annotate(
+                    bar.note,
+                    (bar.value, index),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                )
+            if bar.tick is not None:
+                ax.plot([bar.tick] * 2, [index - 0.4, index + 0.4], color="black")
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return True
+
+
+def write_plot(report: BenchReport, path: Path) -> bool:
+    """A PNG bar chart of every ratio (log scale); False when matplotlib is missing."""
+    bars = [
+        _Bar(
+            f"{result.title}\nvs {peer.label}",
+            result.ratio(peer),
+            "tab:green" if result.ratio(peer) < 1 else "tab:red",
+            format_ratio(result.ratio(peer)),
+        )
+        for result in report.cases
+        for peer in result.peers
+    ]
+    return _bar_chart(
+        bars,
+        path,
+        "snakepit median / peer median (log scale; below 1: snakepit is faster)",
+        "snakepit bench: peers measured in the same run",
+        0.55,
+    )
+
+
+# --------------------------------------------- targets over pytest-benchmark
+
+
+@dataclass(frozen=True)
+class Row:
+    """A target and what the benchmark file says about it."""
+
+    target: Target
+    subject: float | None
+    baseline: float | None
+    value: float | None  # the ratio, or the subject's median without a baseline
+    verdict: str  # PASS, FAIL, INFO or MISSING
+
+
+def load_medians(path: Path) -> dict[Key, float]:
+    """Median seconds of every benchmark in a pytest-benchmark JSON file, by (case, impl)."""
+    data = json.loads(path.read_text())
+    medians: dict[Key, float] = {}
+    for bench in data.get("benchmarks", []):
+        info = bench.get("extra_info", {})
+        case, impl = info.get("case"), info.get("impl")
+        if not case or not impl:
+            continue
+        medians[(str(case), str(impl))] = float(bench["stats"]["median"])
+    return medians
+
+
+def evaluate(targets: Sequence[Target], medians: dict[Key, float]) -> list[Row]:
+    """Each target's verdict on ``medians``."""
+    rows = []
+    for target in targets:
+        subject = medians.get(target.subject)
+        baseline = medians.get(target.baseline) if target.baseline is not None else None
+        value: float | None
+        if subject is None or (target.baseline is not None and baseline is None):
+            value, verdict = None, "MISSING"
+        else:
+            value = subject / baseline if baseline is not None else subject
+            if target.limit is None:
+                verdict = "INFO"
+            else:
+                verdict = "PASS" if value <= target.limit else "FAIL"
+        rows.append(Row(target, subject, baseline, value, verdict))
+    return rows
+
+
+def _seconds_or_dash(seconds: float | None) -> str:
+    return "-" if seconds is None else format_seconds(seconds)
+
+
+def _format_value(row: Row) -> str:
+    if row.value is None:
+        return "-"
+    if row.target.baseline is None:
+        return format_seconds(row.value)
+    speedup = f" ({1 / row.value:.3g}x faster)" if 0 < row.value < 1 else ""
+    return f"{row.value:.3g}{speedup}"
+
+
+def _format_limit(target: Target) -> str:
+    if target.limit is None:
+        return "-"
+    bound = format_seconds(target.limit) if target.baseline is None else f"{target.limit:.3g}"
+    return f"<= {bound}" + (f" ({target.goal})" if target.goal else "")
+
+
+def render(rows: Sequence[Row]) -> str:
+    """The verdicts as a table, then the counts."""
+    header = ("check", "snakepit", "baseline", "ratio", "target", "result")
+    cells = [
+        (
+            row.target.label,
+            _seconds_or_dash(row.subject),
+            _seconds_or_dash(row.baseline),
+            _format_value(row),
+            _format_limit(row.target),
+            row.verdict,
+        )
+        for row in rows
+    ]
+    out = _columns(header, cells)
+    counts = {v: sum(r.verdict == v for r in rows) for v in ("PASS", "FAIL", "MISSING")}
+    out.append("")
+    out.append(
+        f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['MISSING']} missing "
+        "(ratio = snakepit median / baseline median; lower is better)"
+    )
+    return "\n".join(out)
+
+
+def plot_targets(rows: Sequence[Row], path: Path) -> bool:
+    """A bar chart of the ratios and their targets; False when matplotlib is missing."""
+    colors = {"PASS": "tab:green", "FAIL": "tab:red", "INFO": "tab:gray"}
+    bars = [
+        _Bar(r.target.label, r.value, colors.get(r.verdict, "tab:gray"), tick=r.target.limit)
+        for r in rows
+        if r.value is not None and r.target.baseline is not None
+    ]
+    return _bar_chart(
+        bars,
+        path,
+        "snakepit median / baseline median (log; black tick = target)",
+        "snakepit benchmarks",
+        0.45,
+    )
