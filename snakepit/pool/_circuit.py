@@ -14,12 +14,12 @@ about the health of the workers).
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
 
+from snakepit._util import StrEnum
 from snakepit.errors import CircuitOpenError
 
 __all__ = ["CircuitBreaker", "CircuitBreakerRegistry", "CircuitState", "TransitionListener"]
@@ -27,7 +27,7 @@ __all__ = ["CircuitBreaker", "CircuitBreakerRegistry", "CircuitState", "Transiti
 _log = logging.getLogger(__name__)
 
 
-class CircuitState(str, enum.Enum):
+class CircuitState(StrEnum):
     """State of a circuit breaker."""
 
     CLOSED = "closed"
@@ -36,9 +36,6 @@ class CircuitState(str, enum.Enum):
     """Calls are refused until ``open_duration`` has elapsed."""
     HALF_OPEN = "half_open"
     """A limited number of probe calls may test whether things recovered."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 TransitionListener = Callable[[str, CircuitState, CircuitState], None]

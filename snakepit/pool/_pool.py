@@ -48,8 +48,8 @@ from snakepit.errors import (
     WorkerError,
     WorkerTimeoutError,
     WorkerUnavailableError,
-    record_to_exception,
 )
+from snakepit.errors._remote import record_to_exception
 from snakepit.telemetry._bus import enabled, execute
 from snakepit.telemetry._events import (
     CALL_EXCEPTION,
