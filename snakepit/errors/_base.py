@@ -26,7 +26,8 @@ import builtins
 import dataclasses
 import sys
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -59,6 +60,7 @@ _PUBLIC_MODULE = "snakepit.errors"
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on classes created by Python code
 
 _REGISTRY: dict[str, type[SnakepitError]] = {}
+_REGISTRY_VIEW = types.MappingProxyType(_REGISTRY)
 
 
 def _register(cls: type[_E]) -> type[_E]:
@@ -71,9 +73,12 @@ def _register(cls: type[_E]) -> type[_E]:
     return cls
 
 
-def registered_classes() -> dict[str, type[SnakepitError]]:
-    """Every error class made by :func:`error_class` (and the root), by class name."""
-    return dict(_REGISTRY)
+def registered_classes() -> Mapping[str, type[SnakepitError]]:
+    """Every error class made by :func:`error_class` (and the root), by class name.
+
+    A read-only live view: classes defined later appear in it too.
+    """
+    return _REGISTRY_VIEW
 
 
 @dataclass_transform(kw_only_default=True, eq_default=False, field_specifiers=(dataclasses.field,))

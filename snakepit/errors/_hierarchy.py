@@ -333,7 +333,7 @@ class WorkerCrashedError(WorkerError):
 
     __match_args__ = ("exit_kind", "signal", "exit_code", "worker_id")
 
-    exit_kind: str = "unknown"
+    exit_kind: str = ExitKind.unknown.value
     signal: int | None = None
     exit_code: int | None = None
 

@@ -1,6 +1,6 @@
 """Device names out of PyTorch and JAX messages: mismatched and unavailable devices.
 
-Part of :func:`snakepit.errors._parse.parse_context`; every pattern matches a
+Part of :func:`snakepit.errors._parse.parse_context`. Every pattern matches a
 message format those libraries really produce (the corpus in
 ``tests/errors/_corpus.py`` raises them).
 """

@@ -1,15 +1,16 @@
 """Dtype names out of NumPy, PyTorch, pandas, PyArrow and scikit-learn messages.
 
-Part of :func:`snakepit.errors._parse.parse_context`; every pattern matches a
+Part of :func:`snakepit.errors._parse.parse_context`. Every pattern matches a
 message format those libraries really produce (the corpus in
-``tests/errors/_corpus.py`` raises them).
+``tests/errors/_corpus.py`` raises them); names are normalised to NumPy's
+canonical spelling (``Float`` -> ``float32``, ``'<f8'`` -> ``float64``).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["normalize_dtype", "parse_dtypes"]
+__all__ = ["parse_dtypes"]
 
 Context = dict[str, object]
 
@@ -59,7 +60,7 @@ _NUMPY_KINDS: dict[str, str] = {
 _SIZED_KINDS = frozenset({"float", "int", "uint", "complex"})
 
 
-def normalize_dtype(name: str) -> str:
+def _normalize_dtype(name: str) -> str:
     """Canonical dtype name: ``Float``/``torch.FloatTensor``/``'<f4'`` → ``float32``."""
     raw = name.strip().strip("'\"").strip()
     for prefix in ("c10::", "torch.", "cuda.", "numpy.dtypes.", "numpy.", "np."):
@@ -85,7 +86,7 @@ def normalize_dtype(name: str) -> str:
 
 
 def _dtype(value: str | None) -> str | None:
-    return None if value is None else normalize_dtype(value)
+    return None if value is None else _normalize_dtype(value)
 
 
 # A C++ or PyTorch type name: "float", "long int", "c10::Half", "unsigned char"
@@ -183,7 +184,7 @@ def parse_dtypes(message: str) -> Context | None:
     m = _NUMPY_NO_LOOP.search(message)
     if m:
         names = [a or b for a, b in _NUMPY_LOOP_TYPES.findall(message[m.end() :])][:2]
-        dtypes = [normalize_dtype(n) for n in names] + [None] * (2 - len(names))
+        dtypes = [_normalize_dtype(n) for n in names] + [None] * (2 - len(names))
         return {"dtypes": dtypes, "operation": m.group(1)}
     m = _NUMPY_UNSUPPORTED.search(message)
     if m:
@@ -191,7 +192,7 @@ def parse_dtypes(message: str) -> Context | None:
     m = _ARROW_KERNEL.search(message)
     if m:
         names = [n.strip() for n in m.group(2).split(",") if n.strip()][:2]
-        dtypes = [normalize_dtype(n) for n in names] + [None] * (2 - len(names))
+        dtypes = [_normalize_dtype(n) for n in names] + [None] * (2 - len(names))
         return {"dtypes": dtypes, "operation": m.group(1)}
     m = _TORCH_INDEX_DTYPE.search(message)
     if m:

@@ -2,9 +2,9 @@
 
 Part of :func:`snakepit.errors._parse.parse_context`. Recognises the
 out-of-memory errors of PyTorch (CUDA, MPS, XPU and CPU allocators), NumPy,
-JAX/XLA, CuPy and PyArrow (the corpus in
-``tests/errors/_corpus.py`` raises them), and reads the requested, free,
-total and allocated bytes in any of the units they print.
+JAX/XLA, CuPy and PyArrow (the corpus in ``tests/errors/_corpus.py`` raises
+them) and reads the requested, free, total and allocated bytes in any of the
+units they print.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Operand shapes out of NumPy, PyTorch, pandas, PyArrow and scikit-learn messages.
 
-Part of :func:`snakepit.errors._parse.parse_context`; every pattern matches a
+Part of :func:`snakepit.errors._parse.parse_context`. Every pattern matches a
 message format those libraries really produce (the corpus in
-``tests/errors/_corpus.py`` raises them). The
-specific formats of ``_SHAPE_RULES`` are tried in order before the generic
-fallbacks (``torch.Size`` lists, then any two tuples of ints).
+``tests/errors/_corpus.py`` raises them). The specific formats of
+``_SHAPE_RULES`` are tried in order before the generic fallbacks
+(``torch.Size`` lists, then any two tuples of ints).
 """
 
 from __future__ import annotations

@@ -51,10 +51,9 @@ _MAX_TRACEBACK_CHARS = 100_000
 _MAX_NOTES = 32
 _MAX_REASON_CHARS = 200
 
-# Every class by name, as the class decorator registered them (importing
-# _hierarchy above defined them all): records name their class, and only
-# these names are ever looked up.
-_HIERARCHY: dict[str, type[SnakepitError]] = registered_classes()
+# Every class by name, as the class decorator registered them: records name
+# their class, and only these names are ever looked up.
+_HIERARCHY: Mapping[str, type[SnakepitError]] = registered_classes()
 
 # ----------------------------------------------------------------- text helpers
 

@@ -1,4 +1,4 @@
-"""Every error snakepit raises uses the snakepit hierarchy (SPEC section 5).
+"""Every error snakepit raises uses the snakepit hierarchy (see docs/errors.md).
 
 The rule this test enforces, by walking the syntax tree of every module under
 ``snakepit/`` (and scanning the Cython sources as text):
