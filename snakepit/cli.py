@@ -70,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo_pool(mib: int) -> bool:
     """Crash barrier: zero-copy calls into workers, a segfault, recovery."""
     from snakepit import _demo
-    from snakepit.errors import WorkerCrashedError
+    from snakepit.errors import ExitKind, WorkerCrashedError
     from snakepit.pool import Pool
 
     print("\nsnakepit demo: a pool of 2 supervised workers")
@@ -98,7 +98,7 @@ def _demo_pool(mib: int) -> bool:
             pool.call(_demo.crash)
             crashed = False
         except WorkerCrashedError as exc:
-            crashed = exc.exit_kind == "segfault"
+            crashed = exc.exit_kind == ExitKind.segfault
             print(f"  a worker segfaulted -> {type(exc).__name__}(exit_kind={exc.exit_kind!r})")
         value = pool.call(_demo.column_means, matrix)[0]
         t4 = time.perf_counter()
