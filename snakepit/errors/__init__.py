@@ -17,9 +17,12 @@ worker's traceback chained as ``__cause__``. :func:`configure` decides what
 is shown. :class:`ExitKind` names how a worker process ended.
 """
 
-from snakepit.errors import _core_status as _core_status
 from snakepit.errors._base import RemoteTraceback, SnakepitError
 from snakepit.errors._config import ErrorSettings, configure, settings
+
+# TRANSITIONAL (issue 12): zero_copy imports this until its own translator
+# (zero_copy/_errors.py) is merged; then delete this import and _core_status.py.
+from snakepit.errors._core_status import from_core_status as from_core_status
 from snakepit.errors._hierarchy import (
     CircuitOpenError,
     DeviceError,
@@ -41,10 +44,6 @@ from snakepit.errors._hierarchy import (
     WorkerUnavailableError,
 )
 from snakepit.errors._kinds import ExitKind
-
-# TRANSITIONAL (issue 12): zero_copy imports this until its own translator
-# (zero_copy/_errors.py) is merged; then delete this line and _core_status.py.
-from_core_status = _core_status.from_core_status
 
 __all__ = [
     "CircuitOpenError",
