@@ -14,6 +14,7 @@ from typing import TypedDict
 import numpy as np
 
 from snakepit import zero_copy
+from snakepit._util import format_bytes
 
 # Docker's default /dev/shm (64 MiB) is the classic reason shared memory fails.
 SMALL_SHM_BYTES = 1 << 30
@@ -26,14 +27,6 @@ array = snakepit.from_ref(ref)
 array *= 2
 array[0] = -1.0
 """
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -77,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo_pool(mib: int) -> bool:
     """Crash barrier: zero-copy calls into workers, a segfault, recovery."""
     from snakepit import _demo
-    from snakepit.errors import WorkerCrashedError
+    from snakepit.errors import ExitKind, WorkerCrashedError
     from snakepit.pool import Pool
 
     print("\nsnakepit demo: a pool of 2 supervised workers")
@@ -105,7 +98,7 @@ def _demo_pool(mib: int) -> bool:
             pool.call(_demo.crash)
             crashed = False
         except WorkerCrashedError as exc:
-            crashed = exc.exit_kind == "segfault"
+            crashed = exc.exit_kind == ExitKind.segfault
             print(f"  a worker segfaulted -> {type(exc).__name__}(exit_kind={exc.exit_kind!r})")
         value = pool.call(_demo.column_means, matrix)[0]
         t4 = time.perf_counter()
@@ -137,7 +130,7 @@ def doctor_report() -> DoctorReport:
     warnings = []
     if total < SMALL_SHM_BYTES:
         warnings.append(
-            f"/dev/shm is only {_fmt_bytes(total)}; large tensors will not fit. In Docker "
+            f"/dev/shm is only {format_bytes(total)}; large tensors will not fit. In Docker "
             "run with --shm-size=8g (or larger); elsewhere "
             "`mount -o remount,size=8G /dev/shm`."
         )
@@ -184,8 +177,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(
-        f"/dev/shm: {_fmt_bytes(report['shm_total_bytes'])} total, "
-        f"{_fmt_bytes(report['shm_available_bytes'])} free"
+        f"/dev/shm: {format_bytes(report['shm_total_bytes'])} total, "
+        f"{format_bytes(report['shm_available_bytes'])} free"
     )
     print(f"snakepit regions present: {report['snakepit_regions']}")
     print(f"native core: {report['build']}")

@@ -1,18 +1,30 @@
-"""snakepit's structured exceptions (SPEC section 5).
+"""snakepit's structured exceptions (see ``docs/errors.md``).
 
 Every error snakepit raises derives from :class:`SnakepitError`, pickles with
-its fields intact and supports ``match`` through ``__match_args__``. Errors
-raised by user code in a worker travel as plain records
-(:func:`exception_to_record`) and come back as the matching class
-(:func:`record_to_exception`) with a suggestion, still catchable by their
-original built-in type, with the worker's traceback chained as ``__cause__``.
-:func:`configure` decides what is shown.
+its fields intact and supports ``match`` through ``__match_args__``::
+
+    from snakepit.errors import ShapeError
+
+    try:
+        pool.call(model_step, batch)
+    except ShapeError as err:          # also catchable as the RuntimeError torch raised
+        print(err.shape_a, err.shape_b)
+        print(err.suggestion)          # "transposing the second operand fits: ..."
+
+Errors raised by user code in a worker come back as the matching class with
+a suggestion, still catchable by their original built-in type, with the
+worker's traceback chained as ``__cause__``. :func:`configure` decides what
+is shown. :class:`ExitKind` names how a worker process ended.
 """
 
+from snakepit.errors._base import RemoteTraceback, SnakepitError
 from snakepit.errors._config import ErrorSettings, configure, settings
+
+# TRANSITIONAL (issue 12): zero_copy imports this until its own translator
+# (zero_copy/_errors.py) is merged; then delete this import and _core_status.py.
+from snakepit.errors._core_status import from_core_status as from_core_status
 from snakepit.errors._hierarchy import (
     CircuitOpenError,
-    CoreStatus,
     DeviceError,
     DeviceMismatchError,
     DeviceNotAvailableError,
@@ -21,48 +33,32 @@ from snakepit.errors._hierarchy import (
     OutOfMemoryError,
     PoolClosedError,
     PythonError,
-    RemoteTraceback,
     SerializationError,
-    Shape,
     ShapeError,
     SharedMemoryCapError,
     SharedMemoryError,
     SharedMemoryExhaustedError,
-    SnakepitError,
     WorkerCrashedError,
     WorkerError,
     WorkerTimeoutError,
     WorkerUnavailableError,
-    builtin_exception_type,
-    format_bytes,
-    from_core_status,
-    remote_class,
 )
-from snakepit.errors._parse import parse_context
-from snakepit.errors._probe import MemoryProbe, nvml_memory_probe
-from snakepit.errors._remote import (
-    RECORD_VERSION,
-    exception_to_record,
-    record_to_exception,
-)
+from snakepit.errors._kinds import ExitKind
 
 __all__ = [
-    "RECORD_VERSION",
     "CircuitOpenError",
-    "CoreStatus",
     "DeviceError",
     "DeviceMismatchError",
     "DeviceNotAvailableError",
     "DtypeError",
     "ErrorSettings",
+    "ExitKind",
     "InvalidDescriptorError",
-    "MemoryProbe",
     "OutOfMemoryError",
     "PoolClosedError",
     "PythonError",
     "RemoteTraceback",
     "SerializationError",
-    "Shape",
     "ShapeError",
     "SharedMemoryCapError",
     "SharedMemoryError",
@@ -72,22 +68,6 @@ __all__ = [
     "WorkerError",
     "WorkerTimeoutError",
     "WorkerUnavailableError",
-    "builtin_exception_type",
     "configure",
-    "exception_to_record",
-    "format_bytes",
-    "from_core_status",
-    "nvml_memory_probe",
-    "parse_context",
-    "record_to_exception",
-    "remote_class",
     "settings",
 ]
-
-# Show (and pickle) the classes under their public home, as tracebacks print
-# it: "snakepit.errors.ShapeError", not the private module that defines them.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith(f"{__name__}._"):
-        _obj.__module__ = __name__
-del _name, _obj

@@ -1,4 +1,4 @@
-"""Carry exceptions across the worker/supervisor boundary (SPEC section 5).
+"""Carry exceptions across the worker/supervisor boundary (``docs/errors.md``, "Records").
 
 The worker calls :func:`exception_to_record` on whatever user code raised and
 sends the resulting plain dict (JSON- and pickle-safe: only str, int, float,
@@ -19,30 +19,21 @@ import sys
 import traceback
 from collections.abc import Mapping
 
+from snakepit.errors._advice import Shape
+from snakepit.errors._base import (
+    SnakepitError,
+    builtin_exception_type,
+    registered_classes,
+    remote_class,
+)
 from snakepit.errors._hierarchy import (
-    CircuitOpenError,
-    DeviceError,
     DeviceMismatchError,
     DeviceNotAvailableError,
     DtypeError,
-    InvalidDescriptorError,
     OutOfMemoryError,
-    PoolClosedError,
     PythonError,
-    RemoteTraceback,
     SerializationError,
-    Shape,
     ShapeError,
-    SharedMemoryCapError,
-    SharedMemoryError,
-    SharedMemoryExhaustedError,
-    SnakepitError,
-    WorkerCrashedError,
-    WorkerError,
-    WorkerTimeoutError,
-    WorkerUnavailableError,
-    builtin_exception_type,
-    remote_class,
 )
 from snakepit.errors._parse import parse_context
 from snakepit.errors._probe import MemoryProbe, live_memory, nvml_memory_probe
@@ -60,31 +51,9 @@ _MAX_TRACEBACK_CHARS = 100_000
 _MAX_NOTES = 32
 _MAX_REASON_CHARS = 200
 
-_HIERARCHY: dict[str, type[SnakepitError]] = {
-    cls.__name__: cls
-    for cls in (
-        SnakepitError,
-        PythonError,
-        RemoteTraceback,
-        ShapeError,
-        DtypeError,
-        DeviceError,
-        OutOfMemoryError,
-        DeviceMismatchError,
-        DeviceNotAvailableError,
-        SerializationError,
-        WorkerError,
-        WorkerCrashedError,
-        WorkerTimeoutError,
-        WorkerUnavailableError,
-        PoolClosedError,
-        CircuitOpenError,
-        SharedMemoryError,
-        InvalidDescriptorError,
-        SharedMemoryExhaustedError,
-        SharedMemoryCapError,
-    )
-}
+# Every class by name, as the class decorator registered them: records name
+# their class, and only these names are ever looked up.
+_HIERARCHY: Mapping[str, type[SnakepitError]] = registered_classes()
 
 # ----------------------------------------------------------------- text helpers
 
@@ -435,7 +404,7 @@ def _from_context(
     if category == "device":
         devices = _str_list(context.get("devices"))
         if devices:
-            return remote_class(DeviceMismatchError, builtin)(message, devices=devices)
+            return remote_class(DeviceMismatchError, builtin)(message, devices=tuple(devices))
     if category == "dtype":
         dtypes = context.get("dtypes")
         pair = list(dtypes) if isinstance(dtypes, list) else []
@@ -457,7 +426,7 @@ def _from_context(
                 shape_b=b,
                 operation=operation,
                 dimension=dimension,
-                shapes=shapes,
+                shapes=tuple(shapes),
             )
         return remote_class(ShapeError, builtin)(
             message,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from snakepit.errors import format_bytes
+from snakepit._util import format_bytes
 from snakepit.hardware._detect import capabilities, detect, identity
 from snakepit.hardware._types import CudaDevice, HardwareInfo, RocmDevice
 

@@ -14,11 +14,11 @@ about the health of the workers).
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections.abc import Callable
 
+from snakepit._util import StrEnum
 from snakepit.errors import CircuitOpenError
 from snakepit.telemetry._bus import enabled, execute
 from snakepit.telemetry._events import CIRCUIT_CLOSE, CIRCUIT_HALF_OPEN, CIRCUIT_OPEN
@@ -26,7 +26,7 @@ from snakepit.telemetry._events import CIRCUIT_CLOSE, CIRCUIT_HALF_OPEN, CIRCUIT
 __all__ = ["CircuitBreaker", "CircuitBreakerRegistry", "CircuitState"]
 
 
-class CircuitState(str, enum.Enum):
+class CircuitState(StrEnum):
     """State of a circuit breaker."""
 
     CLOSED = "closed"
@@ -35,9 +35,6 @@ class CircuitState(str, enum.Enum):
     """Calls are refused until ``open_duration`` has elapsed."""
     HALF_OPEN = "half_open"
     """A limited number of probe calls may test whether things recovered."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _Transition = tuple[CircuitState, CircuitState]

@@ -7,52 +7,14 @@ they can never disagree about what "segfault" means.
 
 from __future__ import annotations
 
-import enum
 import os
 import signal as _signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from snakepit.errors import ExitKind
+
 __all__ = ["ExitInfo", "ExitKind", "classify_exit", "oom_kill_count"]
-
-
-class ExitKind(str, enum.Enum):
-    """How a worker process ended."""
-
-    normal = "normal"
-    """Exit status 0."""
-    python_error = "python_error"
-    """Exit status 1: the interpreter died of an uncaught exception."""
-    segfault = "segfault"
-    """SIGSEGV."""
-    abort = "abort"
-    """SIGABRT (``abort()``, failed C assertion, uncaught C++ exception)."""
-    bus_error = "bus_error"
-    """SIGBUS."""
-    floating_point_error = "floating_point_error"
-    """SIGFPE."""
-    killed = "killed"
-    """SIGKILL (including the kernel OOM killer), SIGTERM or SIGINT."""
-    timeout = "timeout"
-    """The supervisor killed it because a call ran past its timeout."""
-    unknown = "unknown"
-    """Any other exit status or signal, or no status at all."""
-
-    # Upper-case aliases (same members: ExitKind.SEGFAULT is ExitKind.segfault)
-    # for callers that follow the usual constant style.
-    NORMAL = "normal"
-    PYTHON_ERROR = "python_error"
-    SEGFAULT = "segfault"
-    ABORT = "abort"
-    BUS_ERROR = "bus_error"
-    FLOATING_POINT_ERROR = "floating_point_error"
-    KILLED = "killed"
-    TIMEOUT = "timeout"
-    UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        # str-mixin enums print as "ExitKind.segfault" on 3.11; messages want the value.
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from collections import deque
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from snakepit import zero_copy
-from snakepit.errors import SnakepitError, record_to_exception
+from snakepit.errors import SnakepitError
+from snakepit.errors._remote import record_to_exception
 from snakepit.worker import codec, protocol
 
 from ._exits import ExitInfo

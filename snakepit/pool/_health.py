@@ -26,29 +26,27 @@ it.
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from snakepit._util import StrEnum
+from snakepit.errors import ExitKind
 from snakepit.telemetry._bus import enabled, execute
 from snakepit.telemetry._events import HEALTH_ALERT
 
 __all__ = ["EntityStats", "HealthAlert", "HealthMonitor", "HealthStatus"]
 
 
-class HealthStatus(str, enum.Enum):
+class HealthStatus(StrEnum):
     """Overall health of a pool, from best to worst."""
 
     HEALTHY = "healthy"
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     CRITICAL = "critical"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -132,12 +130,6 @@ class _Crash:
     worker_id: int
     device: str | None
     kind: str
-
-
-def _kind_text(kind: object) -> str:
-    # ExitKind is a str Enum whose str() may be "ExitKind.segfault" on some versions.
-    value = getattr(kind, "value", kind)
-    return str(value)
 
 
 class HealthMonitor:
@@ -257,7 +249,7 @@ class HealthMonitor:
             self._crashes.popleft()
 
     def _segfaults(self) -> int:
-        return sum(1 for c in self._crashes if c.kind == "segfault")
+        return sum(1 for c in self._crashes if c.kind == ExitKind.segfault)
 
     def _check_alerts(self, now: float, trigger: _Crash | None) -> list[HealthAlert]:
         # Caller holds the lock and has pruned.
@@ -359,7 +351,7 @@ class HealthMonitor:
 
     def record_crash(self, worker_id: int, device: str | None, exit_kind: str) -> None:
         """Record that a worker process died (``exit_kind`` as from ``classify_exit``)."""
-        kind = _kind_text(exit_kind)
+        kind = str(exit_kind)  # an ExitKind is stored as its plain value
         with self._lock:
             now = self._clock()
             self._prune(now)

@@ -15,15 +15,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from snakepit.errors import WorkerCrashedError, WorkerTimeoutError, WorkerUnavailableError
-from snakepit.pool._exits import ExitKind
+from snakepit.errors import (
+    ExitKind,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+    WorkerUnavailableError,
+)
 
 __all__ = ["KNOWN_KINDS", "Backoff", "RetryPolicy", "error_kinds"]
 
 Backoff = Literal["exponential", "linear", "constant"]
 
 KNOWN_KINDS: frozenset[str] = frozenset(
-    {"crash", "timeout", "unavailable"} | {kind.value for kind in ExitKind}
+    {"crash", "unavailable"} | {kind.value for kind in ExitKind}
 )
 """Every kind name ``retryable`` may contain."""
 
@@ -42,14 +46,14 @@ def error_kinds(error: BaseException) -> frozenset[str]:
     if isinstance(error, WorkerCrashedError):
         return frozenset({"crash", error.exit_kind})
     if isinstance(error, WorkerTimeoutError):
-        return frozenset({"timeout"})
+        return frozenset({ExitKind.timeout.value})
     if isinstance(error, WorkerUnavailableError):
         return frozenset({"unavailable"})
     return frozenset()
 
 
 def _default_retryable() -> frozenset[str]:
-    return frozenset({"crash", "timeout", "segfault"})
+    return frozenset({"crash", ExitKind.timeout.value, ExitKind.segfault.value})
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from snakepit.errors import (
     SerializationError,
     SnakepitError,
     WorkerUnavailableError,
-    record_to_exception,
 )
+from snakepit.errors._remote import record_to_exception
 from snakepit.worker import codec, protocol
 from snakepit.zero_copy import collect_garbage, prune_mappings
 

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from snakepit._util import format_bytes
+from snakepit.errors import ExitKind
 from snakepit.telemetry import _events as ev
 from snakepit.telemetry._bus import Event, Measurements, Metadata, attach_many, detach
 
@@ -74,11 +76,7 @@ def _bytes(n: Any) -> str:
         value = float(n)
     except (TypeError, ValueError):
         return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover - the loop always returns
+    return format_bytes(value)
 
 
 def _worker(metadata: Metadata) -> str:
@@ -130,7 +128,7 @@ def _worker_crash(m: Measurements, md: Metadata) -> str:
     extra = f" ({', '.join(detail)})" if detail else ""
     return (
         f"worker {md.get('worker_id', '?')} (pid {md.get('pid', '?')}) crashed: "
-        f"{md.get('exit_kind', 'unknown')}{extra} after {_duration(m.get('uptime'))}"
+        f"{md.get('exit_kind', ExitKind.unknown)}{extra} after {_duration(m.get('uptime'))}"
     )
 
 

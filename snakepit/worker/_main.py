@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from snakepit.errors import SerializationError, SharedMemoryError, exception_to_record
+from snakepit.errors import SerializationError, SharedMemoryError
+from snakepit.errors._remote import exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.zero_copy import (
     LeaseLedger,

@@ -10,15 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from snakepit import errors
-from snakepit.errors import (
-    ErrorSettings,
-    PythonError,
-    RemoteTraceback,
-    ShapeError,
-    configure,
-    exception_to_record,
-    record_to_exception,
-)
+from snakepit.errors import ErrorSettings, PythonError, RemoteTraceback, ShapeError, configure
+from snakepit.errors._remote import exception_to_record, record_to_exception
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 from snakepit import errors
+from snakepit._util import format_bytes
 from snakepit.errors import (
     DeviceMismatchError,
     DeviceNotAvailableError,
@@ -23,11 +24,9 @@ from snakepit.errors import (
     PythonError,
     ShapeError,
     SnakepitError,
-    builtin_exception_type,
-    exception_to_record,
-    format_bytes,
-    record_to_exception,
 )
+from snakepit.errors._base import builtin_exception_type
+from snakepit.errors._remote import exception_to_record, record_to_exception
 
 from . import _corpus
 from ._corpus import Case

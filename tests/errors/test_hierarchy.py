@@ -1,4 +1,4 @@
-"""Tests for the exception hierarchy, pickling and the C-core status mapping."""
+"""Tests for the exception hierarchy: fields, defaults, pickling, remote classes, registry."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import copy
 import errno
 import inspect
 import pickle
-import re
-from pathlib import Path
 
 import pytest
 
 import snakepit.errors as errors
 from snakepit.errors import (
     CircuitOpenError,
-    CoreStatus,
     DeviceError,
     DeviceMismatchError,
     DeviceNotAvailableError,
@@ -34,9 +31,12 @@ from snakepit.errors import (
     WorkerError,
     WorkerTimeoutError,
     WorkerUnavailableError,
+    _remote,
+)
+from snakepit.errors._base import (
     builtin_exception_type,
-    format_bytes,
-    from_core_status,
+    error_class,
+    registered_classes,
     remote_class,
 )
 
@@ -366,129 +366,67 @@ def test_builtin_exception_type_lookup() -> None:
     assert builtin_exception_type("KeyboardInterrupt") is None
 
 
-# ---------------------------------------------------------------- core status
+# ------------------------------------------------------------------ registry
 
 
-def _header_codes() -> dict[str, int]:
-    header = Path(__file__).resolve().parents[2] / "csrc" / "snakepit_core.h"
-    text = header.read_text()
-    return {m[0]: int(m[1]) for m in re.findall(r"SP_(?:ERR_)?(\w+)\s*=\s*(-?\d+)", text)}
+def _all_subclasses(cls: type) -> set[type]:
+    found: set[type] = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | _all_subclasses(sub)
+    return found
 
 
-def test_core_status_matches_c_header() -> None:
-    codes = _header_codes()
-    for member in CoreStatus:
-        assert codes[member.name] == member.value
-    # Every status the header defines has a member (none was forgotten).
-    statuses = {name for name, value in codes.items() if value <= 0}
-    assert statuses <= {member.name for member in CoreStatus}
-    assert len(CoreStatus) == 18
+def test_every_class_is_registered_once_under_its_name() -> None:
+    registry = registered_classes()
+    assert set(registry) == {cls.__name__ for cls in registry.values()}
+    assert len(set(registry.values())) == len(registry)
+    # Every class of the package is in it, except the mixed "catchable as
+    # KeyError" classes, which records rebuild from their base.
+    static = {SnakepitError} | {
+        cls for cls in _all_subclasses(SnakepitError) if cls.__module__ == "snakepit.errors"
+    }
+    for cls in static - set(registry.values()):
+        base, builtin = cls.__bases__
+        assert registry[base.__name__] is base
+        assert builtin.__module__ == "builtins"
+    assert set(registry.values()) == _public_error_classes()
 
 
-def test_cuda_driver_statuses_map_to_device_errors() -> None:
-    missing = from_core_status(int(CoreStatus.NO_DRIVER), 0, operation="load the CUDA driver")
-    assert isinstance(missing, DeviceNotAvailableError)
-    assert "libcuda.so.1" in str(missing)
-    failed = from_core_status(int(CoreStatus.CUDA), 0, operation="open an IPC handle")
-    assert isinstance(failed, DeviceError)
-    assert "open an IPC handle failed" in str(failed)
+def test_record_transport_knows_every_class() -> None:
+    # Records name their class; the transport looks it up in the registry.
+    assert set(_remote._HIERARCHY.values()) == _public_error_classes()
+    for name, cls in _remote._HIERARCHY.items():
+        assert getattr(errors, name) is cls
+        assert cls.__module__ == "snakepit.errors"  # shown and pickled under the public home
 
 
-@pytest.mark.parametrize(
-    ("status", "cls", "needle"),
-    [
-        (CoreStatus.NAME, InvalidDescriptorError, "/snakepit-<pid>-<16 hex digits>"),
-        (CoreStatus.MAGIC, InvalidDescriptorError, "magic"),
-        (CoreStatus.VERSION, InvalidDescriptorError, "version"),
-        (CoreStatus.SIZE, InvalidDescriptorError, "size"),
-        (CoreStatus.RANGE, InvalidDescriptorError, "outside"),
-        (CoreStatus.OVERFLOW, InvalidDescriptorError, "overflow"),
-        (CoreStatus.NOTFOUND, InvalidDescriptorError, "no such region"),
-        (CoreStatus.PERM, InvalidDescriptorError, "permission"),
-        (CoreStatus.INVALID, SharedMemoryError, "invalid argument"),
-        (CoreStatus.NOMEM, SharedMemoryError, "out of memory"),
-        (CoreStatus.EXISTS, SharedMemoryError, "exists"),
-        (CoreStatus.OS, SharedMemoryError, "Input/output error"),
-        (CoreStatus.REFCOUNT, SharedMemoryError, "reference count"),
-    ],
-)
-def test_from_core_status_maps_codes(
-    status: CoreStatus, cls: type[SnakepitError], needle: str
-) -> None:
-    exc = from_core_status(int(status), errno.EIO, operation="attach region", name="/snakepit-9-x")
-    assert type(exc) is cls
-    assert exc.message.startswith("attach region failed for region '/snakepit-9-x'")
-    assert needle in exc.message
-    assert isinstance(exc, SharedMemoryError)
-    assert exc.status == int(status)
-    assert exc.name == "/snakepit-9-x"
+@pytest.mark.parametrize("exc", INSTANCES, ids=lambda e: type(e).__name__)
+def test_every_class_comes_back_from_a_record_as_itself(exc: SnakepitError) -> None:
+    record = _remote.exception_to_record(exc)
+    assert record["snakepit"]["class"] == type(exc).__name__  # type: ignore[index]
+    assert type(_remote.record_to_exception(record)) is type(exc)
 
 
-def test_from_core_status_nospace_names_sizes_and_fix() -> None:
-    exc = from_core_status(
-        CoreStatus.NOSPACE,
-        errno.ENOSPC,
-        operation="allocate",
-        requested=2 * GIB,
-        available=64 * MIB,
-    )
-    assert type(exc) is SharedMemoryExhaustedError
-    assert exc.requested == 2 * GIB
-    assert exc.available == 64 * MIB
-    text = str(exc)
-    assert "2.00 GiB" in text
-    assert "64.00 MiB left in /dev/shm" in text
-    assert "--shm-size" in text
-    assert "mount -o remount,size=" in text
-    assert "1.94 GiB" in exc.hint  # the shortfall
+def test_a_second_class_of_the_same_name_is_refused() -> None:
+    with pytest.raises(TypeError, match="ShapeError"):
+
+        @error_class
+        class ShapeError(SnakepitError):
+            pass
+
+    assert registered_classes()["ShapeError"] is errors.ShapeError
 
 
-def test_from_core_status_nospace_measures_dev_shm_when_unknown() -> None:
-    exc = from_core_status(CoreStatus.NOSPACE, 0, operation="allocate", requested=10)
-    assert isinstance(exc, SharedMemoryExhaustedError)
-    if Path("/dev/shm").is_dir():
-        assert exc.available is not None
-        assert exc.available >= 0
-    else:  # pragma: no cover - platforms without /dev/shm
-        assert exc.available is None
-
-
-def test_from_core_status_cap() -> None:
-    exc = from_core_status(
-        CoreStatus.CAP, 0, operation="allocate", requested=GIB, available=100 * MIB
-    )
-    assert type(exc) is SharedMemoryCapError
-    assert isinstance(exc, SharedMemoryExhaustedError)
-    assert "1.00 GiB" in exc.message
-    assert "100.00 MiB left under snakepit's shared-memory cap" in exc.message
-    assert "raise snakepit's shared-memory cap" in (exc.suggestion or "")
-
-
-def test_from_core_status_rejects_ok_and_survives_unknown_codes() -> None:
-    with pytest.raises(ValueError, match="SP_OK"):
-        from_core_status(0, 0, operation="noop")
-    exc = from_core_status(-99, 0, operation="frob")
-    assert type(exc) is SharedMemoryError
-    assert "unknown core status -99" in exc.message
-
-
-def test_from_core_status_results_pickle() -> None:
-    exc = from_core_status(CoreStatus.NAME, 0, operation="attach", name="/etc/passwd")
-    clone = pickle.loads(pickle.dumps(exc))
-    assert isinstance(clone, InvalidDescriptorError)
-    assert clone.name == "/etc/passwd"
-    assert clone.reason == exc.reason
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [
-        (None, "unknown"),
-        (0, "0 bytes"),
-        (1023, "1023 bytes"),
-        (1024, "1.00 KiB"),
-        (3 * GIB, "3.00 GiB"),
-    ],
-)
-def test_format_bytes(n: int | None, text: str) -> None:
-    assert format_bytes(n) == text
+def test_fields_are_normalised_at_construction() -> None:
+    shape = ShapeError(shape_a=[3, 4], shape_b=[2.0, 2], dimension="1")  # type: ignore[arg-type]
+    assert shape.shape_a == (3, 4)
+    assert shape.shape_b == (2, 2)
+    assert shape.dimension == 1
+    assert shape.shapes == ((3, 4), (2, 2))
+    assert DeviceMismatchError(devices=["cpu", "cuda:1"]).devices == ("cpu", "cuda:1")  # type: ignore[arg-type]
+    assert WorkerError(worker_id=3.0).worker_id == 3  # type: ignore[arg-type]
+    assert OutOfMemoryError(requested="10").requested == 10  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expected an int"):
+        WorkerError(worker_id=[1])  # type: ignore[arg-type]
+    assert PythonError(python_type="KeyError").qualified_type == "builtins.KeyError"
+    assert SharedMemoryExhaustedError(requested=2, available=1).hint.startswith("release")

@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 
-from snakepit.errors import (
-    OutOfMemoryError,
-    exception_to_record,
-    nvml_memory_probe,
-    record_to_exception,
-)
+from snakepit.errors import OutOfMemoryError
+from snakepit.errors._probe import nvml_memory_probe
+from snakepit.errors._remote import exception_to_record, record_to_exception
 
 GIB = 1 << 30
 
@@ -204,7 +201,7 @@ def test_classifying_imports_no_framework() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from snakepit.errors import exception_to_record, record_to_exception
+        from snakepit.errors._remote import exception_to_record, record_to_exception
 
         messages = [
             "mat1 and mat2 shapes cannot be multiplied (3x4 and 2x2)",

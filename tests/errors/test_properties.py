@@ -19,13 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snakepit.errors import (
-    ShapeError,
-    SnakepitError,
-    exception_to_record,
-    parse_context,
-    record_to_exception,
-)
+from snakepit.errors import ShapeError, SnakepitError
+from snakepit.errors._parse import parse_context
+from snakepit.errors._remote import exception_to_record, record_to_exception
 
 # Some examples are megabyte messages on purpose; hypothesis warns when it
 # builds a repr of them for its own reports. That cost is the test's, not ours.

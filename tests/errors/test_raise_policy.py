@@ -1,4 +1,4 @@
-"""Every error snakepit raises uses the snakepit hierarchy (SPEC section 5).
+"""Every error snakepit raises uses the snakepit hierarchy (see docs/errors.md).
 
 The rule this test enforces, by walking the syntax tree of every module under
 ``snakepit/`` (and scanning the Cython sources as text):
@@ -51,7 +51,7 @@ FORBIDDEN: frozenset[str] = frozenset(
 )
 
 # The root of the hierarchy necessarily derives from a built-in.
-HIERARCHY_ROOT = "snakepit/errors/_hierarchy.py:SnakepitError"
+HIERARCHY_ROOT = "snakepit/errors/_base.py:SnakepitError"
 
 # Exception classes that are not SnakepitErrors on purpose. Each never reaches
 # user code: the layer that raises it catches it and translates or handles it.
@@ -61,7 +61,7 @@ INTERNAL_EXCEPTIONS: dict[str, str] = {
         "loop catch it and treat the stream as broken (the worker is replaced)"
     ),
     "snakepit/_core/_core.pyx:CoreError": (
-        "the C core's raw status code; zero_copy maps it with errors.from_core_status()"
+        "the C core's raw status code; zero_copy translates it into the snakepit hierarchy"
     ),
 }
 

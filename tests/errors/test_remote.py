@@ -30,11 +30,10 @@ from snakepit.errors import (
     SerializationError,
     ShapeError,
     SnakepitError,
-    exception_to_record,
-    parse_context,
-    record_to_exception,
-    remote_class,
 )
+from snakepit.errors._base import remote_class
+from snakepit.errors._parse import parse_context
+from snakepit.errors._remote import exception_to_record, record_to_exception
 
 GIB = 1 << 30
 MIB = 1 << 20

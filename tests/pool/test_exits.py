@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from snakepit import errors, pool
 from snakepit.pool._exits import ExitInfo, ExitKind, classify_exit, oom_kill_count
 
 
@@ -66,7 +67,8 @@ def test_exit_kind_is_a_plain_string_enum() -> None:
     assert str(ExitKind.segfault) == "segfault"
     assert f"{ExitKind.floating_point_error}" == "floating_point_error"
     assert ExitKind("bus_error") is ExitKind.bus_error
-    assert ExitKind.SEGFAULT is ExitKind.segfault
+    assert not hasattr(ExitKind, "SEGFAULT")  # one spelling: lower-case members only
+    assert ExitKind is errors.ExitKind is pool.ExitKind  # defined once, in errors
     assert [k.value for k in ExitKind] == [
         "normal",
         "python_error",

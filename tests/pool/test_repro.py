@@ -18,7 +18,8 @@ import pytest
 
 import snakepit
 from snakepit import telemetry
-from snakepit.errors import PythonError, remote_class
+from snakepit.errors import PythonError
+from snakepit.errors._base import remote_class
 from snakepit.pool import _repro, write_repro
 
 # Runs the script as `python repro.py` would, then reports whether snakepit was imported.

@@ -1,0 +1,50 @@
+"""Small helpers shared by every layer; this module imports nothing from snakepit.
+
+* :func:`format_bytes`: the one way snakepit writes a byte count for people
+  (error messages, log lines, ``snakepit doctor``, ``snakepit hardware``).
+* :class:`StrEnum`: the base of snakepit's string enums (``ExitKind``,
+  ``HealthStatus``, ``CircuitState``), whose members are their values:
+  ``ExitKind.segfault == "segfault"`` and ``str(ExitKind.segfault)`` is
+  ``"segfault"``.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+
+__all__ = ["StrEnum", "format_bytes"]
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def format_bytes(n: float | None) -> str:
+    """A byte count for people: ``512 bytes``, ``2.00 GiB``; ``None`` gives ``unknown``.
+
+    Binary units (1 KiB = 1024 bytes) with two decimals from 1 KiB up, as
+    ``nvidia-smi`` and the PyTorch allocator messages count; whole bytes below.
+    """
+    if n is None:
+        return "unknown"
+    if abs(n) < 1024:
+        return f"{int(n)} bytes"
+    value = float(n)
+    for unit in _UNITS:
+        value /= 1024.0
+        if abs(value) < 1024.0 or unit == _UNITS[-1]:
+            break
+    return f"{value:.2f} {unit}"
+
+
+if sys.version_info >= (3, 11):
+    StrEnum = enum.StrEnum
+else:  # pragma: no cover - Python 3.10 has no enum.StrEnum
+
+    class StrEnum(str, enum.Enum):
+        """``enum.StrEnum`` for Python 3.10: members are strings and print as their value."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+        def __format__(self, spec: str) -> str:
+            return format(str(self.value), spec)
