@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _pytest.mark import ParameterSet
 
 from snakepit._bench.cases import SUITES, Case, Env, Impl
 
 
-def params(suite: str) -> list[ParameterSet]:
+def params(suite: str) -> list[Any]:
     """One parameter per case and implementation of ``suite`` (never-run peers left out)."""
     return [
         pytest.param(case, impl, id=f"{case.name}-{impl.impl}")
