@@ -17,37 +17,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from snakepit._core._core import (
-    CUDA_ERROR_INVALID_CONTEXT,
-    CUDA_IPC_HANDLE_SIZE,
-    CUDA_MAX_DEVICES,
-    CoreError,
-    CudaDriver,
-)
-from snakepit.errors import (
-    DeviceError,
-    DeviceNotAvailableError,
-    InvalidDescriptorError,
-    SnakepitError,
-)
+from snakepit._core import CUDA_IPC_HANDLE_SIZE, CUDA_MAX_DEVICES, CoreError, CudaDriver
+from snakepit.errors import DeviceError, InvalidDescriptorError
 
 from ._dtypes import dtype_name, numpy_dtype
+from ._errors import DEFAULT_DRIVER, DRIVER_ENV, core_error, core_errors
 from ._ref import MAX_FIELD, layout_problem, view_extent
 
-#: Environment variable naming the driver library to load (tests point it at
-#: the driver test double built from ``csrc/tests/fake_cuda.c``).
-DRIVER_ENV = "SNAKEPIT_CUDA_DRIVER"
-#: The NVIDIA driver library loaded by default.
-DEFAULT_DRIVER = "libcuda.so.1"
 #: ``kDLCUDA`` in DLPack's ``DLDeviceType``.
 DLPACK_CUDA = 2
-
-# sp_status codes of the CUDA part of the C core (csrc/snakepit_core.h).
-_SP_ERR_NO_DRIVER = -16
-_SP_ERR_CUDA = -17
-# CUresult values that mean "this handle is not valid here".
-_CUDA_ERROR_INVALID_VALUE = 1
-_CUDA_ERROR_INVALID_HANDLE = 400
 
 _drivers: dict[str, CudaDriver] = {}
 _drivers_lock = threading.Lock()
@@ -55,37 +33,6 @@ _drivers_lock = threading.Lock()
 
 def _device(device_id: int | None) -> str:
     return "cuda" if device_id is None else f"cuda:{device_id}"
-
-
-def _translate(exc: CoreError, operation: str, device_id: int | None) -> SnakepitError:
-    """The snakepit exception for a failing CUDA call of the C core."""
-    detail = exc.detail or str(exc)
-    if exc.status == _SP_ERR_NO_DRIVER:
-        return DeviceNotAvailableError(
-            f"CUDA driver not available ({DEFAULT_DRIVER}): {detail}",
-            device=_device(device_id),
-            reason=f"no usable CUDA driver library ({DEFAULT_DRIVER}): {detail}",
-            suggestion=(
-                f"install the NVIDIA driver so that {DEFAULT_DRIVER} can be loaded, or set "
-                f"{DRIVER_ENV} to the driver library's path"
-            ),
-        )
-    if exc.status == _SP_ERR_CUDA and operation == "open":
-        if exc.cuda_result == CUDA_ERROR_INVALID_CONTEXT:
-            return DeviceError(
-                "cannot open a CUDA IPC handle in the process that exported it (the driver "
-                f"answers CUDA_ERROR_INVALID_CONTEXT): {detail}",
-                device=_device(device_id),
-                suggestion="use the original device pointer in the exporting process",
-            )
-        if exc.cuda_result in (_CUDA_ERROR_INVALID_HANDLE, _CUDA_ERROR_INVALID_VALUE):
-            reason = f"the CUDA IPC handle was rejected by the driver: {detail}"
-            return InvalidDescriptorError(
-                f"open GPUTensorRef failed: {reason}",
-                reason=reason,
-                status=exc.status,
-            )
-    return DeviceError(f"CUDA IPC {operation} failed: {detail}", device=_device(device_id))
 
 
 def cuda_driver(path: str | None = None) -> CudaDriver:
@@ -99,10 +46,8 @@ def cuda_driver(path: str | None = None) -> CudaDriver:
     with _drivers_lock:
         driver = _drivers.get(chosen)
         if driver is None:
-            try:
+            with core_errors("load"):
                 driver = CudaDriver.load(chosen)
-            except CoreError as exc:
-                raise _translate(exc, "load", None) from None
             _drivers[chosen] = driver
     return driver
 
@@ -203,10 +148,8 @@ def export_cuda(
     if type(device_id) is not int or not 0 <= device_id < CUDA_MAX_DEVICES:
         raise ValueError(f"device_id must be an int in [0, {CUDA_MAX_DEVICES}), got {device_id!r}")
     drv = driver if driver is not None else cuda_driver()
-    try:
+    with core_errors("export", device_id=device_id):
         handle, offset, size = drv.ipc_export(device_id, ptr)
-    except CoreError as exc:
-        raise _translate(exc, "export", device_id) from None
     ref = GPUTensorRef(handle, offset, shape, name, tuple(strides), device_id, size)
     ref.validate()
     return ref
@@ -274,7 +217,7 @@ class CudaIPCTensor:
             return
         error = self._finalizer()
         if error is not None:
-            raise _translate(error, "close", self.ref.device_id)
+            raise core_error(error, "close", device_id=self.ref.device_id)
 
     def __enter__(self) -> CudaIPCTensor:
         return self
@@ -307,10 +250,8 @@ def open_cuda(ref: GPUTensorRef, driver: CudaDriver | None = None) -> CudaIPCTen
         raise TypeError(f"open_cuda() needs a GPUTensorRef, not {type(ref).__name__}")
     ref.validate()
     drv = driver if driver is not None else cuda_driver()
-    try:
+    with core_errors("open", device_id=ref.device_id):
         base, size = drv.ipc_open(ref.device_id, ref.handle)
-    except CoreError as exc:
-        raise _translate(exc, "open", ref.device_id) from None
     if size and size < ref.nbytes:
         error = _close_mapping(drv, ref.device_id, base)
         reason = (

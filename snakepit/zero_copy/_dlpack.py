@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from snakepit import _core
-from snakepit.errors import InvalidDescriptorError, from_core_status
+from snakepit.errors import InvalidDescriptorError
 
+from ._errors import core_errors
 from ._memory import _attach, from_ref, is_shared, share
 from ._ref import TensorRef
 
@@ -89,7 +89,7 @@ def dlpack_capsule(
     if ref.region_size == 0:
         raise InvalidDescriptorError(f"TensorRef for {ref.region!r} lacks region_size")
     code, bits = DL_DTYPES[ref.dtype]
-    try:
+    with core_errors("export TensorRef by DLPack", name=ref.region):
         region = _attach(ref.region, ref.region_size)
         return region.dlpack(
             ref.offset,
@@ -102,10 +102,6 @@ def dlpack_capsule(
             versioned,
             readonly,
         )
-    except _core.CoreError as exc:
-        raise from_core_status(
-            exc.status, exc.os_errno, operation="export TensorRef by DLPack", name=ref.region
-        ) from None
 
 
 def from_dlpack(obj: Any) -> np.ndarray[Any, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import math
 import operator
 import os
@@ -18,16 +19,12 @@ import numpy as np
 import psutil
 
 from snakepit import _core
-from snakepit.errors import (
-    InvalidDescriptorError,
-    SharedMemoryError,
-    SnakepitError,
-    from_core_status,
-)
+from snakepit.errors import InvalidDescriptorError, SharedMemoryError, SnakepitError
 from snakepit.telemetry import _bus
 from snakepit.telemetry._events import MEMORY_ALLOCATE, MEMORY_RELEASE
 
 from ._dtypes import dtype_name, numpy_dtype, resolve_dtype
+from ._errors import core_error, core_errors
 from ._ledger import LeaseLedger
 from ._ref import TensorRef
 
@@ -188,20 +185,10 @@ def trim() -> None:
 
 
 def _allocation_error(exc: _core.CoreError, nbytes: int) -> SnakepitError:
-    available: int | None = None
-    with contextlib.suppress(_core.CoreError):
-        available = _core.shm_space(SHM_DIR)[1]
-    if exc.status == -8:  # the configured cap
-        stats = arena_stats()
-        available = max(0, _state.cap_bytes - stats.get("mapped_bytes", 0))
-    return from_core_status(
-        exc.status,
-        exc.os_errno,
-        operation="allocate shared memory",
-        name=exc.name,
-        requested=nbytes,
-        available=available,
-    )
+    available = None
+    if exc.status == _core.Status.CAP:  # room left under the configured cap
+        available = max(0, _state.cap_bytes - arena_stats().get("mapped_bytes", 0))
+    return core_error(exc, "allocate shared memory", requested=nbytes, available=available)
 
 
 def _normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
@@ -227,7 +214,9 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     nbytes = math.prod(dims) * resolved.itemsize
     if nbytes > _core.MAX_REGION_SIZE:
         # Beyond any region the core can map (and beyond 64-bit sizes).
-        raise _allocation_error(_core.CoreError(-7, 28, "allocate"), nbytes)
+        raise _allocation_error(
+            _core.CoreError(_core.Status.NOSPACE, errno.ENOSPC, "allocate"), nbytes
+        )
     try:
         allocation = _get_arena().alloc(nbytes)
     except _core.CoreError as exc:
@@ -410,9 +399,7 @@ def from_ref(
             keepalive = _Lease(region, ref.offset)
         buffer = region.buffer(ref.offset, ref.nbytes, readonly, keepalive)
     except _core.CoreError as exc:
-        raise from_core_status(
-            exc.status, exc.os_errno, operation="attach TensorRef", name=ref.region
-        ) from None
+        raise core_error(exc, "attach TensorRef", name=ref.region) from None
     if keepalive is not None:
         _state.holders[(ref.region, ref.offset)] = buffer
     array: np.ndarray[Any, Any] = np.ndarray(
@@ -437,13 +424,9 @@ def retain(array: np.ndarray[Any, Any]) -> None:
     buffer = _shared_buffer(array)
     if buffer is None:
         return
-    try:
+    with core_errors("retain block", name=buffer.region_name):
         region = _attach(buffer.region_name, buffer.region_size)
         region.block_ref(buffer.data_offset, +1)
-    except _core.CoreError as exc:
-        raise from_core_status(
-            exc.status, exc.os_errno, operation="retain block", name=buffer.region_name
-        ) from None
     weakref.finalize(array, _Lease(region, buffer.data_offset).release)
 
 
@@ -460,7 +443,7 @@ def drop_held_references(ledger: LeaseLedger) -> int:
     """
     dropped = 0
     for name, offset, count in ledger.held():
-        if _core.name_status(name) != 0:
+        if _core.name_status(name) != _core.Status.OK:
             continue
         try:
             region = _state.mappings.get(name) or _core.Region.attach(name)
@@ -479,9 +462,7 @@ def take_transfer_ref(array: np.ndarray[Any, Any]) -> TensorRef:
     try:
         _attach(ref.region, ref.region_size).block_ref(ref.offset, +1)
     except _core.CoreError as exc:
-        raise from_core_status(
-            exc.status, exc.os_errno, operation="reference block", name=ref.region
-        ) from None
+        raise core_error(exc, "reference block", name=ref.region) from None
     return ref
 
 
@@ -503,12 +484,8 @@ def release_ref(ref: TensorRef) -> None:
 
 def block_refcount(ref: TensorRef) -> int:
     """The block's reference count across all processes (for diagnostics)."""
-    try:
+    with core_errors("read refcount", name=ref.region):
         return _attach(ref.region, ref.region_size).block_refcount(ref.offset, ref.nbytes)
-    except _core.CoreError as exc:
-        raise from_core_status(
-            exc.status, exc.os_errno, operation="read refcount", name=ref.region
-        ) from None
 
 
 def prune_mappings() -> int:
@@ -558,7 +535,7 @@ def collect_garbage(owner_pid: int | None = None) -> list[str]:
     """
     removed = []
     for name in list_regions():
-        if _core.name_status(name) != 0:
+        if _core.name_status(name) != _core.Status.OK:
             continue
         owner = _core.name_owner(name)
         if owner_pid is not None:
@@ -576,7 +553,5 @@ def collect_garbage(owner_pid: int | None = None) -> list[str]:
 
 def shm_space() -> tuple[int, int]:
     """(total, available) bytes of /dev/shm."""
-    try:
+    with core_errors("statvfs /dev/shm"):
         return _core.shm_space(SHM_DIR)
-    except _core.CoreError as exc:
-        raise from_core_status(exc.status, exc.os_errno, operation="statvfs /dev/shm") from None
