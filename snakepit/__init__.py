@@ -19,10 +19,10 @@ from snakepit.zero_copy import (
     ref_of,
     share,
     share_table,
+    share_tensor,
     table_from_ref,
     zeros,
 )
-from snakepit.zero_copy._torch import share_tensor
 
 __version__ = "0.8.0"
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from snakepit import errors as snakepit_errors
-from snakepit import zero_copy
 from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
@@ -71,7 +70,8 @@ from snakepit.telemetry._events import (
 )
 from snakepit.telemetry._repro import write_repro
 from snakepit.worker import codec, protocol
-from snakepit.zero_copy import collect_garbage, prune_mappings, threshold_bytes
+from snakepit.zero_copy import _runtime as zero_copy
+from snakepit.zero_copy._runtime import collect_garbage, prune_mappings, threshold_bytes
 
 from ._circuit import CircuitBreakerRegistry, CircuitState
 from ._exits import ExitInfo, ExitKind, classify_exit, oom_kill_count

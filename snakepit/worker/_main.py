@@ -21,10 +21,10 @@ from typing import Any
 
 from snakepit.errors import SerializationError, SharedMemoryError, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
-from snakepit.zero_copy import (
+from snakepit.zero_copy._runtime import (
     LeaseLedger,
+    array_from_ref,
     configure,
-    from_ref,
     install_ledger,
     prune_mappings,
     retain,
@@ -220,7 +220,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     config_blob, ledger_ref = blob
     config = codec.decode(config_blob)
     # The ledger is the supervisor's memory, lent for our whole life.
-    install_ledger(LeaseLedger(from_ref(ledger_ref, mode="borrow")))
+    install_ledger(LeaseLedger(array_from_ref(ledger_ref, mode="borrow")))
     for entry in reversed(config.get("sys_path", [])):
         if entry not in sys.path:
             sys.path.insert(0, entry)

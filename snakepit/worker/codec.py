@@ -25,12 +25,15 @@ from snakepit._core import bytes_copy
 from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.worker.protocol import could_be_ctrl_c
 from snakepit.zero_copy import (
-    TensorRef,
     _arrow,  # pyarrow itself is imported on first use only
     _torch,  # likewise torch: never imported here
+)
+from snakepit.zero_copy._arena import share_array
+from snakepit.zero_copy._ref import TensorRef
+from snakepit.zero_copy._runtime import (
+    array_from_ref,
     describe,
-    from_ref,
-    share,
+    drop_transfer_ref,
     take_transfer_ref,
     threshold_bytes,
 )
@@ -144,7 +147,7 @@ class _ArrayIds:
             if obj.nbytes < self.threshold:
                 return None
             try:
-                obj = share(obj)
+                obj = share_array(obj)
             except DtypeError:
                 return None  # e.g. structured dtypes: plain pickling still works
             ref = describe(obj)
@@ -260,10 +263,10 @@ class _Unpickler(pickle.Unpickler):
             ref, transferred = pid[1], pid[2]
             if isinstance(ref, TensorRef):
                 if transferred:
-                    return from_ref(ref, mode="adopt")
+                    return array_from_ref(ref, mode="adopt")
                 if self.keep:
-                    return from_ref(ref, mode="acquire")
-                array = from_ref(ref, mode="borrow")
+                    return array_from_ref(ref, mode="acquire")
+                array = array_from_ref(ref, mode="borrow")
                 if self.borrowed is not None:
                     self.borrowed.append(array)
                 return array
@@ -277,10 +280,10 @@ class _Unpickler(pickle.Unpickler):
         if not isinstance(ref, TensorRef):
             raise pickle.UnpicklingError(f"expected a TensorRef, got {type(ref).__name__}")
         if transferred:
-            return _torch.tensor_over(from_ref(ref, mode="adopt"), dtype_name)
+            return _torch.tensor_over(array_from_ref(ref, mode="adopt"), dtype_name)
         if self.keep:
-            return _torch.tensor_over(from_ref(ref, mode="acquire"), dtype_name)
-        array = from_ref(ref, mode="borrow")
+            return _torch.tensor_over(array_from_ref(ref, mode="acquire"), dtype_name)
+        array = array_from_ref(ref, mode="borrow")
         tensor = _torch.tensor_over(array, dtype_name)
         if self.borrowed is not None:
             # The tensor holds the array: a call that keeps the tensor keeps
@@ -363,8 +366,6 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
 def drop_transfers(refs: list[TensorRef]) -> None:
     """Give back the block references an encoding took for its receiver
     (when the payload will not be sent after all)."""
-    from snakepit.zero_copy import drop_transfer_ref
-
     for ref in refs:
         drop_transfer_ref(ref)
 

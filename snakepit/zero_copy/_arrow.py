@@ -1,4 +1,4 @@
-"""Arrow tables in shared memory (SPEC §1.2): one IPC stream in one block.
+"""Arrow tables in shared memory (docs/zero-copy.md): one IPC stream in one block.
 
 A table is written once, as an Arrow IPC stream, straight into a uint8 array
 from the arena (:func:`~snakepit.zero_copy.empty`), and opened on the other
@@ -17,15 +17,15 @@ import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from snakepit.errors import InvalidDescriptorError, SharedMemoryError
 
-from ._memory import RefMode, describe, empty, from_ref, ref_of
-from ._ref import TensorRef
+from ._arena import empty
+from ._mapping import RefMode
+from ._ref import Descriptor, TensorRef, array_from_ref, describe, tensor_ref_of
 
 #: What a receiver rebuilds from the stream: a pyarrow.Table, a
 #: pyarrow.RecordBatch, or a pandas.DataFrame (``Table.to_pandas()``).
@@ -33,7 +33,7 @@ KINDS: frozenset[str] = frozenset({"table", "record_batch", "pandas"})
 
 
 @dataclass(frozen=True, slots=True)
-class ArrowRef:
+class ArrowRef(Descriptor):
     """An Arrow IPC stream in a shared-memory block, and what it decodes to.
 
     ``data`` describes the stream as a 1-D uint8 array whose length is the
@@ -55,18 +55,22 @@ class ArrowRef:
         The stream's bytes are checked by pyarrow when the table is opened.
         """
         data: object = self.data
+        if isinstance(data, TensorRef):
+            data.validate()
+        Descriptor.validate(self)  # not super(): slots=True recreates the class
+
+    def _problem(self) -> str | None:
+        data: object = self.data
         if not isinstance(data, TensorRef):
-            raise InvalidDescriptorError(
-                f"malformed ArrowRef: data must be a TensorRef, got {type(data).__name__}"
-            )
-        data.validate()
+            return f"data must be a TensorRef, got {type(data).__name__}"
         if self.kind not in KINDS:
-            raise InvalidDescriptorError(f"malformed ArrowRef: unknown kind {self.kind!r}")
+            return f"unknown kind {self.kind!r}"
         if data.dtype != "uint8" or len(data.shape) != 1 or data.strides != (1,):
-            raise InvalidDescriptorError(
-                "malformed ArrowRef: the stream must be a contiguous 1-D uint8 block, got "
+            return (
+                "the stream must be a contiguous 1-D uint8 block, got "
                 f"dtype {data.dtype!r}, shape {data.shape}, strides {data.strides}"
             )
+        return None
 
     @property
     def nbytes(self) -> int:
@@ -76,17 +80,6 @@ class ArrowRef:
     def release(self) -> None:
         """Drop the reference this process holds on the block, if any."""
         self.data.release()
-
-    def __enter__(self) -> ArrowRef:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def open(self) -> Any:
         """The table this descriptor names (same as ``table_from_ref(self)``)."""
@@ -276,7 +269,7 @@ def open_ref(ref: ArrowRef, mode: RefMode = "acquire") -> tuple[Any, np.ndarray[
     if not isinstance(ref, ArrowRef):
         raise InvalidDescriptorError(f"expected an ArrowRef, got {type(ref).__name__}")
     ref.validate()
-    array = from_ref(ref.data, mode=mode)
+    array = array_from_ref(ref.data, mode=mode)
     table = _open(array, ref.kind)
     if ref.kind == "pandas":
         return table.to_pandas(), array
@@ -347,7 +340,7 @@ def arrow_ref_of(table: Any) -> ArrowRef:
             "table is not in snakepit shared memory; use snakepit.share_table(table) first"
         )
     array, kind = found
-    return ArrowRef(ref_of(array), kind)
+    return ArrowRef(tensor_ref_of(array), kind)
 
 
 def describe_table(table: Any) -> ArrowRef | None:

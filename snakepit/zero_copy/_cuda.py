@@ -1,4 +1,4 @@
-"""CUDA IPC: hand device memory to another process as a 64-byte handle (SPEC §1.3).
+"""CUDA IPC: hand device memory to another process as a 64-byte handle (docs/zero-copy.md).
 
 The C core loads the CUDA driver library at run time (``libcuda.so.1``, or
 the path in ``SNAKEPIT_CUDA_DRIVER``); nothing here imports torch or cupy.
@@ -9,7 +9,6 @@ the path in ``SNAKEPIT_CUDA_DRIVER``); nothing here imports torch or cupy.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import weakref
@@ -22,7 +21,7 @@ from snakepit.errors import DeviceError, InvalidDescriptorError
 
 from ._dtypes import dtype_name, numpy_dtype
 from ._errors import DEFAULT_DRIVER, DRIVER_ENV, core_error, core_errors
-from ._ref import MAX_FIELD, layout_problem, view_extent
+from ._ref import MAX_FIELD, StridedDescriptor, layout_problem
 
 #: ``kDLCUDA`` in DLPack's ``DLDeviceType``.
 DLPACK_CUDA = 2
@@ -62,7 +61,7 @@ def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...
 
 
 @dataclass(frozen=True, slots=True)
-class GPUTensorRef:
+class GPUTensorRef(StridedDescriptor):
     """Where a CUDA tensor lives, as another process can open it.
 
     ``handle`` is the allocation's 64-byte CUDA IPC handle, ``nbytes`` the
@@ -79,14 +78,11 @@ class GPUTensorRef:
     device_id: int
     nbytes: int
 
-    def validate(self) -> None:
-        """Check the descriptor is self-consistent; InvalidDescriptorError if not."""
-        problem = self._problem()
-        if problem is not None:
-            raise InvalidDescriptorError(
-                f"malformed GPUTensorRef for {_device(self.device_id)}: {problem}",
-                reason=problem,
-            )
+    def _where(self) -> str:
+        return f" for {_device(self.device_id)}"
+
+    def _start(self) -> int:
+        return self.offset
 
     def _problem(self) -> str | None:
         handle: object = self.handle
@@ -112,15 +108,6 @@ class GPUTensorRef:
                 f"(shape {self.shape}, strides {self.strides}, offset {self.offset})"
             )
         return None
-
-    def extent(self) -> tuple[int, int]:
-        """Bytes ``[low, high)`` of the allocation that the view touches."""
-        return view_extent(self.dtype, self.shape, self.strides, self.offset)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
 
 
 def export_cuda(

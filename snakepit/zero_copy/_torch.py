@@ -20,8 +20,8 @@ import numpy as np
 
 from snakepit.errors import InvalidDescriptorError
 
+from ._arena import share_array
 from ._dtypes import BFLOAT16
-from ._memory import share
 
 #: torch dtypes that travel through shared memory (torch.from_numpy takes them).
 DTYPES = frozenset(
@@ -90,6 +90,13 @@ def _shared_view(tensor: Any) -> np.ndarray[Any, Any] | None:
     return view
 
 
+def shared_array(tensor: Any) -> np.ndarray[Any, Any] | None:
+    """The numpy view of shared memory a CPU tensor lies in, or None."""
+    if tensor.device.type != "cpu" or tensor.is_conj() or tensor.is_neg():
+        return None
+    return _shared_view(tensor)
+
+
 def share_tensor(tensor: Any) -> Any:
     """A CPU tensor over shared memory with ``tensor``'s values (one copy).
 
@@ -147,7 +154,7 @@ def shared_copy(tensor: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str]
     data = tensor.detach().resolve_conj().resolve_neg()
     # numpy has no bfloat16: its bits travel as snakepit's tagged 2-byte type.
     bits = data.view(torch.int16).numpy().view(BFLOAT16) if name == "bfloat16" else None
-    return share(data.numpy() if bits is None else bits), name
+    return share_array(data.numpy() if bits is None else bits), name
 
 
 def tensor_over(array: np.ndarray[Any, Any], dtype_name: object) -> Any:

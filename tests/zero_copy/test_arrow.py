@@ -1,4 +1,4 @@
-"""Arrow tables in shared memory: written once, opened without a copy (SPEC §1.2)."""
+"""Arrow tables in shared memory: written once, opened without a copy (docs/zero-copy.md)."""
 
 from __future__ import annotations
 
