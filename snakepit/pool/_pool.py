@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from snakepit import errors as snakepit_errors
+from snakepit._wire import codec, protocol
 from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
@@ -69,7 +70,6 @@ from snakepit.telemetry._events import (
     WORKER_START,
 )
 from snakepit.telemetry._repro import write_repro
-from snakepit.worker import codec, protocol
 from snakepit.zero_copy import _runtime as zero_copy
 from snakepit.zero_copy._runtime import collect_garbage, prune_mappings, threshold_bytes
 

@@ -24,8 +24,9 @@ import numpy as np
 from snakepit.errors import InvalidDescriptorError, SharedMemoryError
 
 from ._arena import empty
+from ._dtypes import dtype_name
 from ._mapping import RefMode
-from ._ref import Descriptor, TensorRef, array_from_ref, describe, tensor_ref_of
+from ._ref import Descriptor, TensorRef, array_from_ref, describe, tensor_ref_of, with_ref
 
 #: What a receiver rebuilds from the stream: a pyarrow.Table, a
 #: pyarrow.RecordBatch, or a pandas.DataFrame (``Table.to_pandas()``).
@@ -63,14 +64,7 @@ class ArrowRef(Descriptor):
         data: object = self.data
         if not isinstance(data, TensorRef):
             return f"data must be a TensorRef, got {type(data).__name__}"
-        if self.kind not in KINDS:
-            return f"unknown kind {self.kind!r}"
-        if data.dtype != "uint8" or len(data.shape) != 1 or data.strides != (1,):
-            return (
-                "the stream must be a contiguous 1-D uint8 block, got "
-                f"dtype {data.dtype!r}, shape {data.shape}, strides {data.strides}"
-            )
-        return None
+        return _stream_problem(self.kind, data.dtype, data.shape, data.strides)
 
     @property
     def nbytes(self) -> int:
@@ -84,6 +78,20 @@ class ArrowRef(Descriptor):
     def open(self) -> Any:
         """The table this descriptor names (same as ``table_from_ref(self)``)."""
         return table_from_ref(self)
+
+
+def _stream_problem(
+    kind: object, dtype: str, shape: tuple[int, ...], strides: tuple[int, ...]
+) -> str | None:
+    """What is wrong with a stream descriptor's kind and layout, or None."""
+    if kind not in KINDS:
+        return f"unknown kind {kind!r}"
+    if dtype != "uint8" or len(shape) != 1 or strides != (1,):
+        return (
+            "the stream must be a contiguous 1-D uint8 block, got "
+            f"dtype {dtype!r}, shape {shape}, strides {strides}"
+        )
+    return None
 
 
 def _pyarrow() -> Any:
@@ -265,16 +273,46 @@ def block_of(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | Non
 
 
 def open_ref(ref: ArrowRef, mode: RefMode = "acquire") -> tuple[Any, np.ndarray[Any, Any]]:
-    """For the codec: the object ``ref`` names and the shared array under it."""
+    """The object ``ref`` names and the shared array under it."""
     if not isinstance(ref, ArrowRef):
         raise InvalidDescriptorError(f"expected an ArrowRef, got {type(ref).__name__}")
     ref.validate()
     array = array_from_ref(ref.data, mode=mode)
-    table = _open(array, ref.kind)
-    if ref.kind == "pandas":
-        return table.to_pandas(), array
-    _register(table, array, ref.kind)
-    return table, array
+    return _rebuild(array, ref.kind), array
+
+
+def _rebuild(array: np.ndarray[Any, Any], kind: str) -> Any:
+    table = _open(array, kind)
+    if kind == "pandas":
+        return table.to_pandas()
+    _register(table, array, kind)
+    return table
+
+
+#: The codec's name for this carrier (see _numpy.py for the carrier protocol).
+tag = "snakepit.arrow"
+_NO_TYPES: frozenset[type] = frozenset()
+
+
+def types() -> frozenset[type]:
+    """Tables, record batches and (with pandas) frames, once pyarrow is imported."""
+    # Never import pyarrow here: a process that has not imported it has no tables.
+    if "pyarrow" not in sys.modules:
+        return _NO_TYPES
+    return frame_types()
+
+
+def to_block(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], TensorRef, str] | None:
+    """For the codec: the stream's shared array, its TensorRef and the kind."""
+    return with_ref(block_of(obj, threshold))
+
+
+def from_block(array: np.ndarray[Any, Any], extra: object) -> Any:
+    """For the codec: the table (or frame) of the stream in a received array."""
+    problem = _stream_problem(extra, dtype_name(array.dtype), array.shape, array.strides)
+    if problem is not None:
+        raise InvalidDescriptorError(f"malformed ArrowRef: {problem}", reason=problem)
+    return _rebuild(array, str(extra))
 
 
 def table_from_ref(ref: ArrowRef, *, mode: RefMode = "acquire") -> Any:

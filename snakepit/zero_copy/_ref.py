@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -326,6 +326,21 @@ def _describe(array: np.ndarray[Any, Any], buffer: _core.SharedBuffer) -> Tensor
         byte_offset=array.__array_interface__["data"][0] - buffer.address,
         region_size=buffer.region_size,
     )
+
+
+_X = TypeVar("_X")
+
+
+def with_ref(
+    found: tuple[np.ndarray[Any, Any], _X] | None,
+) -> tuple[np.ndarray[Any, Any], TensorRef, _X] | None:
+    """A carrier's ``(array, extra)`` with the array's TensorRef put in between."""
+    if found is None:
+        return None
+    ref = describe(found[0])
+    if ref is None:  # cannot happen: carriers put their blocks in the arena
+        return None
+    return found[0], ref, found[1]
 
 
 def tensor_ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
