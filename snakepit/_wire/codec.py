@@ -144,8 +144,9 @@ class _ArrayIds:
                 return None
             # The buffer in the id goes out of band, in pickle's own order.
             return (_TAG_BYTES, pickle.PickleBuffer(obj))
-        carrier = self.carriers.get(kind)
-        if carrier is None:
+        # `in`, not .get(): most objects are no carrier's, and an operator
+        # costs less than a method call (this runs for every object pickled).
+        if kind not in self.carriers:
             # Plain pickle would send these by reference, and a worker's
             # __main__ is not the caller's: only cloudpickle sends them by value.
             if (
@@ -155,18 +156,23 @@ class _ArrayIds:
             ):
                 raise _NeedsCloudpickleError
             return None
+        carrier = self.carriers[kind]
         found = carrier.to_block(obj, self.threshold)
         if found is None:
             return None
         array, ref, extra = found
         # The sender keeps every shared array alive until the receiver is done.
         self.keepalive.append(array)
-        if self.receiver is None or _owner(ref) == self.receiver:
-            # Borrowed: the receiver owns the block or the sender outlives its use.
-            return (carrier.tag, ref, False, extra)
-        ref = take_transfer_ref(array)
-        self.transfers.append(ref)
-        return (carrier.tag, ref, True, extra)
+        transferred = not (self.receiver is None or _owner(ref) == self.receiver)
+        if transferred:
+            ref = take_transfer_ref(array)
+            self.transfers.append(ref)
+        # else borrowed: the receiver owns the block or the sender outlives its use.
+        # (tag, ref, transferred[, extra]): no extra for plain arrays, which
+        # keeps their ids one object (one persistent_id call) shorter.
+        if extra is None:
+            return (carrier.tag, ref, transferred)
+        return (carrier.tag, ref, transferred, extra)
 
 
 class _OutOfBand:
@@ -224,16 +230,13 @@ class _Unpickler(pickle.Unpickler):
         self.borrowed = borrowed
 
     def persistent_load(self, pid: Any) -> Any:
-        if type(pid) is tuple:
-            if len(pid) == 4:
-                carrier = _BY_TAG.get(pid[0])
-                if carrier is not None:
-                    return self._load(carrier, pid[1], pid[2], pid[3])
-            elif len(pid) == 2 and pid[0] == _TAG_BYTES:
+        if type(pid) is not tuple or not 3 <= len(pid) <= 4 or pid[0] not in _BY_TAG:
+            if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_BYTES:
                 return bytes_copy(pid[1])
-        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-
-    def _load(self, carrier: ModuleType, ref: Any, transferred: Any, extra: Any) -> Any:
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        carrier = _BY_TAG[pid[0]]
+        ref, transferred = pid[1], pid[2]
+        extra = pid[3] if len(pid) == 4 else None
         if type(ref) is not TensorRef:
             raise pickle.UnpicklingError(f"expected a TensorRef, got {type(ref).__name__}")
         if transferred:

@@ -197,8 +197,9 @@ class TensorRef(StridedDescriptor):
         problem = layout_problem(self.dtype, self.shape, self.strides)
         if problem is not None:
             return problem
-        low, high = self.extent()
-        logical = self.size * numpy_dtype(self.dtype).itemsize
+        # view_extent(), not self.extent(): this check runs for every array received.
+        low, high = view_extent(self.dtype, self.shape, self.strides, self.byte_offset)
+        logical = math.prod(self.shape) * numpy_dtype(self.dtype).itemsize
         if logical > self.nbytes:
             # Only overlapping strides (0 among them) view more elements than
             # the block holds; no array snakepit shares has them.
