@@ -104,6 +104,7 @@ class Lease:
             self.ledger.record(region.name, offset)
 
     def release(self) -> None:
+        """Drop the reference (idempotent); unmap the region if that was its last use."""
         region, self.region = self.region, None
         if region is not None and region.mapped:
             if self.ledger is not None:
