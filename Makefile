@@ -39,6 +39,7 @@ pytest: build
 
 typecheck: venv
 	$(PY) -m mypy
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml --allowlist snakepit/_core/stubtest-allowlist.txt snakepit._core._core
 
 lint: venv
 	$(PY) -m ruff check .

@@ -1,30 +1,70 @@
 """snakepit: crash-proof Python workers with zero-copy tensors.
 
 The public surface is re-exported here; the code lives one level down by
-capability (``zero_copy``, ``pool``, ``worker``, ``errors``).
+capability (``zero_copy``, ``pool``, ``errors``, ``hardware``, ``telemetry``).
+Names load on first use (PEP 562), so a worker process, which imports
+``snakepit.worker``, never loads the supervisor (``snakepit.pool``).
 """
 
+from __future__ import annotations
+
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from snakepit import errors
-from snakepit.errors import SnakepitError
-from snakepit.pool import Pool
-from snakepit.zero_copy import (
-    ArrowRef,
-    TensorRef,
-    empty,
-    from_dlpack,
-    from_ref,
-    is_shared,
-    ref_of,
-    share,
-    share_table,
-    table_from_ref,
-    zeros,
-)
-from snakepit.zero_copy._torch import share_tensor
+if TYPE_CHECKING:
+    from snakepit import errors
+    from snakepit.errors import SnakepitError
+    from snakepit.pool import Pool
+    from snakepit.zero_copy import (
+        ArrowRef,
+        TensorRef,
+        empty,
+        from_dlpack,
+        from_ref,
+        is_shared,
+        ref_of,
+        share,
+        share_table,
+        share_tensor,
+        table_from_ref,
+        zeros,
+    )
 
-__version__ = "0.8.0"
+from snakepit._version import __version__
+
+#: Public name -> the module that defines it.
+_LAZY: dict[str, str] = {
+    "Pool": "snakepit.pool",
+    "SnakepitError": "snakepit.errors",
+    "ArrowRef": "snakepit.zero_copy",
+    "TensorRef": "snakepit.zero_copy",
+    "empty": "snakepit.zero_copy",
+    "from_dlpack": "snakepit.zero_copy",
+    "from_ref": "snakepit.zero_copy",
+    "is_shared": "snakepit.zero_copy",
+    "ref_of": "snakepit.zero_copy",
+    "share": "snakepit.zero_copy",
+    "share_table": "snakepit.zero_copy",
+    "share_tensor": "snakepit.zero_copy",
+    "table_from_ref": "snakepit.zero_copy",
+    "zeros": "snakepit.zero_copy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "errors":
+        value: Any = importlib.import_module("snakepit.errors")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'snakepit' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def get_include() -> str:

@@ -10,7 +10,7 @@ import os
 
 import psutil
 
-from snakepit.zero_copy import _memory
+from snakepit.zero_copy import _arena, _gc
 
 
 def reap_leaked_workers() -> list[int]:
@@ -39,7 +39,6 @@ def leaked_segments() -> list[str]:
     Returns the names of this process's regions still in /dev/shm and of
     regions whose owner died (those are removed on the way).
     """
-    _memory._close_at_exit()
-    _memory._state.mappings.clear()
-    mine = [n for n in _memory.list_regions() if n.startswith(f"/snakepit-{os.getpid()}-")]
-    return mine + _memory.collect_garbage()
+    _arena.reset_for_tests()
+    mine = [n for n in _gc.list_regions() if n.startswith(f"/snakepit-{os.getpid()}-")]
+    return mine + _gc.collect_garbage()

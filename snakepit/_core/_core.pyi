@@ -1,4 +1,7 @@
+from enum import IntEnum
 from typing import Any
+
+from typing_extensions import disjoint_base
 
 REGION_HEADER_SIZE: int
 BLOCK_HEADER_SIZE: int
@@ -6,6 +9,26 @@ ALIGNMENT: int
 LAYOUT_VERSION: int
 LARGE_THRESHOLD: int
 MAX_REGION_SIZE: int
+
+class Status(IntEnum):
+    OK = 0
+    INVALID = -1
+    NAME = -2
+    MAGIC = -3
+    VERSION = -4
+    SIZE = -5
+    RANGE = -6
+    NOSPACE = -7
+    CAP = -8
+    NOMEM = -9
+    NOTFOUND = -10
+    EXISTS = -11
+    PERM = -12
+    OS = -13
+    REFCOUNT = -14
+    OVERFLOW = -15
+    NO_DRIVER = -16
+    CUDA = -17
 
 class CoreError(Exception):
     status: int
@@ -26,6 +49,7 @@ def unlink(name: str) -> None: ...
 def shm_space(shm_dir: str | None = None) -> tuple[int, int]: ...
 def debug_fail_fallocate(err: int, count: int) -> None: ...
 
+@disjoint_base
 class SharedBuffer:
     @property
     def owner(self) -> object: ...
@@ -44,6 +68,7 @@ class SharedBuffer:
 
 def array_over(buffer: SharedBuffer, shape: tuple[int, ...], dtype: Any) -> Any: ...
 
+@disjoint_base
 class Region:
     @property
     def name(self) -> str: ...
@@ -81,6 +106,7 @@ class Region:
     def unlink(self) -> None: ...
     def detach(self) -> None: ...
 
+@disjoint_base
 class Allocation:
     @property
     def region_name(self) -> str: ...
@@ -99,15 +125,16 @@ class Allocation:
     def buffer(self) -> SharedBuffer: ...
     def release(self) -> None: ...
 
+@disjoint_base
 class Arena:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         cap_bytes: int = 0,
         slab_bytes: int = 0,
         cache_bytes: int = 0,
         shm_dir: str | None = None,
         prefault: bool = True,
-    ) -> None: ...
+    ) -> Arena: ...
     def alloc(self, nbytes: int) -> Allocation: ...
     def reclaim(self) -> int: ...
     def trim(self) -> None: ...
@@ -122,6 +149,7 @@ CUDA_IPC_HANDLE_SIZE: int
 CUDA_MAX_DEVICES: int
 CUDA_ERROR_INVALID_CONTEXT: int
 
+@disjoint_base
 class CudaDriver:
     @property
     def path(self) -> str: ...

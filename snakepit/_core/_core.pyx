@@ -2,9 +2,11 @@
 """Thin wrappers over the C shared-memory core.
 
 No policy lives here: every failure is raised as :class:`CoreError` carrying
-the C status code and errno, and ``snakepit.errors.from_core_status`` turns it
-into the public exception hierarchy.
+the C status code (a :class:`Status`) and errno, and
+``snakepit.zero_copy._errors`` turns it into the public exception hierarchy.
 """
+
+import enum
 
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE
@@ -33,6 +35,29 @@ ALIGNMENT = SP_ALIGNMENT
 LAYOUT_VERSION = SP_LAYOUT_VERSION
 LARGE_THRESHOLD = SP_ARENA_LARGE_THRESHOLD
 MAX_REGION_SIZE = SP_MAX_REGION_SIZE
+
+
+class Status(enum.IntEnum):
+    """The C core's ``sp_status`` codes (``csrc/snakepit_core.h``), from the C values."""
+
+    OK = SP_OK
+    INVALID = SP_ERR_INVALID
+    NAME = SP_ERR_NAME
+    MAGIC = SP_ERR_MAGIC
+    VERSION = SP_ERR_VERSION
+    SIZE = SP_ERR_SIZE
+    RANGE = SP_ERR_RANGE
+    NOSPACE = SP_ERR_NOSPACE
+    CAP = SP_ERR_CAP
+    NOMEM = SP_ERR_NOMEM
+    NOTFOUND = SP_ERR_NOTFOUND
+    EXISTS = SP_ERR_EXISTS
+    PERM = SP_ERR_PERM
+    OS = SP_ERR_OS
+    REFCOUNT = SP_ERR_REFCOUNT
+    OVERFLOW = SP_ERR_OVERFLOW
+    NO_DRIVER = SP_ERR_NO_DRIVER
+    CUDA = SP_ERR_CUDA
 
 
 class CoreError(Exception):
@@ -65,7 +90,7 @@ cdef inline const char *_c_str_or_null(bytes raw):
 
 
 cdef inline int _check(int status, str operation, object name=None) except -1:
-    if status != 0:
+    if status != SP_OK:
         raise CoreError(status, sp_last_errno(), operation, name)
     return 0
 
@@ -75,7 +100,7 @@ cdef bytes _encode_name(object name):
         raise TypeError(f"region name must be str, not {type(name).__name__}")
     cdef bytes raw = (<str>name).encode("utf-8", "surrogateescape")
     if len(raw) >= SP_NAME_MAX or b"\0" in raw:
-        raise CoreError(-2, 0, "validate name", name)
+        raise CoreError(SP_ERR_NAME, 0, "validate name", name)
     return raw
 
 
@@ -329,7 +354,7 @@ cdef class Region:
 
     cdef int _require_mapped(self) except -1:
         if self.region.base == NULL:
-            raise CoreError(-1, 0, "use region", self.name)
+            raise CoreError(SP_ERR_INVALID, 0, "use region", self.name)
         return 0
 
     def check_span(self, uint64_t offset, uint64_t length):
@@ -382,9 +407,9 @@ cdef class Region:
         cdef void *managed = NULL
         self._require_mapped()
         if nd > SP_DLPACK_MAX_NDIM or len(strides) != nd:
-            raise CoreError(-1, 0, "export DLPack", self.name)
+            raise CoreError(SP_ERR_INVALID, 0, "export DLPack", self.name)
         if not 0 <= code <= 255 or not 0 <= bits <= 255:
-            raise CoreError(-1, 0, "export DLPack", self.name)
+            raise CoreError(SP_ERR_INVALID, 0, "export DLPack", self.name)
         for i in range(nd):
             c_shape[i] = <int64_t>shape[i]
             c_strides[i] = <int64_t>strides[i]
@@ -474,7 +499,7 @@ cdef class Allocation:
     def buffer(self):
         """A writable :class:`SharedBuffer` over the allocation."""
         if self.data == NULL:
-            raise CoreError(-14, 0, "buffer of released allocation", self.region_name)
+            raise CoreError(SP_ERR_REFCOUNT, 0, "buffer of released allocation", self.region_name)
         return _make_buffer(self, self.data, self.nbytes, False, self.region_name,
                             self.data_offset, self.region_size)
 
@@ -513,7 +538,7 @@ cdef class Arena:
 
     cdef int _require_open(self) except -1:
         if self.arena == NULL:
-            raise CoreError(-1, 0, "use closed arena")
+            raise CoreError(SP_ERR_INVALID, 0, "use closed arena")
         return 0
 
     def alloc(self, uint64_t nbytes):
@@ -522,7 +547,7 @@ cdef class Arena:
         cdef int status
         self._require_open()
         status = sp_arena_alloc(self.arena, nbytes, &block)
-        if status != 0:
+        if status != SP_OK:
             raise CoreError(status, sp_last_errno(), "allocate")
         cdef Allocation allocation = Allocation.__new__(Allocation)
         allocation.arena = self
@@ -590,7 +615,7 @@ CUDA_ERROR_INVALID_CONTEXT = SP_CUDA_ERROR_INVALID_CONTEXT
 
 
 cdef inline int _check_cuda(int status, str operation) except -1:
-    if status != 0:
+    if status != SP_OK:
         err = CoreError(status, sp_last_errno(), operation)
         err.cuda_result = sp_cuda_last_result()
         err.detail = sp_cuda_last_message().decode("utf-8", "replace")
@@ -614,14 +639,14 @@ cdef class CudaDriver:
         cdef CudaDriver self = CudaDriver.__new__(CudaDriver)
         cdef bytes raw = path.encode() if path is not None else None
         if raw is not None and b"\0" in raw:
-            raise CoreError(-1, 0, "load CUDA driver", path)
+            raise CoreError(SP_ERR_INVALID, 0, "load CUDA driver", path)
         _check_cuda(sp_cuda_load(_c_str_or_null(raw), &self.driver), "load CUDA driver")
         self.path = path if path is not None else "libcuda.so.1"
         return self
 
     cdef int _require_loaded(self) except -1:
         if self.driver == NULL:
-            raise CoreError(-1, 0, "use unloaded CUDA driver")
+            raise CoreError(SP_ERR_INVALID, 0, "use unloaded CUDA driver")
         return 0
 
     def ipc_export(self, int device, uint64_t ptr):
@@ -639,7 +664,7 @@ cdef class CudaDriver:
         cdef uint64_t base = 0, size = 0
         self._require_loaded()
         if len(handle) != SP_CUDA_IPC_HANDLE_SIZE:
-            raise CoreError(-1, 0, "open CUDA IPC handle")
+            raise CoreError(SP_ERR_INVALID, 0, "open CUDA IPC handle")
         memcpy(c_handle.reserved, <const char *>handle, SP_CUDA_IPC_HANDLE_SIZE)
         _check_cuda(sp_cuda_ipc_open(self.driver, device, &c_handle, &base, &size),
                     "open CUDA IPC handle")

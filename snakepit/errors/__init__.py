@@ -19,10 +19,6 @@ is shown. :class:`ExitKind` names how a worker process ended.
 
 from snakepit.errors._base import RemoteTraceback, SnakepitError
 from snakepit.errors._config import ErrorSettings, configure, settings
-
-# TRANSITIONAL (issue 12): zero_copy imports this until its own translator
-# (zero_copy/_errors.py) is merged; then delete this import and _core_status.py.
-from snakepit.errors._core_status import from_core_status as from_core_status
 from snakepit.errors._hierarchy import (
     CircuitOpenError,
     DeviceError,

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from snakepit.worker import codec
+from snakepit._wire import codec
 
 __all__ = ["Call", "function_name"]
 

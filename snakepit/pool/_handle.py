@@ -19,10 +19,10 @@ import threading
 from collections import deque
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from snakepit import zero_copy
+from snakepit._wire import codec, protocol
 from snakepit.errors import SnakepitError
 from snakepit.errors._remote import record_to_exception
-from snakepit.worker import codec, protocol
+from snakepit.zero_copy import _runtime as zero_copy
 
 from ._exits import ExitInfo
 from ._watch import kill_group

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from snakepit import hardware
+from snakepit._wire import codec
 from snakepit.errors import PoolClosedError, SerializationError, SharedMemoryError
-from snakepit.worker import codec
-from snakepit.zero_copy import threshold_bytes
+from snakepit.zero_copy._runtime import threshold_bytes
 
 from ._calls import Call, function_name
 from ._circuit import CircuitBreakerRegistry

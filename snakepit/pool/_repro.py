@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 import numpy as np
 
+from snakepit._wire import codec
 from snakepit.errors import PythonError, WorkerError, WorkerUnavailableError
-from snakepit.worker import codec
 from snakepit.zero_copy import TensorRef
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from snakepit import zero_copy
+from snakepit._wire import codec, protocol
 from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
@@ -43,8 +43,8 @@ from snakepit.errors import (
     WorkerUnavailableError,
 )
 from snakepit.errors._remote import record_to_exception
-from snakepit.worker import codec, protocol
-from snakepit.zero_copy import collect_garbage, prune_mappings
+from snakepit.zero_copy import _runtime as zero_copy
+from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 
 from ._calls import Call
 from ._circuit import CircuitBreakerRegistry

@@ -48,15 +48,19 @@ _table: dict[Event, tuple[HandlerInfo, ...]] = {}
 _handlers: dict[str, HandlerInfo] = {}
 _lock = threading.Lock()
 _forwarder: Forwarder | None = None
+#: Whether any handler is attached in this process: one attribute test for hot
+#: paths (shared-memory allocation) that emit nothing while nobody listens.
+listening = False
 
 
 def _rebuild_locked() -> None:
-    global _table
+    global _table, listening
     table: dict[Event, list[HandlerInfo]] = {}
     for info in _handlers.values():
         for event in info.events:
             table.setdefault(event, []).append(info)
     _table = {event: tuple(infos) for event, infos in table.items()}
+    listening = bool(_table)
 
 
 def _check_event(event: object) -> Event:
@@ -125,6 +129,11 @@ def enabled(event: Event) -> bool:
     Call sites on hot paths use this to skip building measurements at all.
     """
     return event in _table or _forwarder is not None
+
+
+def any_handlers() -> bool:
+    """Whether any handler is attached in this process (see ``listening``)."""
+    return listening
 
 
 def has_handlers(event: Event) -> bool:

@@ -1,1 +1,1 @@
-"""Worker side of the crash barrier: the protocol, the codec, the worker loop."""
+"""The worker process: ``python -m snakepit.worker`` (see :mod:`snakepit.worker._main`)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import faulthandler
-import importlib
 import os
 import signal
 import socket
@@ -19,19 +18,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from snakepit._wire import codec, protocol
+from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
 from snakepit.errors._remote import exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
-from snakepit.zero_copy import (
+from snakepit.zero_copy._runtime import (
     LeaseLedger,
+    array_from_ref,
     configure,
-    from_ref,
     install_ledger,
     prune_mappings,
     retain,
 )
-
-from . import codec, protocol
 
 _PR_SET_PDEATHSIG = 1
 # Drop unused mappings of freed regions every this many calls.
@@ -74,12 +73,7 @@ def _die_with_worker() -> None:
 
 def _resolve(spec: Any) -> Callable[..., Any]:
     if isinstance(spec, str):
-        module_name, sep, attr = spec.partition(":")
-        if not sep or not module_name or not attr:
-            raise ValueError(f"function spec {spec!r} is not of the form 'module:function'")
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
+        target = resolve(spec)
         if not callable(target):
             raise TypeError(f"{spec!r} is not callable")
         return target  # type: ignore[no-any-return]
@@ -221,7 +215,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     config_blob, ledger_ref = blob
     config = codec.decode(config_blob)
     # The ledger is the supervisor's memory, lent for our whole life.
-    install_ledger(LeaseLedger(from_ref(ledger_ref, mode="borrow")))
+    install_ledger(LeaseLedger(array_from_ref(ledger_ref, mode="borrow")))
     for entry in reversed(config.get("sys_path", [])):
         if entry not in sys.path:
             sys.path.insert(0, entry)

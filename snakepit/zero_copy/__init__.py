@@ -1,76 +1,76 @@
-"""Zero-copy tensors in POSIX shared memory (SPEC §1.1); Arrow tables (§1.2); CUDA IPC (§1.3)."""
+"""Zero-copy data between processes: POSIX shared memory, Arrow streams, CUDA IPC.
 
-from ._arrow import ArrowRef, arrow_ref_of, is_shared_table, share_table, table_from_ref
-from ._cuda import CudaIPCTensor, GPUTensorRef, cuda_driver, export_cuda, open_cuda
-from ._dlpack import from_dlpack
-from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
-from ._ledger import LEDGER_BYTES, LeaseLedger
-from ._memory import (
+::
+
+    import snakepit
+    from snakepit import zero_copy
+
+    array = zero_copy.empty((1024, 1024), "float32")  # allocated in shared memory
+    shared = zero_copy.share(existing)    # one copy in: numpy, torch CPU, Arrow
+    ref = zero_copy.ref_of(shared)        # a small picklable descriptor
+    view = zero_copy.from_ref(ref)        # in another process: no copy
+    zero_copy.is_shared(view)             # True
+    ref.release()                         # drop this process's reference
+
+    zero_copy.configure(threshold_bytes=1 << 20, cap_bytes=8 << 30)
+    zero_copy.arena_stats(), zero_copy.shm_space(), zero_copy.collect_garbage()
+
+A pool sends shared objects as descriptors and copies other large arrays,
+tensors and tables into shared memory once; most code never calls these
+verbs. Kind-specific names (``share_table``, ``arrow_ref_of``,
+``table_from_ref``, ``share_tensor``, ``export_cuda``, ``open_cuda``) remain
+as aliases. Details: ``docs/zero-copy.md``.
+"""
+
+from ._arena import (
     arena_stats,
-    block_refcount,
     cap_bytes,
-    collect_garbage,
     configure,
-    describe,
-    drop_held_references,
-    drop_transfer_ref,
     empty,
-    from_ref,
-    install_ledger,
-    is_shared,
-    list_regions,
-    prune_mappings,
     reclaim,
-    ref_of,
-    release_ref,
-    retain,
-    share,
     shm_space,
-    take_transfer_ref,
     threshold_bytes,
     trim,
     zeros,
 )
-from ._ref import TensorRef
+from ._arrow import ArrowRef, arrow_ref_of, is_shared_table, share_table, table_from_ref
+from ._cuda import CudaIPCTensor, GPUTensorRef, cuda_driver, export_cuda, open_cuda
+from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
+from ._gc import collect_garbage, list_regions
+from ._ref import TensorRef, block_refcount, release_ref
+from ._torch import share_tensor
+from ._verbs import from_dlpack, from_ref, is_shared, ref_of, share
 
 __all__ = [
-    "ArrowRef",
-    "LEDGER_BYTES",
-    "LeaseLedger",
     "BFLOAT16",
+    "SUPPORTED_DTYPES",
+    "ArrowRef",
     "CudaIPCTensor",
     "GPUTensorRef",
-    "SUPPORTED_DTYPES",
     "TensorRef",
     "arena_stats",
     "arrow_ref_of",
     "block_refcount",
     "cap_bytes",
     "collect_garbage",
-    "cuda_driver",
     "configure",
-    "describe",
-    "drop_held_references",
-    "drop_transfer_ref",
+    "cuda_driver",
     "empty",
     "export_cuda",
     "from_dlpack",
     "from_ref",
-    "install_ledger",
     "is_shared",
     "is_shared_table",
     "list_regions",
     "open_cuda",
-    "prune_mappings",
-    "reclaim",
     "ref_of",
+    "reclaim",
     "release_ref",
-    "retain",
     "share",
     "share_table",
+    "share_tensor",
     "shm_space",
     "table_from_ref",
-    "take_transfer_ref",
     "threshold_bytes",
     "trim",
     "zeros",

@@ -1,4 +1,4 @@
-"""Arrow tables in shared memory (SPEC §1.2): one IPC stream in one block.
+"""Arrow tables in shared memory (docs/zero-copy.md): one IPC stream in one block.
 
 A table is written once, as an Arrow IPC stream, straight into a uint8 array
 from the arena (:func:`~snakepit.zero_copy.empty`), and opened on the other
@@ -17,15 +17,16 @@ import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from snakepit.errors import InvalidDescriptorError, SharedMemoryError
 
-from ._memory import RefMode, describe, empty, from_ref, ref_of
-from ._ref import TensorRef
+from ._arena import empty
+from ._dtypes import dtype_name
+from ._mapping import RefMode
+from ._ref import Descriptor, TensorRef, array_from_ref, describe, tensor_ref_of, with_ref
 
 #: What a receiver rebuilds from the stream: a pyarrow.Table, a
 #: pyarrow.RecordBatch, or a pandas.DataFrame (``Table.to_pandas()``).
@@ -33,7 +34,7 @@ KINDS: frozenset[str] = frozenset({"table", "record_batch", "pandas"})
 
 
 @dataclass(frozen=True, slots=True)
-class ArrowRef:
+class ArrowRef(Descriptor):
     """An Arrow IPC stream in a shared-memory block, and what it decodes to.
 
     ``data`` describes the stream as a 1-D uint8 array whose length is the
@@ -55,18 +56,15 @@ class ArrowRef:
         The stream's bytes are checked by pyarrow when the table is opened.
         """
         data: object = self.data
+        if isinstance(data, TensorRef):
+            data.validate()
+        Descriptor.validate(self)  # not super(): slots=True recreates the class
+
+    def _problem(self) -> str | None:
+        data: object = self.data
         if not isinstance(data, TensorRef):
-            raise InvalidDescriptorError(
-                f"malformed ArrowRef: data must be a TensorRef, got {type(data).__name__}"
-            )
-        data.validate()
-        if self.kind not in KINDS:
-            raise InvalidDescriptorError(f"malformed ArrowRef: unknown kind {self.kind!r}")
-        if data.dtype != "uint8" or len(data.shape) != 1 or data.strides != (1,):
-            raise InvalidDescriptorError(
-                "malformed ArrowRef: the stream must be a contiguous 1-D uint8 block, got "
-                f"dtype {data.dtype!r}, shape {data.shape}, strides {data.strides}"
-            )
+            return f"data must be a TensorRef, got {type(data).__name__}"
+        return _stream_problem(self.kind, data.dtype, data.shape, data.strides)
 
     @property
     def nbytes(self) -> int:
@@ -77,20 +75,23 @@ class ArrowRef:
         """Drop the reference this process holds on the block, if any."""
         self.data.release()
 
-    def __enter__(self) -> ArrowRef:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
     def open(self) -> Any:
         """The table this descriptor names (same as ``table_from_ref(self)``)."""
         return table_from_ref(self)
+
+
+def _stream_problem(
+    kind: object, dtype: str, shape: tuple[int, ...], strides: tuple[int, ...]
+) -> str | None:
+    """What is wrong with a stream descriptor's kind and layout, or None."""
+    if kind not in KINDS:
+        return f"unknown kind {kind!r}"
+    if dtype != "uint8" or len(shape) != 1 or strides != (1,):
+        return (
+            "the stream must be a contiguous 1-D uint8 block, got "
+            f"dtype {dtype!r}, shape {shape}, strides {strides}"
+        )
+    return None
 
 
 def _pyarrow() -> Any:
@@ -272,16 +273,46 @@ def block_of(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | Non
 
 
 def open_ref(ref: ArrowRef, mode: RefMode = "acquire") -> tuple[Any, np.ndarray[Any, Any]]:
-    """For the codec: the object ``ref`` names and the shared array under it."""
+    """The object ``ref`` names and the shared array under it."""
     if not isinstance(ref, ArrowRef):
         raise InvalidDescriptorError(f"expected an ArrowRef, got {type(ref).__name__}")
     ref.validate()
-    array = from_ref(ref.data, mode=mode)
-    table = _open(array, ref.kind)
-    if ref.kind == "pandas":
-        return table.to_pandas(), array
-    _register(table, array, ref.kind)
-    return table, array
+    array = array_from_ref(ref.data, mode=mode)
+    return _rebuild(array, ref.kind), array
+
+
+def _rebuild(array: np.ndarray[Any, Any], kind: str) -> Any:
+    table = _open(array, kind)
+    if kind == "pandas":
+        return table.to_pandas()
+    _register(table, array, kind)
+    return table
+
+
+#: The codec's name for this carrier (see _numpy.py for the carrier protocol).
+tag = "snakepit.arrow"
+_NO_TYPES: frozenset[type] = frozenset()
+
+
+def types() -> frozenset[type]:
+    """Tables, record batches and (with pandas) frames, once pyarrow is imported."""
+    # Never import pyarrow here: a process that has not imported it has no tables.
+    if "pyarrow" not in sys.modules:
+        return _NO_TYPES
+    return frame_types()
+
+
+def to_block(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], TensorRef, str] | None:
+    """For the codec: the stream's shared array, its TensorRef and the kind."""
+    return with_ref(block_of(obj, threshold))
+
+
+def from_block(array: np.ndarray[Any, Any], extra: object) -> Any:
+    """For the codec: the table (or frame) of the stream in a received array."""
+    problem = _stream_problem(extra, dtype_name(array.dtype), array.shape, array.strides)
+    if problem is not None:
+        raise InvalidDescriptorError(f"malformed ArrowRef: {problem}", reason=problem)
+    return _rebuild(array, str(extra))
 
 
 def table_from_ref(ref: ArrowRef, *, mode: RefMode = "acquire") -> Any:
@@ -347,7 +378,7 @@ def arrow_ref_of(table: Any) -> ArrowRef:
             "table is not in snakepit shared memory; use snakepit.share_table(table) first"
         )
     array, kind = found
-    return ArrowRef(ref_of(array), kind)
+    return ArrowRef(tensor_ref_of(array), kind)
 
 
 def describe_table(table: Any) -> ArrowRef | None:

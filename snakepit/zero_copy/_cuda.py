@@ -1,4 +1,4 @@
-"""CUDA IPC: hand device memory to another process as a 64-byte handle (SPEC §1.3).
+"""CUDA IPC: hand device memory to another process as a 64-byte handle (docs/zero-copy.md).
 
 The C core loads the CUDA driver library at run time (``libcuda.so.1``, or
 the path in ``SNAKEPIT_CUDA_DRIVER``); nothing here imports torch or cupy.
@@ -9,7 +9,6 @@ the path in ``SNAKEPIT_CUDA_DRIVER``); nothing here imports torch or cupy.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import weakref
@@ -17,37 +16,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from snakepit._core._core import (
-    CUDA_ERROR_INVALID_CONTEXT,
-    CUDA_IPC_HANDLE_SIZE,
-    CUDA_MAX_DEVICES,
-    CoreError,
-    CudaDriver,
-)
-from snakepit.errors import (
-    DeviceError,
-    DeviceNotAvailableError,
-    InvalidDescriptorError,
-    SnakepitError,
-)
+from snakepit._core import CUDA_IPC_HANDLE_SIZE, CUDA_MAX_DEVICES, CoreError, CudaDriver
+from snakepit.errors import DeviceError, InvalidDescriptorError
 
 from ._dtypes import dtype_name, numpy_dtype
-from ._ref import MAX_FIELD, layout_problem, view_extent
+from ._errors import DEFAULT_DRIVER, DRIVER_ENV, core_error, core_errors
+from ._ref import MAX_FIELD, StridedDescriptor, layout_problem
 
-#: Environment variable naming the driver library to load (tests point it at
-#: the driver test double built from ``csrc/tests/fake_cuda.c``).
-DRIVER_ENV = "SNAKEPIT_CUDA_DRIVER"
-#: The NVIDIA driver library loaded by default.
-DEFAULT_DRIVER = "libcuda.so.1"
 #: ``kDLCUDA`` in DLPack's ``DLDeviceType``.
 DLPACK_CUDA = 2
-
-# sp_status codes of the CUDA part of the C core (csrc/snakepit_core.h).
-_SP_ERR_NO_DRIVER = -16
-_SP_ERR_CUDA = -17
-# CUresult values that mean "this handle is not valid here".
-_CUDA_ERROR_INVALID_VALUE = 1
-_CUDA_ERROR_INVALID_HANDLE = 400
 
 _drivers: dict[str, CudaDriver] = {}
 _drivers_lock = threading.Lock()
@@ -55,37 +32,6 @@ _drivers_lock = threading.Lock()
 
 def _device(device_id: int | None) -> str:
     return "cuda" if device_id is None else f"cuda:{device_id}"
-
-
-def _translate(exc: CoreError, operation: str, device_id: int | None) -> SnakepitError:
-    """The snakepit exception for a failing CUDA call of the C core."""
-    detail = exc.detail or str(exc)
-    if exc.status == _SP_ERR_NO_DRIVER:
-        return DeviceNotAvailableError(
-            f"CUDA driver not available ({DEFAULT_DRIVER}): {detail}",
-            device=_device(device_id),
-            reason=f"no usable CUDA driver library ({DEFAULT_DRIVER}): {detail}",
-            suggestion=(
-                f"install the NVIDIA driver so that {DEFAULT_DRIVER} can be loaded, or set "
-                f"{DRIVER_ENV} to the driver library's path"
-            ),
-        )
-    if exc.status == _SP_ERR_CUDA and operation == "open":
-        if exc.cuda_result == CUDA_ERROR_INVALID_CONTEXT:
-            return DeviceError(
-                "cannot open a CUDA IPC handle in the process that exported it (the driver "
-                f"answers CUDA_ERROR_INVALID_CONTEXT): {detail}",
-                device=_device(device_id),
-                suggestion="use the original device pointer in the exporting process",
-            )
-        if exc.cuda_result in (_CUDA_ERROR_INVALID_HANDLE, _CUDA_ERROR_INVALID_VALUE):
-            reason = f"the CUDA IPC handle was rejected by the driver: {detail}"
-            return InvalidDescriptorError(
-                f"open GPUTensorRef failed: {reason}",
-                reason=reason,
-                status=exc.status,
-            )
-    return DeviceError(f"CUDA IPC {operation} failed: {detail}", device=_device(device_id))
 
 
 def cuda_driver(path: str | None = None) -> CudaDriver:
@@ -99,10 +45,8 @@ def cuda_driver(path: str | None = None) -> CudaDriver:
     with _drivers_lock:
         driver = _drivers.get(chosen)
         if driver is None:
-            try:
+            with core_errors("load"):
                 driver = CudaDriver.load(chosen)
-            except CoreError as exc:
-                raise _translate(exc, "load", None) from None
             _drivers[chosen] = driver
     return driver
 
@@ -117,7 +61,7 @@ def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...
 
 
 @dataclass(frozen=True, slots=True)
-class GPUTensorRef:
+class GPUTensorRef(StridedDescriptor):
     """Where a CUDA tensor lives, as another process can open it.
 
     ``handle`` is the allocation's 64-byte CUDA IPC handle, ``nbytes`` the
@@ -134,14 +78,11 @@ class GPUTensorRef:
     device_id: int
     nbytes: int
 
-    def validate(self) -> None:
-        """Check the descriptor is self-consistent; InvalidDescriptorError if not."""
-        problem = self._problem()
-        if problem is not None:
-            raise InvalidDescriptorError(
-                f"malformed GPUTensorRef for {_device(self.device_id)}: {problem}",
-                reason=problem,
-            )
+    def _where(self) -> str:
+        return f" for {_device(self.device_id)}"
+
+    def _start(self) -> int:
+        return self.offset
 
     def _problem(self) -> str | None:
         handle: object = self.handle
@@ -167,15 +108,6 @@ class GPUTensorRef:
                 f"(shape {self.shape}, strides {self.strides}, offset {self.offset})"
             )
         return None
-
-    def extent(self) -> tuple[int, int]:
-        """Bytes ``[low, high)`` of the allocation that the view touches."""
-        return view_extent(self.dtype, self.shape, self.strides, self.offset)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
 
 
 def export_cuda(
@@ -203,10 +135,8 @@ def export_cuda(
     if type(device_id) is not int or not 0 <= device_id < CUDA_MAX_DEVICES:
         raise ValueError(f"device_id must be an int in [0, {CUDA_MAX_DEVICES}), got {device_id!r}")
     drv = driver if driver is not None else cuda_driver()
-    try:
+    with core_errors("export", device_id=device_id):
         handle, offset, size = drv.ipc_export(device_id, ptr)
-    except CoreError as exc:
-        raise _translate(exc, "export", device_id) from None
     ref = GPUTensorRef(handle, offset, shape, name, tuple(strides), device_id, size)
     ref.validate()
     return ref
@@ -274,7 +204,7 @@ class CudaIPCTensor:
             return
         error = self._finalizer()
         if error is not None:
-            raise _translate(error, "close", self.ref.device_id)
+            raise core_error(error, "close", device_id=self.ref.device_id)
 
     def __enter__(self) -> CudaIPCTensor:
         return self
@@ -307,10 +237,8 @@ def open_cuda(ref: GPUTensorRef, driver: CudaDriver | None = None) -> CudaIPCTen
         raise TypeError(f"open_cuda() needs a GPUTensorRef, not {type(ref).__name__}")
     ref.validate()
     drv = driver if driver is not None else cuda_driver()
-    try:
+    with core_errors("open", device_id=ref.device_id):
         base, size = drv.ipc_open(ref.device_id, ref.handle)
-    except CoreError as exc:
-        raise _translate(exc, "open", ref.device_id) from None
     if size and size < ref.nbytes:
         error = _close_mapping(drv, ref.device_id, base)
         reason = (

@@ -1,21 +1,16 @@
-"""DLPack: export TensorRefs to any consumer, import any producer (SPEC §1.3).
+"""DLPack export of shared-memory blocks (see docs/zero-copy.md).
 
 The C core builds the DLPack structures (``sp_dlpack_export``); this module
-holds the protocol policy: which capsule to produce, what to refuse, and how
-foreign tensors enter shared memory.
+holds the protocol policy: which capsule to produce and what to refuse. It
+speaks in plain fields: :class:`~._ref.TensorRef` calls it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from snakepit import _core
-from snakepit.errors import InvalidDescriptorError, from_core_status
-
-from ._memory import _attach, from_ref, is_shared, share
-from ._ref import TensorRef
+from ._errors import core_errors
+from ._mapping import attach
 
 #: DLDeviceType of host memory (kDLCPU).
 DL_CPU = 1
@@ -40,15 +35,22 @@ DL_DTYPES: dict[str, tuple[int, int]] = {
 }
 
 
-def dlpack_device(ref: TensorRef) -> tuple[int, int]:
-    """``(device_type, device_id)`` of a TensorRef: host memory, ``(1, 0)``."""
-    if ref.device != "cpu":
-        raise BufferError(f"TensorRef on device {ref.device!r} cannot be exported by DLPack")
+def dlpack_device(device: str) -> tuple[int, int]:
+    """``(device_type, device_id)`` of a block on ``device``: host memory, ``(1, 0)``."""
+    if device != "cpu":
+        raise BufferError(f"TensorRef on device {device!r} cannot be exported by DLPack")
     return (DL_CPU, 0)
 
 
 def dlpack_capsule(
-    ref: TensorRef,
+    region_name: str,
+    region_size: int,
+    offset: int,
+    nbytes: int,
+    byte_offset: int,
+    shape: tuple[int, ...],
+    dtype: str,
+    strides: tuple[int, ...],
     *,
     stream: Any = None,
     max_version: tuple[int, int] | None = None,
@@ -56,7 +58,7 @@ def dlpack_capsule(
     copy: bool | None = None,
     readonly: bool = False,
 ) -> Any:
-    """The ``__dlpack__`` of a TensorRef: a capsule viewing its block, no copy.
+    """A capsule viewing a validated block, no copy (the ``__dlpack__`` of a TensorRef).
 
     A versioned capsule (``"dltensor_versioned"``) when ``max_version[0] >= 1``,
     else a legacy one (``"dltensor"``). ``readonly`` sets the READ_ONLY flag
@@ -79,48 +81,15 @@ def dlpack_capsule(
             "cannot export a read-only view through the legacy DLPack struct "
             "(it has no read-only flag); ask for max_version >= (1, 0)"
         )
-    ref.validate()
-    if any(stride < 0 for stride in ref.strides):
+    if any(stride < 0 for stride in strides):
         # DLPack allows them, but torch aborts the whole process on them.
         raise BufferError(
-            f"cannot export a view with negative strides {ref.strides} by DLPack "
+            f"cannot export a view with negative strides {strides} by DLPack "
             "(torch would abort); share a copy: snakepit.share(array.copy())"
         )
-    if ref.region_size == 0:
-        raise InvalidDescriptorError(f"TensorRef for {ref.region!r} lacks region_size")
-    code, bits = DL_DTYPES[ref.dtype]
-    try:
-        region = _attach(ref.region, ref.region_size)
+    code, bits = DL_DTYPES[dtype]
+    with core_errors("export TensorRef by DLPack", name=region_name):
+        region = attach(region_name, region_size)
         return region.dlpack(
-            ref.offset,
-            ref.nbytes,
-            ref.byte_offset,
-            ref.shape,
-            ref.strides,
-            code,
-            bits,
-            versioned,
-            readonly,
+            offset, nbytes, byte_offset, shape, strides, code, bits, versioned, readonly
         )
-    except _core.CoreError as exc:
-        raise from_core_status(
-            exc.status, exc.os_errno, operation="export TensorRef by DLPack", name=ref.region
-        ) from None
-
-
-def from_dlpack(obj: Any) -> np.ndarray[Any, Any]:
-    """A numpy array in snakepit shared memory holding ``obj``'s data.
-
-    A :class:`TensorRef` or an array already in snakepit shared memory gives
-    a zero-copy view. Any other DLPack producer (a torch CPU tensor, a numpy
-    array, ...) is taken with ``numpy.from_dlpack`` and copied **once** into
-    shared memory with :func:`snakepit.share`, so that it can then travel to
-    workers without further copies.
-    """
-    if isinstance(obj, TensorRef):
-        return from_ref(obj)
-    if isinstance(obj, np.ndarray) and is_shared(obj):
-        return obj
-    if not hasattr(obj, "__dlpack__"):
-        raise TypeError(f"{type(obj).__name__} is not a DLPack producer (no __dlpack__)")
-    return share(np.from_dlpack(obj))

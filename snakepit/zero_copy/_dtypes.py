@@ -30,7 +30,7 @@ _BY_NAME: dict[str, np.dtype[Any]] = {
     "complex128": np.dtype(np.complex128),
 }
 
-#: Every dtype name a TensorRef may carry (SPEC §1.1).
+#: Every dtype name a TensorRef may carry (docs/zero-copy.md).
 SUPPORTED_DTYPES: tuple[str, ...] = tuple(_BY_NAME)
 
 

@@ -3,8 +3,7 @@
 A worker records every reference it takes on a block it does not own (after
 taking it) and erases the record before dropping it, so that when the worker
 dies, the supervisor can drop exactly the references the worker still held
-(SPEC §1.1: "When a worker dies, the supervisor drops every reference that
-worker held"). Each ordering errs on the side of a leak, never of a block
+(docs/zero-copy.md, lifetimes). Each ordering errs on the side of a leak, never of a block
 freed while still in use.
 """
 

@@ -1,15 +1,28 @@
-"""TensorRef: the small, immutable descriptor of an array in shared memory."""
+"""Descriptors: small, immutable, picklable names of memory another process can open.
+
+:class:`Descriptor` is the base of every kind (:class:`TensorRef` here,
+``ArrowRef`` and ``GPUTensorRef`` in their carriers): validation of fields
+that come from another process, and a context manager that releases what
+this process holds. :class:`TensorRef` and the functions below name numpy
+arrays in shared memory; they call down into ``_mapping`` (and ``_dlpack``),
+which know no descriptor class.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from snakepit.errors import InvalidDescriptorError
+import numpy as np
 
-from ._dtypes import SUPPORTED_DTYPES, numpy_dtype
+from snakepit import _core
+from snakepit.errors import InvalidDescriptorError, SharedMemoryError
+
+from . import _dlpack, _mapping
+from ._dtypes import SUPPORTED_DTYPES, dtype_name, numpy_dtype
+from ._mapping import RefMode
 
 #: Refuse descriptors with more dimensions than numpy supports.
 MAX_NDIM = 64
@@ -58,8 +71,74 @@ def view_extent(
     return (low, high + numpy_dtype(dtype).itemsize)
 
 
+class Descriptor:
+    """What every descriptor shares: validation and a ``with`` block that releases it.
+
+    Subclasses are frozen slotted dataclasses; they define ``_problem()``
+    (what is wrong with their fields, or None) and ``_where()`` (which memory
+    they name, for messages), and ``release()`` when this process can hold
+    something for them.
+    """
+
+    __slots__ = ()
+
+    def _problem(self) -> str | None:
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        return ""
+
+    def validate(self) -> None:
+        """Check the descriptor is self-consistent; InvalidDescriptorError if not.
+
+        This is the Python half of validation: the C core then checks what is
+        really mapped (a region's name, header and block; a CUDA handle).
+        """
+        problem = self._problem()
+        if problem is not None:
+            raise InvalidDescriptorError(
+                f"malformed {type(self).__name__}{self._where()}: {problem}", reason=problem
+            )
+
+    def release(self) -> None:
+        """Drop what this process holds for the descriptor (nothing by default)."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class StridedDescriptor(Descriptor):
+    """A descriptor of a strided view: ``dtype``, ``shape``, ``strides`` in bytes,
+    and where element ``[0, ..., 0]`` lies (``_start()``)."""
+
+    __slots__ = ()
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+
+    def _start(self) -> int:
+        raise NotImplementedError
+
+    def extent(self) -> tuple[int, int]:
+        """Bytes ``[low, high)`` of the block (or allocation) that the view touches."""
+        return view_extent(self.dtype, self.shape, self.strides, self._start())
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+
 @dataclass(frozen=True, slots=True)
-class TensorRef:
+class TensorRef(StridedDescriptor):
     """Where an array lives in shared memory and how to view it.
 
     ``region`` and ``offset`` name the block (its data starts ``offset`` bytes
@@ -98,17 +177,11 @@ class TensorRef:
             ),
         )
 
-    def validate(self) -> None:
-        """Check the descriptor is self-consistent; InvalidDescriptorError if not.
+    def _where(self) -> str:
+        return f" for region {self.region!r}"
 
-        This is the Python half of validation: the C core then checks the
-        region's name, header and block against what is really mapped.
-        """
-        problem = self._problem()
-        if problem is not None:
-            raise InvalidDescriptorError(
-                f"malformed TensorRef for region {self.region!r}: {problem}"
-            )
+    def _start(self) -> int:
+        return self.byte_offset
 
     def _problem(self) -> str | None:
         for field in ("offset", "nbytes", "byte_offset", "region_size"):
@@ -124,8 +197,9 @@ class TensorRef:
         problem = layout_problem(self.dtype, self.shape, self.strides)
         if problem is not None:
             return problem
-        low, high = self.extent()
-        logical = self.size * numpy_dtype(self.dtype).itemsize
+        # view_extent(), not self.extent(): this check runs for every array received.
+        low, high = view_extent(self.dtype, self.shape, self.strides, self.byte_offset)
+        logical = math.prod(self.shape) * numpy_dtype(self.dtype).itemsize
         if logical > self.nbytes:
             # Only overlapping strides (0 among them) view more elements than
             # the block holds; no array snakepit shares has them.
@@ -140,34 +214,12 @@ class TensorRef:
             )
         return None
 
-    def extent(self) -> tuple[int, int]:
-        """Bytes ``[low, high)`` of the block that the view touches."""
-        return view_extent(self.dtype, self.shape, self.strides, self.byte_offset)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        return math.prod(self.shape)
-
     def release(self) -> None:
         """Drop the reference this process holds on the block, if any.
 
         Arrays viewing the block must not be used afterwards.
         """
-        from ._memory import release_ref
-
-        release_ref(self)
-
-    def __enter__(self) -> TensorRef:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
+        _mapping.release_held(self.region, self.offset)
 
     def __dlpack__(
         self,
@@ -184,20 +236,145 @@ class TensorRef:
         block for as long as its consumer lives. ``stream`` must be None,
         ``dl_device`` the CPU, and ``copy=True`` is refused (BufferError).
         """
-        from ._dlpack import dlpack_capsule
-
         return dlpack_capsule(
             self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy
         )
 
     def __dlpack_device__(self) -> tuple[int, int]:
         """``(1, 0)``: the tensor is in host memory (kDLCPU)."""
-        from ._dlpack import dlpack_device
-
-        return dlpack_device(self)
+        return _dlpack.dlpack_device(self.device)
 
     def to_numpy(self) -> Any:
         """A numpy view of the block (same as ``snakepit.from_ref(self)``)."""
-        from ._memory import from_ref
+        return array_from_ref(self)
 
-        return from_ref(self)
+
+def _checked(ref: TensorRef) -> TensorRef:
+    ref.validate()
+    if ref.region_size == 0:
+        raise InvalidDescriptorError(f"TensorRef for {ref.region!r} lacks region_size")
+    return ref
+
+
+def dlpack_capsule(ref: TensorRef, *, readonly: bool = False, **protocol: Any) -> Any:
+    """``ref.__dlpack__(**protocol)``, optionally READ_ONLY (see ``_dlpack.dlpack_capsule``)."""
+    _checked(ref)
+    return _dlpack.dlpack_capsule(
+        ref.region,
+        ref.region_size,
+        ref.offset,
+        ref.nbytes,
+        ref.byte_offset,
+        ref.shape,
+        ref.dtype,
+        ref.strides,
+        readonly=readonly,
+        **protocol,
+    )
+
+
+def array_from_ref(
+    ref: TensorRef, *, mode: RefMode = "acquire", readonly: bool = False
+) -> np.ndarray[Any, Any]:
+    """A numpy view of the memory ``ref`` describes, without copying.
+
+    ``mode``: ``"acquire"`` takes a reference on the block that the returned
+    array holds until it dies; ``"borrow"`` takes none (the sender keeps the
+    block alive, as the pool does for call arguments); ``"adopt"`` takes over a
+    reference the sender already added for us (results in transit).
+    """
+    if not isinstance(ref, TensorRef):
+        raise InvalidDescriptorError(f"expected a TensorRef, got {type(ref).__name__}")
+    ref.validate()
+    if ref.region_size == 0:
+        raise InvalidDescriptorError(f"TensorRef for {ref.region!r} lacks region_size")
+    return _mapping.view(
+        ref.region,
+        ref.region_size,
+        ref.offset,
+        ref.nbytes,
+        ref.byte_offset,
+        ref.shape,
+        ref.dtype,
+        ref.strides,
+        mode,
+        readonly,
+        "attach TensorRef",
+    )
+
+
+def describe(array: np.ndarray[Any, Any]) -> TensorRef | None:
+    """The TensorRef of a shared array, or None if it is not in shared memory.
+
+    Unlike :func:`tensor_ref_of` it registers nothing: this is the codec's hot
+    path. None too for an array whose region was unlinked (see ``share``).
+    """
+    buffer = _mapping.sendable_buffer(array)
+    return None if buffer is None else _describe(array, buffer)
+
+
+def _describe(array: np.ndarray[Any, Any], buffer: _core.SharedBuffer) -> TensorRef:
+    region = buffer.region_name
+    offset = buffer.data_offset
+    return TensorRef(
+        id=f"{region}:{offset}",
+        shape=array.shape,
+        dtype=dtype_name(array.dtype),
+        strides=array.strides,
+        offset=offset,
+        region=region,
+        nbytes=buffer.nbytes,
+        byte_offset=array.__array_interface__["data"][0] - buffer.address,
+        region_size=buffer.region_size,
+    )
+
+
+_X = TypeVar("_X")
+
+
+def with_ref(
+    found: tuple[np.ndarray[Any, Any], _X] | None,
+) -> tuple[np.ndarray[Any, Any], TensorRef, _X] | None:
+    """A carrier's ``(array, extra)`` with the array's TensorRef put in between."""
+    if found is None:
+        return None
+    ref = describe(found[0])
+    if ref is None:  # cannot happen: carriers put their blocks in the arena
+        return None
+    return found[0], ref, found[1]
+
+
+def tensor_ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
+    """The TensorRef of an array that lives in snakepit shared memory."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"ref_of() needs a numpy array, not {type(array).__name__}")
+    buffer = _mapping.shared_buffer(array)
+    if buffer is None:
+        raise SharedMemoryError(
+            "array is not in snakepit shared memory; use snakepit.share(array) first"
+        )
+    # Lets ref.release() find the reference this process holds.
+    _mapping.hold(buffer)
+    return _describe(array, buffer)
+
+
+def take_transfer_ref(array: np.ndarray[Any, Any]) -> TensorRef:
+    """tensor_ref_of(array) plus one reference for a receiver to adopt."""
+    ref = tensor_ref_of(array)
+    _mapping.add_ref(ref.region, ref.region_size, ref.offset)
+    return ref
+
+
+def drop_transfer_ref(ref: TensorRef) -> None:
+    """Drop a transfer reference that no receiver will adopt."""
+    _mapping.drop_ref(ref.region, ref.region_size, ref.offset)
+
+
+def release_ref(ref: TensorRef) -> None:
+    """Drop the reference this process holds on ``ref``'s block (if any)."""
+    _mapping.release_held(ref.region, ref.offset)
+
+
+def block_refcount(ref: TensorRef) -> int:
+    """The block's reference count across all processes (for diagnostics)."""
+    return _mapping.block_refcount(ref.region, ref.region_size, ref.offset, ref.nbytes)

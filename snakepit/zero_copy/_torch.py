@@ -20,8 +20,14 @@ import numpy as np
 
 from snakepit.errors import InvalidDescriptorError
 
+from ._arena import share_array
 from ._dtypes import BFLOAT16
-from ._memory import share
+from ._ref import TensorRef, with_ref
+
+#: The codec's name for this carrier (see _numpy.py for the carrier protocol).
+tag = "snakepit.torch"
+_NO_TYPES: frozenset[type] = frozenset()
+_types: dict[type, frozenset[type]] = {}
 
 #: torch dtypes that travel through shared memory (torch.from_numpy takes them).
 DTYPES = frozenset(
@@ -90,6 +96,13 @@ def _shared_view(tensor: Any) -> np.ndarray[Any, Any] | None:
     return view
 
 
+def shared_array(tensor: Any) -> np.ndarray[Any, Any] | None:
+    """The numpy view of shared memory a CPU tensor lies in, or None."""
+    if tensor.device.type != "cpu" or tensor.is_conj() or tensor.is_neg():
+        return None
+    return _shared_view(tensor)
+
+
 def share_tensor(tensor: Any) -> Any:
     """A CPU tensor over shared memory with ``tensor``'s values (one copy).
 
@@ -147,7 +160,28 @@ def shared_copy(tensor: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str]
     data = tensor.detach().resolve_conj().resolve_neg()
     # numpy has no bfloat16: its bits travel as snakepit's tagged 2-byte type.
     bits = data.view(torch.int16).numpy().view(BFLOAT16) if name == "bfloat16" else None
-    return share(data.numpy() if bits is None else bits), name
+    return share_array(data.numpy() if bits is None else bits), name
+
+
+def types() -> frozenset[type]:
+    """``{torch.Tensor}`` once this process has imported torch, else nothing."""
+    tensor = tensor_type()
+    if tensor is None:
+        return _NO_TYPES
+    found = _types.get(tensor)
+    if found is None:
+        found = _types[tensor] = frozenset({tensor})
+    return found
+
+
+def to_block(tensor: Any, threshold: int) -> tuple[np.ndarray[Any, Any], TensorRef, str] | None:
+    """For the codec: the shared array under ``tensor``, its TensorRef and dtype name."""
+    return with_ref(shared_copy(tensor, threshold))
+
+
+def from_block(array: np.ndarray[Any, Any], extra: object) -> Any:
+    """For the codec: the tensor over a received array (``extra``: its dtype name)."""
+    return tensor_over(array, extra)
 
 
 def tensor_over(array: np.ndarray[Any, Any], dtype_name: object) -> Any:

@@ -12,6 +12,7 @@ import pytest
 import snakepit
 from snakepit import zero_copy
 from snakepit.errors import WorkerCrashedError
+from snakepit.zero_copy import _runtime
 
 from . import _tasks
 
@@ -98,15 +99,15 @@ def test_references_released_by_a_live_worker_are_not_dropped_twice() -> None:
 
 
 def test_ledger_counts_and_clears() -> None:
-    memory = np.zeros(zero_copy.LEDGER_BYTES, np.uint8)
-    ledger = zero_copy.LeaseLedger(memory)
+    memory = np.zeros(_runtime.LEDGER_BYTES, np.uint8)
+    ledger = _runtime.LeaseLedger(memory)
     ledger.record("/snakepit-1-0123456789abcdef", 192)
     ledger.record("/snakepit-1-0123456789abcdef", 192)
     ledger.record("/snakepit-1-fedcba9876543210", 256)
     ledger.erase("/snakepit-1-fedcba9876543210", 256)
     assert ledger.held() == [("/snakepit-1-0123456789abcdef", 192, 2)]
     # A second view over the same memory (the supervisor's) sees the same.
-    assert zero_copy.LeaseLedger(memory).held() == ledger.held()
+    assert _runtime.LeaseLedger(memory).held() == ledger.held()
     ledger.clear()
     assert ledger.held() == []
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 import snakepit
+from snakepit._wire import codec
 from snakepit.errors import InvalidDescriptorError, SerializationError
-from snakepit.worker import codec
 from snakepit.zero_copy import _torch
 
 from . import _torch_tasks
@@ -121,7 +121,7 @@ def test_forged_torch_descriptors_are_refused() -> None:
 def test_encoding_never_imports_torch() -> None:
     script = (
         "import sys, numpy as np, snakepit\n"
-        "from snakepit.worker import codec\n"
+        "from snakepit._wire import codec\n"
         "encoded = codec.encode([np.ones(1 << 20), {'a': 1}])\n"
         "codec.decode(encoded.blob, keep=True)\n"
         "print('torch' in sys.modules)\n"

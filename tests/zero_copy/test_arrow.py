@@ -1,4 +1,4 @@
-"""Arrow tables in shared memory: written once, opened without a copy (SPEC §1.2)."""
+"""Arrow tables in shared memory: written once, opened without a copy (docs/zero-copy.md)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 import snakepit
 from snakepit import zero_copy
+from snakepit._wire import codec
 from snakepit.errors import InvalidDescriptorError, SerializationError, SharedMemoryError
-from snakepit.worker import codec
 from snakepit.zero_copy import _arrow
 
 pa = pytest.importorskip("pyarrow")
@@ -261,7 +261,7 @@ def test_a_forged_descriptor_in_a_payload_is_a_serialization_error() -> None:
 def test_importing_snakepit_and_encoding_do_not_import_pyarrow() -> None:
     code = (
         "import sys, numpy as np, snakepit\n"
-        "from snakepit.worker import codec\n"
+        "from snakepit._wire import codec\n"
         "e = codec.encode((np.ones(1 << 18), {'a': 1}, [1.5]))\n"
         "codec.decode(e.blob)\n"
         "assert 'pyarrow' not in sys.modules, 'pyarrow imported'\n"

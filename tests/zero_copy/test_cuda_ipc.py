@@ -1,4 +1,4 @@
-"""CUDA IPC (SPEC §1.3) against the driver test double built from csrc/tests/fake_cuda.c.
+"""CUDA IPC (docs/zero-copy.md) against the driver test double built from csrc/tests/fake_cuda.c.
 
 The double implements the driver's IPC entry points over host shared memory,
 so handles really cross processes and ctypes can read the memory behind a

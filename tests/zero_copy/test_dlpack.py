@@ -15,7 +15,8 @@ import snakepit
 from snakepit import zero_copy
 from snakepit.errors import InvalidDescriptorError, SnakepitError
 from snakepit.zero_copy import BFLOAT16, SUPPORTED_DTYPES, block_refcount
-from snakepit.zero_copy._dlpack import DL_DTYPES, dlpack_capsule
+from snakepit.zero_copy._dlpack import DL_DTYPES
+from snakepit.zero_copy._ref import dlpack_capsule
 
 _api = ctypes.pythonapi
 _api.PyCapsule_IsValid.restype = ctypes.c_int

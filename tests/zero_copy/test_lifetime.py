@@ -17,6 +17,7 @@ import snakepit
 from snakepit import _core, zero_copy
 from snakepit.cli import doctor_report, main
 from snakepit.errors import SharedMemoryCapError, SharedMemoryExhaustedError
+from snakepit.zero_copy import _runtime
 
 MIB = 1 << 20
 
@@ -37,12 +38,12 @@ def test_block_is_not_reused_while_another_process_holds_it() -> None:
     array = snakepit.zeros(4096, "uint8")
     ref = snakepit.ref_of(array)
     address = array.__array_interface__["data"][0]
-    foreign = zero_copy.take_transfer_ref(array)  # as if another process held it
+    foreign = _runtime.take_transfer_ref(array)  # as if another process held it
     ref.release()
     del array
     others = [snakepit.empty(4096, "uint8") for _ in range(4)]
     assert all(o.__array_interface__["data"][0] != address for o in others)
-    zero_copy.drop_transfer_ref(foreign)
+    _runtime.drop_transfer_ref(foreign)
     assert zero_copy.reclaim() == 1
     again = snakepit.empty(4096, "uint8")
     assert again.__array_interface__["data"][0] == address

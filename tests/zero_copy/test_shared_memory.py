@@ -1,4 +1,4 @@
-"""empty/zeros/share/ref_of/from_ref across processes (SPEC §1.1)."""
+"""empty/zeros/share/ref_of/from_ref across processes (docs/zero-copy.md)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,26 @@ cdef extern from "snakepit_core.h" nogil:
     uint64_t SP_ARENA_LARGE_THRESHOLD
     uint64_t SP_MAX_REGION_SIZE
 
+    ctypedef enum sp_status:
+        SP_OK
+        SP_ERR_INVALID
+        SP_ERR_NAME
+        SP_ERR_MAGIC
+        SP_ERR_VERSION
+        SP_ERR_SIZE
+        SP_ERR_RANGE
+        SP_ERR_NOSPACE
+        SP_ERR_CAP
+        SP_ERR_NOMEM
+        SP_ERR_NOTFOUND
+        SP_ERR_EXISTS
+        SP_ERR_PERM
+        SP_ERR_OS
+        SP_ERR_REFCOUNT
+        SP_ERR_OVERFLOW
+        SP_ERR_NO_DRIVER
+        SP_ERR_CUDA
+
     const char *sp_strerror(int status)
     int sp_last_errno()
 

@@ -2,7 +2,7 @@
 
 Frames on a private ``socketpair`` (no listening port): an 8-byte
 little-endian length, then a small envelope ``(tag, ident, blob)`` pickled with
-plain pickle. ``blob`` is a payload of :mod:`snakepit.worker.codec` (or None),
+plain pickle. ``blob`` is a payload of :mod:`snakepit._wire.codec` (or None),
 decoded separately, so a payload that fails to decode still has an ``ident``
 to answer to and never costs the connection.
 

@@ -1,46 +1,52 @@
 """The one codec for call arguments and results (pickle protocol 5).
 
-Arrays already in snakepit shared memory travel as TensorRef descriptors (no
-copy). Other numpy arrays at or above the threshold are copied once into the
-sender's arena and travel the same way; smaller objects are pickled inline.
-Functions and lambdas that pickle cannot send by reference go through
-cloudpickle. Arrow tables (and some pandas frames) at or above the threshold
-travel as ArrowRef descriptors of an IPC stream in shared memory; pyarrow is
-only consulted when the process has already imported it.
+Objects of the kinds the carriers know travel as descriptors of
+shared-memory blocks (no copy): numpy arrays, torch CPU tensors, Arrow
+tables (and some pandas frames). Those already in shared memory travel as
+they are; others at or above the threshold are copied once into the
+sender's arena; smaller objects are pickled inline. Each carrier is a module
+of :mod:`snakepit.zero_copy` (see ``zero_copy/_numpy.py`` for the protocol),
+listed once in :data:`CARRIERS`; torch and pyarrow are only consulted when the
+process has already imported them. Functions and lambdas that pickle cannot
+send by reference go through cloudpickle.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
-import sys
 from dataclasses import dataclass, field
-from types import FunctionType
+from types import FunctionType, ModuleType
 from typing import Any
 
 import cloudpickle
 import numpy as np
 
 from snakepit._core import bytes_copy
-from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
-from snakepit.worker.protocol import could_be_ctrl_c
+from snakepit.errors import SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
-    TensorRef,
     _arrow,  # pyarrow itself is imported on first use only
+    _numpy,
     _torch,  # likewise torch: never imported here
-    describe,
-    from_ref,
-    share,
+)
+from snakepit.zero_copy._ref import TensorRef
+from snakepit.zero_copy._runtime import (
+    array_from_ref,
+    drop_transfer_ref,
     take_transfer_ref,
     threshold_bytes,
 )
 
+from ._pickling import two_pass
+from .protocol import could_be_ctrl_c
+
 PROTOCOL = 5
-_TAG_ARRAY = "snakepit.array"
-_TAG_ARROW = "snakepit.arrow"
-_TAG_TORCH = "snakepit.torch"
 _TAG_BYTES = "snakepit.bytes"
-_NO_TYPES: frozenset[type] = frozenset()
+
+#: Every kind of data that travels through shared memory: the one registry.
+#: A new kind is one carrier module, added here.
+CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow)
+_BY_TAG: dict[str, ModuleType] = {carrier.tag: carrier for carrier in CARRIERS}
 
 
 #: Blobs and buffers at least this large travel beside the pickle, as raw
@@ -50,7 +56,7 @@ OUT_OF_BAND_BYTES = 1 << 16
 Blob = tuple[Any, tuple[Any, ...]]
 """A payload as it travels in a frame: the pickle, then its out-of-band
 buffers, each a ``pickle.PickleBuffer`` when sent and a ``memoryview`` into the
-received frame when it arrives (see :mod:`snakepit.worker.protocol`)."""
+received frame when it arrives (see :mod:`snakepit._wire.protocol`)."""
 
 
 @dataclass
@@ -84,8 +90,25 @@ class _NeedsCloudpickleError(Exception):
     """Raised by the fast pickler for objects only cloudpickle sends correctly."""
 
 
+# Carrier tables by the carriers' type sets (which change only when a
+# library such as torch or pyarrow gets imported).
+_tables: dict[tuple[frozenset[type], ...], dict[type, ModuleType]] = {}
+
+
+def _carrier_table() -> dict[type, ModuleType]:
+    """Exact type -> carrier, for the kinds this process can hold now."""
+    key = tuple([carrier.types() for carrier in CARRIERS])
+    table = _tables.get(key)
+    if table is None:
+        table = {
+            kind: carrier for carrier, kinds in zip(CARRIERS, key, strict=True) for kind in kinds
+        }
+        _tables[key] = table
+    return table
+
+
 class _ArrayIds:
-    """Persistent ids that turn arrays into shared-memory descriptors."""
+    """Persistent ids that turn the carriers' kinds into shared-memory descriptors."""
 
     by_value_check = False
     receiver: int | None
@@ -93,8 +116,7 @@ class _ArrayIds:
     buffers: list[pickle.PickleBuffer]
     keepalive: list[Any]
     transfers: list[TensorRef]
-    frame_types: frozenset[type]
-    tensor_type: type | None
+    carriers: dict[type, ModuleType]
 
     def __init__(
         self, file: io.BytesIO, *, receiver: int | None, threshold: int, snapshot: bool
@@ -113,8 +135,7 @@ class _ArrayIds:
         self.keepalive = []
         self.transfers = []
         self.buffers = buffers
-        self.frame_types = _frame_types()
-        self.tensor_type = _torch.tensor_type()
+        self.carriers = _carrier_table()
 
     def persistent_id(self, obj: Any) -> Any:
         kind = type(obj)
@@ -123,11 +144,9 @@ class _ArrayIds:
                 return None
             # The buffer in the id goes out of band, in pickle's own order.
             return (_TAG_BYTES, pickle.PickleBuffer(obj))
-        if kind is not np.ndarray:
-            if kind in self.frame_types:
-                return self._frame_id(obj)
-            if kind is self.tensor_type:
-                return self._tensor_id(obj)
+        # `in`, not .get(): most objects are no carrier's, and an operator
+        # costs less than a method call (this runs for every object pickled).
+        if kind not in self.carriers:
             # Plain pickle would send these by reference, and a worker's
             # __main__ is not the caller's: only cloudpickle sends them by value.
             if (
@@ -137,59 +156,23 @@ class _ArrayIds:
             ):
                 raise _NeedsCloudpickleError
             return None
-        if obj.dtype.hasobject:
+        carrier = self.carriers[kind]
+        found = carrier.to_block(obj, self.threshold)
+        if found is None:
             return None
-        ref = describe(obj)
-        if ref is None:
-            if obj.nbytes < self.threshold:
-                return None
-            try:
-                obj = share(obj)
-            except DtypeError:
-                return None  # e.g. structured dtypes: plain pickling still works
-            ref = describe(obj)
-            if ref is None:  # cannot happen: share() allocates in the arena
-                return None
+        array, ref, extra = found
         # The sender keeps every shared array alive until the receiver is done.
-        self.keepalive.append(obj)
-        if self.receiver is None or _owner(ref) == self.receiver:
-            # Borrowed: the receiver owns the block or the sender outlives its use.
-            return (_TAG_ARRAY, ref, False)
-        ref = take_transfer_ref(obj)
-        self.transfers.append(ref)
-        return (_TAG_ARRAY, ref, True)
-
-    def _tensor_id(self, tensor: Any) -> Any:
-        """A torch CPU tensor as a TensorRef and its dtype (see _torch.shared_copy)."""
-        found = _torch.shared_copy(tensor, self.threshold)
-        if found is None:
-            return None
-        array, dtype_name = found
-        ref = describe(array)
-        if ref is None:  # cannot happen: share() allocates in the arena
-            return None
         self.keepalive.append(array)
-        if self.receiver is None or _owner(ref) == self.receiver:
-            return (_TAG_TORCH, ref, False, dtype_name)
-        ref = take_transfer_ref(array)
-        self.transfers.append(ref)
-        return (_TAG_TORCH, ref, True, dtype_name)
-
-    def _frame_id(self, obj: Any) -> Any:
-        """An Arrow table or pandas frame as an ArrowRef (see _arrow.block_of)."""
-        found = _arrow.block_of(obj, self.threshold)
-        if found is None:
-            return None
-        array, kind = found
-        ref = describe(array)
-        if ref is None:  # cannot happen: streams are written into the arena
-            return None
-        self.keepalive.append(array)
-        if self.receiver is None or _owner(ref) == self.receiver:
-            return (_TAG_ARROW, _arrow.ArrowRef(ref, kind), False)
-        ref = take_transfer_ref(array)
-        self.transfers.append(ref)
-        return (_TAG_ARROW, _arrow.ArrowRef(ref, kind), True)
+        transferred = not (self.receiver is None or _owner(ref) == self.receiver)
+        if transferred:
+            ref = take_transfer_ref(array)
+            self.transfers.append(ref)
+        # else borrowed: the receiver owns the block or the sender outlives its use.
+        # (tag, ref, transferred[, extra]): no extra for plain arrays, which
+        # keeps their ids one object (one persistent_id call) shorter.
+        if extra is None:
+            return (carrier.tag, ref, transferred)
+        return (carrier.tag, ref, transferred, extra)
 
 
 class _OutOfBand:
@@ -217,13 +200,6 @@ class _OutOfBand:
             buffer = pickle.PickleBuffer(bytearray(raw))  # stays writable
         self.buffers.append(buffer)
         return False
-
-
-def _frame_types() -> frozenset[type]:
-    # Never import pyarrow here: a process that has not imported it has no tables.
-    if "pyarrow" not in sys.modules:
-        return _NO_TYPES
-    return _arrow.frame_types()
 
 
 class _FastPickler(_ArrayIds, pickle.Pickler):
@@ -254,51 +230,26 @@ class _Unpickler(pickle.Unpickler):
         self.borrowed = borrowed
 
     def persistent_load(self, pid: Any) -> Any:
-        if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_BYTES:
-            return bytes_copy(pid[1])
-        if type(pid) is tuple and len(pid) == 3 and pid[0] == _TAG_ARRAY:
-            ref, transferred = pid[1], pid[2]
-            if isinstance(ref, TensorRef):
-                if transferred:
-                    return from_ref(ref, mode="adopt")
-                if self.keep:
-                    return from_ref(ref, mode="acquire")
-                array = from_ref(ref, mode="borrow")
-                if self.borrowed is not None:
-                    self.borrowed.append(array)
-                return array
-        if type(pid) is tuple and len(pid) == 3 and pid[0] == _TAG_ARROW:
-            return self._load_frame(pid[1], pid[2])
-        if type(pid) is tuple and len(pid) == 4 and pid[0] == _TAG_TORCH:
-            return self._load_tensor(pid[1], pid[2], pid[3])
-        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-
-    def _load_tensor(self, ref: Any, transferred: Any, dtype_name: Any) -> Any:
-        if not isinstance(ref, TensorRef):
+        if type(pid) is not tuple or not 3 <= len(pid) <= 4 or pid[0] not in _BY_TAG:
+            if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_BYTES:
+                return bytes_copy(pid[1])
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        carrier = _BY_TAG[pid[0]]
+        ref, transferred = pid[1], pid[2]
+        extra = pid[3] if len(pid) == 4 else None
+        if type(ref) is not TensorRef:
             raise pickle.UnpicklingError(f"expected a TensorRef, got {type(ref).__name__}")
         if transferred:
-            return _torch.tensor_over(from_ref(ref, mode="adopt"), dtype_name)
+            return carrier.from_block(array_from_ref(ref, mode="adopt"), extra)
         if self.keep:
-            return _torch.tensor_over(from_ref(ref, mode="acquire"), dtype_name)
-        array = from_ref(ref, mode="borrow")
-        tensor = _torch.tensor_over(array, dtype_name)
+            return carrier.from_block(array_from_ref(ref, mode="acquire"), extra)
+        array = array_from_ref(ref, mode="borrow")
+        obj = carrier.from_block(array, extra)
         if self.borrowed is not None:
-            # The tensor holds the array: a call that keeps the tensor keeps
+            # The object holds the array: a call that keeps the object keeps
             # the array referenced, and the worker retains the block for it.
             self.borrowed.append(array)
-        return tensor
-
-    def _load_frame(self, ref: Any, transferred: Any) -> Any:
-        if not isinstance(ref, _arrow.ArrowRef):
-            raise pickle.UnpicklingError(f"expected an ArrowRef, got {type(ref).__name__}")
-        if transferred:
-            return _arrow.open_ref(ref, mode="adopt")[0]
-        if self.keep:
-            return _arrow.open_ref(ref, mode="acquire")[0]
-        table, array = _arrow.open_ref(ref, mode="borrow")
-        if self.borrowed is not None:
-            self.borrowed.append(array)
-        return table
+        return obj
 
 
 #: Values made only of these types pickle the same with the plain C pickler,
@@ -340,31 +291,38 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     if _is_plain(obj):
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
     threshold = threshold_bytes()
-    failure: Exception | None = None
-    for pickler_class in (_FastPickler, _CloudPickler):
-        buffer = io.BytesIO()
-        pickler = pickler_class(buffer, receiver=receiver, threshold=threshold, snapshot=snapshot)
-        try:
-            pickler.dump(obj)
-        except SharedMemoryError:
+
+    def fast(file: io.BytesIO) -> Any:
+        return _FastPickler(file, receiver=receiver, threshold=threshold, snapshot=snapshot)
+
+    def cloud(file: io.BytesIO) -> Any:
+        return _CloudPickler(file, receiver=receiver, threshold=threshold, snapshot=snapshot)
+
+    try:
+        payload, pickler = two_pass(
+            obj,
+            fast,
+            cloud,
             # Out of shared memory (or cap): say so, not "cannot serialize".
-            drop_transfers(pickler.transfers)
-            raise
-        except Exception as exc:
-            drop_transfers(pickler.transfers)
-            failure = exc
-            continue
-        return Encoded(buffer.getvalue(), pickler.keepalive, pickler.transfers, pickler.buffers)
-    raise SerializationError(
-        f"cannot serialize {type(obj).__name__}: {failure}", direction="encode"
-    ) from failure
+            passthrough=(SharedMemoryError,),
+            cleanup=_drop_pickler_transfers,
+        )
+    except SharedMemoryError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot serialize {type(obj).__name__}: {exc}", direction="encode"
+        ) from exc
+    return Encoded(payload, pickler.keepalive, pickler.transfers, pickler.buffers)
+
+
+def _drop_pickler_transfers(pickler: Any) -> None:
+    drop_transfers(pickler.transfers)
 
 
 def drop_transfers(refs: list[TensorRef]) -> None:
     """Give back the block references an encoding took for its receiver
     (when the payload will not be sent after all)."""
-    from snakepit.zero_copy import drop_transfer_ref
-
     for ref in refs:
         drop_transfer_ref(ref)
 

@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
-from snakepit.worker import protocol
+from snakepit._wire import protocol
 
 
 @pytest.fixture

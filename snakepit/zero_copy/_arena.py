@@ -1,0 +1,287 @@
+"""This process's arena: configuration, allocation of shared arrays, statistics.
+
+Arrays made here (:func:`empty`, :func:`zeros`, :func:`share`) live in
+blocks of this process's :class:`snakepit._core.Arena`; a block returns to
+the arena when its last view dies and every other process has dropped its
+references.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import math
+import operator
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any, SupportsIndex, cast
+
+import numpy as np
+
+from snakepit import _core
+from snakepit.errors import SharedMemoryError, SnakepitError
+from snakepit.telemetry import _bus
+from snakepit.telemetry._events import MEMORY_ALLOCATE, MEMORY_RELEASE
+
+from . import _gc
+from ._dtypes import dtype_name, resolve_dtype
+from ._errors import core_error, core_errors
+from ._mapping import SHM_DIR, sendable_buffer, shared_buffer
+
+DEFAULT_THRESHOLD_BYTES = 1 << 20
+
+ShapeLike = SupportsIndex | Sequence[SupportsIndex]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SharedMemoryError(f"{name}={raw!r} is not an integer number of bytes") from None
+    if value < 0:
+        raise SharedMemoryError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+class _State:
+    """The arena and its settings, behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.arena: _core.Arena | None = None
+        self.arena_pid = 0
+        self.cap_bytes = _env_int("SNAKEPIT_SHM_CAP_BYTES", 0)
+        self.threshold_bytes = _env_int("SNAKEPIT_THRESHOLD_BYTES", DEFAULT_THRESHOLD_BYTES)
+        # Arenas inherited through fork belong to the parent: never unlink them.
+        self.orphans: list[_core.Arena] = []
+
+
+_state = _State()
+
+
+def _after_fork_in_child() -> None:
+    if _state.arena is not None:
+        _state.orphans.append(_state.arena)
+    _state.arena = None
+    _state.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Leave nothing in /dev/shm, yet keep the memory mapped: arrays may still
+    be touched by code that runs after us during interpreter shutdown."""
+    arena = _state.arena
+    if arena is not None and _state.arena_pid == os.getpid():
+        _state.arena = None
+        _state.orphans.append(arena)
+        arena.unlink_all()
+
+
+def reset_for_tests() -> None:
+    """Release this process's shared memory as its exit would, and forget its
+    mappings (leak checks; see :mod:`snakepit.testing`)."""
+    _close_at_exit()
+    _gc.forget_mappings()
+
+
+def _cache_bytes() -> int:
+    """How much freed large-block memory the arena keeps for reuse.
+
+    A quarter of /dev/shm, between 256 MiB and 8 GiB: enough to reuse a
+    1 GiB tensor's region without a fresh shm_open and page faults, small
+    enough not to starve other users of /dev/shm.
+    """
+    try:
+        total = _core.shm_space(SHM_DIR)[0]
+    except _core.CoreError:
+        return 0  # the core's default
+    return max(256 << 20, min(8 << 30, total // 4))
+
+
+def _get_arena() -> _core.Arena:
+    arena = _state.arena
+    if arena is not None:
+        return arena
+    with _state.lock:
+        if _state.arena is None:
+            # A new owner of shared memory is the moment to reclaim what dead
+            # owners left behind (docs/zero-copy.md: the next supervisor unlinks them).
+            _gc.collect_garbage()
+            _state.arena = _core.Arena(
+                cap_bytes=_state.cap_bytes, cache_bytes=_cache_bytes(), prefault=True
+            )
+            _state.arena_pid = os.getpid()
+        return _state.arena
+
+
+def configure(*, threshold_bytes: int | None = None, cap_bytes: int | None = None) -> None:
+    """Set the copy threshold and/or the cap on this process's shared memory.
+
+    ``threshold_bytes``: buffers at or above this size travel through shared
+    memory (default 1 MiB, env ``SNAKEPIT_THRESHOLD_BYTES``). ``cap_bytes``:
+    most bytes of shared memory the arena may map at once, 0 for no cap (env
+    ``SNAKEPIT_SHM_CAP_BYTES``).
+    """
+    with _state.lock:
+        if threshold_bytes is not None:
+            if threshold_bytes < 0:
+                raise ValueError("threshold_bytes must be >= 0")
+            _state.threshold_bytes = threshold_bytes
+        if cap_bytes is not None:
+            if cap_bytes < 0:
+                raise ValueError("cap_bytes must be >= 0")
+            _state.cap_bytes = cap_bytes
+            if _state.arena is not None:
+                _state.arena.set_cap(cap_bytes)
+
+
+def threshold_bytes() -> int:
+    """Buffers at or above this many bytes go through shared memory."""
+    return _state.threshold_bytes
+
+
+def cap_bytes() -> int:
+    """The configured cap on mapped shared memory (0 = none)."""
+    return _state.cap_bytes
+
+
+def arena_stats() -> dict[str, int]:
+    """Counters of this process's arena (zeros before first use)."""
+    arena = _state.arena
+    if arena is None or arena.closed:
+        return {}
+    return arena.stats()
+
+
+def reclaim() -> int:
+    """Make blocks that every process has released reusable now; returns how many.
+
+    The arena also does this by itself before it maps a new region.
+    """
+    arena = _state.arena
+    if arena is None or arena.closed:
+        return 0
+    return arena.reclaim()
+
+
+def trim() -> None:
+    """Give back (unmap and unlink) freed large regions kept for reuse."""
+    arena = _state.arena
+    if arena is not None and not arena.closed:
+        arena.trim()
+
+
+def shm_space() -> tuple[int, int]:
+    """(total, available) bytes of /dev/shm."""
+    with core_errors("statvfs /dev/shm"):
+        return _core.shm_space(SHM_DIR)
+
+
+def _allocation_error(exc: _core.CoreError, nbytes: int) -> SnakepitError:
+    available = None
+    if exc.status == _core.Status.CAP:  # room left under the configured cap
+        available = max(0, _state.cap_bytes - arena_stats().get("mapped_bytes", 0))
+    return core_error(exc, "allocate shared memory", requested=nbytes, available=available)
+
+
+def _normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
+    # Exact type tests and builtins first (no generators, exceptions or ABC
+    # checks on the common forms): this is the allocation hot path.
+    kind = type(shape)
+    result: tuple[int, ...]
+    if kind is int:
+        result = (cast(int, shape),)
+    elif kind is tuple or kind is list or isinstance(shape, Sequence):
+        result = tuple(map(operator.index, cast(Sequence[SupportsIndex], shape)))
+    else:
+        result = (operator.index(shape),)
+    if result and min(result) < 0:
+        raise ValueError(f"negative dimension in shape {result}")
+    return result
+
+
+def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
+    """An uninitialised C-contiguous array allocated in shared memory."""
+    dims = _normalize_shape(shape)
+    resolved = resolve_dtype(dtype)
+    nbytes = math.prod(dims) * resolved.itemsize
+    if nbytes > _core.MAX_REGION_SIZE:
+        # Beyond any region the core can map (and beyond 64-bit sizes).
+        too_large = _core.CoreError(_core.Status.NOSPACE, errno.ENOSPC, "allocate")
+        raise _allocation_error(too_large, nbytes)
+    try:
+        allocation = _get_arena().alloc(nbytes)
+    except _core.CoreError as exc:
+        raise _allocation_error(exc, nbytes) from None
+    array: np.ndarray[Any, Any] = _core.array_over(allocation.buffer(), dims, resolved)
+    if _bus.listening:  # one attribute test while nobody listens: this is the hot path
+        _report_allocation(array, nbytes)
+    return array
+
+
+def _report_allocation(array: np.ndarray[Any, Any], nbytes: int) -> None:
+    if _bus.has_handlers(MEMORY_ALLOCATE):
+        _bus.execute(
+            MEMORY_ALLOCATE,
+            {"bytes": nbytes},
+            {"dtype": dtype_name(array.dtype), "shape": array.shape},
+        )
+    if _bus.has_handlers(MEMORY_RELEASE):
+        buffer = shared_buffer(array)
+        if buffer is not None:
+            # The block goes back to the arena when its buffer (every view) dies.
+            # Reported from a thread, not from inside garbage collection,
+            # where a handler that holds a lock would deadlock.
+            _bus.start_deferred()
+            weakref.finalize(buffer, _bus.execute_later, MEMORY_RELEASE, {"bytes": nbytes}, {})
+
+
+def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
+    """A zero-filled array in shared memory (blocks are reused, so we clear)."""
+    array = empty(shape, dtype)
+    array.reshape(-1).view(np.uint8).fill(0)
+    return array
+
+
+def is_shared_array(array: object) -> bool:
+    """Whether ``array`` is a numpy view of snakepit shared memory."""
+    return isinstance(array, np.ndarray) and shared_buffer(array) is not None
+
+
+def share_array(array: Any) -> np.ndarray[Any, Any]:
+    """Copy ``array`` once into shared memory; already shared arrays are returned.
+
+    An array in a region that is gone by name (its owner, a worker, died) is
+    copied too: it is valid here, but no other process could open it.
+    """
+    source = np.asarray(array)
+    if sendable_buffer(source) is not None:
+        return source
+    out = empty(source.shape, source.dtype)
+    np.copyto(out, source, casting="no")
+    return out
+
+
+__all__ = [
+    "DEFAULT_THRESHOLD_BYTES",
+    "arena_stats",
+    "cap_bytes",
+    "configure",
+    "empty",
+    "is_shared_array",
+    "reclaim",
+    "reset_for_tests",
+    "share_array",
+    "shm_space",
+    "threshold_bytes",
+    "trim",
+    "zeros",
+]

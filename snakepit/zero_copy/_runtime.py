@@ -1,0 +1,33 @@
+"""The private face of ``zero_copy`` for snakepit's own runtime.
+
+The wire layer (codec), the worker process and the pool use these; user code
+has no need of them. One import site keeps that plumbing out of the public
+``snakepit.zero_copy``.
+"""
+
+from ._arena import configure, threshold_bytes, zeros
+from ._gc import collect_garbage, drop_held_references, prune_mappings
+from ._ledger import LEDGER_BYTES, LeaseLedger
+from ._mapping import install_ledger, retain
+from ._ref import array_from_ref, describe, drop_transfer_ref, take_transfer_ref, tensor_ref_of
+
+#: ``ref_of`` for the ledger's array (no dispatch needed).
+ref_of = tensor_ref_of
+
+__all__ = [
+    "LEDGER_BYTES",
+    "LeaseLedger",
+    "array_from_ref",
+    "collect_garbage",
+    "configure",
+    "describe",
+    "drop_held_references",
+    "drop_transfer_ref",
+    "install_ledger",
+    "prune_mappings",
+    "ref_of",
+    "retain",
+    "take_transfer_ref",
+    "threshold_bytes",
+    "zeros",
+]
