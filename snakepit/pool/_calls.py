@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from snakepit._wire import codec
+from snakepit._wire._pickling import name_of
 
 __all__ = ["Call", "function_name"]
 
@@ -42,11 +41,5 @@ class Call:
     worker_id: int | None = None
 
 
-def function_name(fn: Callable[..., Any] | str) -> str:
-    """``module:qualname`` of a function, as telemetry names it."""
-    if isinstance(fn, str):
-        return fn
-    target = fn.func if isinstance(fn, functools.partial) else fn
-    module = getattr(target, "__module__", None) or "?"
-    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
-    return f"{module}:{qualname}"
+#: ``module:qualname`` of a function, as telemetry names it.
+function_name = name_of

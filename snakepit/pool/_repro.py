@@ -11,8 +11,6 @@ objects), so the failure can be debugged with ``python repro.py`` or
 from __future__ import annotations
 
 import datetime
-import importlib
-import io
 import logging
 import os
 import pickle
@@ -28,6 +26,7 @@ import cloudpickle
 import numpy as np
 
 from snakepit._wire import codec
+from snakepit._wire._pickling import resolve, two_pass
 from snakepit.errors import PythonError, WorkerError, WorkerUnavailableError
 from snakepit.zero_copy import TensorRef
 
@@ -39,14 +38,6 @@ FORMAT = 1
 PREFIX = "snakepit-repro-"
 _CALL_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 _FUNCTION_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-
-
-def _resolve_ref(ref: str) -> Any:
-    module_name, _, qualname = ref.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
 
 
 def _function_entry(function: Callable[..., Any] | str) -> dict[str, Any]:
@@ -67,7 +58,7 @@ def _function_entry(function: Callable[..., Any] | str) -> dict[str, Any]:
     ):
         ref = f"{module}:{qualname}"
         try:
-            if _resolve_ref(ref) is function:
+            if resolve(ref) is function:
                 return {"ref": ref}
         except Exception:
             pass
@@ -107,18 +98,16 @@ class _ByValueCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
 
 
 def _dumps(payload: Any) -> bytes:
-    buffer = io.BytesIO()
+    # Lambdas and local classes fail the C pickler: cloudpickle pickles those by value.
     try:
-        _ByValuePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
-        return buffer.getvalue()
-    except Exception:
-        pass  # lambdas, local classes ...: cloudpickle pickles those by value
-    buffer = io.BytesIO()
-    try:
-        _ByValueCloudPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+        data, _ = two_pass(
+            payload,
+            lambda file: _ByValuePickler(file, protocol=pickle.HIGHEST_PROTOCOL),
+            lambda file: _ByValueCloudPickler(file, protocol=pickle.HIGHEST_PROTOCOL),
+        )
     except Exception as exc:
         raise pickle.PicklingError(f"the call's arguments cannot be pickled: {exc}") from exc
-    return buffer.getvalue()
+    return data
 
 
 def _error_entry(error: BaseException | str) -> dict[str, str]:
