@@ -19,6 +19,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from snakepit.errors import ExitKind
 from snakepit.telemetry import _events as ev
 from snakepit.telemetry._bus import Event, Measurements, Metadata, attach_many, detach
 
@@ -279,7 +280,7 @@ class PrometheusMetrics:
             ev.POOL_SIZE: self._pool_size,
             ev.WORKER_START: self._worker_start,
             ev.WORKER_CRASH: lambda m, md: self._crashes.inc(
-                (_small(md.get("exit_kind") or "unknown"),)
+                (_small(md.get("exit_kind") or ExitKind.unknown),)
             ),
             ev.WORKER_RESTART: lambda m, md: self._restarts.inc(),
             ev.CIRCUIT_OPEN: lambda m, md: self._circuit(md, "open"),
