@@ -2,6 +2,7 @@
 
 * :func:`format_bytes`: the one way snakepit writes a byte count for people
   (error messages, log lines, ``snakepit doctor``, ``snakepit hardware``).
+* :data:`DTYPE_NAMES`: the element types a shared array may have.
 * :class:`StrEnum`: the base of snakepit's string enums (``ExitKind``,
   ``HealthStatus``, ``CircuitState``), whose members are their values:
   ``ExitKind.segfault == "segfault"`` and ``str(ExitKind.segfault)`` is
@@ -13,7 +14,27 @@ from __future__ import annotations
 import enum
 import sys
 
-__all__ = ["StrEnum", "format_bytes"]
+__all__ = ["DTYPE_NAMES", "StrEnum", "format_bytes"]
+
+#: The element types snakepit shares (by these names in descriptors, DLPack
+#: and advice texts): numpy's names, plus bfloat16.
+DTYPE_NAMES: tuple[str, ...] = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+)
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from snakepit._util import format_bytes
+from snakepit._util import DTYPE_NAMES, format_bytes
 from snakepit.errors._kinds import ExitKind
 
 __all__ = [
@@ -224,25 +224,7 @@ def shape_suggestion(
 # ---------------------------------------------------------------------- dtypes
 
 # Names a suggestion can put after numpy./torch. as they are.
-_CONCRETE_DTYPES = frozenset(
-    {
-        "bool",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "float16",
-        "bfloat16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-    }
-)
+_CONCRETE_DTYPES = frozenset(DTYPE_NAMES)
 
 
 def dtype_suggestion(expected: str | None, got: str | None) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from snakepit._util import DTYPE_NAMES
 from snakepit.errors import DtypeError
 
 #: numpy has no bfloat16; it travels as a raw 2-byte type tagged in the dtype's
@@ -13,21 +14,7 @@ from snakepit.errors import DtypeError
 BFLOAT16 = np.dtype("V2", metadata={"snakepit": "bfloat16"})
 
 _BY_NAME: dict[str, np.dtype[Any]] = {
-    "bool": np.dtype(np.bool_),
-    "int8": np.dtype(np.int8),
-    "int16": np.dtype(np.int16),
-    "int32": np.dtype(np.int32),
-    "int64": np.dtype(np.int64),
-    "uint8": np.dtype(np.uint8),
-    "uint16": np.dtype(np.uint16),
-    "uint32": np.dtype(np.uint32),
-    "uint64": np.dtype(np.uint64),
-    "float16": np.dtype(np.float16),
-    "bfloat16": BFLOAT16,
-    "float32": np.dtype(np.float32),
-    "float64": np.dtype(np.float64),
-    "complex64": np.dtype(np.complex64),
-    "complex128": np.dtype(np.complex128),
+    name: BFLOAT16 if name == "bfloat16" else np.dtype(name) for name in DTYPE_NAMES
 }
 
 #: Every dtype name a TensorRef may carry (docs/zero-copy.md).

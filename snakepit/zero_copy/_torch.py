@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from snakepit._util import DTYPE_NAMES
 from snakepit.errors import InvalidDescriptorError
 
 from ._arena import share_array
@@ -30,25 +31,7 @@ _NO_TYPES: frozenset[type] = frozenset()
 _types: dict[type, frozenset[type]] = {}
 
 #: torch dtypes that travel through shared memory (torch.from_numpy takes them).
-DTYPES = frozenset(
-    {
-        "float16",
-        "bfloat16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "bool",
-    }
-)
+DTYPES = frozenset(DTYPE_NAMES)
 
 
 # Storage address -> the shared array the storage was built over. Weak: the
