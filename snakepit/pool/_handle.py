@@ -182,6 +182,9 @@ class WorkerHandle:
                 if payload is None:
                     break
                 tag, ident, body = protocol.unpack(payload)
+                # Nothing here may refer to the frame when the next one is
+                # read: only then can its warm memory be reused for it.
+                del payload
                 if tag in (protocol.MSG_RESULT, protocol.MSG_ERROR):
                     owner.worker_reply(self, tag, ident, body)
                 elif tag == protocol.MSG_READY:
@@ -192,6 +195,7 @@ class WorkerHandle:
                     init_error = record_to_exception(codec.decode(body))
                 else:
                     raise protocol.ProtocolError(f"unexpected message {tag!r}")
+                del body
         except BaseException:
             # A broken stream, or anything else this thread did not expect, is
             # treated like a crash: the worker is replaced and its call failed.

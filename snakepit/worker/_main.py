@@ -196,12 +196,16 @@ class Worker:
             if payload is None:
                 return 0  # supervisor closed the connection
             tag, ident, body = protocol.unpack(payload)
+            # Nothing here may refer to the frame when the next one is read:
+            # only then can its warm memory be reused for it.
+            del payload
             if tag == protocol.MSG_CALL:
                 self.handle_call(ident, body)
             elif tag == protocol.MSG_SHUTDOWN:
                 return 0
             else:
                 raise protocol.ProtocolError(f"unexpected message {tag!r}")
+            del body
 
 
 def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:

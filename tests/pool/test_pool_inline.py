@@ -15,6 +15,7 @@ measured in the same run, is taken off both sides before the ratio.
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +25,7 @@ import pytest
 
 import snakepit
 from snakepit._core import bytes_copy
+from snakepit._wire import protocol
 from tests.pool import _tasks
 
 MIB = 1 << 20
@@ -159,3 +161,22 @@ def test_argument_is_a_snapshot_taken_at_submit(pool: snakepit.Pool) -> None:
         array += 1.0
         blocker.result(10)
         assert future.result(10) == 0.0
+
+
+def test_large_replies_reuse_warm_frame_memory(
+    pool: snakepit.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large frame lands in an anonymous mapping; the reader keeps it for the
+    # next frame once nothing refers to it. Fresh mappings cost a page fault
+    # per page, more than the copy itself, so each reply must not take one.
+    real_mmap = mmap.mmap
+    fresh: list[int] = []
+
+    def counting_mmap(*args: Any, **kwargs: Any) -> mmap.mmap:
+        fresh.append(1)
+        return real_mmap(*args, **kwargs)
+
+    monkeypatch.setattr(protocol.mmap, "mmap", counting_mmap)
+    for _ in range(20):
+        assert len(pool.call(_tasks.make_bytes, MIB)) == MIB
+    assert len(fresh) <= 2
