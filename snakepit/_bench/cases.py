@@ -279,6 +279,55 @@ def noop_case() -> Case:
     )
 
 
+#: Chunked map: many tiny items, in chunks, as ProcessPoolExecutor users write it.
+MAP_ITEMS, MAP_CHUNKSIZE = 2000, 100
+
+
+def map_case() -> Case:
+    """``map(abs, range(2000), chunksize=100)``, 2 workers each."""
+    expected = sum(range(MAP_ITEMS))
+
+    def check(result: Any) -> None:
+        expect(result, expected, "sum of the mapped items")
+
+    @contextlib.contextmanager
+    def own(env: Env) -> Iterator[Timed]:
+        pool = env.pool()
+
+        def run() -> int:
+            return sum(pool.map(abs, range(MAP_ITEMS), chunksize=MAP_CHUNKSIZE))
+
+        yield Timed(run, rounds=30, quick_rounds=5, warmup=3, check=check)
+
+    @contextlib.contextmanager
+    def peer(env: Env) -> Iterator[Timed]:
+        executor = env.peer()
+
+        def run() -> int:
+            return sum(executor.map(abs, range(MAP_ITEMS), chunksize=MAP_CHUNKSIZE))
+
+        yield Timed(run, rounds=30, quick_rounds=5, warmup=3, check=check)
+
+    return Case(
+        "map-chunked",
+        f"map over {MAP_ITEMS} tiny items, chunksize {MAP_CHUNKSIZE}",
+        (
+            Impl("snakepit", "snakepit.Pool.map", own),
+            Impl("ppe", "ProcessPoolExecutor.map", peer),
+        ),
+        workers=WORKERS,
+        targets=(
+            vs(
+                "map-chunked",
+                f"map {MAP_ITEMS} items, chunksize {MAP_CHUNKSIZE}",
+                1.0,
+                "no slower",
+                peer="ppe",
+            ),
+        ),
+    )
+
+
 def _check_mark(what: str) -> Any:
     return lambda value: expect(value, MARK, what)
 
@@ -500,6 +549,7 @@ SUITES: dict[str, tuple[Case, ...]] = {
     "zero_copy": (*(alloc_case(n) for n in (KIB, MIB, 100 * MIB)), share_case()),
     "pool": (
         noop_case(),
+        map_case(),
         *(zero_copy_case(n) for n in DEFAULT_SIZES),
         fresh_arg_case(),
         echo_case(100 * MIB),

@@ -255,21 +255,50 @@ class _Unpickler(pickle.Unpickler):
 #: Values made only of these types pickle the same with the plain C pickler,
 #: which skips building a pickler object: the common small call is cheaper.
 _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+_SCALARS = _PLAIN_TYPES - {bytes}
+_STR = frozenset({str})
+#: Most elements :func:`_is_plain` looks at before it gives up and lets the
+#: pickler (with its per-object hook) decide.
+_PLAIN_BUDGET = 4096
 
 
-def _is_plain(obj: Any, depth: int = 0) -> bool:
-    kind = type(obj)
-    if kind in _PLAIN_TYPES:
-        return kind is not bytes or len(obj) < OUT_OF_BAND_BYTES
-    if depth > 2:
-        return False
-    if kind is tuple or kind is list:
-        return len(obj) <= 16 and all(_is_plain(item, depth + 1) for item in obj)
-    if kind is dict:
-        return len(obj) <= 16 and all(
-            type(key) is str and _is_plain(value, depth + 1) for key, value in obj.items()
-        )
-    return False
+def _is_plain(obj: Any) -> bool:
+    """Whether ``obj`` holds only scalars, small bytes, lists, tuples and
+    str-keyed dicts, so the C pickler can take it without any hook.
+
+    Flat containers are checked at C speed (the set of their item types);
+    the walk stops after ``_PLAIN_BUDGET`` elements, so a huge argument costs
+    a bounded look before the hooked pickler takes it.
+    """
+    budget = _PLAIN_BUDGET
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is bytes:
+            if len(item) >= OUT_OF_BAND_BYTES:
+                return False
+            continue
+        if kind is tuple or kind is list:
+            budget -= 1 + len(item)
+            if budget < 0:
+                return False
+            if set(map(type, item)) <= _SCALARS:
+                continue
+            stack.extend(item)
+        elif kind is dict:
+            budget -= 1 + len(item)
+            if budget < 0 or not set(map(type, item)) <= _STR:
+                return False
+            values = item.values()
+            if set(map(type, values)) <= _SCALARS:
+                continue
+            stack.extend(values)
+        else:
+            return False
+    return True
 
 
 def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> Encoded:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ._map import map_calls
 
 __all__ = ["UNSET", "CallOptions", "PoolView", "checked_timeout"]
 
@@ -107,6 +108,9 @@ DEFAULT_OPTIONS = CallOptions()
 
 
 class _Submitter(Protocol):
+    #: Calls a map may have in flight.
+    _map_window: int
+
     def _submit(
         self,
         fn: Callable[..., Any] | str,
@@ -114,34 +118,6 @@ class _Submitter(Protocol):
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> Future[Any]: ...
-
-
-def map_calls(
-    submit: Callable[..., Future[Any]],
-    fn: Callable[..., Any] | str,
-    iterables: tuple[Iterable[Any], ...],
-    timeout: float | None,
-) -> Iterator[Any]:
-    """``Executor.map`` over any ``submit``: results in order, ``timeout`` for all.
-
-    Every call is submitted before the iterator is returned, as the standard
-    library does, so the work starts at once; calls not yet collected when
-    the iterator is closed are cancelled.
-    """
-    end = None if timeout is None else time.monotonic() + timeout
-    futures = [submit(fn, *args) for args in zip(*iterables, strict=False)]
-
-    def results() -> Iterator[Any]:
-        try:
-            futures.reverse()
-            while futures:
-                future = futures.pop()
-                yield future.result(None if end is None else end - time.monotonic())
-        finally:
-            for future in futures:
-                future.cancel()
-
-    return results()
 
 
 class PoolView:
@@ -199,10 +175,16 @@ class PoolView:
         timeout: float | None = None,
         chunksize: int = 1,
     ) -> Iterator[Any]:
-        """Like ``Executor.map``: ``timeout`` bounds the wait for all results
-        (each call's own limit is the view's ``timeout`` option)."""
-        del chunksize  # each item is its own call, as in Executor.map
-        return map_calls(self.submit, fn, iterables, timeout)
+        """Like :meth:`snakepit.Pool.map`, with this view's options on every call
+        (so its ``timeout`` option bounds each call, or each chunk)."""
+        return map_calls(
+            self.submit,
+            fn,
+            iterables,
+            timeout=timeout,
+            chunksize=chunksize,
+            window=self._pool._map_window,
+        )
 
     def __repr__(self) -> str:
         return f"<snakepit.PoolView {self._options} of {self._pool!r}>"

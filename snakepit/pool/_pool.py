@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from ._calls import Call, function_name
 from ._circuit import CircuitBreakerRegistry
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
+from ._map import map_calls
 from ._options import DEFAULT_OPTIONS, UNSET, CallOptions, PoolView, checked_timeout
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
@@ -110,6 +111,9 @@ class Pool(Executor):
         self._functions: OrderedDict[Any, tuple[int, bytes, Any, str]] = OrderedDict()
         self._fn_ids = itertools.count(1)
         self._call_ids = itertools.count(1)
+        #: Calls a map keeps in flight: enough that no worker waits for the
+        #: caller to take results, few enough that inputs stay lazy.
+        self._map_window = max(8, 4 * count)
         #: Names this pool in telemetry metadata.
         self.name = f"pool-{next(_pool_numbers)}"
         circuits = circuit_breaker if circuit_breaker is not None else CircuitBreakerRegistry()
@@ -236,15 +240,30 @@ class Pool(Executor):
         """Awaitable form of :meth:`call`."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., Any] | str,
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
-    ) -> Iterable[Any]:
-        """Like ``Executor.map``; ``fn`` may also be ``"module:function"``."""
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)  # type: ignore[arg-type]
+    ) -> Iterator[Any]:
+        """Like ``Executor.map``: ``fn`` over the zipped items, results in order.
+
+        ``timeout`` bounds the wait for all results (TimeoutError).
+        ``chunksize`` items travel in one call, which pays off for many cheap
+        items; an item that raised still raises its own error, at its place.
+        Items are submitted a few calls per worker ahead of the results
+        taken, not all at once, so huge inputs are fine. ``fn`` may also be
+        ``"module:function"``.
+        """
+        return map_calls(
+            self.submit,
+            fn,
+            iterables,
+            timeout=timeout,
+            chunksize=chunksize,
+            window=self._map_window,
+        )
 
     # ----------------------------------------------------------------- state
 

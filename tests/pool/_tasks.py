@@ -291,3 +291,15 @@ def chaos_step(kind: str, size: int, seed: int) -> int:
 def keywords(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """What the worker's function received as keyword arguments (and positionals)."""
     return {"args": list(args), **kwargs}
+
+
+def square_unless(value: int, bad: int) -> int:
+    """``value ** 2``; a ValueError naming the item when ``value == bad``."""
+    if value == bad:
+        raise ValueError(f"item {value} is bad")
+    return value * value
+
+
+def matmul_shapes(rows: int, inner: int) -> tuple[int, ...]:
+    """The shape of ones((rows, 4)) @ ones((inner, 2)): a ShapeError unless inner == 4."""
+    return tuple((np.ones((rows, 4)) @ np.ones((inner, 2))).shape)
