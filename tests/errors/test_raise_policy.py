@@ -191,7 +191,7 @@ def test_exception_classes_join_the_hierarchy() -> None:
 
 
 def test_cython_sources_follow_the_rule() -> None:
-    sources = sorted(PACKAGE.rglob("*.pyx"))
+    sources = sorted([*PACKAGE.rglob("*.pyx"), *PACKAGE.rglob("*.pxi")])
     assert sources, "no .pyx found: the scan would prove nothing"
     offences = [o for p in sources for o in pyx_offences(p.read_text(), _relative(p))]
     assert not offences, "\n".join(map(str, offences))

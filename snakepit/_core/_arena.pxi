@@ -1,0 +1,131 @@
+# The process's arena: allocations and their references.
+# Included by _core.pyx (one extension module): names are shared with it.
+
+cdef class Allocation:
+    """A block owned by this process's arena; its reference drops on release."""
+
+    cdef Arena arena
+    cdef uint8_t *data
+    cdef readonly str region_name
+    cdef readonly uint64_t data_offset
+    cdef readonly uint64_t nbytes
+    cdef readonly uint64_t capacity
+    cdef readonly uint64_t region_size
+
+    @property
+    def address(self):
+        return <size_t>self.data
+
+    @property
+    def released(self):
+        return self.data == NULL
+
+    def buffer(self):
+        """A writable :class:`SharedBuffer` over the allocation."""
+        if self.data == NULL:
+            raise CoreError(SP_ERR_REFCOUNT, 0, "buffer of released allocation", self.region_name)
+        return _make_buffer(self, self.data, self.nbytes, False, self.region_name,
+                            self.data_offset, self.region_size)
+
+    def release(self):
+        """Drop this process's reference; idempotent."""
+        cdef uint8_t *data = self.data
+        if data == NULL:
+            return
+        self.data = NULL
+        if self.arena is not None and self.arena.arena != NULL:
+            _check(sp_arena_release(self.arena.arena, data), "release", self.region_name)
+
+    def __dealloc__(self):
+        if self.data != NULL and self.arena is not None and self.arena.arena != NULL:
+            sp_arena_release(self.arena.arena, self.data)
+            self.data = NULL
+
+
+cdef class Arena:
+    """This process's allocator of pre-faulted shared-memory blocks."""
+
+    cdef sp_arena *arena
+
+    def __cinit__(self, uint64_t cap_bytes=0, uint64_t slab_bytes=0,
+                  uint64_t cache_bytes=0, shm_dir=None, bint prefault=True):
+        cdef sp_arena_config config
+        cdef bytes raw_dir = shm_dir.encode() if shm_dir is not None else None
+        memset(&config, 0, sizeof(config))
+        config.cap_bytes = cap_bytes
+        config.slab_bytes = slab_bytes
+        config.cache_bytes = cache_bytes
+        config.shm_dir = _c_str_or_null(raw_dir)
+        config.prefault = prefault
+        self.arena = NULL
+        _check(sp_arena_create(&config, &self.arena), "create arena")
+
+    cdef int _require_open(self) except -1:
+        if self.arena == NULL:
+            raise CoreError(SP_ERR_INVALID, 0, "use closed arena")
+        return 0
+
+    def alloc(self, uint64_t nbytes):
+        """Allocate a block of ``nbytes`` (refcount 1, owned by the result)."""
+        cdef sp_block block
+        cdef int status
+        self._require_open()
+        status = sp_arena_alloc(self.arena, nbytes, &block)
+        if status != SP_OK:
+            raise CoreError(status, sp_last_errno(), "allocate")
+        cdef Allocation allocation = Allocation.__new__(Allocation)
+        allocation.arena = self
+        allocation.data = block.data
+        allocation.region_name = block.region_name.decode()
+        allocation.data_offset = block.data_offset
+        allocation.nbytes = block.nbytes
+        allocation.capacity = block.capacity
+        allocation.region_size = block.region_size
+        return allocation
+
+    def reclaim(self):
+        cdef uint64_t reclaimed = 0
+        self._require_open()
+        _check(sp_arena_reclaim(self.arena, &reclaimed), "reclaim")
+        return reclaimed
+
+    def trim(self):
+        self._require_open()
+        _check(sp_arena_trim(self.arena), "trim")
+
+    def set_cap(self, uint64_t cap_bytes):
+        self._require_open()
+        _check(sp_arena_set_cap(self.arena, cap_bytes), "set cap")
+
+    def stats(self):
+        cdef sp_arena_stats s
+        self._require_open()
+        _check(sp_arena_stats_get(self.arena, &s), "stats")
+        return {
+            "regions": s.regions,
+            "mapped_bytes": s.mapped_bytes,
+            "live_blocks": s.live_blocks,
+            "live_bytes": s.live_bytes,
+            "allocations": s.allocations,
+            "reuses": s.reuses,
+            "regions_created": s.regions_created,
+            "deferred": s.deferred,
+        }
+
+    @property
+    def closed(self):
+        return self.arena == NULL
+
+    def unlink_all(self):
+        """Remove every region's name, keeping the memory mapped (process exit)."""
+        self._require_open()
+        _check(sp_arena_unlink_all(self.arena), "unlink all")
+
+    def close(self):
+        """Unmap and unlink every region; outstanding views become invalid."""
+        if self.arena != NULL:
+            sp_arena_destroy(self.arena)
+            self.arena = NULL
+
+    def __dealloc__(self):
+        self.close()
