@@ -22,6 +22,8 @@ from snakepit._wire._pickling import name_of, resolve
 from snakepit._wire.chunks import RUN_CHUNK, ItemError
 from snakepit.errors._remote import record_to_exception
 
+from ._timeouts import checked_timeout
+
 __all__ = ["map_calls"]
 
 Submit = Callable[..., Future[Any]]
@@ -42,10 +44,13 @@ def map_calls(
     (TimeoutError); ``window`` is how many calls may be in flight.
 
     Raises:
-        ValueError: ``chunksize`` is below 1.
+        ValueError: ``chunksize`` is below 1; ``timeout`` is NaN, zero or
+            negative (a huge one means none).
+        TypeError: ``timeout`` is not a number.
     """
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
         raise ValueError(f"chunksize must be a whole number >= 1, got {chunksize!r}")
+    timeout = checked_timeout(timeout)
     end = None if timeout is None else time.monotonic() + timeout
     items = zip(*iterables, strict=False)
     if chunksize == 1:

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._map import map_calls
+from ._timeouts import checked_timeout
 
-__all__ = ["UNSET", "CallOptions", "PoolView", "checked_timeout"]
-
-#: Timeouts longer than this (about 31 years) mean no timeout: beyond it a
-#: deadline is meaningless, and threading refuses waits over TIMEOUT_MAX.
-_LONGEST_TIMEOUT = 1e9
+__all__ = ["UNSET", "CallMethods", "CallOptions", "PoolView", "checked_timeout"]
 
 
 class _Unset:
@@ -42,22 +38,6 @@ class _Unset:
 
 #: Marks an option left to the pool's default (``timeout=None`` means none).
 UNSET: Any = _Unset()
-
-
-def checked_timeout(timeout: object) -> float | None:
-    """A timeout in seconds, validated; None for none (or for a huge one).
-
-    Raises:
-        TypeError: Not a number (booleans included).
-        ValueError: NaN, zero or negative.
-    """
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    if math.isnan(timeout) or timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    return None if timeout > _LONGEST_TIMEOUT else float(timeout)
 
 
 def _optional_text(name: str, value: object) -> str | None:
@@ -120,7 +100,52 @@ class _Submitter(Protocol):
     ) -> Future[Any]: ...
 
 
-class PoolView:
+class CallMethods:
+    """``call``, ``acall`` and ``map`` over a ``submit``: one copy for the pool and its views."""
+
+    __slots__ = ()
+
+    #: Calls a map may have in flight.
+    _map_window: int
+
+    def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        raise NotImplementedError
+
+    def call(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a worker and wait for its result (see ``submit``)."""
+        return self.submit(fn, *args, **kwargs).result()
+
+    async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable form of :meth:`call`."""
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def map(
+        self,
+        fn: Callable[..., Any] | str,
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """Like ``Executor.map``: ``fn`` over the zipped items, results in order.
+
+        ``timeout`` bounds the wait for all results (TimeoutError); a view's
+        ``timeout`` option bounds each call (each chunk). ``chunksize`` items
+        travel in one call, which pays off for many cheap items; an item that
+        raised still raises its own error, at its place. Items are submitted a
+        few calls per worker ahead of the results taken, not all at once, so
+        huge inputs are fine. ``fn`` may also be ``"module:function"``.
+        """
+        return map_calls(
+            self.submit,
+            fn,
+            iterables,
+            timeout=timeout,
+            chunksize=chunksize,
+            window=self._map_window,
+        )
+
+
+class PoolView(CallMethods):
     """A pool seen through per-call options: ``pool.options(...)`` returns one.
 
     It has the pool's call methods; every call made through it carries its
@@ -160,31 +185,9 @@ class PoolView:
         """Run ``fn(*args, **kwargs)`` in a worker with this view's options."""
         return self._pool._submit(fn, args, kwargs, self._options)
 
-    def call(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
-        """Run a call with this view's options and wait for its result."""
-        return self.submit(fn, *args, **kwargs).result()
-
-    async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
-        """Awaitable form of :meth:`call`."""
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
-
-    def map(
-        self,
-        fn: Callable[..., Any] | str,
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[Any]:
-        """Like :meth:`snakepit.Pool.map`, with this view's options on every call
-        (so its ``timeout`` option bounds each call, or each chunk)."""
-        return map_calls(
-            self.submit,
-            fn,
-            iterables,
-            timeout=timeout,
-            chunksize=chunksize,
-            window=self._pool._map_window,
-        )
+    @property
+    def _map_window(self) -> int:  # type: ignore[override]
+        return self._pool._map_window
 
     def __repr__(self) -> str:
         return f"<snakepit.PoolView {self._options} of {self._pool!r}>"

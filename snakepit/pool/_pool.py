@@ -8,7 +8,6 @@ which runs them on :class:`~snakepit.pool._handle.WorkerHandle` processes
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import itertools
 import os
@@ -17,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,7 @@ from ._calls import Call, function_name
 from ._circuit import CircuitBreakerRegistry
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
-from ._map import map_calls
-from ._options import DEFAULT_OPTIONS, UNSET, CallOptions, PoolView, checked_timeout
+from ._options import DEFAULT_OPTIONS, UNSET, CallMethods, CallOptions, PoolView, checked_timeout
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
 from ._supervisor import Supervisor
@@ -59,7 +57,7 @@ def _shutdown_live_pools() -> None:
         pool._supervisor.join_readers(deadline)
 
 
-class Pool(Executor):
+class Pool(CallMethods, Executor):
     """Supervised worker processes that survive anything their calls do.
 
     ``workers``: number of worker processes (default: CPU count).
@@ -231,39 +229,6 @@ class Pool(Executor):
         report.encoded("arguments", call.serialize_time, encoded.size, len(encoded.keepalive))
         self._supervisor.start_attempt(call)
         return outer
-
-    def call(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
-        """Run a call and wait for its result (see :meth:`submit`)."""
-        return self.submit(fn, *args, **kwargs).result()
-
-    async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
-        """Awaitable form of :meth:`call`."""
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
-
-    def map(
-        self,
-        fn: Callable[..., Any] | str,
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-    ) -> Iterator[Any]:
-        """Like ``Executor.map``: ``fn`` over the zipped items, results in order.
-
-        ``timeout`` bounds the wait for all results (TimeoutError).
-        ``chunksize`` items travel in one call, which pays off for many cheap
-        items; an item that raised still raises its own error, at its place.
-        Items are submitted a few calls per worker ahead of the results
-        taken, not all at once, so huge inputs are fine. ``fn`` may also be
-        ``"module:function"``.
-        """
-        return map_calls(
-            self.submit,
-            fn,
-            iterables,
-            timeout=timeout,
-            chunksize=chunksize,
-            window=self._map_window,
-        )
 
     # ----------------------------------------------------------------- state
 

@@ -6,6 +6,7 @@ import ctypes
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -303,3 +304,10 @@ def square_unless(value: int, bad: int) -> int:
 def matmul_shapes(rows: int, inner: int) -> tuple[int, ...]:
     """The shape of ones((rows, 4)) @ ones((inner, 2)): a ShapeError unless inner == 4."""
     return tuple((np.ones((rows, 4)) @ np.ones((inner, 2))).shape)
+
+
+def exit_on(value: int, bad: int) -> int:
+    """``value``; ``sys.exit(5)`` (a BaseException, not an Exception) when ``value == bad``."""
+    if value == bad:
+        sys.exit(5)
+    return value

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 
 import pytest
 
 import snakepit
-from snakepit.errors import PythonError, ShapeError, WorkerCrashedError, WorkerTimeoutError
+from snakepit.errors import (
+    PythonError,
+    ShapeError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+    WorkerUnavailableError,
+)
 
 from . import _tasks
 
@@ -113,3 +121,51 @@ def test_module_function_names_work_with_chunks(pool: snakepit.Pool) -> None:
 def test_bad_chunksize_is_refused(pool: snakepit.Pool, chunksize: object) -> None:
     with pytest.raises(ValueError, match="chunksize"):
         pool.map(_tasks.add, [1], [2], chunksize=chunksize)  # type: ignore[arg-type]
+
+
+def test_lambdas_and_closures_go_by_value_in_chunks(pool: snakepit.Pool) -> None:
+    offset = 7
+    assert list(pool.map(lambda x: x + offset, range(5), chunksize=2)) == [7, 8, 9, 10, 11]
+
+
+def test_a_base_exception_in_an_item_fails_its_chunk_only(pool: snakepit.Pool) -> None:
+    results = pool.map(_tasks.exit_on, range(6), [3] * 6, chunksize=3)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(snakepit.SnakepitError):
+        next(results)
+    assert list(pool.map(_tasks.add, range(3), range(3), chunksize=2)) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("timeout", [math.inf, 1e10, 10**12])
+def test_huge_map_timeouts_mean_none(pool: snakepit.Pool, timeout: float) -> None:
+    assert list(pool.map(_tasks.add, range(4), range(4), timeout=timeout, chunksize=2)) == [
+        0,
+        2,
+        4,
+        6,
+    ]
+
+
+@pytest.mark.parametrize("timeout", [math.nan, 0, -1.0, "5", True])
+def test_invalid_map_timeouts_are_refused(pool: snakepit.Pool, timeout: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        pool.map(_tasks.add, [1], [2], timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_a_huge_chunksize_is_one_call(pool: snakepit.Pool) -> None:
+    before = pool.stats()["completed"]
+    assert list(pool.map(_tasks.add, range(50), range(50), chunksize=10**9)) == [
+        2 * i for i in range(50)
+    ]
+    assert pool.stats()["completed"] - before == 1
+
+
+def test_shutdown_in_the_middle_of_a_map_ends_it_without_hanging() -> None:
+    with snakepit.Pool(workers=1) as pool:
+        results = pool.map(
+            _tasks.sleep_then_value, [0.0] + [0.2] * 40, range(41), timeout=BOUND, chunksize=1
+        )
+        assert next(results) == 0
+        pool.shutdown(wait=False, cancel_futures=True)
+        with pytest.raises((CancelledError, WorkerUnavailableError)):
+            list(results)

@@ -206,3 +206,55 @@ def test_descriptors_pickle_small() -> None:
     assert isinstance(ref, TensorRef)
     assert len(pickle.dumps(ref)) < 300
     ref.release()
+
+
+def _cyclic() -> list[Any]:
+    loop: list[Any] = [1, 2]
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        list(range(10)),
+        list(range(100_000)),  # far past the scan's budget: the hooked pickler takes it
+        [(i, str(i)) for i in range(1000)],
+        {f"k{i}": [i, float(i), None] for i in range(500)},
+        [[[[[[1]]]]]],
+        {1: "int keys are not plain"},
+        ["x" * (1 << 20)],
+        [b"y" * 100] * 50,
+    ],
+)
+def test_plain_containers_of_every_size_round_trip(value: Any) -> None:
+    assert codec.decode(codec.encode(value).blob) == value
+
+
+def test_a_cyclic_container_round_trips() -> None:
+    back = codec.decode(codec.encode(_cyclic()).blob)
+    assert back[:2] == [1, 2]
+    assert back[2] is back
+
+
+@pytest.mark.parametrize("depth", [0, 3, 50])
+def test_an_array_deep_in_a_plain_looking_container_still_travels_shared(depth: int) -> None:
+    value: Any = _big_array()
+    for _ in range(depth):
+        value = [value, 1, "a"]
+    encoded = codec.encode(value)
+    assert b"snakepit.array" in encoded.payload
+    back = codec.decode(encoded.blob)
+    for _ in range(depth):
+        back = back[0]
+    assert snakepit.is_shared(back)
+    assert np.array_equal(back, _big_array())
+
+
+def test_large_bytes_inside_a_long_list_still_travel_out_of_band() -> None:
+    big = b"z" * (codec.OUT_OF_BAND_BYTES + 1)
+    value = [*range(200), big]
+    encoded = codec.encode(value)
+    assert encoded.buffers
+    assert len(encoded.payload) < codec.OUT_OF_BAND_BYTES
+    assert codec.decode(encoded.blob) == value
