@@ -196,10 +196,24 @@ class _OutOfBand:
         raw = buffer.raw()
         if raw.nbytes < OUT_OF_BAND_BYTES:
             return True
-        if self.snapshot and type(raw.obj) is not bytes:  # bytes cannot change
-            buffer = pickle.PickleBuffer(bytearray(raw))  # stays writable
-        self.buffers.append(buffer)
+        self.buffers.append(_copy_of(buffer) if self.snapshot else buffer)
         return False
+
+
+def _copy_of(buffer: pickle.PickleBuffer) -> pickle.PickleBuffer:
+    """A buffer the caller can no longer change (``bytes`` cannot change at all)."""
+    raw = buffer.raw()
+    if type(raw.obj) is bytes:
+        return buffer
+    return pickle.PickleBuffer(bytearray(raw))  # stays writable
+
+
+def snapshot(blob: Blob) -> Blob:
+    """``blob`` with its out-of-band array data copied, for a payload encoded
+    with ``snapshot=False`` that will not be sent at once after all (a queued
+    call: the caller may change its arrays after ``submit`` returns)."""
+    payload, buffers = blob
+    return payload, tuple(_copy_of(buffer) for buffer in buffers)
 
 
 class _FastPickler(_ArrayIds, pickle.Pickler):
@@ -307,7 +321,8 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     Large ``bytes`` and the data of arrays too small for shared memory travel
     out of band. With ``snapshot=True`` arrays' data are copied now (the
     caller may change them before the frame is sent); ``snapshot=False`` is
-    for a sender that sends at once (a worker's result).
+    for a sender that sends at once (a worker's result, a call given to an
+    idle worker) or calls :func:`snapshot` before it lets the caller go on.
 
     Without ``receiver`` every descriptor is lent: the caller keeps
     ``Encoded.keepalive`` until the receiver is done (call arguments). With

@@ -39,6 +39,10 @@ class Call:
     python_time: float = 0.0
     deserialize_time: float = 0.0
     worker_id: int | None = None
+    # The arguments' array data are still the caller's own memory, not a
+    # copy: fine while the call is sent before ``submit`` returns, copied if
+    # it has to wait in the queue (see ``codec.snapshot``).
+    borrows_caller_memory: bool = False
 
 
 #: ``module:qualname`` of a function, as telemetry names it.

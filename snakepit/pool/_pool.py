@@ -218,7 +218,9 @@ class Pool(CallMethods, Executor):
         report = self._supervisor.report
         report.call_started(call)
         try:
-            encoded = codec.encode((args, kwargs))
+            # A call that may be retried is sent again later: its arrays are
+            # copied now. Any other is copied only if it has to wait (queued).
+            encoded = codec.encode((args, kwargs), snapshot=idempotent)
         except (SerializationError, SharedMemoryError) as exc:
             call.idempotent = False  # the same arguments would fail the same way
             self._supervisor.finish(call, exc)
@@ -226,6 +228,7 @@ class Pool(CallMethods, Executor):
         call.serialize_time = time.monotonic() - call.submitted
         call.args_blob = encoded.blob
         call.keepalive = encoded.keepalive
+        call.borrows_caller_memory = not idempotent and bool(encoded.buffers)
         report.encoded("arguments", call.serialize_time, encoded.size, len(encoded.keepalive))
         self._supervisor.start_attempt(call)
         return outer

@@ -148,6 +148,11 @@ class Supervisor:
                 error = None
                 self._queue.put(call)
                 sends = self._dispatch_locked()
+                if call.borrows_caller_memory and not call.dispatched:
+                    # Left waiting: copy the arrays before ``submit`` returns
+                    # (under the lock, so no reply thread sends it meanwhile).
+                    call.args_blob = codec.snapshot(call.args_blob)
+                call.borrows_caller_memory = False
         if error is not None:
             self.circuits.release(call.device)  # no verdict on the worker path
             self.finish(call, error)

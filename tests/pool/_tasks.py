@@ -311,3 +311,13 @@ def exit_on(value: int, bad: int) -> int:
     if value == bad:
         sys.exit(5)
     return value
+
+
+def total_unless_first(marker: str, array: np.ndarray[Any, Any]) -> float:
+    """Segfault on the first attempt (creating ``marker``), then sum ``array``."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("x")
+        time.sleep(0.2)  # the caller changes its array meanwhile
+        segfault()
+    return float(array.sum())

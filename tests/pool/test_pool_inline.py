@@ -18,6 +18,7 @@ from __future__ import annotations
 import mmap
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ def _materialise(nbytes: int) -> None:
     assert len(bytes_copy(_SOURCES[nbytes])) == nbytes
 
 
-def _ratio(run: Callable[[int], None], attempts: int = 3) -> float:
+def _ratio(run: Callable[[int], None], attempts: int = 5) -> float:
     """(LARGE - floor) / (SMALL - floor), fastest rounds, interleaved.
 
     Measured again (up to ``attempts`` times) while above the bound: a busy
@@ -158,6 +159,44 @@ def test_argument_is_a_snapshot_taken_at_submit(pool: snakepit.Pool) -> None:
     with snakepit.Pool(workers=1) as busy:
         blocker = busy.submit(time.sleep, 0.3)
         future = busy.submit(_tasks.total, array)
+        array += 1.0
+        blocker.result(10)
+        assert future.result(10) == 0.0
+
+
+def test_argument_sent_at_once_is_not_changed_by_the_caller_after_submit(
+    pool: snakepit.Pool,
+) -> None:
+    # Given to an idle worker, the arrays go out before submit returns,
+    # uncopied: a change made after that does not reach the worker.
+    for elements in (5_000, 50_000, 130_000):  # 40 KB to 1 MB: all inline
+        array = np.zeros(elements, dtype=np.float64)
+        future = pool.submit(_tasks.slow_total, array, 0.1)
+        array += 1.0
+        assert future.result(10) == 0.0
+
+
+def test_retried_call_gets_the_arguments_of_its_first_attempt(
+    pool: snakepit.Pool, tmp_path: Path
+) -> None:
+    # A retry sends the arguments again, after the caller may have changed
+    # them: an idempotent call's arrays are copied at submit.
+    array = np.zeros(100_000)  # 800 KB: inline
+    with snakepit.Pool(workers=1) as retrying:
+        future = retrying.options(idempotent=True).submit(
+            _tasks.total_unless_first, str(tmp_path / "marker"), array
+        )
+        array += 1.0
+        assert future.result(30) == 0.0
+
+
+def test_queued_call_behind_a_session_gets_its_snapshot(pool: snakepit.Pool) -> None:
+    # The session's worker is busy, another is idle: the call still waits.
+    array = np.zeros(100_000)  # 800 KB: inline
+    with snakepit.Pool(workers=2) as sessions:
+        session = sessions.options(session="s")
+        blocker = session.submit(time.sleep, 0.3)
+        future = session.submit(_tasks.total, array)
         array += 1.0
         blocker.result(10)
         assert future.result(10) == 0.0
