@@ -57,6 +57,18 @@ def _snakepit_threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("snakepit-")}
 
 
+def _succeeded(
+    submitted: list[tuple[Future[Any], str, int, int, bool]], lock: threading.Lock
+) -> int:
+    with lock:
+        futures = [future for future, *_ in submitted]
+    return sum(
+        1
+        for future in futures
+        if future.done() and not future.cancelled() and not future.exception()
+    )
+
+
 def test_chaos_every_future_completes_and_nothing_leaks() -> None:
     rng = random.Random(20261201)
     me = psutil.Process()
@@ -106,7 +118,13 @@ def test_chaos_every_future_completes_and_nothing_leaks() -> None:
     threads.append(threading.Thread(target=killer))
     for thread in threads:
         thread.start()
-    time.sleep(4.0)
+    # At least 4 s of chaos, longer on a loaded machine: until enough calls
+    # have succeeded for the checks below to mean something.
+    started = time.monotonic()
+    while time.monotonic() - started < 4.0 or (
+        _succeeded(submitted, lock) < 10 and time.monotonic() - started < 60.0
+    ):
+        time.sleep(0.1)
     pool.shutdown(wait=False, cancel_futures=True)  # in the middle of it all
     stop.set()
     for thread in threads:
