@@ -31,6 +31,7 @@ import socket
 import subprocess
 import threading
 import time
+from concurrent.futures import InvalidStateError
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,6 @@ from snakepit.errors import (
     SnakepitError,
     WorkerUnavailableError,
 )
-from snakepit.errors._remote import record_to_exception
 from snakepit.zero_copy import _runtime as zero_copy
 from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 
@@ -58,6 +58,7 @@ from ._handle import (
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
+from ._replies import decode_reply
 from ._report import Reporter
 from ._repro import write_call_repro
 from ._restarts import RestartPolicy, exit_error
@@ -298,31 +299,38 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 prune_mappings()
         self.report.checked_in(call, handle.index, now - call.dispatched)
-        self._send_all(sends)
+        if sends:
+            self._send_all(sends)
         self.health.record_call(handle.index, handle.device, True, now - call.submitted)
         self.circuits.record(call.device, True)
-        # Results keep a block reference per array for as long as they live.
         try:
-            value = codec.decode(blob, keep=True)
-            outcome = None if tag == protocol.MSG_RESULT else record_to_exception(value)
-        except BaseException as exc:
-            error = (
-                exc
-                if isinstance(exc, SerializationError)
-                else SerializationError(
-                    f"cannot deserialize the reply: {type(exc).__name__}: {exc}",
-                    direction="decode",
-                )
-            )
+            value, outcome = decode_reply(tag, blob)
+        except SerializationError as error:
             self.finish(call, error)
             return
         call.deserialize_time = time.monotonic() - now
-        what = "result" if tag == protocol.MSG_RESULT else "error"
-        self.report.decoded(what, call.deserialize_time, codec.blob_size(blob))
+        if self.report.wants_decoded():
+            what = "result" if outcome is None else "error"
+            self.report.decoded(what, call.deserialize_time, codec.blob_size(blob))
         if outcome is None:
-            self.finish(call, None, value)
+            self._succeeded(call, value)
         else:
             self.finish(call, outcome)
+
+    def _succeeded(self, call: Call, value: Any) -> None:
+        """``finish(call, None, value)`` for a call a worker ran (so it is running):
+        no retry, no repro, and the future's state read only when an event needs it."""
+        call.keepalive.clear()
+        with self.lock:
+            self.counters["completed"] += 1
+            if self.closed:
+                self.idle_changed.notify_all()  # shutdown() may wait for this call
+        if self.report.wants_outcome():
+            if call.outer.done():
+                return
+            self.report.outcome(call, None)
+        with contextlib.suppress(InvalidStateError):  # completed meanwhile (shutdown)
+            call.outer.set_result(value)
 
     def worker_exited(
         self,
