@@ -31,7 +31,6 @@ import socket
 import subprocess
 import threading
 import time
-from concurrent.futures import InvalidStateError
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ from snakepit._wire import codec, protocol
 from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
-    SerializationError,
     SnakepitError,
     WorkerUnavailableError,
 )
@@ -58,7 +56,7 @@ from ._handle import (
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
-from ._replies import decode_reply
+from ._replies import handle_reply
 from ._report import Reporter
 from ._repro import write_call_repro
 from ._restarts import RestartPolicy, exit_error
@@ -67,9 +65,6 @@ from ._timers import Action, Timers
 from ._watch import ProcessWatcher
 
 __all__ = ["Supervisor"]
-
-#: Drop mappings of regions that workers unlinked every this many replies.
-_PRUNE_EVERY = 16
 
 _Send = tuple[socket.socket, protocol.Frame, Call]
 
@@ -270,67 +265,8 @@ class Supervisor:
         self.report.forwarded(handle.index, pid, body)
 
     def worker_reply(self, handle: WorkerHandle, tag: str, call_id: int, body: Any) -> None:
-        """A result or an error for the worker's current call."""
-        try:
-            blob, python_seconds = body
-            call_python_time = float(python_seconds)
-        except (TypeError, ValueError) as exc:
-            raise protocol.ProtocolError(f"malformed reply to call {call_id}") from exc
-        with self.lock:
-            call = handle.current
-            if call is None or call.call_id != call_id:
-                return
-            handle.current = None
-            if handle.timed_out:
-                # The reply beat the timeout's kill: the call succeeded, but
-                # this process is being terminated and gets no further call.
-                handle.state = "terminating"
-            else:
-                handle.state = "idle" if not self.stopping else "draining"
-            sends = self._dispatch_locked() if not self.stopping else []
-            if self.closed:
-                self.idle_changed.notify_all()  # shutdown() waits for the drain
-        now = time.monotonic()
-        call.python_time = call_python_time
-        self._replies += 1
-        if self._replies % _PRUNE_EVERY == 0:
-            # Workers unlink regions they no longer need; our mappings of
-            # them would pin their pages in /dev/shm.
-            with contextlib.suppress(Exception):
-                prune_mappings()
-        self.report.checked_in(call, handle.index, now - call.dispatched)
-        if sends:
-            self._send_all(sends)
-        self.health.record_call(handle.index, handle.device, True, now - call.submitted)
-        self.circuits.record(call.device, True)
-        try:
-            value, outcome = decode_reply(tag, blob)
-        except SerializationError as error:
-            self.finish(call, error)
-            return
-        call.deserialize_time = time.monotonic() - now
-        if self.report.wants_decoded():
-            what = "result" if outcome is None else "error"
-            self.report.decoded(what, call.deserialize_time, codec.blob_size(blob))
-        if outcome is None:
-            self._succeeded(call, value)
-        else:
-            self.finish(call, outcome)
-
-    def _succeeded(self, call: Call, value: Any) -> None:
-        """``finish(call, None, value)`` for a call a worker ran (so it is running):
-        no retry, no repro, and the future's state read only when an event needs it."""
-        call.keepalive.clear()
-        with self.lock:
-            self.counters["completed"] += 1
-            if self.closed:
-                self.idle_changed.notify_all()  # shutdown() may wait for this call
-        if self.report.wants_outcome():
-            if call.outer.done():
-                return
-            self.report.outcome(call, None)
-        with contextlib.suppress(InvalidStateError):  # completed meanwhile (shutdown)
-            call.outer.set_result(value)
+        """A result or an error for the worker's current call (see ``_replies``)."""
+        handle_reply(self, handle, tag, call_id, body)
 
     def worker_exited(
         self,
