@@ -30,13 +30,17 @@ def _frame(ident: int) -> bytes:
 
 
 class _CountingReader(protocol.FrameReader):
-    """Counts the spins it starts."""
+    """Counts the spins it starts; sees no contention unless told."""
 
     spins = 0
+    contended = False
 
     def _spin_recv(self) -> int:
         self.spins += 1
         return super()._spin_recv()
+
+    def _contended(self) -> bool:
+        return self.contended
 
 
 def test_an_empty_spin_makes_the_next_waits_sleep_and_doubles(
@@ -64,7 +68,7 @@ def test_penalty_doubles_up_to_its_cap_and_a_catch_resets_it(
     ticks = iter(range(1_000_000))
     # A microsecond per reading: no poll looks preempted on a loaded machine.
     monkeypatch.setattr(protocol.time, "perf_counter", lambda: next(ticks) * 1e-6)
-    reader = protocol.FrameReader(right, spin_seconds=0.0002)
+    reader = _CountingReader(right, spin_seconds=0.0002)
     for _ in range(10):
         reader.spin_skips = 0
         assert reader._spin_recv() == -1
@@ -110,3 +114,32 @@ def test_skipped_spins_still_block_for_the_frame(
     assert reader.spin_skips == 4
     left.close()
     assert reader.read() is None
+
+
+class _Usage:
+    def __init__(self, switches: int) -> None:
+        self.ru_nivcsw = switches
+
+
+def test_a_process_that_lost_its_core_does_not_spin(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    left, right = pair
+    switches = iter([5, 5, 6, 6])  # preempted once between the 2nd and 3rd look
+    monkeypatch.setattr(protocol.resource, "getrusage", lambda who: _Usage(next(switches)))
+    reader = protocol.FrameReader(right, spin_seconds=0.0005)
+    assert not reader._contended()  # the first look only takes the count
+    assert not reader._contended()
+    spins = 0
+    real_spin = reader._spin_recv
+
+    def counting_spin() -> int:
+        nonlocal spins
+        spins += 1
+        return real_spin()
+
+    monkeypatch.setattr(reader, "_spin_recv", counting_spin)
+    protocol.send_frame(left, _frame(3))
+    assert bytes(reader.read() or b"") == _frame(3)
+    assert spins == 0  # contended: slept in recv at once
+    assert (reader.spin_skips, reader.spin_penalty) == (1, 2)
