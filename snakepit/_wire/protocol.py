@@ -226,9 +226,8 @@ class FrameReader:
         the penalty doubles up to :data:`_MAX_SPIN_PENALTY`; a catch resets
         it. So does any involuntary context switch of this process since the
         last look (:meth:`_contended`): spinning on a machine without an idle
-        core takes CPU from others (measured: 4 threads of no-op calls on 2
-        cores ran 1.1-1.5x faster without spinning). A busy machine thus
-        costs one probe spin per that many waits.
+        core takes CPU from others, the caller's threads included. A busy
+        machine thus costs one probe spin per that many waits.
         """
         sock = self.sock
         clock = time.perf_counter

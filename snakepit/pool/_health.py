@@ -340,7 +340,7 @@ class HealthMonitor:
 
     def record_call(self, worker_id: int, device: str | None, ok: bool, duration: float) -> None:
         """Record the outcome and duration (seconds) of one call."""
-        # Once per call: the per-call cost is kept to the bare bookkeeping.
+        # Runs once per call: kept to the bare bookkeeping.
         duration = max(0.0, float(duration))
         with self._lock:
             now = self._clock()
