@@ -68,6 +68,8 @@ _ALIGNMENT = 64
 _PREEMPTED_GAP = 30e-6
 #: Most waits that sleep at once after spins that did not pay.
 _MAX_SPIN_PENALTY = 64
+#: Whose involuntary context switches tell that a spinning reader's machine is busy.
+_RUSAGE_OF_THIS_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 #: Exit code a worker uses when its initializer raised.
 EXIT_INIT_FAILED = 3
@@ -253,13 +255,14 @@ class FrameReader:
             sock.setblocking(True)
 
     def _contended(self) -> bool:
-        """Whether this process lost its core to another since the last look.
+        """Whether this thread lost its core to another since the last look.
 
         An involuntary context switch means some other task was waiting for
         a CPU: spinning now would take that CPU from it (often from the very
-        caller whose next call the spin waits for).
+        caller whose next call the spin waits for). The thread's own count,
+        so that a call's worker threads (a BLAS pool) do not stop the spin.
         """
-        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+        switches = resource.getrusage(_RUSAGE_OF_THIS_THREAD).ru_nivcsw
         contended = switches != self._switches and self._switches >= 0
         self._switches = switches
         return contended
