@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import pickle
+import resource
 import signal
 import socket
 import struct
@@ -62,6 +63,13 @@ _FIRST_GROWTH = 1 << 20
 _SPARE_BYTES = 128 << 20
 #: Out-of-band buffers start at multiples of this within a frame.
 _ALIGNMENT = 64
+#: A pause this long between two polls of a spinning reader means the
+#: scheduler gave its core to someone else (a poll takes about a microsecond).
+_PREEMPTED_GAP = 30e-6
+#: Most waits that sleep at once after spins that did not pay.
+_MAX_SPIN_PENALTY = 64
+#: Whose involuntary context switches tell that a spinning reader's machine is busy.
+_RUSAGE_OF_THIS_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 #: Exit code a worker uses when its initializer raised.
 EXIT_INIT_FAILED = 3
@@ -118,6 +126,11 @@ class FrameReader:
     def __init__(self, sock: socket.socket, spin_seconds: float = 0.0) -> None:
         self.sock = sock
         self.spin_seconds = spin_seconds
+        #: Waits left to sleep in ``recv`` at once, and the next such penalty
+        #: (see :meth:`_spin_recv`).
+        self.spin_skips = 0
+        self.spin_penalty = 1
+        self._switches = -1  # involuntary context switches at the last look
         self.buffer = bytearray()
         self._chunk = bytearray(_CHUNK_BYTES)
         self._chunk_view = memoryview(self._chunk)
@@ -149,7 +162,14 @@ class FrameReader:
 
     def _fill(self) -> bool:
         """Append what the socket has to the pending bytes; False at EOF."""
-        count = self._spin_recv() if self.spin_seconds and not self.buffer else -1
+        count = -1
+        if self.spin_seconds and not self.buffer:
+            if self.spin_skips:
+                self.spin_skips -= 1
+            elif self._contended():
+                self._spin_missed()
+            else:
+                count = self._spin_recv()
         if count < 0:
             count = self.sock.recv_into(self._chunk_view)
         self.buffer += self._chunk_view[:count]
@@ -199,19 +219,57 @@ class FrameReader:
         Waking a blocked process costs tens of microseconds; a worker that
         polls briefly after answering catches the next call of a busy caller
         at once. Returns -1 if nothing came within ``spin_seconds``.
+
+        Spinning only pays while it catches the next frame on a core nobody
+        else wants. A spin that ends empty, or that lost its core meanwhile
+        (a gap between two polls: the scheduler ran someone else, so the
+        machine is oversubscribed and the spin delays the very peer it waits
+        for), is a miss: the next ``spin_penalty`` waits sleep at once, and
+        the penalty doubles up to :data:`_MAX_SPIN_PENALTY`; a catch resets
+        it. So does any involuntary context switch of this process since the
+        last look (:meth:`_contended`): spinning on a machine without an idle
+        core takes CPU from others, the caller's threads included. A busy
+        machine thus costs one probe spin per that many waits.
         """
         sock = self.sock
-        deadline = time.perf_counter() + self.spin_seconds
+        clock = time.perf_counter
+        now = clock()
+        deadline = now + self.spin_seconds
         sock.setblocking(False)
         try:
             while True:
                 try:
-                    return sock.recv_into(self._chunk_view)
+                    count = sock.recv_into(self._chunk_view)
                 except BlockingIOError:
-                    if time.perf_counter() >= deadline:
-                        return -1
+                    last, now = now, clock()
+                    if now < deadline and now - last < _PREEMPTED_GAP:
+                        continue
+                    self._spin_missed()
+                    return -1
+                if clock() - now < _PREEMPTED_GAP:
+                    self.spin_penalty = 1
+                else:
+                    self._spin_missed()
+                return count
         finally:
             sock.setblocking(True)
+
+    def _contended(self) -> bool:
+        """Whether this thread lost its core to another since the last look.
+
+        An involuntary context switch means some other task was waiting for
+        a CPU: spinning now would take that CPU from it (often from the very
+        caller whose next call the spin waits for). The thread's own count,
+        so that a call's worker threads (a BLAS pool) do not stop the spin.
+        """
+        switches = resource.getrusage(_RUSAGE_OF_THIS_THREAD).ru_nivcsw
+        contended = switches != self._switches and self._switches >= 0
+        self._switches = switches
+        return contended
+
+    def _spin_missed(self) -> None:
+        self.spin_skips = self.spin_penalty
+        self.spin_penalty = min(2 * self.spin_penalty, _MAX_SPIN_PENALTY)
 
 
 def could_be_ctrl_c() -> bool:

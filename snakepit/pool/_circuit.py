@@ -179,6 +179,11 @@ class CircuitBreaker:
                 left), or half-open with every probe slot taken
                 (``retry_after`` = ``None``).
         """
+        if self._state is CircuitState.CLOSED:
+            # Read without the lock: a closed circuit admits every call, and
+            # this read is a valid moment to have admitted it (one attribute
+            # read is atomic; a concurrent transition orders after it).
+            return
         out: list[_Transition] = []
         refused: float | None = None
         admitted = True
@@ -212,6 +217,10 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """Report a successful call."""
+        if self._state is CircuitState.CLOSED and not self._failures:
+            # Nothing to change (read without the lock, as in acquire): the
+            # success orders before any failure being counted concurrently.
+            return
         out: list[_Transition] = []
         with self._lock:
             self._refresh(out)

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from snakepit._util import StrEnum
 from snakepit.errors import ExitKind
@@ -115,13 +116,10 @@ class EntityStats:
         }
 
 
-@dataclass(frozen=True)
-class _Call:
+class _Call(NamedTuple):
+    # Only what the window's ratios read: the per-entity totals hold the rest.
     time: float
-    worker_id: int
-    device: str | None
     ok: bool
-    duration: float
 
 
 @dataclass(frozen=True)
@@ -241,12 +239,18 @@ class HealthMonitor:
     def _device_key(device: str | None) -> str:
         return device if device is not None else "default"
 
-    def _prune(self, now: float) -> None:
+    def _prune(self, now: float) -> bool:
+        """Drop what left the window; whether any crash did."""
         horizon = now - self.window
-        while self._calls and self._calls[0].time < horizon:
-            self._calls.popleft()
-        while self._crashes and self._crashes[0].time < horizon:
-            self._crashes.popleft()
+        calls = self._calls
+        while calls and calls[0].time < horizon:
+            calls.popleft()
+        crashes = self._crashes
+        if not crashes or crashes[0].time >= horizon:
+            return False
+        while crashes and crashes[0].time < horizon:
+            crashes.popleft()
+        return True
 
     def _segfaults(self) -> int:
         return sum(1 for c in self._crashes if c.kind == ExitKind.segfault)
@@ -336,18 +340,28 @@ class HealthMonitor:
 
     def record_call(self, worker_id: int, device: str | None, ok: bool, duration: float) -> None:
         """Record the outcome and duration (seconds) of one call."""
+        # Runs once per call: kept to the bare bookkeeping.
+        duration = max(0.0, float(duration))
         with self._lock:
-            now, alerts = self._refresh()
-            self._calls.append(_Call(now, worker_id, device, ok, max(0.0, float(duration))))
-            for stats in (
-                self._workers.setdefault(worker_id, EntityStats()),
-                self._devices.setdefault(self._device_key(device), EntityStats()),
-            ):
+            now = self._clock()
+            # Alerts change only with the crash count (they fire when a crash
+            # is recorded and re-arm when crashes leave the window).
+            alerts = self._check_alerts(now, None) if self._prune(now) else []
+            self._calls.append(_Call(now, ok))
+            key = self._device_key(device)
+            worker = self._workers.get(worker_id)
+            if worker is None:
+                worker = self._workers[worker_id] = EntityStats()
+            per_device = self._devices.get(key)
+            if per_device is None:
+                per_device = self._devices[key] = EntityStats()
+            for stats in (worker, per_device):
                 stats.calls += 1
-                stats.total_duration += max(0.0, float(duration))
+                stats.total_duration += duration
                 if not ok:
                     stats.failures += 1
-        self._emit(alerts)
+        if alerts:
+            self._emit(alerts)
 
     def record_crash(self, worker_id: int, device: str | None, exit_kind: str) -> None:
         """Record that a worker process died (``exit_kind`` as from ``classify_exit``)."""

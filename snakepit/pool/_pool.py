@@ -69,9 +69,13 @@ class Pool(CallMethods, Executor):
     ``worker_max_crashes`` crashes within ``worker_crash_window`` seconds stop
     a slot from restarting (it is reported unhealthy).
     ``spin_seconds``: after answering, a worker polls its socket this long
-    before sleeping, so back-to-back calls skip the cost of waking a process
-    (about 3x lower no-op latency here) for at most that much CPU per call;
-    0 disables it.
+    before sleeping, so back-to-back calls skip the cost of waking a process,
+    for at most that much CPU per call; 0 disables it. Spinning backs off by
+    itself where it does not pay: a spin that catches nothing, or a worker
+    that lost its core to another process since its last spin (a machine
+    without an idle core, where spinning takes CPU from the very caller it
+    waits for), makes the worker's next waits sleep at once, 1 then 2, 4,
+    ... up to 64 waits, until a spin catches a call again.
     ``repro_dir``: when set, every call that fails in a worker (it raised,
     crashed or timed out) leaves a standalone script there that makes the same
     call outside snakepit (see :func:`snakepit.telemetry.write_repro`); the

@@ -81,6 +81,10 @@ class Reporter:
                 {"direction": "encode", "what": what},
             )
 
+    def wants_decoded(self) -> bool:
+        """Whether :meth:`decoded` would reach anybody (sizing a reply costs)."""
+        return enabled(SERIALIZE_STOP)
+
     def decoded(self, what: str, duration: float, size: int) -> None:
         """A reply (``"result"`` or ``"error"``) decoded in a reader thread."""
         if enabled(SERIALIZE_STOP):
@@ -114,17 +118,15 @@ class Reporter:
                 {"call_id": call.call_id, "kind": error_kind(error), "pool": self.pool},
             )
 
+    def wants_outcome(self) -> bool:
+        """Whether a successful call's :meth:`outcome` would reach anybody."""
+        return enabled(CALL_STOP)
+
     def outcome(self, call: Call, error: BaseException | None) -> None:
         """The call's end: ``call.stop`` or ``call.exception`` (and ``error``)."""
-        duration = time.monotonic() - call.submitted
-        metadata: dict[str, Any] = {
-            "call_id": call.call_id,
-            "function": call.function,
-            "pool": self.pool,
-            "worker_id": call.worker_id,
-        }
         if error is None:
             if enabled(CALL_STOP):
+                duration = time.monotonic() - call.submitted
                 execute(
                     CALL_STOP,
                     {
@@ -135,11 +137,13 @@ class Reporter:
                         "deserialize_time": call.deserialize_time,
                         "attempts": call.attempt,
                     },
-                    metadata,
+                    self._call_metadata(call),
                 )
             return
         if not (enabled(CALL_EXCEPTION) or enabled(ERROR)):
             return
+        duration = time.monotonic() - call.submitted
+        metadata = self._call_metadata(call)
         kind = error_kind(error)
         reason = _describe(error)
         metadata["python_type"] = getattr(error, "python_type", None)
@@ -161,6 +165,14 @@ class Reporter:
                 {},
                 {"kind": kind, "message": reason, "exception": error, "call_id": call.call_id},
             )
+
+    def _call_metadata(self, call: Call) -> dict[str, Any]:
+        return {
+            "call_id": call.call_id,
+            "function": call.function,
+            "pool": self.pool,
+            "worker_id": call.worker_id,
+        }
 
     # ---------------------------------------------------------------- workers
 

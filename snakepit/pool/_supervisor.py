@@ -38,11 +38,9 @@ from snakepit._wire import codec, protocol
 from snakepit.errors import (
     CircuitOpenError,
     DeviceNotAvailableError,
-    SerializationError,
     SnakepitError,
     WorkerUnavailableError,
 )
-from snakepit.errors._remote import record_to_exception
 from snakepit.zero_copy import _runtime as zero_copy
 from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 
@@ -58,6 +56,7 @@ from ._handle import (
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
+from ._replies import handle_reply
 from ._report import Reporter
 from ._repro import write_call_repro
 from ._restarts import RestartPolicy, exit_error
@@ -66,9 +65,6 @@ from ._timers import Action, Timers
 from ._watch import ProcessWatcher
 
 __all__ = ["Supervisor"]
-
-#: Drop mappings of regions that workers unlinked every this many replies.
-_PRUNE_EVERY = 16
 
 _Send = tuple[socket.socket, protocol.Frame, Call]
 
@@ -269,60 +265,8 @@ class Supervisor:
         self.report.forwarded(handle.index, pid, body)
 
     def worker_reply(self, handle: WorkerHandle, tag: str, call_id: int, body: Any) -> None:
-        """A result or an error for the worker's current call."""
-        try:
-            blob, python_seconds = body
-            call_python_time = float(python_seconds)
-        except (TypeError, ValueError) as exc:
-            raise protocol.ProtocolError(f"malformed reply to call {call_id}") from exc
-        with self.lock:
-            call = handle.current
-            if call is None or call.call_id != call_id:
-                return
-            handle.current = None
-            if handle.timed_out:
-                # The reply beat the timeout's kill: the call succeeded, but
-                # this process is being terminated and gets no further call.
-                handle.state = "terminating"
-            else:
-                handle.state = "idle" if not self.stopping else "draining"
-            sends = self._dispatch_locked() if not self.stopping else []
-            if self.closed:
-                self.idle_changed.notify_all()  # shutdown() waits for the drain
-        now = time.monotonic()
-        call.python_time = call_python_time
-        self._replies += 1
-        if self._replies % _PRUNE_EVERY == 0:
-            # Workers unlink regions they no longer need; our mappings of
-            # them would pin their pages in /dev/shm.
-            with contextlib.suppress(Exception):
-                prune_mappings()
-        self.report.checked_in(call, handle.index, now - call.dispatched)
-        self._send_all(sends)
-        self.health.record_call(handle.index, handle.device, True, now - call.submitted)
-        self.circuits.record(call.device, True)
-        # Results keep a block reference per array for as long as they live.
-        try:
-            value = codec.decode(blob, keep=True)
-            outcome = None if tag == protocol.MSG_RESULT else record_to_exception(value)
-        except BaseException as exc:
-            error = (
-                exc
-                if isinstance(exc, SerializationError)
-                else SerializationError(
-                    f"cannot deserialize the reply: {type(exc).__name__}: {exc}",
-                    direction="decode",
-                )
-            )
-            self.finish(call, error)
-            return
-        call.deserialize_time = time.monotonic() - now
-        what = "result" if tag == protocol.MSG_RESULT else "error"
-        self.report.decoded(what, call.deserialize_time, codec.blob_size(blob))
-        if outcome is None:
-            self.finish(call, None, value)
-        else:
-            self.finish(call, outcome)
+        """A result or an error for the worker's current call (see ``_replies``)."""
+        handle_reply(self, handle, tag, call_id, body)
 
     def worker_exited(
         self,

@@ -126,6 +126,21 @@ def test_crash_alert_fires_once_per_crossing() -> None:
     assert json.loads(json.dumps(alerts[0].to_dict()))["threshold"] == 3
 
 
+def test_a_call_that_prunes_crashes_re_arms_the_alert() -> None:
+    # Calls skip the alert check unless they drop a crash from the window:
+    # when they do, the alert must re-arm exactly as a status() would.
+    monitor, clock, alerts = _monitor(window=60.0, crash_alert=3)
+    for _ in range(3):
+        monitor.record_crash(0, None, "abort")
+        clock.advance(1.0)
+    assert len(alerts) == 1
+    clock.advance(57.5)  # the first crash leaves the window: 2 remain
+    monitor.record_call(0, None, True, 0.001)
+    monitor.record_crash(0, None, "abort")  # back at 3: a new crossing
+    assert len(alerts) == 2
+    assert monitor.worker_stats(0).calls == 1
+
+
 def test_repeated_segfaults_alert() -> None:
     monitor, _, alerts = _monitor(segfault_alert=3, crash_alert=100)
     monitor.record_crash(0, None, "segfault")

@@ -31,7 +31,7 @@ from snakepit.errors import (
     WorkerUnavailableError,
 )
 from snakepit.pool import RetryPolicy
-from snakepit.pool._supervisor import _PRUNE_EVERY
+from snakepit.pool._replies import _PRUNE_EVERY
 from tests.pool import _tasks
 
 BOUND = 30.0  # seconds any single wait here may take before the test fails

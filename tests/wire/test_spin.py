@@ -1,0 +1,145 @@
+"""A spinning FrameReader backs off when its spins do not pay (issue 13).
+
+Spinning helps only while it catches the next frame on a core nobody else
+wants; a spin that ends empty, or that lost its core meanwhile, makes the
+next waits sleep in ``recv`` at once, for a doubling number of waits.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from snakepit._wire import protocol
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    try:
+        yield left, right
+    finally:
+        left.close()
+        right.close()
+
+
+def _frame(ident: int) -> bytes:
+    return b"".join(bytes(part) for part in protocol.pack(protocol.MSG_RESULT, ident, None))
+
+
+class _CountingReader(protocol.FrameReader):
+    """Counts the spins it starts; sees no contention unless told."""
+
+    spins = 0
+    contended = False
+
+    def _spin_recv(self) -> int:
+        self.spins += 1
+        return super()._spin_recv()
+
+    def _contended(self) -> bool:
+        return self.contended
+
+
+def test_an_empty_spin_makes_the_next_waits_sleep_and_doubles(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    left, right = pair
+    reader = _CountingReader(right, spin_seconds=0.0005)
+    assert reader._spin_recv() == -1  # nothing came: a miss
+    assert (reader.spin_skips, reader.spin_penalty) == (1, 2)
+    reader.spins = 0
+    for ident in range(3):
+        protocol.send_frame(left, _frame(ident))
+    # The first read sleeps in recv at once (the penalty of one wait).
+    assert bytes(reader.read() or b"") == _frame(0)
+    assert reader.spins == 0
+    assert bytes(reader.read() or b"") == _frame(1)
+    assert reader.spins == 0  # already buffered: no wait at all
+    assert reader.spin_skips == 0
+
+
+def test_penalty_doubles_up_to_its_cap_and_a_catch_resets_it(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    left, right = pair
+    ticks = iter(range(1_000_000))
+    # A microsecond per reading: no poll looks preempted on a loaded machine.
+    monkeypatch.setattr(protocol.time, "perf_counter", lambda: next(ticks) * 1e-6)
+    reader = _CountingReader(right, spin_seconds=0.0002)
+    for _ in range(10):
+        reader.spin_skips = 0
+        assert reader._spin_recv() == -1
+    assert reader.spin_penalty == protocol._MAX_SPIN_PENALTY
+    assert reader.spin_skips == protocol._MAX_SPIN_PENALTY
+    reader.spin_skips = 0
+    protocol.send_frame(left, _frame(1))
+    assert bytes(reader.read() or b"") == _frame(1)  # caught by the spin
+    assert (reader.spin_skips, reader.spin_penalty) == (0, 1)
+
+
+def test_a_spin_that_lost_its_core_stops_at_once(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, right = pair
+    reader = protocol.FrameReader(right, spin_seconds=10.0)
+    ticks = iter(range(1_000_000))
+    polls = 0
+
+    def clock() -> float:
+        # Each reading 1 ms after the last: as if descheduled between polls.
+        nonlocal polls
+        polls += 1
+        return next(ticks) * 1e-3
+
+    monkeypatch.setattr(protocol.time, "perf_counter", clock)
+    assert reader._spin_recv() == -1
+    # Long before its 10 s budget: the first gap ended it.
+    assert polls <= 3
+    assert reader.spin_skips == 1
+    assert right.getblocking()
+
+
+def test_skipped_spins_still_block_for_the_frame(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    left, right = pair
+    reader = _CountingReader(right, spin_seconds=0.0005)
+    reader.spin_skips = 5
+    protocol.send_frame(left, _frame(9))
+    assert bytes(reader.read() or b"") == _frame(9)
+    assert reader.spins == 0
+    assert reader.spin_skips == 4
+    left.close()
+    assert reader.read() is None
+
+
+class _Usage:
+    def __init__(self, switches: int) -> None:
+        self.ru_nivcsw = switches
+
+
+def test_a_process_that_lost_its_core_does_not_spin(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    left, right = pair
+    switches = iter([5, 5, 6, 6])  # preempted once between the 2nd and 3rd look
+    monkeypatch.setattr(protocol.resource, "getrusage", lambda who: _Usage(next(switches)))
+    reader = protocol.FrameReader(right, spin_seconds=0.0005)
+    assert not reader._contended()  # the first look only takes the count
+    assert not reader._contended()
+    spins = 0
+    real_spin = reader._spin_recv
+
+    def counting_spin() -> int:
+        nonlocal spins
+        spins += 1
+        return real_spin()
+
+    monkeypatch.setattr(reader, "_spin_recv", counting_spin)
+    protocol.send_frame(left, _frame(3))
+    assert bytes(reader.read() or b"") == _frame(3)
+    assert spins == 0  # contended: slept in recv at once
+    assert (reader.spin_skips, reader.spin_penalty) == (1, 2)
