@@ -177,8 +177,9 @@ class _Template:
                 elif message[0] == "failed":
                     self.replies.put(str(message[1]))
         except (OSError, EOFError, pickle.PickleError, IndexError, ValueError):
-            pass
-        self.orphaned()
+            pass  # a broken stream is the template's end
+        finally:
+            self.orphaned()
 
     def orphaned(self) -> None:
         """The template is gone: its workers were SIGKILLed with it (PR_SET_PDEATHSIG)."""
@@ -242,22 +243,25 @@ class Zygote:
         if len(request) > _MAX_MESSAGE:
             return None  # the variables that differ do not fit one message
         with self._lock:
-            template = self._ensure_started()
-            if template is None:
-                return None
-            try:
-                socket.send_fds(template.ctl, [request], [sock_fd, fault_fd])
-                reply = template.replies.get(timeout=_SPAWN_TIMEOUT)
-            except (OSError, queue.Empty):
-                reply = None
-            if isinstance(reply, ForkedProcess):
-                return reply
-            if isinstance(reply, str):
-                _log.warning(
-                    "snakepit %s: the template could not fork a worker: %s", self.name, reply
-                )
-            else:
-                self._stop_locked()  # broken or stuck: the next spawn starts another
+            # A template that died just before the request (killed with its
+            # workers, whose restart this is) is replaced once, right away.
+            for _ in range(2):
+                template = self._ensure_started()
+                if template is None:
+                    return None
+                try:
+                    socket.send_fds(template.ctl, [request], [sock_fd, fault_fd])
+                    reply = template.replies.get(timeout=_SPAWN_TIMEOUT)
+                except (OSError, queue.Empty):
+                    reply = None
+                if isinstance(reply, ForkedProcess):
+                    return reply
+                if isinstance(reply, str):
+                    _log.warning(
+                        "snakepit %s: the template could not fork a worker: %s", self.name, reply
+                    )
+                    return None
+                self._stop_locked()  # dead, broken or stuck
             return None
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ import socket
 import sys
 import threading
 import traceback
+import warnings
 from typing import Any
 
 from snakepit.worker import _main
@@ -62,7 +63,10 @@ def _preload(names: list[str]) -> list[tuple[str, str]]:
         # Libraries that start thread pools at import (OpenBLAS) stop them
         # in their pre-fork handlers: one throwaway fork shows whether
         # anything is left that would be copied into workers half-done.
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about forking with threads: that is the check.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:
             os._exit(0)
         os.waitpid(pid, 0)
@@ -106,7 +110,9 @@ def _run_child(
         with contextlib.suppress(OSError):
             os.chdir(cwd)
         _reseed()
-        sys.argv = [sys.executable, "-m", "snakepit.worker"]
+        # What ``python -m snakepit.worker <fd> <pid> <fault fd>`` would see.
+        entry = os.path.join(os.path.dirname(os.path.abspath(_main.__file__)), "__main__.py")
+        sys.argv = [entry, str(fds[0]), str(supervisor_pid), str(fds[1])]
         code = _main.run(fds[0], supervisor_pid, fds[1])
     except SystemExit as exc:
         code = _child_exit_code(exc)
