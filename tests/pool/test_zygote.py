@@ -123,10 +123,12 @@ def test_environment_and_initializer_apply_per_worker_start(tmp_path: Any) -> No
         del os.environ["SNAKEPIT_TEST_GONE"]
 
 
-def test_forked_workers_do_not_share_random_streams(pool: snakepit.Pool) -> None:
-    # Both at once: one runs on each worker.
-    futures = [pool.submit(_zygote_tasks.draws_after, 0.5) for _ in range(2)]
-    draws = [future.result(timeout=30) for future in futures]
+def test_forked_workers_do_not_share_random_streams() -> None:
+    # numpy.random seeds its global state when imported: here, in the template.
+    with snakepit.Pool(workers=2, preload=["numpy", "numpy.random"]) as pool:
+        # Both at once: one runs on each worker.
+        futures = [pool.submit(_zygote_tasks.draws_after, 0.5) for _ in range(2)]
+        draws = [future.result(timeout=30) for future in futures]
     assert len({pid for pid, _, _ in draws}) == 2
     assert draws[0][1] != draws[1][1]  # random
     assert draws[0][2] != draws[1][2]  # numpy.random
@@ -189,6 +191,11 @@ def test_a_killed_supervisor_takes_the_template_and_workers_along() -> None:
         import time
         import snakepit
         pool = snakepit.Pool(workers=2)
+        # Busy workers do not notice their socket closing: only the
+        # template's death can end them.
+        busy = [pool.submit(time.sleep, 600) for _ in range(2)]
+        while pool.stats()["busy"] < 2:
+            time.sleep(0.01)
         print(pool._supervisor._zygote.pid, *pool.worker_pids(), flush=True)
         time.sleep(600)
         """
