@@ -239,7 +239,11 @@ class Zygote:
         """
         changes: dict[str, str | None] = {k: v for k, v in env.items() if self.env.get(k) != v}
         changes.update({k: None for k in self.env if k not in env})
-        request = pickle.dumps(("spawn", changes, os.getcwd()))
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:
+            cwd = None  # removed: the worker keeps the template's
+        request = pickle.dumps(("spawn", changes, cwd))
         if len(request) > _MAX_MESSAGE:
             return None  # the variables that differ do not fit one message
         with self._lock:

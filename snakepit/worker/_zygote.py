@@ -92,7 +92,11 @@ def _child_exit_code(exc: SystemExit) -> int:
 
 
 def _run_child(
-    fds: list[int], changes: dict[str, str | None], cwd: str, supervisor_pid: int, parent: int
+    fds: list[int],
+    changes: dict[str, str | None],
+    cwd: str | None,
+    supervisor_pid: int,
+    parent: int,
 ) -> None:
     """In the forked worker: become what ``python -m snakepit.worker`` would be. Never returns."""
     code = 1
@@ -107,8 +111,9 @@ def _run_child(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        with contextlib.suppress(OSError):
-            os.chdir(cwd)
+        if cwd is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(cwd)
         _reseed()
         # What ``python -m snakepit.worker <fd> <pid> <fault fd>`` would see.
         entry = os.path.join(os.path.dirname(os.path.abspath(_main.__file__)), "__main__.py")

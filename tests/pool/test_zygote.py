@@ -123,6 +123,17 @@ def test_environment_and_initializer_apply_per_worker_start(tmp_path: Any) -> No
         del os.environ["SNAKEPIT_TEST_GONE"]
 
 
+def test_a_worker_starts_in_the_directory_of_its_start(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with snakepit.Pool(workers=1) as pool:
+        assert pool.call(os.getcwd) == os.getcwd()
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.segfault)
+        assert pool.call(os.getcwd) == str(tmp_path)
+
+
 def test_forked_workers_do_not_share_random_streams() -> None:
     # numpy.random seeds its global state when imported: here, in the template.
     with snakepit.Pool(workers=2, preload=["numpy", "numpy.random"]) as pool:
