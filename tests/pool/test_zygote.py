@@ -205,7 +205,8 @@ def test_a_killed_supervisor_takes_the_template_and_workers_along() -> None:
         # Busy workers do not notice their socket closing: only the
         # template's death can end them.
         busy = [pool.submit(time.sleep, 600) for _ in range(2)]
-        while pool.stats()["busy"] < 2:
+        deadline = time.monotonic() + 60
+        while pool.stats()["busy"] < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         print(pool._supervisor._zygote.pid, *pool.worker_pids(), flush=True)
         time.sleep(600)
