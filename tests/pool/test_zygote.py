@@ -94,6 +94,9 @@ def test_exits_are_classified_from_the_real_wait_status(
         signum,
         code,
     )
+    if signum is not None:
+        # The fault log reached the forked worker: faulthandler's dump is here.
+        assert f"in {task.__name__}" in (info.value.remote_traceback or "")
     assert pool.call(_tasks.add, 2, 2) == 4  # the replacement is forked too
     assert _parents(pool) == {_template_pid(pool)}
 
