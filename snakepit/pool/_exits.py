@@ -68,7 +68,10 @@ def classify_exit(
     Args:
         returncode: ``Popen.returncode``: ``>= 0`` is an exit status, a negative
             value ``-N`` means the process was killed by signal ``N``. ``None``
-            means no status is known (the process could not be reaped).
+            means no status is known (the process could not be reaped). A
+            worker forked by the pool's template is reaped there; the wait
+            status it reports is converted the same way
+            (``os.waitstatus_to_exitcode``).
         timed_out: The supervisor killed the worker because a call exceeded its
             timeout. This overrides the signal: the kind is ``timeout`` (the
             signal is still recorded).

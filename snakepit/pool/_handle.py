@@ -26,6 +26,7 @@ from snakepit.zero_copy import _runtime as zero_copy
 
 from ._exits import ExitInfo
 from ._watch import kill_group
+from ._zygote import WorkerProcess, Zygote
 
 if TYPE_CHECKING:
     from ._calls import Call
@@ -81,7 +82,7 @@ class WorkerHandle:
         self.device = device
         self.env = env
         self.state = "starting"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: WorkerProcess | None = None
         self.sock: socket.socket | None = None
         self.generation = 0
         self.current: Call | None = None
@@ -108,9 +109,10 @@ class WorkerHandle:
         return self.proc.pid if self.proc is not None else None
 
     def start_process(
-        self,
-    ) -> tuple[subprocess.Popen[bytes], socket.socket, IO[bytes]]:
-        """Start ``python -m snakepit.worker`` for this position.
+        self, zygote: Zygote | None = None
+    ) -> tuple[WorkerProcess, socket.socket, IO[bytes]]:
+        """Start a worker for this position: forked by ``zygote`` where it
+        can, else ``python -m snakepit.worker`` (a fresh interpreter).
 
         Returns the process, the supervisor's end of its socket pair and its
         fault log. Raises OSError or SubprocessError (out of descriptors or
@@ -124,7 +126,12 @@ class WorkerHandle:
             # (or where a timed-out call was stuck); read back after it died.
             fault_log = tempfile.TemporaryFile(prefix="snakepit-fault-")  # noqa: SIM115 - closed when the worker exits
             opened.append(fault_log)
-            proc = subprocess.Popen(
+            forked = (
+                zygote.spawn(self.env, child_sock.fileno(), fault_log.fileno())
+                if zygote is not None
+                else None
+            )
+            proc: WorkerProcess = forked or subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -152,7 +159,7 @@ class WorkerHandle:
         self,
         owner: Owner,
         generation: int,
-        proc: subprocess.Popen[bytes],
+        proc: WorkerProcess,
         sock: socket.socket,
         grace: float,
     ) -> None:
@@ -170,7 +177,7 @@ class WorkerHandle:
         self,
         owner: Owner,
         generation: int,
-        proc: subprocess.Popen[bytes],
+        proc: WorkerProcess,
         sock: socket.socket,
         grace: float,
     ) -> None:
@@ -218,7 +225,7 @@ class WorkerHandle:
             reader.join(timeout=max(0.0, timeout))
 
 
-def reap(proc: subprocess.Popen[bytes], grace: float) -> int:
+def reap(proc: WorkerProcess, grace: float) -> int:
     """Wait for a worker that closed its socket; kill it if it lingers; end its group."""
     try:
         returncode = proc.wait(timeout=max(grace, 1.0))
@@ -231,7 +238,7 @@ def reap(proc: subprocess.Popen[bytes], grace: float) -> int:
 
 
 def stop_process(
-    proc: subprocess.Popen[bytes], sock: socket.socket | None, *, graceful: bool, grace: float
+    proc: WorkerProcess, sock: socket.socket | None, *, graceful: bool, grace: float
 ) -> None:
     """End a worker: ask it to stop (``graceful``) and wait, else kill it."""
     if graceful and sock is not None:
@@ -247,7 +254,7 @@ def stop_process(
         proc.wait(timeout=5.0)
 
 
-def kill_if_alive(proc: subprocess.Popen[bytes]) -> None:
+def kill_if_alive(proc: WorkerProcess) -> None:
     """Kill a process that has not exited yet (a timed-out worker after its grace)."""
     if proc.poll() is None:
         proc.kill()

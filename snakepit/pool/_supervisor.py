@@ -63,6 +63,7 @@ from ._restarts import RestartPolicy, exit_error
 from ._retry import RetryPolicy
 from ._timers import Action, Timers
 from ._watch import ProcessWatcher
+from ._zygote import Zygote
 
 __all__ = ["Supervisor"]
 
@@ -83,8 +84,10 @@ class Supervisor:
         restarts: RestartPolicy,
         init_config: codec.Encoded,
         repro_dir: Path | None,
+        zygote: Zygote | None = None,
     ) -> None:
         self.name = name
+        self._zygote = zygote  # forks workers when it can (see _zygote.py)
         self.handles = handles
         self.lock = threading.RLock()
         self.idle_changed = threading.Condition(self.lock)
@@ -359,7 +362,7 @@ class Supervisor:
             handle.spawned = time.monotonic()
         handle.oom_before = oom_kill_count()
         try:
-            proc, sock, fault_log = handle.start_process()
+            proc, sock, fault_log = handle.start_process(self._zygote)
         except (OSError, subprocess.SubprocessError) as exc:
             # Out of file descriptors or processes: count it as a crash, so a
             # restart is planned with backoff (and the position is given up
@@ -485,6 +488,8 @@ class Supervisor:
             # Readers finish each worker's clean-up (its regions, references).
             for handle in self.handles:
                 handle.join_reader(5.0)
+        if self._zygote is not None:
+            self._zygote.close()  # after the readers: it reports their workers' exits
         # Only now may the monitor end: workers get PR_SET_PDEATHSIG when the
         # thread that started them exits, which would kill them mid-shutdown.
         self.timers.finish()

@@ -1,7 +1,9 @@
 """The worker process: receive calls, run them, send results back.
 
-Started by the supervisor as ``python -m snakepit.worker <fd> <supervisor pid>``
-with one end of a private socketpair inherited as ``fd``.
+Started by the supervisor as ``python -m snakepit.worker <fd> <supervisor pid>
+<fault fd>`` with one end of a private socketpair inherited as ``fd``, or
+forked by the pool's template (:mod:`snakepit.worker._zygote`), which hands
+the same descriptors to :func:`run`.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def _plain(value: Any, depth: int = 0) -> Any:
         return f"<{type(value).__name__}>"
 
 
-def _die_with_parent(supervisor_pid: int) -> None:
-    """Get SIGKILLed when the supervisor dies, even by SIGKILL."""
+def die_with_parent(supervisor_pid: int) -> None:
+    """Get SIGKILLed when the supervisor dies, even by SIGKILL (and so do our children)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -249,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m snakepit.worker <fd> <supervisor pid> <fault fd>", file=sys.stderr)
         return 2
     fd, supervisor_pid, fault_fd = int(args[0]), int(args[1]), int(args[2])
-    _die_with_parent(supervisor_pid)
+    die_with_parent(supervisor_pid)
+    return run(fd, supervisor_pid, fault_fd)
+
+
+def run(fd: int, supervisor_pid: int, fault_fd: int) -> int:
+    """Serve the supervisor on socket ``fd`` until it says stop; the exit status."""
     # Where native code crashed, or where a call that timed out was stuck, goes
     # to the supervisor's fault log; the supervisor's terminate() still ends us
     # (after the dump) even inside a C call.

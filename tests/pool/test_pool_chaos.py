@@ -27,7 +27,7 @@ from snakepit.errors import (
     WorkerTimeoutError,
     WorkerUnavailableError,
 )
-from snakepit.pool import RetryPolicy
+from snakepit.pool import CircuitBreakerRegistry, RetryPolicy
 from snakepit.zero_copy import list_regions
 from tests.pool import _tasks
 
@@ -83,6 +83,9 @@ def test_chaos_every_future_completes_and_nothing_leaks() -> None:
         worker_max_crashes=10_000,
         restart_backoff=(0.0, 0.05),
         retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.05, jitter=0.0),
+        # Workers are replaced in milliseconds: enough failures in a row to
+        # open a default circuit would turn the rest of the chaos away.
+        circuit_breaker=CircuitBreakerRegistry(failure_threshold=1_000_000),
     )
     submitted: list[tuple[Future[Any], str, int, int, bool]] = []
     lock = threading.Lock()

@@ -1,0 +1,398 @@
+"""The pool's side of its template process (see :mod:`snakepit.worker._zygote`).
+
+A fresh interpreter spends most of a worker's start importing (snakepit's
+worker modules and numpy: ~340 ms of ~480 ms here). A pool starts one
+template process that has done those imports, plus the modules named by
+``Pool(preload=...)``, and asks it to fork each worker: a worker then starts
+in a few milliseconds, and a crashed one is replaced as fast.
+
+The template is started lazily by the first worker start, on the pool's
+monitor thread (``PR_SET_PDEATHSIG`` follows the thread that started a
+process: that thread lives as long as the pool), and closed by shutdown.
+Whenever it cannot fork (not Linux, it failed to start, it runs a thread
+after preloading, it died and its restarts failed too) :meth:`Zygote.spawn`
+returns None and the pool starts a fresh interpreter as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+__all__ = ["ForkedProcess", "WorkerProcess", "Zygote", "default_preload", "supported"]
+
+_log = logging.getLogger(__name__)
+
+#: Templates a pool starts (each after the last one died) before it starts
+#: fresh interpreters instead.
+_MAX_STARTS = 5
+#: Seconds a template may take to import its modules (torch can take several).
+_HELLO_TIMEOUT = 120.0
+#: Seconds to wait for the template to answer a fork request.
+_SPAWN_TIMEOUT = 30.0
+_MAX_MESSAGE = 1 << 16
+
+
+class WorkerProcess(Protocol):
+    """What the pool uses of a worker process (``subprocess.Popen`` has it)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | Any: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill(self) -> None: ...
+
+    def terminate(self) -> None: ...
+
+
+def supported() -> bool:
+    """Whether forking workers from a template is safe here (Linux only)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
+
+
+def default_preload() -> tuple[str, ...]:
+    """What ``preload="auto"`` imports: numpy (workers import it anyway)."""
+    import importlib.util
+
+    return ("numpy",) if importlib.util.find_spec("numpy") is not None else ()
+
+
+class ForkedProcess:
+    """A worker forked by the template: the part of ``Popen`` the pool uses.
+
+    Its wait status comes from the template, which reaps it.
+    """
+
+    def __init__(self, pid: int, pidfd: int | None) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def poll(self) -> int | None:
+        """The return code if the process has exited (as ``Popen.poll``)."""
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit status (raises ``subprocess.TimeoutExpired``)."""
+        if not self._done.wait(timeout):
+            raise subprocess.TimeoutExpired(f"snakepit worker {self.pid}", timeout or 0.0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the process unless it has been reaped (never a recycled pid)."""
+        with self._lock:
+            if self.returncode is not None:
+                return
+            with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+                if self._pidfd is not None:
+                    signal.pidfd_send_signal(self._pidfd, signum)
+                else:
+                    os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL, as ``Popen.kill``."""
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM, as ``Popen.terminate``."""
+        self.send_signal(signal.SIGTERM)
+
+    def exited(self, returncode: int) -> None:
+        """The template reaped it (or it died with the template)."""
+        with self._lock:
+            if self.returncode is not None:
+                return
+            self.returncode = returncode
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+        self._done.set()
+
+    def wait_gone(self, timeout: float) -> None:
+        """Wait until the process no longer runs (its pidfd turns readable).
+
+        Only the thread that calls :meth:`exited` may call this.
+        """
+        pidfd = self._pidfd
+        if pidfd is not None and self.returncode is None:
+            with contextlib.suppress(OSError, ValueError):
+                select.select([pidfd], [], [], timeout)
+
+
+class _Template:
+    """One running template: its process, control socket, replies and children."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], ctl: socket.socket) -> None:
+        self.proc = proc
+        self.ctl = ctl
+        self.replies: queue.Queue[ForkedProcess | str | None] = queue.Queue()
+        self.children: dict[int, ForkedProcess] = {}
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def read(self) -> None:
+        """Its messages: fork replies, and its children's exit statuses."""
+        try:
+            while True:
+                data, fds, _, _ = socket.recv_fds(self.ctl, _MAX_MESSAGE, 1)
+                if not data:
+                    break
+                message: tuple[Any, ...] = pickle.loads(data)
+                if message[0] == "started":
+                    child = ForkedProcess(message[1], fds[0] if fds else None)
+                    with self.lock:
+                        self.children[child.pid] = child
+                    self.replies.put(child)
+                    continue
+                for fd in fds:
+                    os.close(fd)
+                if message[0] == "exit":
+                    with self.lock:
+                        exited = self.children.pop(message[1], None)
+                    if exited is not None:
+                        exited.exited(os.waitstatus_to_exitcode(message[2]))
+                elif message[0] == "failed":
+                    self.replies.put(str(message[1]))
+        except (OSError, EOFError, pickle.PickleError, IndexError, ValueError):
+            pass  # a broken stream is the template's end
+        finally:
+            self.orphaned()
+
+    def orphaned(self) -> None:
+        """The template is gone: its workers were SIGKILLed with it (PR_SET_PDEATHSIG)."""
+        self.replies.put(None)
+        with self.lock:
+            children, self.children = list(self.children.values()), {}
+        for child in children:
+            child.kill()
+        for child in children:
+            # Reaped by init now: no status reaches us, but the signal is known.
+            child.wait_gone(5.0)
+            child.exited(-signal.SIGKILL)
+
+    def stop(self) -> None:
+        """End of stream: the template exits, and its workers with it."""
+        with contextlib.suppress(OSError):
+            self.ctl.shutdown(socket.SHUT_RDWR)
+        try:
+            self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.ctl.close()
+
+
+class Zygote:
+    """One pool's template process: started on demand, forks workers on request.
+
+    Only the pool's monitor thread calls :meth:`spawn`: the template dies
+    when the thread that started it ends (see the module docstring).
+    """
+
+    def __init__(self, name: str, env: Mapping[str, str], preload: Sequence[str]) -> None:
+        self.name = name
+        self.env = dict(env)
+        self.preload = tuple(preload)
+        self._lock = threading.Lock()  # one request at a time, and start/close
+        self._template: _Template | None = None
+        self._starts = 0
+        self._closed = False
+        self._disabled = not supported()
+        self.started_seconds: float | None = None  # how long the last template took
+
+    @property
+    def pid(self) -> int | None:
+        """The template's pid while one runs."""
+        template = self._template
+        return template.proc.pid if template is not None and template.alive() else None
+
+    def spawn(self, env: Mapping[str, str], sock_fd: int, fault_fd: int) -> ForkedProcess | None:
+        """Fork a worker that serves ``sock_fd`` with the environment ``env``.
+
+        Returns None where the template cannot do it (the caller starts a
+        fresh interpreter); the descriptors stay the caller's either way.
+        """
+        changes: dict[str, str | None] = {k: v for k, v in env.items() if self.env.get(k) != v}
+        changes.update({k: None for k in self.env if k not in env})
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:
+            cwd = None  # removed: the worker keeps the template's
+        request = pickle.dumps(("spawn", changes, cwd))
+        if len(request) > _MAX_MESSAGE:
+            return None  # the variables that differ do not fit one message
+        with self._lock:
+            # A template that died just before the request (killed with its
+            # workers, whose restart this is) is replaced once, right away.
+            for _ in range(2):
+                template = self._ensure_started()
+                if template is None:
+                    return None
+                try:
+                    socket.send_fds(template.ctl, [request], [sock_fd, fault_fd])
+                    reply = template.replies.get(timeout=_SPAWN_TIMEOUT)
+                except (OSError, queue.Empty):
+                    reply = None
+                if isinstance(reply, ForkedProcess):
+                    return reply
+                if isinstance(reply, str):
+                    _log.warning(
+                        "snakepit %s: the template could not fork a worker: %s", self.name, reply
+                    )
+                    return None
+                self._stop_locked()  # dead, broken or stuck
+            return None
+
+    def close(self) -> None:
+        """Stop the template (its remaining workers die with it); no more forks."""
+        with self._lock:
+            self._closed = True
+            self._stop_locked()
+
+    # ------------------------------------------------------------ internals
+
+    def _stop_locked(self) -> None:
+        template, self._template = self._template, None
+        if template is not None:
+            template.stop()
+
+    def _ensure_started(self) -> _Template | None:
+        if self._closed or self._disabled:
+            return None
+        if self._template is not None and self._template.alive():
+            return self._template
+        self._stop_locked()
+        if self._starts >= _MAX_STARTS:
+            self._disabled = True
+            _log.warning(
+                "snakepit %s: the worker template died %d times; workers start "
+                "as fresh interpreters",
+                self.name,
+                self._starts,
+            )
+            return None
+        self._starts += 1
+        started = time.monotonic()
+        try:
+            self._template = self._start_template()
+        except (
+            OSError,
+            subprocess.SubprocessError,
+            EOFError,
+            pickle.PickleError,
+            ValueError,
+        ) as exc:
+            # Mostly for good (a preloaded module that crashes): do not retry.
+            self._disabled = True
+            _log.warning(
+                "snakepit %s: the worker template did not start (%s); workers start "
+                "as fresh interpreters",
+                self.name,
+                exc,
+            )
+            self._stop_locked()
+            return None
+        if self._template is not None:
+            self.started_seconds = time.monotonic() - started
+        return self._template
+
+    def _start_template(self) -> _Template | None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "snakepit.worker",
+                    "zygote",
+                    str(child.fileno()),
+                    str(os.getpid()),
+                    *self.preload,
+                ],
+                pass_fds=(child.fileno(),),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        template = _Template(proc, parent)
+        self._template = template  # stopped by the caller if what follows fails
+        ready, _, _ = select.select([parent], [], [], _HELLO_TIMEOUT)
+        data = parent.recv(_MAX_MESSAGE) if ready else b""
+        if not data:
+            raise EOFError("the template exited or did not answer before its imports finished")
+        op, pid, failed, threads = pickle.loads(data)
+        if op != "hello" or pid != proc.pid:
+            raise ValueError(f"unexpected greeting {op!r} from the template")
+        for module, error in failed:
+            if module in self.preload:
+                _log.warning("snakepit %s: could not preload %s: %s", self.name, module, error)
+        if threads > 1:
+            # Threads copied into a fork are stopped mid-step (a lock held, a
+            # queue half-written): forking from here is not safe.
+            self._disabled = True
+            _log.warning(
+                "snakepit %s: the worker template runs %d threads after preloading %s; "
+                "workers start as fresh interpreters",
+                self.name,
+                threads,
+                ", ".join(self.preload) or "nothing",
+            )
+            self._stop_locked()
+            return None
+        threading.Thread(
+            target=template.read, name=f"snakepit-zygote-{self.name}", daemon=True
+        ).start()
+        return template
+
+
+def zygote_for(
+    name: str, env: Mapping[str, str], preload: Sequence[str] | str | None
+) -> Zygote | None:
+    """The template for a pool given ``Pool(preload=...)``; None: fresh interpreters.
+
+    ``"auto"`` preloads numpy when it is installed; a list names the modules
+    (``[]``: only snakepit's own); None turns the template off.
+    """
+    if preload is None:
+        return None
+    if isinstance(preload, str):
+        if preload != "auto":
+            raise ValueError(
+                f'preload takes a list of module names, "auto" or None, not {preload!r}'
+            )
+        return Zygote(name, env, default_preload())
+    names = tuple(preload)
+    for module in names:
+        if not isinstance(module, str) or not module:
+            raise ValueError(f"preload takes module names, not {module!r}")
+    return Zygote(name, env, names)

@@ -1,0 +1,248 @@
+"""The template ("zygote") process: imports the worker once, forks fresh workers.
+
+Started by the supervisor as ``python -m snakepit.worker zygote <fd>
+<supervisor pid> [module ...]`` with one end of a ``SOCK_SEQPACKET`` pair
+inherited as ``fd``. It imports everything a worker needs and the modules
+named (the pool's ``preload``), checks that it runs no thread, says hello,
+then serves requests, one message each (pickled tuples; descriptors travel
+with ``SCM_RIGHTS``, as in CPython's ``multiprocessing.forkserver``)::
+
+    supervisor → template   ("spawn", env changes, cwd) + [worker socket, fault log]
+    template → supervisor   ("hello", pid, failed imports, threads)
+                            ("started", pid) + [pidfd of the worker, where supported]
+                            ("failed", reason)
+                            ("exit", pid, wait status)
+
+Workers are the template's children, so the template reaps them and reports
+each wait status: the supervisor classifies exits exactly as for a process
+it started itself. The template never runs user code, holds no thread and
+touches no GPU; it dies with the supervisor (``PR_SET_PDEATHSIG``) and its
+workers die with it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import os
+import pickle
+import selectors
+import signal
+import socket
+import sys
+import threading
+import traceback
+import warnings
+from typing import Any
+
+from snakepit.worker import _main
+
+#: Largest request or reply; requests carry only the variables that differ.
+MAX_MESSAGE = 1 << 16
+#: Descriptors a request carries: the worker's socket and its fault log.
+_REQUEST_FDS = 2
+
+
+def thread_count() -> int:
+    """Threads of this process (the template must have exactly one to fork)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _preload(names: list[str]) -> list[tuple[str, str]]:
+    failed = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # reported; the workers import it themselves
+            failed.append((name, f"{type(exc).__name__}: {exc}"))
+    if thread_count() > 1:
+        # Libraries that start thread pools at import (OpenBLAS) stop them
+        # in their pre-fork handlers: one throwaway fork shows whether
+        # anything is left that would be copied into workers half-done.
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about forking with threads: that is the check.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    return failed
+
+
+def _send(ctl: socket.socket, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+    data = pickle.dumps(message)
+    if fds:
+        socket.send_fds(ctl, [data], fds)
+    else:
+        ctl.send(data)
+
+
+def _child_exit_code(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _run_child(
+    fds: list[int],
+    changes: dict[str, str | None],
+    cwd: str | None,
+    supervisor_pid: int,
+    parent: int,
+) -> None:
+    """In the forked worker: become what ``python -m snakepit.worker`` would be. Never returns."""
+    code = 1
+    try:
+        # The at-fork hook from _main already asked for SIGKILL when the
+        # template dies; it may have died before that took effect.
+        if os.getppid() != parent:
+            os._exit(0)
+        os.setsid()  # its own process group, as start_new_session gives
+        for key, value in changes.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if cwd is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(cwd)
+        _reseed()
+        # What ``python -m snakepit.worker <fd> <pid> <fault fd>`` would see.
+        entry = os.path.join(os.path.dirname(os.path.abspath(_main.__file__)), "__main__.py")
+        sys.argv = [entry, str(fds[0]), str(supervisor_pid), str(fds[1])]
+        code = _main.run(fds[0], supervisor_pid, fds[1])
+    except SystemExit as exc:
+        code = _child_exit_code(exc)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # What interpreter exit would do: wait for non-daemon threads, run atexit
+    # hooks, flush; never return into the template's loop.
+    with contextlib.suppress(BaseException):
+        getattr(threading, "_shutdown", lambda: None)()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    os._exit(code)
+
+
+def _reseed() -> None:
+    """Forked siblings must not share random streams (``random`` reseeds itself)."""
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        with contextlib.suppress(Exception):
+            np_random.seed()
+
+
+class Template:
+    """The template's loop: fork on request, reap and report."""
+
+    def __init__(self, ctl: socket.socket, supervisor_pid: int) -> None:
+        self.ctl = ctl
+        self.supervisor_pid = supervisor_pid
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_read, False)
+        os.set_blocking(self.wake_write, False)
+        self.selector = selectors.DefaultSelector()
+
+    def serve(self) -> int:
+        """Serve requests until the supervisor closes the socket."""
+        signal.set_wakeup_fd(self.wake_write)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        self.selector.register(self.ctl, selectors.EVENT_READ)
+        self.selector.register(self.wake_read, selectors.EVENT_READ)
+        self._reap()  # the throwaway fork, or anything that ended before the handler
+        while True:
+            for key, _ in self.selector.select():
+                if key.fileobj == self.wake_read:
+                    with contextlib.suppress(OSError):
+                        os.read(self.wake_read, 4096)
+                    self._reap()
+                    continue
+                try:
+                    data, fds, _, _ = socket.recv_fds(self.ctl, MAX_MESSAGE, _REQUEST_FDS)
+                except OSError:
+                    return 0
+                if not data:
+                    return 0  # the supervisor is done: our workers die with us
+                self._spawn(data, fds)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            with contextlib.suppress(OSError):
+                _send(self.ctl, ("exit", pid, status))
+
+    def _spawn(self, data: bytes, fds: list[int]) -> None:
+        try:
+            op, changes, cwd = pickle.loads(data)
+            if op != "spawn" or len(fds) != _REQUEST_FDS:
+                raise ValueError(f"bad request {op!r} with {len(fds)} descriptors")
+            pid = os.fork()
+        except Exception as exc:  # the supervisor starts a fresh interpreter instead
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            with contextlib.suppress(OSError):
+                _send(self.ctl, ("failed", f"{type(exc).__name__}: {exc}"))
+            return
+        if pid == 0:
+            self._leave()
+            _run_child(fds, changes, cwd, self.supervisor_pid, os.getppid())
+        for fd in fds:
+            os.close(fd)
+        # A pidfd names this process even after it is reaped, so the
+        # supervisor can signal it without hitting a recycled pid.
+        pidfds: list[int] = []
+        with contextlib.suppress(OSError, AttributeError):
+            pidfds.append(os.pidfd_open(pid))
+        try:
+            _send(self.ctl, ("started", pid), pidfds)
+        except OSError:
+            pass
+        finally:
+            for fd in pidfds:
+                os.close(fd)
+
+    def _leave(self) -> None:
+        """In a new child: drop the template's signal handling and descriptors."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        with contextlib.suppress(Exception):
+            self.selector.close()
+        for fd in (self.wake_read, self.wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            self.ctl.close()
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``python -m snakepit.worker zygote <fd> <supervisor pid> [module ...]``."""
+    if len(argv) < 2:
+        print("usage: python -m snakepit.worker zygote <fd> <supervisor pid> [module ...]")
+        return 2
+    fd, supervisor_pid = int(argv[0]), int(argv[1])
+    # Workers forked from here inherit the at-fork hook that ties them (and
+    # whatever they fork) to their parent's death.
+    _main.die_with_parent(supervisor_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctl = socket.socket(fileno=fd)
+    failed = _preload(argv[2:])
+    _send(ctl, ("hello", os.getpid(), failed, thread_count()))
+    return Template(ctl, supervisor_pid).serve()

@@ -1,0 +1,26 @@
+"""Worker functions for test_zygote: where a module was imported, random draws, starts."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import numpy as np
+
+#: The process that imported this module (the template, when preloaded).
+IMPORTED_IN = os.getpid()
+
+
+def imported_in() -> int:
+    return IMPORTED_IN
+
+
+def draws_after(seconds: float) -> tuple[int, float, float]:
+    time.sleep(seconds)
+    return os.getpid(), random.random(), float(np.random.random())
+
+
+def count_start(path: str) -> None:
+    with open(path, "a") as file:
+        file.write("x")
