@@ -396,6 +396,20 @@ int sp_cuda_ipc_open(sp_cuda_driver *driver, int device_id,
 int sp_cuda_ipc_close(sp_cuda_driver *driver, int device_id,
                       uint64_t base_ptr);
 
+/* ---- copies ---- */
+
+/* Copies of at least this many bytes stream (non-temporal stores into a
+ * cache-aligned destination); smaller ones are memcpy. */
+#define SP_COPY_STREAM_BYTES (UINT64_C(16) << 20)
+
+/*
+ * Copy n bytes from src to dst at memory speed whatever their relative
+ * alignment (see sp_copy.c). SP_ERR_INVALID (errno EINVAL) for a NULL pointer
+ * with n > 0, a range that wraps the address space, or overlapping ranges;
+ * nothing is written then. n == 0 is a no-op.
+ */
+int sp_copy(void *dst, const void *src, uint64_t n);
+
 /* ---- fault injection for tests ---- */
 
 /* Make the next `count` posix_fallocate calls fail with errno `err`

@@ -3,6 +3,7 @@
 from snakepit._core._core import (
     ALIGNMENT,
     BLOCK_HEADER_SIZE,
+    COPY_STREAM_BYTES,
     CUDA_ERROR_INVALID_CONTEXT,
     CUDA_IPC_HANDLE_SIZE,
     CUDA_MAX_DEVICES,
@@ -19,6 +20,7 @@ from snakepit._core._core import (
     Status,
     array_over,
     bytes_copy,
+    copy_into,
     debug_fail_fallocate,
     name_owner,
     name_status,
@@ -30,6 +32,7 @@ from snakepit._core._core import (
 __all__ = [
     "ALIGNMENT",
     "BLOCK_HEADER_SIZE",
+    "COPY_STREAM_BYTES",
     "CUDA_ERROR_INVALID_CONTEXT",
     "CUDA_IPC_HANDLE_SIZE",
     "CUDA_MAX_DEVICES",
@@ -46,6 +49,7 @@ __all__ = [
     "Status",
     "array_over",
     "bytes_copy",
+    "copy_into",
     "debug_fail_fallocate",
     "name_owner",
     "name_status",

@@ -9,6 +9,7 @@ ALIGNMENT: int
 LAYOUT_VERSION: int
 LARGE_THRESHOLD: int
 MAX_REGION_SIZE: int
+COPY_STREAM_BYTES: int
 
 class Status(IntEnum):
     OK = 0
@@ -67,6 +68,7 @@ class SharedBuffer:
     def __buffer__(self, flags: int, /) -> memoryview: ...
 
 def array_over(buffer: SharedBuffer, shape: tuple[int, ...], dtype: Any) -> Any: ...
+def copy_into(destination: Any, source: Any) -> None: ...
 
 @disjoint_base
 class Region:

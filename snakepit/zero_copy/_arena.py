@@ -266,7 +266,12 @@ def share_array(array: Any) -> np.ndarray[Any, Any]:
     if sendable_buffer(source) is not None:
         return source
     out = empty(source.shape, source.dtype)
-    np.copyto(out, source, casting="no")
+    if out.dtype == source.dtype and source.flags.c_contiguous:
+        # The core's copy: memcpy is up to 3x slower for the relative offset
+        # of a large numpy array (16 bytes into a page) and a block (64-aligned).
+        _core.copy_into(out, source)
+    else:
+        np.copyto(out, source, casting="no")
     return out
 
 

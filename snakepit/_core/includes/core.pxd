@@ -115,6 +115,9 @@ cdef extern from "snakepit_core.h" nogil:
     int sp_arena_unlink_all(sp_arena *arena)
     void sp_arena_destroy(sp_arena *arena)
 
+    uint64_t SP_COPY_STREAM_BYTES
+    int sp_copy(void *dst, const void *src, uint64_t n)
+
     void sp_debug_fail_fallocate(int err, int count)
 
     # DLPack (sp_ mirrors of the dmlc/dlpack v1.1 structs)
