@@ -1,16 +1,20 @@
 /*
  * test_copy.c -- unit tests of sp_copy (csrc/sp_copy.c): every relative
  * alignment and tail length of the streaming path, guard bytes around the
- * destination, the size switch, and refusal of bad input.
+ * destination, the size switch, and refusal of bad input; and of the warm
+ * buffer cache (csrc/sp_warm.c): reuse, bounds, threads, fork.
  */
 #include "snakepit_core.h"
 #include "sp_internal.h"
 #include "tests/sp_test.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define GUARD 64
 #define SPAN 1024
@@ -83,11 +87,178 @@ static void test_copy_rejects_bad_input(void)
     CHECK_EQ(buf[0], 1);
 }
 
+#define PG 4096u
+
+static void test_warm_invalid(void)
+{
+    sp_warm *w = (sp_warm *)(void *)1;
+    sp_warm_stats st;
+    CHECK_EQ(sp_warm_create(PG, 0, NULL), SP_ERR_INVALID);
+    CHECK_EQ(sp_warm_create(0, 0, &w), SP_ERR_INVALID);
+    CHECK(w == NULL);
+    CHECK(sp_warm_alloc(NULL, PG) == NULL);
+    CHECK_EQ(sp_warm_free(NULL, &st), 0);
+    CHECK_EQ(sp_warm_owns(NULL, &st, NULL), 0);
+    CHECK_EQ(sp_warm_trim(NULL), SP_ERR_INVALID);
+    CHECK_EQ(sp_warm_stats_get(NULL, &st), SP_ERR_INVALID);
+    sp_warm_destroy(NULL);
+}
+
+static void test_warm_reuse(void)
+{
+    sp_warm *w = NULL;
+    sp_warm_stats st;
+    uint8_t *a, *b, *c;
+    uint64_t size = 0;
+    int local;
+    REQUIRE(sp_warm_create(4 * PG, 64 * PG, &w) == SP_OK);
+    CHECK(sp_warm_alloc(w, 4 * PG - 1) == NULL); /* below the minimum */
+    a = (uint8_t *)sp_warm_alloc(w, 8 * PG - 100);
+    REQUIRE(a != NULL);
+    CHECK_EQ((uintptr_t)a % PG, 0);
+    memset(a, 7, 8 * PG - 100);
+    CHECK(sp_warm_owns(w, a, &size));
+    CHECK_EQ(size, 8 * PG);
+    CHECK(!sp_warm_owns(w, a + 1, NULL));
+    CHECK_EQ(sp_warm_free(w, &local), 0); /* not ours */
+    CHECK_EQ(sp_warm_free(w, a), 1);
+    CHECK(!sp_warm_owns(w, a, NULL));
+    CHECK_EQ(sp_warm_free(w, a), 0); /* double free: not ours any more */
+    /* Same size class: the same (warm) buffer comes back. */
+    b = (uint8_t *)sp_warm_alloc(w, 7 * PG);
+    CHECK(b == a);
+    CHECK_EQ(b[0], 7);
+    /* Over a quarter larger than any cached buffer: a fresh mapping. */
+    CHECK_EQ(sp_warm_free(w, b), 1);
+    c = (uint8_t *)sp_warm_alloc(w, 11 * PG);
+    REQUIRE(c != NULL);
+    CHECK(c != a);
+    c[11 * PG - 1] = 1;
+    REQUIRE(sp_warm_stats_get(w, &st) == SP_OK);
+    CHECK_EQ(st.maps, 2);
+    CHECK_EQ(st.reuses, 1);
+    CHECK_EQ(st.live_buffers, 1);
+    CHECK_EQ(st.live_bytes, 11 * PG);
+    CHECK_EQ(st.cached_buffers, 1);
+    CHECK_EQ(st.cached_bytes, 8 * PG);
+    CHECK_EQ(sp_warm_trim(w), SP_OK);
+    REQUIRE(sp_warm_stats_get(w, &st) == SP_OK);
+    CHECK_EQ(st.cached_buffers, 0);
+    CHECK_EQ(st.unmaps, 1);
+    sp_warm_destroy(w); /* c still live: unmapped too */
+}
+
+static void test_warm_bounds(void)
+{
+    sp_warm *w = NULL;
+    sp_warm_stats st;
+    void *p[70];
+    int i;
+    REQUIRE(sp_warm_create(PG, 10 * PG, &w) == SP_OK);
+    /* Larger than the whole budget: unmapped at once. */
+    p[0] = sp_warm_alloc(w, 11 * PG);
+    REQUIRE(p[0] != NULL);
+    CHECK_EQ(sp_warm_free(w, p[0]), 1);
+    REQUIRE(sp_warm_stats_get(w, &st) == SP_OK);
+    CHECK_EQ(st.cached_buffers, 0);
+    CHECK_EQ(st.unmaps, 1);
+    /* Three of 4 pages within 10: the oldest goes. */
+    for (i = 0; i < 3; i++)
+        REQUIRE((p[i] = sp_warm_alloc(w, 4 * PG)) != NULL);
+    for (i = 0; i < 3; i++)
+        CHECK_EQ(sp_warm_free(w, p[i]), 1);
+    REQUIRE(sp_warm_stats_get(w, &st) == SP_OK);
+    CHECK_EQ(st.cached_buffers, 2);
+    CHECK_EQ(st.cached_bytes, 8 * PG);
+    CHECK(sp_warm_alloc(w, 4 * PG) == p[2]); /* newest kept... */
+    CHECK(sp_warm_alloc(w, 4 * PG) == p[1]);
+    sp_warm_destroy(w);
+    /* At most 64 cached buffers whatever the budget. */
+    REQUIRE(sp_warm_create(PG, UINT64_C(1) << 40, &w) == SP_OK);
+    for (i = 0; i < 70; i++)
+        REQUIRE((p[i] = sp_warm_alloc(w, PG)) != NULL);
+    for (i = 0; i < 70; i++)
+        CHECK_EQ(sp_warm_free(w, p[i]), 1);
+    REQUIRE(sp_warm_stats_get(w, &st) == SP_OK);
+    CHECK_EQ(st.cached_buffers, 64);
+    CHECK_EQ(st.live_buffers, 0);
+    /* An absurd request fails cleanly (caller falls back to malloc). */
+    CHECK(sp_warm_alloc(w, UINT64_MAX - 10) == NULL);
+    CHECK(sp_warm_alloc(w, UINT64_C(1) << 62) == NULL);
+    sp_warm_destroy(w);
+}
+
+static void *warm_worker(void *arg)
+{
+    sp_warm *w = (sp_warm *)arg;
+    int i;
+    for (i = 0; i < 2000; i++) {
+        uint8_t *p = (uint8_t *)sp_warm_alloc(w, PG * (1 + (unsigned)(i % 3)));
+        if (p == NULL) {
+            CHECK(p != NULL);
+            break;
+        }
+        p[0] = (uint8_t)i;
+        CHECK_EQ(p[0], (uint8_t)i);
+        CHECK_EQ(sp_warm_free(w, p), 1);
+    }
+    return NULL;
+}
+
+static void test_warm_threads(void)
+{
+    sp_warm *w = NULL;
+    pthread_t t[4];
+    sp_warm_stats st;
+    int i;
+    REQUIRE(sp_warm_create(PG, 64 * PG, &w) == SP_OK);
+    for (i = 0; i < 4; i++)
+        REQUIRE(pthread_create(&t[i], NULL, warm_worker, w) == 0);
+    for (i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    REQUIRE(sp_warm_stats_get(w, &st) == SP_OK);
+    CHECK_EQ(st.live_buffers, 0);
+    CHECK_EQ(st.maps + st.reuses, 8000);
+    sp_warm_destroy(w);
+}
+
+static void test_warm_fork_child(void)
+{
+    sp_warm *w = NULL;
+    uint8_t *p;
+    pid_t pid;
+    int status = 0;
+    REQUIRE(sp_warm_create(PG, 64 * PG, &w) == SP_OK);
+    p = (uint8_t *)sp_warm_alloc(w, 2 * PG);
+    REQUIRE(p != NULL);
+    p[0] = 42;
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        /* The child's copy: its own buffer, a working lock. */
+        uint8_t *q;
+        int ok = p[0] == 42 && sp_warm_free(w, p) == 1;
+        q = (uint8_t *)sp_warm_alloc(w, 2 * PG);
+        ok = ok && q == p && sp_warm_free(w, q) == 1;
+        _exit(ok ? 0 : 1);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(sp_warm_owns(w, p, NULL)); /* the parent's is untouched */
+    CHECK_EQ(sp_warm_free(w, p), 1);
+    sp_warm_destroy(w);
+}
+
 int main(void)
 {
     RUN(test_stream_all_alignments);
     RUN(test_copy_large_and_small);
     RUN(test_copy_rejects_bad_input);
+    RUN(test_warm_invalid);
+    RUN(test_warm_reuse);
+    RUN(test_warm_bounds);
+    RUN(test_warm_threads);
+    RUN(test_warm_fork_child);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
 }

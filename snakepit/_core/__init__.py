@@ -22,11 +22,15 @@ from snakepit._core._core import (
     bytes_copy,
     copy_into,
     debug_fail_fallocate,
+    install_warm_allocator,
     name_owner,
     name_status,
     shm_space,
     strerror,
     unlink,
+    warm_allocator_active,
+    warm_stats,
+    warm_trim,
 )
 
 __all__ = [
@@ -51,9 +55,13 @@ __all__ = [
     "bytes_copy",
     "copy_into",
     "debug_fail_fallocate",
+    "install_warm_allocator",
     "name_owner",
     "name_status",
     "shm_space",
     "strerror",
     "unlink",
+    "warm_allocator_active",
+    "warm_stats",
+    "warm_trim",
 ]

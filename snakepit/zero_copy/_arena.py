@@ -106,6 +106,38 @@ def _cache_bytes() -> int:
     return max(256 << 20, min(8 << 30, total // 4))
 
 
+#: numpy arrays of this size or more come from warm buffers in workers.
+WARM_MIN_BYTES = 1 << 20
+
+
+def _warm_cache_bytes() -> int:
+    """Freed large numpy buffers a worker keeps mapped: a sixteenth of the
+    machine's memory, between 256 MiB and 4 GiB (env
+    ``SNAKEPIT_WARM_CACHE_BYTES``, 0 to keep none and leave numpy's
+    allocator alone)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        total = 0
+    default = max(256 << 20, min(4 << 30, total // 16))
+    return _env_int("SNAKEPIT_WARM_CACHE_BYTES", default)
+
+
+def install_warm_buffers() -> bool:
+    """Make numpy take arrays of 1 MiB or more from warm buffers in this
+    thread (a worker's calls): freed ones stay mapped and serve the next
+    call's, so a result computed per call (``arr * 1``) does not fault in
+    fresh pages every time, which costs more than copying it.
+
+    Returns whether numpy's allocator was changed here.
+    """
+    cache = _warm_cache_bytes()
+    if cache == 0:
+        return False
+    with core_errors("install warm buffers"):
+        return bool(_core.install_warm_allocator(WARM_MIN_BYTES, cache))
+
+
 def _get_arena() -> _core.Arena:
     arena = _state.arena
     if arena is not None:
@@ -281,6 +313,7 @@ __all__ = [
     "cap_bytes",
     "configure",
     "empty",
+    "install_warm_buffers",
     "is_shared_array",
     "reclaim",
     "reset_for_tests",
