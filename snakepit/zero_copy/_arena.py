@@ -240,10 +240,33 @@ def _normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
     return result
 
 
+#: id(dtype argument) -> (that argument, its resolved dtype); holding the
+#: argument keeps its id from being reused while it is cached.
+_resolved: dict[int, tuple[object, np.dtype[Any]]] = {}
+_RESOLVED_MAX = 256
+
+
+def _resolve_cached(dtype: object) -> np.dtype[Any]:
+    # resolve_dtype reads numpy's dtype.name (Python code): most of the
+    # cost of a small share(). Identity, not equality: dtypes that compare
+    # equal may differ in metadata (bfloat16 is V2 with a tag).
+    entry = _resolved.get(id(dtype))
+    if entry is not None and entry[0] is dtype:
+        return entry[1]
+    resolved = resolve_dtype(dtype)
+    if len(_resolved) >= _RESOLVED_MAX:
+        _resolved.clear()
+    _resolved[id(dtype)] = (dtype, resolved)
+    return resolved
+
+
 def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     """An uninitialised C-contiguous array allocated in shared memory."""
-    dims = _normalize_shape(shape)
-    resolved = resolve_dtype(dtype)
+    return _allocate(_normalize_shape(shape), _resolve_cached(dtype))
+
+
+def _allocate(dims: tuple[int, ...], resolved: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """:func:`empty` for a checked shape and a resolved dtype."""
     nbytes = math.prod(dims) * resolved.itemsize
     if nbytes > _core.MAX_REGION_SIZE:
         # Beyond any region the core can map (and beyond 64-bit sizes).
@@ -297,7 +320,8 @@ def share_array(array: Any) -> np.ndarray[Any, Any]:
     source = np.asarray(array)
     if sendable_buffer(source) is not None:
         return source
-    out = empty(source.shape, source.dtype)
+    # A numpy shape is a tuple of non-negative ints already.
+    out = _allocate(source.shape, _resolve_cached(source.dtype))
     if out.dtype == source.dtype and source.flags.c_contiguous:
         # The core's copy: memcpy is up to 3x slower for the relative offset
         # of a large numpy array (16 bytes into a page) and a block (64-aligned).

@@ -98,3 +98,20 @@ def test_share_uses_the_core_copy_for_contiguous_arrays(monkeypatch: pytest.Monk
     assert calls == [source.nbytes]
     np.testing.assert_array_equal(snakepit.share(source[::2]), source[::2])
     assert calls == [source.nbytes]  # strided: numpy's own copy
+
+
+def test_dtype_memo_tells_equal_dtypes_apart() -> None:
+    from snakepit.errors import DtypeError
+    from snakepit.zero_copy import _arena, _dtypes
+
+    plain_v2 = np.dtype("V2")
+    assert plain_v2 == _dtypes.BFLOAT16  # equal, yet only one can be shared
+    for _ in range(2):  # the second round is served from the memo
+        assert zero_copy.empty(4, _dtypes.BFLOAT16).dtype.metadata == {"snakepit": "bfloat16"}
+        with pytest.raises(DtypeError):
+            zero_copy.empty(4, plain_v2)
+    # Bounded, whatever the number of distinct dtype objects seen.
+    for k in range(_arena._RESOLVED_MAX + 10):
+        tagged = np.dtype("float32", metadata={"k": k})
+        assert zero_copy.empty(2, tagged).dtype == np.float32
+    assert len(_arena._resolved) <= _arena._RESOLVED_MAX
