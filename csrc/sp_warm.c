@@ -110,6 +110,16 @@ static void sp_warm_cached_remove_at(sp_warm *w, size_t i)
     w->ncached--;
 }
 
+/* Unmap every cached buffer (lock held). */
+static void sp_warm_drop_cached(sp_warm *w)
+{
+    while (w->ncached > 0) {
+        munmap(w->cached[0].p, (size_t)w->cached[0].size);
+        w->st.unmaps++;
+        sp_warm_cached_remove_at(w, 0);
+    }
+}
+
 SP_API void *sp_warm_alloc(sp_warm *w, uint64_t nbytes)
 {
     uint64_t size, limit;
@@ -145,6 +155,13 @@ SP_API void *sp_warm_alloc(sp_warm *w, uint64_t nbytes)
     } else {
         m = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED && w->ncached > 0) {
+            /* Out of address space or memory (RLIMIT_AS, overcommit): what
+             * the cache keeps must not be what makes the request fail. */
+            sp_warm_drop_cached(w);
+            m = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        }
         if (m == MAP_FAILED) {
             pthread_mutex_unlock(&w->mu);
             return NULL;
@@ -232,11 +249,7 @@ SP_API int sp_warm_trim(sp_warm *w)
     if (w == NULL)
         return sp_fail(SP_ERR_INVALID, EINVAL);
     pthread_mutex_lock(&w->mu);
-    while (w->ncached > 0) {
-        munmap(w->cached[0].p, (size_t)w->cached[0].size);
-        w->st.unmaps++;
-        sp_warm_cached_remove_at(w, 0);
-    }
+    sp_warm_drop_cached(w);
     pthread_mutex_unlock(&w->mu);
     return SP_OK;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -249,6 +250,54 @@ static void test_warm_fork_child(void)
     sp_warm_destroy(w);
 }
 
+/* Under an address-space limit the cache gives its buffers back before a
+ * request fails for lack of room (in a child: the limit is process-wide). */
+static void test_warm_evicts_under_pressure(void)
+{
+    pid_t pid;
+    int status = 0;
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const uint64_t big = UINT64_C(256) << 20;
+        sp_warm *w = NULL;
+        struct rlimit lim;
+        uint8_t *a, *b;
+        sp_warm_stats st;
+        if (sp_warm_create(PG, UINT64_C(1) << 30, &w) != SP_OK)
+            _exit(2);
+        a = (uint8_t *)sp_warm_alloc(w, big);
+        if (a == NULL || sp_warm_free(w, a) != 1)
+            _exit(3);
+        /* Room for what is mapped now plus half of `big` more: a second
+         * buffer of 1.5x `big` (not served by the cached one) fits only
+         * once the cached one is gone. */
+        if (getrlimit(RLIMIT_AS, &lim) != 0)
+            _exit(4);
+        {
+            FILE *f = fopen("/proc/self/statm", "r");
+            unsigned long pages = 0;
+            if (f == NULL || fscanf(f, "%lu", &pages) != 1)
+                _exit(5);
+            fclose(f);
+            lim.rlim_cur = (rlim_t)pages * PG + big / 2 + (UINT64_C(64) << 20);
+        }
+        if (setrlimit(RLIMIT_AS, &lim) != 0)
+            _exit(6);
+        b = (uint8_t *)sp_warm_alloc(w, big + big / 2);
+        if (b == NULL)
+            _exit(7);
+        b[0] = 1;
+        if (sp_warm_stats_get(w, &st) != SP_OK || st.cached_buffers != 0 ||
+            st.unmaps != 1)
+            _exit(8);
+        _exit(0);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     RUN(test_stream_all_alignments);
@@ -259,6 +308,7 @@ int main(void)
     RUN(test_warm_bounds);
     RUN(test_warm_threads);
     RUN(test_warm_fork_child);
+    RUN(test_warm_evicts_under_pressure);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
 }
