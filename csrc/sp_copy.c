@@ -7,9 +7,8 @@
  * relative alignment of source and block (blocks are 64-byte aligned, a
  * large numpy array starts 16 bytes into its page), and a block that the
  * next process reads anyway does not first evict the copier's cache. glibc
- * switches to such stores only above roughly its L3 share; between 8 MiB and
- * that, and for the misaligned case, streaming measured 0.64-0.79x memcpy's
- * time here (snakepit_core.h). Small copies are memcpy's.
+ * streams only far above the L3 size, and not as fast: see
+ * SP_COPY_STREAM_BYTES for the measurements. Small copies are memcpy's.
  */
 #include "sp_internal.h"
 

@@ -323,8 +323,8 @@ def share_array(array: Any) -> np.ndarray[Any, Any]:
     # A numpy shape is a tuple of non-negative ints already.
     out = _allocate(source.shape, _resolve_cached(source.dtype))
     if out.dtype == source.dtype and source.flags.c_contiguous:
-        # The core's copy streams large arrays into the block (0.5-0.8x the
-        # time of np.copyto's memcpy, whatever the relative alignment).
+        # The core's copy streams large arrays into the block (0.65-0.8x the
+        # time of np.copyto's memcpy from 16 MiB on, any relative alignment).
         _core.copy_into(out, source)
     else:
         np.copyto(out, source, casting="no")
