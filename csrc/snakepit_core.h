@@ -396,6 +396,62 @@ int sp_cuda_ipc_open(sp_cuda_driver *driver, int device_id,
 int sp_cuda_ipc_close(sp_cuda_driver *driver, int device_id,
                       uint64_t base_ptr);
 
+/* ---- copies ---- */
+
+/* Copies of at least this many bytes stream (non-temporal stores into a
+ * cache-aligned destination); smaller ones are memcpy. Measured on a 2-core
+ * EPYC VM (32 MiB L3, glibc 2.36), a numpy array (16 bytes into a page) into
+ * a block (192), streaming over memcpy's time: 1.42x at 4 MiB, 0.99x at
+ * 8 MiB, 0.69x at 16 MiB, 0.65x at 32 MiB, 0.70x at 128 MiB, 0.99x at
+ * 256 MiB (glibc streams too there), 0.79x at 1 GiB; copying and then
+ * reading the copy back, 0.88x at 8 MiB. */
+#define SP_COPY_STREAM_BYTES (UINT64_C(8) << 20)
+
+/*
+ * Copy n bytes from src to dst at memory speed whatever their relative
+ * alignment (see sp_copy.c). SP_ERR_INVALID (errno EINVAL) for a NULL pointer
+ * with n > 0, a range that wraps the address space, or overlapping ranges;
+ * nothing is written then. n == 0 is a no-op.
+ */
+int sp_copy(void *dst, const void *src, uint64_t n);
+
+/* ---- warm buffers (sp_warm.c) ----
+ *
+ * A cache of anonymous mappings for large allocations (a numpy allocator in
+ * workers): freed buffers stay mapped, within cache_bytes and at most 64 of
+ * them, oldest dropped first, and serve later requests of a similar size
+ * (up to a quarter larger) with their pages already present. Thread-safe.
+ */
+
+typedef struct sp_warm sp_warm;
+
+typedef struct sp_warm_stats {
+    uint64_t maps;          /* fresh mappings made */
+    uint64_t reuses;        /* requests served from the cache */
+    uint64_t unmaps;        /* buffers given back to the system */
+    uint64_t live_bytes;    /* mapped bytes handed out now */
+    uint64_t cached_bytes;  /* mapped bytes kept for reuse */
+    uint64_t live_buffers;
+    uint64_t cached_buffers;
+} sp_warm_stats;
+
+/* A cache for requests of at least min_bytes (> 0), keeping up to
+ * cache_bytes of freed buffers (0: keep none). */
+int sp_warm_create(uint64_t min_bytes, uint64_t cache_bytes, sp_warm **out);
+/* A buffer of at least nbytes (page-aligned), or NULL when nbytes is below
+ * min_bytes or no memory could be mapped: the caller then uses malloc. */
+void *sp_warm_alloc(sp_warm *warm, uint64_t nbytes);
+/* 1 if p came from sp_warm_alloc and is now released (cached or unmapped);
+ * 0 if it is not this cache's (the caller frees it its own way). */
+int sp_warm_free(sp_warm *warm, void *p);
+/* 1 if p is a live buffer of this cache (*size: its mapped bytes). */
+int sp_warm_owns(sp_warm *warm, const void *p, uint64_t *size);
+/* Unmap every cached buffer (live ones are untouched). */
+int sp_warm_trim(sp_warm *warm);
+int sp_warm_stats_get(sp_warm *warm, sp_warm_stats *out);
+/* Unmap everything, live buffers included. NULL is fine. */
+void sp_warm_destroy(sp_warm *warm);
+
 /* ---- fault injection for tests ---- */
 
 /* Make the next `count` posix_fallocate calls fail with errno `err`

@@ -76,4 +76,9 @@ SP_HIDDEN int sp_region_total_for(uint64_t data_size, uint64_t *total);
  * returned, or 0 to perform the real call. */
 SP_HIDDEN int sp_debug_fallocate_injected(void);
 
+/* ---- sp_copy.c ---- */
+
+/* The streaming copy of sp_copy, for any n (no checks: tests call it). */
+SP_HIDDEN void sp_copy_stream(void *dst, const void *src, uint64_t n);
+
 #endif /* SP_INTERNAL_H */

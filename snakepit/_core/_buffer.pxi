@@ -83,6 +83,40 @@ def array_over(SharedBuffer buffer, tuple shape, cnp.dtype dtype):
     return array
 
 
+# Below this a copy is cheaper than letting go of the GIL and taking it back.
+cdef Py_ssize_t _NOGIL_COPY_BYTES = 64 << 10
+
+
+def copy_into(cnp.ndarray destination, cnp.ndarray source):
+    """Copy the C-contiguous ``source`` into the C-contiguous, writable
+    ``destination`` of the same byte size (dtypes are the caller's concern).
+
+    The C core's copy runs at memory speed whatever the two arrays' relative
+    alignment (``np.copyto`` is memcpy, which for a large numpy array into a
+    shared block is not); large copies release the GIL.
+    """
+    cdef void *dst
+    cdef const void *src
+    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(source)
+    cdef int status
+    if not cnp.PyArray_IS_C_CONTIGUOUS(source) or not cnp.PyArray_IS_C_CONTIGUOUS(destination):
+        raise ValueError("copy_into needs C-contiguous arrays")
+    if not cnp.PyArray_ISWRITEABLE(destination):
+        raise ValueError("copy_into needs a writable destination")
+    if cnp.PyArray_NBYTES(destination) != nbytes:
+        raise ValueError(
+            f"copy_into of {nbytes} bytes into {cnp.PyArray_NBYTES(destination)} bytes"
+        )
+    dst = cnp.PyArray_DATA(destination)
+    src = cnp.PyArray_DATA(source)
+    if nbytes >= _NOGIL_COPY_BYTES:
+        with nogil:
+            status = sp_copy(dst, src, <uint64_t>nbytes)
+    else:
+        status = sp_copy(dst, src, <uint64_t>nbytes)
+    _check(status, "copy")
+
+
 cdef SharedBuffer _make_buffer(object owner, uint8_t *ptr, uint64_t length, bint readonly,
                                str region_name, uint64_t data_offset, uint64_t region_size):
     cdef SharedBuffer buf = SharedBuffer.__new__(SharedBuffer)

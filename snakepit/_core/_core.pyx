@@ -35,6 +35,7 @@ ALIGNMENT = SP_ALIGNMENT
 LAYOUT_VERSION = SP_LAYOUT_VERSION
 LARGE_THRESHOLD = SP_ARENA_LARGE_THRESHOLD
 MAX_REGION_SIZE = SP_MAX_REGION_SIZE
+COPY_STREAM_BYTES = SP_COPY_STREAM_BYTES
 
 
 class Status(enum.IntEnum):
@@ -193,3 +194,4 @@ include "_buffer.pxi"
 include "_region.pxi"
 include "_arena.pxi"
 include "_cuda.pxi"
+include "_warm.pxi"

@@ -30,6 +30,7 @@ from snakepit.zero_copy._runtime import (
     array_from_ref,
     configure,
     install_ledger,
+    install_warm_buffers,
     prune_mappings,
     retain,
 )
@@ -226,6 +227,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     configure(threshold_bytes=config["threshold_bytes"])
+    install_warm_buffers()  # calls run in this thread
     reader.spin_seconds = config.get("spin_seconds", 0.0)
     worker = Worker(reader, supervisor_pid)
     if config.get("forward_events", True):

@@ -5,7 +5,7 @@ has no need of them. One import site keeps that plumbing out of the public
 ``snakepit.zero_copy``.
 """
 
-from ._arena import configure, threshold_bytes, zeros
+from ._arena import configure, install_warm_buffers, threshold_bytes, zeros
 from ._gc import collect_garbage, drop_held_references, prune_mappings
 from ._ledger import LEDGER_BYTES, LeaseLedger
 from ._mapping import install_ledger, retain
@@ -24,6 +24,7 @@ __all__ = [
     "drop_held_references",
     "drop_transfer_ref",
     "install_ledger",
+    "install_warm_buffers",
     "prune_mappings",
     "ref_of",
     "retain",

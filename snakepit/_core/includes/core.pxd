@@ -115,6 +115,27 @@ cdef extern from "snakepit_core.h" nogil:
     int sp_arena_unlink_all(sp_arena *arena)
     void sp_arena_destroy(sp_arena *arena)
 
+    uint64_t SP_COPY_STREAM_BYTES
+    int sp_copy(void *dst, const void *src, uint64_t n)
+
+    ctypedef struct sp_warm:
+        pass
+    ctypedef struct sp_warm_stats:
+        uint64_t maps
+        uint64_t reuses
+        uint64_t unmaps
+        uint64_t live_bytes
+        uint64_t cached_bytes
+        uint64_t live_buffers
+        uint64_t cached_buffers
+    int sp_warm_create(uint64_t min_bytes, uint64_t cache_bytes, sp_warm **out)
+    void *sp_warm_alloc(sp_warm *warm, uint64_t nbytes)
+    int sp_warm_free(sp_warm *warm, void *p)
+    int sp_warm_owns(sp_warm *warm, const void *p, uint64_t *size)
+    int sp_warm_trim(sp_warm *warm)
+    int sp_warm_stats_get(sp_warm *warm, sp_warm_stats *out)
+    void sp_warm_destroy(sp_warm *warm)
+
     void sp_debug_fail_fallocate(int err, int count)
 
     # DLPack (sp_ mirrors of the dmlc/dlpack v1.1 structs)
