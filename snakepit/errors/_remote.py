@@ -18,8 +18,8 @@ import inspect
 import sys
 import traceback
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from snakepit.errors._advice import Shape
 from snakepit.errors._base import (
     SnakepitError,
     builtin_exception_type,
@@ -35,8 +35,14 @@ from snakepit.errors._hierarchy import (
     SerializationError,
     ShapeError,
 )
-from snakepit.errors._parse import parse_context
-from snakepit.errors._probe import MemoryProbe, live_memory, nvml_memory_probe
+
+if TYPE_CHECKING:
+    from snakepit.errors._advice import Shape
+    from snakepit.errors._probe import MemoryProbe
+
+#: Imported on first use (the parsers cost a worker ~10 ms at start-up;
+#: the worker template imports them once its first workers are out).
+DEFERRED_IMPORTS = ("snakepit.errors._parse", "snakepit.errors._probe")
 
 __all__ = ["RECORD_VERSION", "exception_to_record", "record_to_exception"]
 
@@ -166,6 +172,8 @@ def _format_traceback(exc: BaseException, *, chain: bool) -> str | None:
 
 
 def _single_record(exc: BaseException, *, chain: bool) -> dict[str, object]:
+    from snakepit.errors._parse import parse_context
+
     cls = type(exc)
     message = _safe_str(exc)
     python_type = _clean(_type_name(cls))
@@ -273,6 +281,8 @@ def exception_to_record(
         if isinstance(context, dict) and context.get("category") == "oom":
             memory = context.get("memory")
             if isinstance(memory, dict):
+                from snakepit.errors._probe import live_memory, nvml_memory_probe
+
                 live = live_memory(memory.get("device"), memory_probe or nvml_memory_probe)
                 if live:
                     memory["live"] = live
@@ -449,6 +459,8 @@ def _build(record: Mapping[str, object]) -> SnakepitError:
     if not builtin_name and qualified.startswith("builtins."):
         builtin_name = python_type
     builtin = builtin_exception_type(builtin_name) if builtin_name else None
+
+    from snakepit.errors._parse import parse_context
 
     exc: SnakepitError | None = None
     section = record.get("snakepit")

@@ -14,6 +14,11 @@ them::
 :data:`CATALOGUE` documents every event snakepit emits.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from snakepit.telemetry._bus import (
     Event,
     Handler,
@@ -28,12 +33,46 @@ from snakepit.telemetry._bus import (
     list_handlers,
     span,
 )
-from snakepit.telemetry._events import ALL_EVENTS, CATALOGUE, EventSpec
-from snakepit.telemetry._gpu import GpuMemoryProfiler, GpuMemorySample
-from snakepit.telemetry._logging import attach_logging, detach_logging
-from snakepit.telemetry._metrics import PrometheusMetrics
-from snakepit.telemetry._ml import MLRecord, inference, tensor_op, train_step
-from snakepit.telemetry._otel import OpenTelemetryBridge
+
+if TYPE_CHECKING:
+    from snakepit.telemetry._events import ALL_EVENTS, CATALOGUE, EventSpec
+    from snakepit.telemetry._gpu import GpuMemoryProfiler, GpuMemorySample
+    from snakepit.telemetry._logging import attach_logging, detach_logging
+    from snakepit.telemetry._metrics import PrometheusMetrics
+    from snakepit.telemetry._ml import MLRecord, inference, tensor_op, train_step
+    from snakepit.telemetry._otel import OpenTelemetryBridge
+
+#: Names that load on first use (PEP 562): a worker, which needs only the
+#: bus, does not pay for the handlers' imports when it starts.
+_LAZY: dict[str, str] = {
+    "ALL_EVENTS": "snakepit.telemetry._events",
+    "CATALOGUE": "snakepit.telemetry._events",
+    "EventSpec": "snakepit.telemetry._events",
+    "GpuMemoryProfiler": "snakepit.telemetry._gpu",
+    "GpuMemorySample": "snakepit.telemetry._gpu",
+    "attach_logging": "snakepit.telemetry._logging",
+    "detach_logging": "snakepit.telemetry._logging",
+    "PrometheusMetrics": "snakepit.telemetry._metrics",
+    "MLRecord": "snakepit.telemetry._ml",
+    "inference": "snakepit.telemetry._ml",
+    "tensor_op": "snakepit.telemetry._ml",
+    "train_step": "snakepit.telemetry._ml",
+    "OpenTelemetryBridge": "snakepit.telemetry._otel",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'snakepit.telemetry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ALL_EVENTS",

@@ -36,12 +36,17 @@ import traceback
 import warnings
 from typing import Any
 
+from snakepit.errors import _remote as remote_records
 from snakepit.worker import _main
 
 #: Largest request or reply; requests carry only the variables that differ.
 MAX_MESSAGE = 1 << 16
 #: Descriptors a request carries: the worker's socket and its fault log.
 _REQUEST_FDS = 2
+#: Modules a worker imports on first use, which the template imports once
+#: it has been idle this long (its first workers are out by then).
+DEFERRED_IMPORTS = (*remote_records.DEFERRED_IMPORTS, "psutil")
+_IDLE_SECONDS = 0.05
 
 
 def thread_count() -> int:
@@ -162,8 +167,16 @@ class Template:
         self.selector.register(self.ctl, selectors.EVENT_READ)
         self.selector.register(self.wake_read, selectors.EVENT_READ)
         self._reap()  # the throwaway fork, or anything that ended before the handler
+        deferred = list(DEFERRED_IMPORTS)
         while True:
-            for key, _ in self.selector.select():
+            events = self.selector.select(_IDLE_SECONDS if deferred else None)
+            if not events and deferred:
+                # Idle after the first workers are out: import what workers
+                # need only later (error parsing), so that forks from now on
+                # (restarts) have it too. Nothing here starts a thread.
+                _preload(deferred)
+                deferred = []
+            for key, _ in events:
                 if key.fileobj == self.wake_read:
                     with contextlib.suppress(OSError):
                         os.read(self.wake_read, 4096)

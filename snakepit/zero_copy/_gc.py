@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 
-import psutil
-
 from snakepit import _core
 
 from . import _mapping
@@ -22,6 +20,8 @@ NAME_PREFIX = "snakepit-"
 
 
 def _owner_alive(pid: int) -> bool:
+    import psutil  # only when collecting (workers start without it)
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

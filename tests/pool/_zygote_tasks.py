@@ -24,3 +24,10 @@ def draws_after(seconds: float) -> tuple[int, float, float]:
 def count_start(path: str) -> None:
     with open(path, "a") as file:
         file.write("x")
+
+
+def loaded(names: list[str]) -> list[bool]:
+    """Which of ``names`` this process has imported."""
+    import sys
+
+    return [name in sys.modules for name in names]

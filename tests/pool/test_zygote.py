@@ -266,3 +266,19 @@ def _maybe(pid: int) -> Any:
         return None if process.status() == psutil.STATUS_ZOMBIE else process
     except psutil.NoSuchProcess:
         return None
+
+
+def test_modules_needed_late_are_imported_by_the_template_once_idle() -> None:
+    # Error parsing is not imported at start-up (a fresh worker would pay for
+    # it before its first call); the template imports it once idle, so that
+    # workers forked later (restarts) have it ready.
+    from snakepit.worker._zygote import DEFERRED_IMPORTS
+
+    names = list(DEFERRED_IMPORTS)
+    with snakepit.Pool(workers=1, preload=None) as fresh:
+        assert fresh.call(_zygote_tasks.loaded, names) == [False] * len(names)
+    with snakepit.Pool(workers=1) as pool:
+        time.sleep(0.5)  # the template is idle after the first fork
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.segfault)
+        assert pool.call(_zygote_tasks.loaded, names) == [True] * len(names)
