@@ -281,3 +281,30 @@ def test_fork_start_refuses_a_process_with_threads() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def test_no_ray_skips_every_ray_peer_with_the_reason() -> None:
+    from snakepit._bench import run
+    from snakepit._bench.report import BenchReport, Skip
+
+    nothing = timed_only(Timed(lambda: None, rounds=2, warmup=0))
+    case = Case(
+        "c",
+        "c",
+        (
+            Impl("snakepit", "s", nothing),
+            Impl("floor", "f", nothing),
+            Impl("ray", "r", nothing, requires=_peers.RAY),
+        ),
+    )
+    report = BenchReport()
+    run._run_case(case, Env(), run.BenchOptions(no_ray=True), report)
+    assert [m.impl for m in report.cases[0].peers] == ["floor"]
+    assert report.skipped in (
+        [Skip("c", "ray", "--no-ray")],
+        [Skip("c", "ray", "ray is not installed")],
+    )
+    args = run.argparse.ArgumentParser()
+    run.add_arguments(args)
+    assert args.parse_args(["--no-ray"]).no_ray is True
+    assert args.parse_args([]).no_ray is False

@@ -40,6 +40,10 @@ def _figures() -> dict[tuple[str, str, str], float]:
     return {
         ("a", "snakepit", "median"): 1.0,
         ("a", "peer", "median"): 4.0,  # PASS at 0.25
+        ("a", "snakepit", "q1"): 0.9,
+        ("a", "snakepit", "q3"): 1.1,
+        ("a", "peer", "q1"): 3.5,
+        ("a", "peer", "q3"): 4.5,  # the spread: 0.9 / 4.5 to 1.1 / 3.5
         ("b", "snakepit", "median"): 3.0,
         ("b", "peer", "median"): 2.0,  # FAIL at 1.5
         ("c", "snakepit", "median"): 1.0,
@@ -58,6 +62,9 @@ def test_every_verdict_from_synthetic_figures() -> None:
     rows = evaluate(_targets(), _figures(), skips)
     verdicts = {row.target.label: (row.verdict, row.value) for row in rows}
     assert verdicts["a vs peer"] == ("PASS", pytest.approx(0.25))
+    spread = next(row.spread for row in rows if row.target.label == "a vs peer")
+    assert spread == (pytest.approx(0.2), pytest.approx(1.1 / 3.5))
+    assert next(row.spread for row in rows if row.target.label == "b vs peer") is None
     assert verdicts["b vs peer"] == ("FAIL", pytest.approx(1.5))
     assert verdicts["c info"] == ("INFO", pytest.approx(0.5))
     assert verdicts["d p99"] == ("PASS", pytest.approx(0.5))
@@ -77,9 +84,11 @@ def test_render_shows_ratio_target_result_and_the_skips() -> None:
     rows = evaluate(_targets(), _figures(), skips)
     text = render(rows, skips, [("g", "snakepit"), ("g", "peer")])
     lines = text.splitlines()
-    assert lines[0].split() == ["check", "snakepit", "baseline", "ratio", "target", "result"]
+    header = ["check", "snakepit", "baseline", "ratio", "IQR", "range", "target", "result"]
+    assert lines[0].split() == header
     line = next(line for line in lines if line.startswith("a vs peer"))
     assert "0.25 (4x faster)" in line
+    assert "0.2-0.314" in line
     assert "<= 1 (no slower)" in line
     assert line.split()[-1] == "PASS"
     line = next(line for line in lines if line.startswith("d p99 [p99]"))
@@ -105,13 +114,18 @@ def test_load_results_reads_medians_metrics_and_skips(tmp_path: Path) -> None:
     rows = [
         {
             "extra_info": {"case": "d", "impl": "snakepit", "metrics": {"p99": 0.002}},
-            "stats": {"median": 1.0},
+            "stats": {"median": 1.0, "q1": 0.5, "q3": 1.5},
         },
         {"extra_info": {}, "stats": {"median": 9.0}},  # not a catalogue benchmark
     ]
     skipped = [{"case": "f", "impl": "ray", "reason": "ray is not installed"}]
     found = load_results(_bench_file(tmp_path / "r.json", rows, skipped))
-    assert found.figures == {("d", "snakepit", "median"): 1.0, ("d", "snakepit", "p99"): 0.002}
+    assert found.figures == {
+        ("d", "snakepit", "median"): 1.0,
+        ("d", "snakepit", "q1"): 0.5,
+        ("d", "snakepit", "q3"): 1.5,
+        ("d", "snakepit", "p99"): 0.002,
+    }
     assert found.medians() == {("d", "snakepit"): 1.0}
     assert found.skipped == [Skip("f", "ray", "ray is not installed")]
 

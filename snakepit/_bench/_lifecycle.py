@@ -291,7 +291,7 @@ def _loky_rebuild(workers: int) -> Prepare:
         from loky.process_executor import TerminatedWorkerError
 
         def executor() -> Any:
-            return loky.get_reusable_executor(max_workers=workers, initializer=tasks.ignore_sigint)
+            return loky.get_reusable_executor(max_workers=workers, initializer=tasks.quiet_crashes)
 
         def crash_then_call() -> tuple[bool, int]:
             try:

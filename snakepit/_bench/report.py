@@ -265,6 +265,8 @@ class Row:
     value: float | None  # the ratio, or the subject's figure without a baseline
     verdict: str  # PASS, FAIL, INFO, SKIPPED (a side was skipped, see why) or MISSING
     why: str = ""  # the skip reason of a SKIPPED row
+    #: The value from the quartiles (subject q1 / baseline q3 .. q3 / q1): the spread.
+    spread: tuple[float, float] | None = None
 
 
 @dataclass
@@ -293,7 +295,11 @@ def load_results(path: Path) -> BenchFile:
         if not case or not impl:
             continue
         key = (str(case), str(impl))
-        found.figures[(*key, "median")] = float(bench["stats"]["median"])
+        stats = bench["stats"]
+        found.figures[(*key, "median")] = float(stats["median"])
+        for quartile in ("q1", "q3"):
+            if quartile in stats:
+                found.figures[(*key, quartile)] = float(stats[quartile])
         for metric, value in (info.get("metrics") or {}).items():
             found.figures[(*key, str(metric))] = float(value)
     for skip in data.get("skipped", []):
@@ -332,14 +338,32 @@ def evaluate(
         if subject is None or (target.baseline is not None and baseline is None):
             reason = why(target.subject if subject is None else None) or why(target.baseline)
             value, verdict = None, "SKIPPED" if reason else "MISSING"
+            spread = None
         else:
             value = subject / baseline if baseline is not None else subject
+            spread = _spread(target, figures)
             if target.limit is None:
                 verdict = "INFO"
             else:
                 verdict = "PASS" if value <= target.limit else "FAIL"
-        rows.append(Row(target, subject, baseline, value, verdict, reason))
+        rows.append(Row(target, subject, baseline, value, verdict, reason, spread))
     return rows
+
+
+def _spread(target: Target, figures: dict[FigureKey, float]) -> tuple[float, float] | None:
+    """The lowest and highest value the quartiles allow, for a target on medians."""
+    if target.metric != "median":
+        return None
+    low, high = figures.get((*target.subject, "q1")), figures.get((*target.subject, "q3"))
+    if low is None or high is None:
+        return None
+    if target.baseline is None:
+        return low, high
+    base_low = figures.get((*target.baseline, "q1"))
+    base_high = figures.get((*target.baseline, "q3"))
+    if not base_low or not base_high:
+        return None
+    return low / base_high, high / base_low
 
 
 def skipped_impls(
@@ -381,6 +405,15 @@ def _format_value(row: Row) -> str:
     return f"{row.value:.3g}{speedup}"
 
 
+def _format_spread(row: Row) -> str:
+    if row.spread is None:
+        return "-"
+    low, high = row.spread
+    if row.target.baseline is None:
+        return f"{format_seconds(low)}-{format_seconds(high)}"
+    return f"{low:.3g}-{high:.3g}"
+
+
 def _format_limit(target: Target) -> str:
     if target.limit is None:
         return "-"
@@ -396,13 +429,14 @@ def render(
     rows: Sequence[Row], skipped: Sequence[Skip] = (), absent: Sequence[tuple[str, str]] = ()
 ) -> str:
     """The verdicts as a table, the counts, then what was skipped and why."""
-    header = ("check", "snakepit", "baseline", "ratio", "target", "result")
+    header = ("check", "snakepit", "baseline", "ratio", "IQR range", "target", "result")
     cells = [
         (
             _format_check(row),
             _seconds_or_dash(row.subject),
             _seconds_or_dash(row.baseline),
             _format_value(row),
+            _format_spread(row),
             _format_limit(row.target),
             row.verdict,
         )
@@ -415,7 +449,8 @@ def render(
     out.append(
         f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['INFO']} for information, "
         f"{counts['SKIPPED']} skipped, {counts['MISSING']} missing "
-        "(ratio = snakepit figure / baseline figure; lower is better)"
+        "(ratio = snakepit figure / baseline figure, lower is better; IQR range = from "
+        "snakepit's first quartile over the baseline's third to its third over the first)"
     )
     if skipped:
         out += ["", "skipped (not measured in this file):"]

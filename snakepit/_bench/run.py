@@ -290,6 +290,13 @@ def _worker_children() -> list[psutil.Process]:
     return found
 
 
+def _is_ray(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        cmdline = " ".join(proc.cmdline())
+        return any(mark in cmdline for mark in ("ray::", "raylet", "gcs_server"))
+    return False
+
+
 def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> BenchReport:
     """Measure every case; every pool, executor and segment is gone when it returns."""
     report = BenchReport(environment=environment())
@@ -306,6 +313,10 @@ def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> Ben
         env.close()
         zero_copy.trim()
         leftovers = _worker_children()
+        # Ray's processes exit on their own shortly after ray.shutdown(): not survivors.
+        ray = [p for p in leftovers if _is_ray(p)]
+        _, still = psutil.wait_procs(ray, timeout=5)
+        leftovers = [p for p in leftovers if p not in ray or p in still]
         for proc in leftovers:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
