@@ -269,14 +269,14 @@ def test_p99_is_the_nearest_rank() -> None:
     assert _load.p99([5.0]) == 5.0
 
 
-def test_fork_start_refuses_a_process_with_threads() -> None:
+def test_fork_start_refuses_a_process_with_pool_threads() -> None:
     import threading
 
     stop = threading.Event()
-    thread = threading.Thread(target=stop.wait, name="bench-test-thread")
+    thread = threading.Thread(target=stop.wait, name="snakepit-test-thread")
     thread.start()
     try:
-        with pytest.raises(BenchError, match="bench-test-thread"):
+        with pytest.raises(BenchError, match="snakepit-test-thread"):
             _lifecycle._fork_start()
     finally:
         stop.set()

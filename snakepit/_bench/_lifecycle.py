@@ -121,11 +121,11 @@ def _snakepit_start(pool_kwargs: dict[str, Any]) -> Prepare:
 
 
 def _fork_start() -> Any:
-    # Forking while another thread holds a lock can deadlock the child: the
+    # Forking while a pool's thread holds a lock can deadlock the child: the
     # case runs before any pool of the run starts, or after all have stopped.
-    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
-    if others:
-        raise BenchError(f"PPE (fork) start-up needs a process without other threads: {others}")
+    pools = [t.name for t in threading.enumerate() if t.name.startswith("snakepit-")]
+    if pools:
+        raise BenchError(f"PPE (fork) start-up needs a process without pool threads: {pools}")
     executor = ProcessPoolExecutor(
         max_workers=WORKERS,
         mp_context=multiprocessing.get_context("fork"),
