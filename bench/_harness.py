@@ -8,11 +8,17 @@ Each ``bench/test_<suite>.py`` parametrises one test over
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
+from snakepit._bench._model import HEAVY_ENV
 from snakepit._bench.cases import SUITES, Case, Env, Impl
+
+#: What this session skipped, and why: ``bench/conftest.py`` writes it into
+#: the ``--benchmark-json`` file (``skipped``), where ``bench/report.py`` reads it.
+SKIPPED: list[dict[str, str]] = []
 
 
 def params(suite: str) -> list[Any]:
@@ -25,12 +31,19 @@ def params(suite: str) -> list[Any]:
     ]
 
 
+def skip_reason(case: Case, impl: Impl, timing: bool) -> str | None:
+    """Why ``impl`` of ``case`` does not run in this session (``timing``: benchmarks on)."""
+    if case.heavy and not timing and os.environ.get(HEAVY_ENV) != "1":
+        return f"heavy case: runs when benchmarks are timed (make bench) or with {HEAVY_ENV}=1"
+    reason = case.skip() if case.skip is not None else None
+    return impl.missing() if reason is None else reason
+
+
 def measure(benchmark: Any, env: Env, case: Case, impl: Impl) -> Any:
     """Time ``impl`` of ``case`` with ``benchmark.pedantic``; check and return its result."""
-    reason = case.skip() if case.skip is not None else None
-    if reason is None:
-        reason = impl.missing()
+    reason = skip_reason(case, impl, timing=not benchmark.disabled)
     if reason is not None:
+        SKIPPED.append({"case": case.name, "impl": impl.impl, "reason": reason})
         pytest.skip(reason)
     benchmark.group = case.group or case.name
     benchmark.extra_info.update(case=case.name, impl=impl.impl)
@@ -49,4 +62,6 @@ def measure(benchmark: Any, env: Env, case: Case, impl: Impl) -> Any:
         )
         if timed.check is not None:
             timed.check(result)
+        if timed.metrics is not None:
+            benchmark.extra_info["metrics"] = timed.metrics()
     return result

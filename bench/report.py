@@ -6,11 +6,15 @@ Usage::
     python bench/report.py results.json [--plot chart.png | --no-plot] [--strict]
 
 Prints, for every target of the benchmark catalogue
-(``snakepit._bench.cases.TARGETS``), the snakepit median, the peer's median
-(or the baseline's), their ratio, the target and PASS/FAIL. Rows marked INFO
-have no target. With ``--strict`` the exit status is 1 when a target fails or
-its benchmarks are missing from the file. A PNG bar chart of the ratios is
-written when matplotlib is importable (it is optional).
+(``snakepit._bench.cases.TARGETS``), the snakepit figure (the median, or
+another metric such as p99), the peer's or floor's (the baseline), their
+ratio, the target and PASS/FAIL. Rows marked INFO have no target; SKIPPED
+rows lack a side that was skipped, and the list below the table says why
+(a peer not installed, a heavy case in a ``--benchmark-disable`` run, too
+little /dev/shm). With ``--strict`` the exit status is 1 when a target fails
+or its benchmarks are missing from the file (skipped ones do not count). A
+PNG bar chart of the ratios is written when matplotlib is importable (it is
+optional).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from snakepit._bench.cases import TARGETS
-from snakepit._bench.report import evaluate, load_medians, plot_targets, render
+from snakepit._bench.cases import CASES, TARGETS
+from snakepit._bench.report import evaluate, load_results, plot_targets, render, skipped_impls
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,12 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        medians = load_medians(args.results)
+        found = load_results(args.results)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"cannot read {args.results}: {exc}", file=sys.stderr)
         return 2
-    rows = evaluate(TARGETS, medians)
-    print(render(rows))
+    skipped, absent = skipped_impls(CASES, found)
+    rows = evaluate(TARGETS, found.figures, skipped)
+    print(render(rows, skipped, absent))
     if not args.no_plot:
         target = args.plot or args.results.with_suffix(".png")
         if plot_targets(rows, target):

@@ -1,8 +1,10 @@
 """snakepit.Pool against concurrent.futures.ProcessPoolExecutor, 2 workers each.
 
-No-op round trip, zero-copy hand-off (against pickle and
-multiprocessing.shared_memory), a fresh 100 MiB argument, the echo of an
-array, and crash recovery (the peer's only recovery: a new executor).
+No-op round trip (and its floor, a raw os.pipe ping-pong; loky when
+installed), chunked map, zero-copy hand-off (against pickle and
+multiprocessing.shared_memory), a fresh 100 MiB argument and the echo of an
+array. Crash recovery is in ``test_lifecycle.py``; the test below checks
+why the peer's only recovery is a new executor.
 
 The cases, their peers and targets are in ``snakepit._bench.cases`` (suite
 ``pool``); ``bench/report.py`` turns a ``--benchmark-json`` file into ratios.

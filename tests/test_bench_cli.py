@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from snakepit._bench import cases
@@ -61,6 +65,9 @@ def test_quick_run_prints_table_json_and_png(tmp_path: Path) -> None:
         assert title in stdout
     assert "pickle via ProcessPoolExecutor" in stdout
     assert "multiprocessing.shared_memory" in stdout
+    assert "raw os.pipe ping-pong" in stdout
+    assert "loky.ProcessPoolExecutor" in stdout or "noop / loky: loky is not installed" in stdout
+    assert "pool start-up" not in stdout  # --quick leaves out the slow cases
     assert "BrokenProcessPool" in stdout
     assert "snakepit median / peer median" in stdout
 
@@ -82,6 +89,51 @@ def test_quick_run_prints_table_json_and_png(tmp_path: Path) -> None:
     assert zero_copy_peers == {"snakepit", "pickle", "shared_memory"}
 
     assert out_png.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def _children_of(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def test_ctrl_c_cleans_up_pools_processes_and_shared_memory() -> None:
+    """SIGINT to ``snakepit bench`` alone: it stops its workers and helpers itself."""
+    command = [sys.executable, "-m", "snakepit", "bench", "--quick", "--sizes", "1KiB,1MiB"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            children: dict[int, tuple[float, str]] = {}
+            for line in proc.stderr:
+                if "no-op call round trip" in line:  # pools, executors and the pipe child run
+                    break
+            deadline = time.monotonic() + 30
+            while len(children) < 3 and time.monotonic() < deadline:
+                for child in _children_of(proc.pid):
+                    with contextlib.suppress(psutil.Error):
+                        children[child.pid] = (child.create_time(), " ".join(child.cmdline()))
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        except BaseException:
+            proc.kill()
+            proc.communicate()
+            raise
+    assert proc.returncode == 130, stderr
+    assert "interrupted; pools and shared memory cleaned up" in stderr
+    assert len(children) >= 3, children  # the test did see workers to clean up
+    alive = []
+    for pid, (created, _) in children.items():
+        with contextlib.suppress(psutil.Error):
+            child = psutil.Process(pid)
+            if child.create_time() == created:
+                alive.append(child)
+    # Resource trackers see their pipe close when the command exits: a moment later.
+    _, left = psutil.wait_procs(alive, timeout=10)
+    assert not [(child.pid, children[child.pid][1]) for child in left]
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"snakepit-{proc.pid}-")]
 
 
 def _synthetic() -> BenchReport:

@@ -1,4 +1,4 @@
-"""The catalogue's other pool-call cases: crashes, inline payloads, torch and Arrow.
+"""The catalogue's other pool-call cases: inline payloads, torch and Arrow.
 
 Part of :mod:`snakepit._bench.cases` (which lists them in ``SUITES``); torch
 and pyarrow are imported only when a case runs.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -19,7 +17,6 @@ from snakepit._bench import tasks
 from snakepit._bench._model import (
     MARK,
     MIB,
-    WORKERS,
     BenchError,
     Case,
     Env,
@@ -27,136 +24,9 @@ from snakepit._bench._model import (
     Prepare,
     Timed,
     expect,
-    peer_executor,
-    seconds,
     size_label,
     vs,
-    wait_until_idle,
-    warm,
 )
-from snakepit.errors import WorkerCrashedError
-
-# ------------------------------------------------------------------ crashes
-
-
-def _crashy_recovery(workers: int, rounds: int, quick: int) -> Prepare:
-    """snakepit's side of a crash case: segfault a worker, then the next good call."""
-
-    @contextlib.contextmanager
-    def prepare(env: Env) -> Iterator[Timed]:
-        # Crashes are the point: never mark the slot unhealthy, never back off.
-        with snakepit.Pool(
-            workers=workers, worker_max_crashes=1_000_000, restart_backoff=(0.0, 0.0)
-        ) as crashy:
-            warm(crashy.submit, workers)
-
-            def crash_then_call() -> tuple[str, int]:
-                try:
-                    crashy.call(tasks.segfault)
-                except WorkerCrashedError as exc:
-                    kind = str(exc.exit_kind)
-                else:
-                    raise BenchError("the segfaulting call returned")
-                return kind, crashy.call(tasks.pid_after, 0.0)
-
-            def check(result: tuple[str, int]) -> None:
-                expect(result[0], "segfault", "snakepit crash")
-                if result[1] not in crashy.worker_pids():
-                    raise BenchError("the call after the crash ran on no current worker")
-
-            yield Timed(
-                crash_then_call,
-                rounds=rounds,
-                quick_rounds=quick,
-                warmup=1,
-                setup=lambda: wait_until_idle(crashy),
-                check=check,
-            )
-            wait_until_idle(crashy)
-            if crashy.stats()["crashes"] < 1:
-                raise BenchError("no crash was counted")
-
-    return prepare
-
-
-@contextlib.contextmanager
-def _peer_rebuild(env: Env) -> Iterator[Timed]:
-    """The peer's only recovery: shut the broken executor down, start another."""
-    victims: list[ProcessPoolExecutor] = []
-
-    def setup() -> None:
-        # Every executor is warm (all workers up) before it is crashed.
-        if not victims:
-            victims.append(peer_executor())
-        warm(victims[-1].submit)
-
-    def crash_then_call() -> tuple[bool, int]:
-        broken = victims.pop()
-        try:
-            broken.submit(tasks.segfault).result()
-        except BrokenProcessPool:
-            raised = True
-        else:
-            raise BenchError("the segfaulting call returned")
-        finally:
-            broken.shutdown(wait=True)
-        fresh = peer_executor()
-        victims.append(fresh)
-        return raised, fresh.submit(tasks.pid_after, 0.0).result()
-
-    def check(result: tuple[bool, int]) -> None:
-        if not (result[0] and result[1] > 0):
-            raise BenchError(f"the rebuilt executor answered {result!r}")
-
-    try:
-        yield Timed(crash_then_call, rounds=5, quick_rounds=1, warmup=0, setup=setup, check=check)
-    finally:
-        while victims:
-            victims.pop().shutdown(wait=True, cancel_futures=True)
-
-
-def peer_stays_broken() -> bool:
-    """Whether a ``ProcessPoolExecutor`` refuses every call after one worker segfaults."""
-    with peer_executor() as executor:
-        warm(executor.submit)
-        with contextlib.suppress(BrokenProcessPool):
-            executor.submit(tasks.segfault).result()
-        try:
-            executor.submit(tasks.noop).result()
-        except BrokenProcessPool:
-            return True
-        return False
-
-
-def crash_case() -> Case:
-    """From submitting a call that segfaults its worker to the next successful call."""
-    name = "crash-recovery"
-    return Case(
-        name,
-        "crash recovery: segfault to next good call",
-        (
-            Impl("snakepit", "snakepit.Pool (replaces the worker)", _crashy_recovery(2, 10, 3)),
-            Impl("ppe-rebuild", "ProcessPoolExecutor: shut down + new executor", _peer_rebuild),
-        ),
-        workers=WORKERS,
-        targets=(
-            seconds(name, "crash recovery, 2 workers (median)", 0.1, "< 100 ms"),
-            vs(name, "crash recovery / peer rebuilds executor", None, peer="ppe-rebuild"),
-        ),
-    )
-
-
-def respawn_case() -> Case:
-    """The crash case with one worker: every recovery waits for a new process."""
-    name = "crash-recovery-respawn"
-    return Case(
-        name,
-        "crash recovery, 1 worker (respawn)",
-        (Impl("snakepit", "snakepit.Pool (respawns the worker)", _crashy_recovery(1, 5, 2)),),
-        workers=1,
-        targets=(seconds(name, "crash + respawn, 1 worker (median)", None),),
-    )
-
 
 # ------------------------------------------------------------------- inline
 

@@ -31,6 +31,8 @@ MARK = 42
 SHM_DIR = "/dev/shm"
 #: A zero-copy size runs only when /dev/shm has this many times its bytes free.
 SHM_HEADROOM = 3
+#: Set to 1 to run the heavy cases under ``pytest --benchmark-disable`` too.
+HEAVY_ENV = "SNAKEPIT_BENCH_HEAVY"
 
 Submit = Callable[..., "Future[Any]"]
 Key = tuple[str, str]  # (case, impl), as the runners record them
@@ -87,6 +89,8 @@ class Timed:
     a round's duration is divided by ``iterations``. ``check`` raises
     :class:`BenchError` when a result is wrong. ``quick_rounds`` and
     ``quick_iterations`` are what ``snakepit bench --quick`` uses.
+    ``metrics``, asked once after the last round, gives figures other than
+    the median (``{"p99": seconds}``), which a :class:`Target` may name.
     """
 
     fn: Callable[..., Any]
@@ -98,6 +102,7 @@ class Timed:
     quick_iterations: int | None = None
     setup: Callable[[], object] | None = None
     check: Callable[[Any], None] | None = None
+    metrics: Callable[[], dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
         if self.setup is not None and max(self.iterations, self.quick_iterations or 1) > 1:
@@ -138,7 +143,8 @@ class Target:
     """A performance target: ``(case, impl)`` median / ``baseline`` median <= ``limit``.
 
     Without a baseline the subject's median (seconds) is held to ``limit``.
-    ``limit`` None: shown for information only.
+    ``limit`` None: shown for information only. ``metric`` names the figure
+    compared on both sides: ``"median"``, or one of :attr:`Timed.metrics`.
     """
 
     label: str
@@ -146,6 +152,7 @@ class Target:
     baseline: Key | None
     limit: float | None
     goal: str = ""
+    metric: str = "median"
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,9 @@ class Case:
     """One comparison: ``impls[0]`` is snakepit's, the rest its peers (same run).
 
     ``skip`` is asked at run time (free /dev/shm, say); ``targets`` are this
-    case's performance targets, as ``bench/report.py`` checks them.
+    case's performance targets, as ``bench/report.py`` checks them. A
+    ``heavy`` case (gigabytes, or seconds a round) runs in the pytest suite
+    only when benchmarks are timed (``make bench``) or :data:`HEAVY_ENV` is 1.
     """
 
     name: str
@@ -164,6 +173,7 @@ class Case:
     workers: int | None = None
     skip: Callable[[], str | None] | None = None
     targets: tuple[Target, ...] = ()
+    heavy: bool = False
 
 
 def vs(
@@ -215,12 +225,16 @@ def wait_until_idle(pool: snakepit.Pool, timeout: float = 60.0) -> None:
 class Env:
     """Warm executors the cases share, one pair per worker count, made on first use.
 
-    :meth:`close` shuts every one down (waiting for its workers).
+    Other shared things (a Ray session, a loky executor) are kept by name
+    with :meth:`keep`. :meth:`close` shuts every one down (waiting for its
+    workers).
     """
 
     def __init__(self) -> None:
         self._pools: dict[int, snakepit.Pool] = {}
         self._peers: dict[int, ProcessPoolExecutor] = {}
+        self._kept: dict[str, Any] = {}
+        self._stack = contextlib.ExitStack()
 
     def pool(self, workers: int = WORKERS) -> snakepit.Pool:
         """A warm ``snakepit.Pool`` of ``workers`` workers."""
@@ -244,15 +258,24 @@ class Env:
             return self.pool(workers).submit
         return self.peer(workers).submit
 
+    def keep(self, name: str, start: Callable[[], AbstractContextManager[Any]]) -> Any:
+        """What ``start()`` yields, entered on first use of ``name`` and exited by :meth:`close`."""
+        if name not in self._kept:
+            self._kept[name] = self._stack.enter_context(start())
+        return self._kept[name]
+
     def close(self) -> None:
         """Shut every executor down; pending calls are cancelled."""
         with contextlib.ExitStack() as stack:
+            stack.push(self._stack.__exit__)  # the kept things go last (Ray's shutdown is slow)
             for pool in self._pools.values():
                 stack.callback(pool.shutdown, wait=True, cancel_futures=True)
             for executor in self._peers.values():
                 stack.callback(executor.shutdown, wait=True, cancel_futures=True)
             self._pools.clear()
             self._peers.clear()
+            self._kept.clear()
+        self._stack = contextlib.ExitStack()
 
 
 def timed_only(timed: Timed) -> Prepare:

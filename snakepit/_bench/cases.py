@@ -18,9 +18,14 @@ Two runners read this catalogue, and nothing else decides what is measured:
 Every peer ``ProcessPoolExecutor`` uses the ``spawn`` start method: forking a
 process that runs snakepit's supervisor threads is unsafe.
 
-This module holds the numpy cases and the catalogue. The crash, inline,
-torch and Arrow cases are in :mod:`snakepit._bench._calls`, the telemetry and
-hardware cases in :mod:`snakepit._bench._local`, and what a case is in
+This module holds the numpy cases and the catalogue. The inline, torch and
+Arrow cases are in :mod:`snakepit._bench._calls`; start-up and crashes in
+:mod:`snakepit._bench._lifecycle`; the 1 GiB cases in
+:mod:`snakepit._bench._large`; the no-op call and its pipe floor, chunked
+map, spinning under load,
+object-heavy arguments and throughput in :mod:`snakepit._bench._load`; the
+telemetry and hardware cases in :mod:`snakepit._bench._local`; the optional
+peers (loky, Ray) in :mod:`snakepit._bench._peers`; and what a case is in
 :mod:`snakepit._bench._model`.
 """
 
@@ -37,14 +42,10 @@ import numpy as np
 import snakepit
 from snakepit import zero_copy
 from snakepit._bench import _local, tasks
-from snakepit._bench._calls import (
-    arrow_cases,
-    crash_case,
-    inline_case,
-    peer_stays_broken,
-    respawn_case,
-    torch_cases,
-)
+from snakepit._bench._calls import arrow_cases, inline_case, torch_cases
+from snakepit._bench._large import large_cases
+from snakepit._bench._lifecycle import lifecycle_cases, peer_stays_broken
+from snakepit._bench._load import load_cases, map_case, noop_case
 from snakepit._bench._model import (
     GIB,
     KIB,
@@ -240,92 +241,7 @@ def share_case() -> Case:
     )
 
 
-# --------------------------------------------------------------- pool calls
-
-
-def noop_case() -> Case:
-    """An empty call's round trip, 2 workers each."""
-
-    @contextlib.contextmanager
-    def own(env: Env) -> Iterator[Timed]:
-        pool = env.pool()
-        check = lambda result: expect(result, None, "no-op call")  # noqa: E731
-        yield Timed(pool.call, (tasks.noop,), rounds=200, quick_rounds=30, warmup=20, check=check)
-
-    @contextlib.contextmanager
-    def peer(env: Env) -> Iterator[Timed]:
-        executor = env.peer()
-
-        def call() -> Any:
-            return executor.submit(tasks.noop).result()
-
-        yield Timed(
-            call,
-            rounds=200,
-            quick_rounds=30,
-            warmup=20,
-            check=lambda r: expect(r, None, "no-op call"),
-        )
-
-    return Case(
-        "noop",
-        "no-op call round trip",
-        (
-            Impl("snakepit", "snakepit.Pool", own),
-            Impl("ppe", "ProcessPoolExecutor", peer),
-        ),
-        workers=WORKERS,
-        targets=(vs("noop", "no-op call", 0.5, "<= 0.5x", peer="ppe"),),
-    )
-
-
-#: Chunked map: many tiny items, in chunks, as ProcessPoolExecutor users write it.
-MAP_ITEMS, MAP_CHUNKSIZE = 2000, 100
-
-
-def map_case() -> Case:
-    """``map(abs, range(2000), chunksize=100)``, 2 workers each."""
-    expected = sum(range(MAP_ITEMS))
-
-    def check(result: Any) -> None:
-        expect(result, expected, "sum of the mapped items")
-
-    @contextlib.contextmanager
-    def own(env: Env) -> Iterator[Timed]:
-        pool = env.pool()
-
-        def run() -> int:
-            return sum(pool.map(abs, range(MAP_ITEMS), chunksize=MAP_CHUNKSIZE))
-
-        yield Timed(run, rounds=30, quick_rounds=5, warmup=3, check=check)
-
-    @contextlib.contextmanager
-    def peer(env: Env) -> Iterator[Timed]:
-        executor = env.peer()
-
-        def run() -> int:
-            return sum(executor.map(abs, range(MAP_ITEMS), chunksize=MAP_CHUNKSIZE))
-
-        yield Timed(run, rounds=30, quick_rounds=5, warmup=3, check=check)
-
-    return Case(
-        "map-chunked",
-        f"map over {MAP_ITEMS} tiny items, chunksize {MAP_CHUNKSIZE}",
-        (
-            Impl("snakepit", "snakepit.Pool.map", own),
-            Impl("ppe", "ProcessPoolExecutor.map", peer),
-        ),
-        workers=WORKERS,
-        targets=(
-            vs(
-                "map-chunked",
-                f"map {MAP_ITEMS} items, chunksize {MAP_CHUNKSIZE}",
-                1.0,
-                "no slower",
-                peer="ppe",
-            ),
-        ),
-    )
+# ------------------------------------------------------- zero-copy, echo
 
 
 def _check_mark(what: str) -> Any:
@@ -404,7 +320,16 @@ def zero_copy_case(nbytes: int) -> Case:
         too_slow = f"pickling {label} through ProcessPoolExecutor's pipe takes seconds a round"
     targets: tuple[Target, ...] = ()
     if nbytes == KIB:
-        targets = (vs(name, "shared arg 1 KiB, read one", None, peer="pickle"),)
+        targets = (
+            vs(name, "shared arg 1 KiB, read one", None, peer="pickle"),
+            Target(
+                "call with a shared 1 KiB array / no-op call",
+                (name, "snakepit"),
+                ("noop", "snakepit"),
+                1.25,
+                "within 1.25x",
+            ),
+        )
     elif nbytes == 100 * MIB:
         targets = (
             vs(name, "shared arg 100 MiB, read one", 1 / 100, ">= 100x faster", peer="pickle"),
@@ -553,9 +478,10 @@ SUITES: dict[str, tuple[Case, ...]] = {
         *(zero_copy_case(n) for n in DEFAULT_SIZES),
         fresh_arg_case(),
         echo_case(100 * MIB),
-        crash_case(),
-        respawn_case(),
     ),
+    "lifecycle": lifecycle_cases(),
+    "large": large_cases(),
+    "load": load_cases(),
     "torch": torch_cases(),
     "arrow": arrow_cases(),
     "inline": (
@@ -572,14 +498,25 @@ CASES: tuple[Case, ...] = tuple(case for suite in SUITES.values() for case in su
 TARGETS: tuple[Target, ...] = tuple(target for case in CASES for target in case.targets)
 
 
-def cli_cases(sizes: tuple[int, ...], echo_bytes: int) -> list[Case]:
-    """The cases of ``snakepit bench``: zero-copy at ``sizes``, calls, crashes, telemetry."""
+def cli_cases(sizes: tuple[int, ...], echo_bytes: int, quick: bool = False) -> list[Case]:
+    """The cases of ``snakepit bench``: zero-copy at ``sizes``, calls, crashes, telemetry.
+
+    Without ``quick`` also start-up and respawn (first: the fork peer needs a
+    process with no pool threads yet), spinning under load, throughput and,
+    when ``sizes`` holds 1 GiB, the 1 GiB fresh argument and echo.
+    """
     by_name = {case.name: case for case in CASES}
+    first = [] if quick else [by_name["startup"], by_name["crash-recovery-respawn"]]
+    more = [] if quick else [by_name["spin-loaded"], by_name["throughput-4-threads"]]
+    if not quick and GIB in sizes:
+        more += [by_name["fresh-arg-1GiB"], by_name["echo-shared-1GiB"]]
     return [
+        *first,
         *(zero_copy_case(n) for n in sorted(sizes)),
         by_name["noop"],
         echo_case(echo_bytes),
         by_name["crash-recovery"],
+        *more,
         by_name["telemetry-no-handler"],
         by_name["telemetry-one-handler"],
     ]

@@ -3,9 +3,10 @@
 - ``snakepit bench``: a :class:`BenchReport` (each case's snakepit median and
   its peers', same run) as a table (:func:`format_table`), as data
   (:func:`report_json`) and as a chart of the ratios (:func:`write_plot`);
-- ``bench/report.py``: the medians of a pytest-benchmark JSON file
-  (:func:`load_medians`) held to the catalogue's targets (:func:`evaluate`,
-  :func:`render`, :func:`plot_targets`).
+- ``bench/report.py``: the figures of a pytest-benchmark JSON file
+  (:func:`load_results`: medians, other metrics such as p99, and what was
+  skipped and why) held to the catalogue's targets (:func:`evaluate`,
+  :func:`skipped_impls`, :func:`render`, :func:`plot_targets`).
 
 matplotlib is optional: the chart functions return False without it.
 """
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from snakepit._bench._model import WORKERS, Key, Target, size_label
+from snakepit._bench._model import WORKERS, Case, Key, Target, size_label
 
 RATIO_MEANING = "snakepit median / peer median, same run (below 1: snakepit is faster)"
 
@@ -35,6 +36,7 @@ class Measurement:
     label: str
     median: float
     rounds: int
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ def report_json(report: BenchReport) -> dict[str, Any]:
                     "median": measured.median,
                     "rounds": measured.rounds,
                     "ratio": result.ratio(measured),
+                    "metrics": measured.metrics,
                 }
             )
     return {
@@ -248,6 +251,10 @@ def write_plot(report: BenchReport, path: Path) -> bool:
 # --------------------------------------------- targets over pytest-benchmark
 
 
+#: ``(case, impl, metric)``: a figure of a pytest-benchmark file, in seconds.
+FigureKey = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
 class Row:
     """A target and what the benchmark file says about it."""
@@ -255,40 +262,134 @@ class Row:
     target: Target
     subject: float | None
     baseline: float | None
-    value: float | None  # the ratio, or the subject's median without a baseline
-    verdict: str  # PASS, FAIL, INFO or MISSING
+    value: float | None  # the ratio, or the subject's figure without a baseline
+    verdict: str  # PASS, FAIL, INFO, SKIPPED (a side was skipped, see why) or MISSING
+    why: str = ""  # the skip reason of a SKIPPED row
+    #: The value from the quartiles (subject q1 / baseline q3 .. q3 / q1): the spread.
+    spread: tuple[float, float] | None = None
 
 
-def load_medians(path: Path) -> dict[Key, float]:
-    """Median seconds of every benchmark in a pytest-benchmark JSON file, by (case, impl)."""
+@dataclass
+class BenchFile:
+    """What a pytest-benchmark JSON file holds: every figure, and what was skipped."""
+
+    figures: dict[FigureKey, float] = field(default_factory=dict)
+    skipped: list[Skip] = field(default_factory=list)
+
+    def medians(self) -> dict[Key, float]:
+        """The medians alone, by ``(case, impl)``."""
+        return {(c, i): v for (c, i, metric), v in self.figures.items() if metric == "median"}
+
+
+def load_results(path: Path) -> BenchFile:
+    """The figures of a pytest-benchmark JSON file (medians and ``extra_info.metrics``).
+
+    Benchmarks without ``extra_info = {case, impl}`` are ignored; ``skipped``
+    is what ``bench/conftest.py`` adds: ``[{case, impl, reason}]``.
+    """
     data = json.loads(path.read_text())
-    medians: dict[Key, float] = {}
+    found = BenchFile()
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
         case, impl = info.get("case"), info.get("impl")
         if not case or not impl:
             continue
-        medians[(str(case), str(impl))] = float(bench["stats"]["median"])
-    return medians
+        key = (str(case), str(impl))
+        stats = bench["stats"]
+        found.figures[(*key, "median")] = float(stats["median"])
+        for quartile in ("q1", "q3"):
+            if quartile in stats:
+                found.figures[(*key, quartile)] = float(stats[quartile])
+        for metric, value in (info.get("metrics") or {}).items():
+            found.figures[(*key, str(metric))] = float(value)
+    for skip in data.get("skipped", []):
+        found.skipped.append(Skip(str(skip["case"]), str(skip["impl"]), str(skip["reason"])))
+    return found
 
 
-def evaluate(targets: Sequence[Target], medians: dict[Key, float]) -> list[Row]:
-    """Each target's verdict on ``medians``."""
+def load_medians(path: Path) -> dict[Key, float]:
+    """Median seconds of every benchmark in a pytest-benchmark JSON file, by (case, impl)."""
+    return load_results(path).medians()
+
+
+def evaluate(
+    targets: Sequence[Target], figures: dict[FigureKey, float], skipped: Sequence[Skip] = ()
+) -> list[Row]:
+    """Each target's verdict on ``figures``, by ``(case, impl, metric)``.
+
+    A target with a side not in ``figures`` is SKIPPED when ``skipped`` says
+    why (for that implementation, or for its whole case), else MISSING.
+    """
+    reasons = {(skip.case, skip.impl): skip.reason for skip in skipped}
+
+    def why(side: Key | None) -> str:
+        if side is None:
+            return ""
+        return reasons.get(side) or reasons.get((side[0], "all"), "")
+
     rows = []
     for target in targets:
-        subject = medians.get(target.subject)
-        baseline = medians.get(target.baseline) if target.baseline is not None else None
+        subject = figures.get((*target.subject, target.metric))
+        baseline = None
+        if target.baseline is not None:
+            baseline = figures.get((*target.baseline, target.metric))
         value: float | None
+        reason = ""
         if subject is None or (target.baseline is not None and baseline is None):
-            value, verdict = None, "MISSING"
+            reason = why(target.subject if subject is None else None) or why(target.baseline)
+            value, verdict = None, "SKIPPED" if reason else "MISSING"
+            spread = None
         else:
             value = subject / baseline if baseline is not None else subject
+            spread = _spread(target, figures)
             if target.limit is None:
                 verdict = "INFO"
             else:
                 verdict = "PASS" if value <= target.limit else "FAIL"
-        rows.append(Row(target, subject, baseline, value, verdict))
+        rows.append(Row(target, subject, baseline, value, verdict, reason, spread))
     return rows
+
+
+def _spread(target: Target, figures: dict[FigureKey, float]) -> tuple[float, float] | None:
+    """The lowest and highest value the quartiles allow, for a target on medians."""
+    if target.metric != "median":
+        return None
+    low, high = figures.get((*target.subject, "q1")), figures.get((*target.subject, "q3"))
+    if low is None or high is None:
+        return None
+    if target.baseline is None:
+        return low, high
+    base_low = figures.get((*target.baseline, "q1"))
+    base_high = figures.get((*target.baseline, "q3"))
+    if not base_low or not base_high:
+        return None
+    return low / base_high, high / base_low
+
+
+def skipped_impls(
+    cases: Sequence[Case], found: BenchFile
+) -> tuple[list[Skip], list[tuple[str, str]]]:
+    """The implementations of ``cases`` not measured in ``found``.
+
+    Returns those with a reason (from the file, or the catalogue's own
+    ``Impl.skip`` and ``Impl.missing``), and the ``(case, impl)`` of those
+    simply not in the file (a run of part of the suite).
+    """
+    measured = found.medians()
+    reasons = {(skip.case, skip.impl): skip.reason for skip in found.skipped}
+    with_reason: list[Skip] = []
+    absent: list[tuple[str, str]] = []
+    for case in cases:
+        for impl in case.impls:
+            key = (case.name, impl.impl)
+            if key in measured:
+                continue
+            reason = reasons.get(key) or impl.missing()
+            if reason:
+                with_reason.append(Skip(case.name, impl.impl, reason))
+            else:
+                absent.append(key)
+    return with_reason, absent
 
 
 def _seconds_or_dash(seconds: float | None) -> str:
@@ -304,6 +405,15 @@ def _format_value(row: Row) -> str:
     return f"{row.value:.3g}{speedup}"
 
 
+def _format_spread(row: Row) -> str:
+    if row.spread is None:
+        return "-"
+    low, high = row.spread
+    if row.target.baseline is None:
+        return f"{format_seconds(low)}-{format_seconds(high)}"
+    return f"{low:.3g}-{high:.3g}"
+
+
 def _format_limit(target: Target) -> str:
     if target.limit is None:
         return "-"
@@ -311,27 +421,43 @@ def _format_limit(target: Target) -> str:
     return f"<= {bound}" + (f" ({target.goal})" if target.goal else "")
 
 
-def render(rows: Sequence[Row]) -> str:
-    """The verdicts as a table, then the counts."""
-    header = ("check", "snakepit", "baseline", "ratio", "target", "result")
+def _format_check(row: Row) -> str:
+    return row.target.label + ("" if row.target.metric == "median" else f" [{row.target.metric}]")
+
+
+def render(
+    rows: Sequence[Row], skipped: Sequence[Skip] = (), absent: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The verdicts as a table, the counts, then what was skipped and why."""
+    header = ("check", "snakepit", "baseline", "ratio", "IQR range", "target", "result")
     cells = [
         (
-            row.target.label,
+            _format_check(row),
             _seconds_or_dash(row.subject),
             _seconds_or_dash(row.baseline),
             _format_value(row),
+            _format_spread(row),
             _format_limit(row.target),
             row.verdict,
         )
         for row in rows
     ]
     out = _columns(header, cells)
-    counts = {v: sum(r.verdict == v for r in rows) for v in ("PASS", "FAIL", "MISSING")}
+    verdicts = ("PASS", "FAIL", "INFO", "SKIPPED", "MISSING")
+    counts = {v: sum(r.verdict == v for r in rows) for v in verdicts}
     out.append("")
     out.append(
-        f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['MISSING']} missing "
-        "(ratio = snakepit median / baseline median; lower is better)"
+        f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['INFO']} for information, "
+        f"{counts['SKIPPED']} skipped, {counts['MISSING']} missing "
+        "(ratio = snakepit figure / baseline figure, lower is better; IQR range = from "
+        "snakepit's first quartile over the baseline's third to its third over the first)"
     )
+    if skipped:
+        out += ["", "skipped (not measured in this file):"]
+        out += [_bullet(f"{skip.case} / {skip.impl}: {skip.reason}") for skip in skipped]
+    if absent:
+        names = ", ".join(f"{case}/{impl}" for case, impl in absent)
+        out += ["", _bullet(f"not in this file (not run): {len(absent)}: {names}")]
     return "\n".join(out)
 
 

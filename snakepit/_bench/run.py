@@ -3,8 +3,12 @@
 Self-contained for an installed user: it needs neither the repository's
 ``bench/`` folder (the pytest-benchmark suite) nor pytest, yet measures that
 suite's cases, from the same catalogue (:mod:`snakepit._bench.cases`):
-zero-copy hand-off at each ``--sizes``, the no-op round trip, the echo of an
-array, crash recovery and the telemetry bus (see :func:`cases.cli_cases`).
+zero-copy hand-off at each ``--sizes``, the no-op round trip (against
+ProcessPoolExecutor, loky and a raw pipe), the echo of an array, crash
+recovery and the telemetry bus; without ``--quick`` also pool start-up,
+respawn, spinning under load, throughput and the 1 GiB cases against Ray
+(see :func:`cases.cli_cases`). loky and Ray are optional: a peer that is
+not installed is listed as skipped, with the reason.
 
 Every executor is warmed up first; each number is the median of
 ``time.perf_counter`` rounds, and is only reported next to a peer measured in
@@ -84,6 +88,7 @@ class BenchOptions:
     quick: bool = False
     sizes: tuple[int, ...] = DEFAULT_SIZES
     rounds: int | None = None
+    no_ray: bool = False
 
     def rounds_of(self, timed: Timed) -> int:
         """The rounds of ``timed`` in this run."""
@@ -194,12 +199,15 @@ def _run_case(case: Case, env: Env, options: BenchOptions, report: BenchReport) 
     measured: list[Measurement] = []
     for impl in case.impls:
         missing = impl.missing()
+        if missing is None and options.no_ray and "ray" in impl.requires:
+            missing = "--no-ray"
         if missing is not None:
             report.skipped.append(Skip(case.name, impl.impl, missing))
             continue
         with impl.prepare(env) as timed:
             median, rounds = measure(timed, options)
-        measured.append(Measurement(impl.impl, impl.label, median, rounds))
+            metrics = timed.metrics() if timed.metrics is not None else {}
+        measured.append(Measurement(impl.impl, impl.label, median, rounds, metrics))
     if len(measured) < 2 or measured[0].impl != case.impls[0].impl:
         report.skipped.append(Skip(case.name, "all", "snakepit or every peer was skipped"))
         return
@@ -220,6 +228,16 @@ def _notes(report: BenchReport, options: BenchOptions) -> None:
             "its number is the only recovery, shutting it down and starting a new "
             "executor. snakepit raises WorkerCrashedError for the one call and replaces "
             "the worker."
+        )
+    for result in report.cases:
+        for measured in (result.snakepit, *result.peers):
+            if measured.metrics:
+                shown = ", ".join(f"{k} {format_seconds(v)}" for k, v in measured.metrics.items())
+                report.notes.append(f"{result.title}: {measured.label}: {shown}")
+    if "startup" in ran:
+        report.notes.append(
+            "start-up: from the constructor until the first call returns; the pool "
+            "is shut down untimed before the next round."
         )
     if ran & {"telemetry-no-handler", "telemetry-one-handler"}:
         loop = _local.QUICK_LOOP if options.quick else _local.LOOP
@@ -245,6 +263,19 @@ def environment() -> dict[str, Any]:
     }
 
 
+#: Command lines of the workers of snakepit, ProcessPoolExecutor (spawn),
+#: loky, and of Ray's processes. Not the resource trackers (multiprocessing's
+#: and loky's), which live as long as this process by design.
+_WORKER_MARKS = (
+    "snakepit.worker",
+    "spawn_main",
+    "popen_loky_posix",
+    "ray::",
+    "raylet",
+    "gcs_server",
+)
+
+
 def _worker_children() -> list[psutil.Process]:
     """Worker processes (snakepit's or the peer's) still among our children."""
     found = []
@@ -252,12 +283,18 @@ def _worker_children() -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
             cmdline = " ".join(child.cmdline())
             if (
-                "snakepit.worker" in cmdline
-                or "spawn_main" in cmdline
+                any(mark in cmdline for mark in _WORKER_MARKS)
                 or child.status() == psutil.STATUS_ZOMBIE
             ):
                 found.append(child)
     return found
+
+
+def _is_ray(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        cmdline = " ".join(proc.cmdline())
+        return any(mark in cmdline for mark in ("ray::", "raylet", "gcs_server"))
+    return False
 
 
 def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> BenchReport:
@@ -265,11 +302,9 @@ def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> Ben
     report = BenchReport(environment=environment())
     env = Env()
     try:
-        if progress is not None:
-            print("starting snakepit.Pool and ProcessPoolExecutor ...", file=progress, flush=True)
-        env.pool()
-        env.peer()
-        for case in cases.cli_cases(tuple(options.sizes), options.echo_bytes):
+        # No pool is started up front: the start-up case forks, which is only
+        # safe before any pool thread exists (it runs first).
+        for case in cases.cli_cases(tuple(options.sizes), options.echo_bytes, options.quick):
             if progress is not None:
                 print(f"  {case.title} ...", file=progress, flush=True)
             _run_case(case, env, options, report)
@@ -278,6 +313,10 @@ def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> Ben
         env.close()
         zero_copy.trim()
         leftovers = _worker_children()
+        # Ray's processes exit on their own shortly after ray.shutdown(): not survivors.
+        ray = [p for p in leftovers if _is_ray(p)]
+        _, still = psutil.wait_procs(ray, timeout=5)
+        leftovers = [p for p in leftovers if p not in ray or p in still]
         for proc in leftovers:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
@@ -293,7 +332,9 @@ def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> Ben
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``snakepit bench``."""
     parser.add_argument(
-        "--quick", action="store_true", help="few rounds and a 10 MiB echo: done in seconds"
+        "--quick",
+        action="store_true",
+        help="few rounds, a 10 MiB echo, no start-up, load or 1 GiB cases: done in seconds",
     )
     parser.add_argument(
         "--sizes",
@@ -309,6 +350,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="rounds of every case (default: 200 for tiny calls down to 5 for the slowest)",
     )
+    parser.add_argument(
+        "--no-ray", action="store_true", help="do not start Ray, even when it is installed"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every measurement here")
     parser.add_argument("--plot", type=Path, metavar="PATH", help="write a PNG chart of the ratios")
 
@@ -318,7 +362,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.rounds is not None and args.rounds < 1:
         print("snakepit bench: --rounds must be at least 1", file=sys.stderr)
         return 2
-    options = BenchOptions(quick=args.quick, sizes=tuple(args.sizes), rounds=args.rounds)
+    options = BenchOptions(
+        quick=args.quick, sizes=tuple(args.sizes), rounds=args.rounds, no_ray=args.no_ray
+    )
     print(format_environment(environment()), flush=True)
     try:
         report = run_benchmarks(options, progress=sys.stderr)
