@@ -148,12 +148,17 @@ class _Sender:
         """A carrier's object as a flat descriptor of its shared block, or as
         pickle would reduce it (small, or not shareable)."""
         carrier = self.carriers[type(obj)]
-        found = carrier.to_block(obj, self.threshold)
-        if found is None:
-            return obj.__reduce_ex__(PROTOCOL)
-        array, extra = found
         try:
-            fields = fields_of(array)
+            # An array already shared (the common case) is described at once.
+            fields = fields_of(obj) if carrier is _numpy else None
+            if fields is not None:
+                array, extra = obj, None
+            else:
+                found = carrier.to_block(obj, self.threshold)
+                if found is None:
+                    return obj.__reduce_ex__(PROTOCOL)
+                array, extra = found
+                fields = fields_of(array)
         except DtypeError:
             fields = None  # a view with a dtype that cannot be named: pickle it
         if fields is None:

@@ -11,6 +11,7 @@ which know no descriptor class.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -389,6 +390,26 @@ def _cached_dtype_name(dtype: np.dtype[Any]) -> str:
     return name
 
 
+# id(array) -> (weak reference to it, its data's offset in its buffer).
+# ``__array_interface__`` builds a dict of several entries (microseconds);
+# an array's data pointer and base never change, so arrays sent again (a
+# shared input passed to every call) skip it. Bounded: cleared when full.
+_byte_offsets: dict[int, tuple[weakref.ref[np.ndarray[Any, Any]], int]] = {}
+_MAX_CACHED = 4096
+
+
+def _byte_offset(array: np.ndarray[Any, Any], buffer: _core.SharedBuffer) -> int:
+    key = id(array)
+    entry = _byte_offsets.get(key)
+    if entry is not None and entry[0]() is array:
+        return entry[1]
+    offset: int = array.__array_interface__["data"][0] - buffer.address
+    if len(_byte_offsets) >= _MAX_CACHED:
+        _byte_offsets.clear()
+    _byte_offsets[key] = (weakref.ref(array), offset)
+    return offset
+
+
 def fields_of(array: np.ndarray[Any, Any]) -> Fields | None:
     """The :data:`Fields` of a shared array, or None if it is not in shared
     memory (or its region was unlinked). DtypeError for a dtype that cannot
@@ -401,26 +422,52 @@ def fields_of(array: np.ndarray[Any, Any]) -> Fields | None:
         buffer.region_size,
         buffer.data_offset,
         buffer.nbytes,
-        array.__array_interface__["data"][0] - buffer.address,
+        _byte_offset(array, buffer),
         _cached_dtype_name(array.dtype),
         array.shape,
         array.strides,
     )
 
 
-def array_from_fields(fields: tuple[Any, ...], mode: RefMode) -> np.ndarray[Any, Any]:
-    """The array that :data:`Fields` from another process describe (checked
-    first: InvalidDescriptorError if they are malformed), as ``array_from_ref``."""
+# Fields already validated: a block received again (the same shared input
+# on every call) is not checked again. Values that merely compare equal to
+# checked ones (1.0 for 1, True for 1) are told apart by their types.
+_validated: set[tuple[Any, ...]] = set()
+_FIELD_TYPES = (str, int, int, int, int, str, tuple, tuple)
+
+
+def _checked_fields(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    try:
+        known = fields in _validated
+    except TypeError:  # unhashable: not fields we made; the checks say why
+        known = False
+    if (
+        known
+        and tuple(map(type, fields)) == _FIELD_TYPES
+        and set(map(type, fields[6] + fields[7])) <= _INT
+    ):
+        return fields
     if len(fields) != 8:
         raise InvalidDescriptorError(f"a block descriptor has 8 fields, not {len(fields)}")
-    region, region_size, offset, nbytes, byte_offset, dtype, shape, strides = fields
-    problem = view_problem(region, region_size, offset, nbytes, byte_offset, dtype, shape, strides)
-    if problem is None and region_size == 0:
+    problem = view_problem(*fields)
+    if problem is None and fields[1] == 0:
         problem = "region_size must not be 0"
     if problem is not None:
         raise InvalidDescriptorError(
-            f"malformed block descriptor for region {region!r}: {problem}", reason=problem
+            f"malformed block descriptor for region {fields[0]!r}: {problem}", reason=problem
         )
+    if len(_validated) >= _MAX_CACHED:
+        _validated.clear()
+    _validated.add(fields)
+    return fields
+
+
+def array_from_fields(fields: tuple[Any, ...], mode: RefMode) -> np.ndarray[Any, Any]:
+    """The array that :data:`Fields` from another process describe (checked
+    first: InvalidDescriptorError if they are malformed), as ``array_from_ref``."""
+    region, region_size, offset, nbytes, byte_offset, dtype, shape, strides = _checked_fields(
+        fields
+    )
     return _mapping.view(
         region,
         region_size,
