@@ -1,6 +1,6 @@
-"""A batch of small arrays whose total reaches the threshold travels through
-shared memory as one block, both ways, with the lifetimes of any shared
-argument or result."""
+"""A batch of small argument arrays whose total reaches the threshold travels
+through shared memory as one block, with the lifetimes of any shared
+argument; arrays the worker sends back from it stay in it."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _arrays(count: int) -> list[np.ndarray[Any, Any]]:
 
 
 @pytest.mark.parametrize("idempotent", [False, True])
-def test_a_batch_goes_and_comes_back_through_one_block(
+def test_a_batch_goes_through_one_block_and_comes_back_in_it(
     pool: snakepit.Pool, idempotent: bool
 ) -> None:
     arrays = _arrays(8)  # 4 MiB of 512 KiB arrays, each below the threshold
