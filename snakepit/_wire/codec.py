@@ -125,7 +125,15 @@ class _Sender:
     keeping the sent arrays (and their blocks) alive until the next GC.
     """
 
-    __slots__ = ("carriers", "keepalive", "receiver", "sink", "threshold", "transfers")
+    __slots__ = (
+        "carriers",
+        "copies",
+        "keepalive",
+        "receiver",
+        "sink",
+        "threshold",
+        "transfers",
+    )
 
     def __init__(self, receiver: int | None, threshold: int) -> None:
         self.receiver = receiver
@@ -134,6 +142,9 @@ class _Sender:
         self.keepalive: list[Any] = []
         self.transfers: list[TensorRef] = []
         self.sink = _bulk.OutOfBand()
+        # id(obj) -> (obj, its shared copy): a second pass (cloudpickle)
+        # reuses the copies of the first instead of copying again.
+        self.copies: dict[int, tuple[Any, Any]] = {}
 
     def reset(self) -> None:
         """Forget a failed pass (giving back the references it took)."""
@@ -141,6 +152,15 @@ class _Sender:
         self.transfers = []
         self.keepalive = []
         self.sink = _bulk.OutOfBand()
+
+    def _to_block(self, carrier: ModuleType, obj: Any) -> Any:
+        copied = self.copies.get(id(obj))
+        if copied is not None and copied[0] is obj:
+            return copied[1]
+        found = carrier.to_block(obj, self.threshold)
+        if found is not None and found[0] is not obj:
+            self.copies[id(obj)] = (obj, found)
+        return found
 
     def dispatch_table(self) -> dict[Any, Any]:
         """copyreg's reducers, and ours for the carriers' exact types: pickle
@@ -160,7 +180,7 @@ class _Sender:
             if fields is not None:
                 array, extra = obj, None
             else:
-                found = carrier.to_block(obj, self.threshold)
+                found = self._to_block(carrier, obj)
                 if found is None:
                     return obj.__reduce_ex__(PROTOCOL)
                 array, extra = found
@@ -206,8 +226,9 @@ class _FastPickler(pickle.Pickler):
     """The C pickler: plain data never calls back into Python."""
 
     def __init__(self, file: io.BytesIO, sender: _Sender) -> None:
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
+        # Before __init__: the C pickler reads its dispatch table there.
         self.dispatch_table = sender.dispatch_table()
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
 
 
 class _BytesPickler(_FastPickler):
@@ -225,10 +246,11 @@ class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle: functions from ``__main__``, lambdas and closures by value."""
 
     def __init__(self, file: io.BytesIO, sender: _Sender) -> None:
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
         table = dict(cloudpickle.Pickler.dispatch_table)
         table.update(sender.dispatch_table())
+        # Before __init__: the C pickler reads its dispatch table there.
         self.dispatch_table = table
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
 
 
 def _owner(region: str) -> int:

@@ -153,3 +153,26 @@ def test_a_bad_field_is_an_invalid_descriptor_error(shared: np.ndarray[Any, Any]
     fields = _fields(shared)
     with pytest.raises(InvalidDescriptorError, match="region_size"):
         zero_copy._ref.array_from_fields((*fields[:1], 0, *fields[2:]), "borrow")
+
+
+def test_a_second_pass_reuses_the_copies_of_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snakepit.zero_copy import _numpy
+
+    calls: list[int] = []
+    real = _numpy.to_block
+
+    def counted(obj: Any, threshold: int) -> Any:
+        calls.append(1)
+        return real(obj, threshold)
+
+    monkeypatch.setattr(_numpy, "to_block", counted)
+    big = np.arange(2 * MIB // 8, dtype=np.float64)
+    # The word makes the payload go through cloudpickle after the C pickler.
+    encoded = codec.encode([big, "__main__"])
+    assert len(calls) == 1  # one copy into shared memory, not one per pass
+    assert len(encoded.keepalive) == 1
+    assert encoded.bulk is None  # the array went as a descriptor in both passes
+    assert len(encoded.payload) < 4096
+    back = codec.decode(encoded.blob)
+    assert np.array_equal(back[0], big)
+    assert snakepit.is_shared(back[0])
