@@ -9,6 +9,12 @@ of :mod:`snakepit.zero_copy` (see ``zero_copy/_numpy.py`` for the protocol),
 listed once in :data:`CARRIERS`; torch and pyarrow are only consulted when the
 process has already imported them. Functions and lambdas that pickle cannot
 send by reference go through cloudpickle.
+
+The C pickler does the work: plain data and instances of importable
+classes never call back into Python. A dispatch table names the carriers'
+exact types only, and turns their objects into one flat tuple of ints and
+strings (the block's fields), which the decoder validates; small arrays'
+data travels out of band (see :mod:`snakepit._wire._bulk`).
 """
 
 from __future__ import annotations
