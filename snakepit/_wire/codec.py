@@ -9,54 +9,64 @@ of :mod:`snakepit.zero_copy` (see ``zero_copy/_numpy.py`` for the protocol),
 listed once in :data:`CARRIERS`; torch and pyarrow are only consulted when the
 process has already imported them. Functions and lambdas that pickle cannot
 send by reference go through cloudpickle.
+
+The C pickler does the work: plain data and instances of importable
+classes never call back into Python. A dispatch table names the carriers'
+exact types only, and turns their objects into one flat tuple of ints and
+strings (the block's fields), which the decoder validates; small arrays'
+data travels out of band (see :mod:`snakepit._wire._bulk`).
 """
 
 from __future__ import annotations
 
+import copyreg
 import io
 import pickle
 from dataclasses import dataclass, field
-from types import FunctionType, ModuleType
+from types import ModuleType
 from typing import Any
 
 import cloudpickle
 import numpy as np
 
 from snakepit._core import bytes_copy
-from snakepit.errors import SerializationError, SharedMemoryError
+from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     _arrow,  # pyarrow itself is imported on first use only
     _numpy,
     _torch,  # likewise torch: never imported here
 )
-from snakepit.zero_copy._ref import TensorRef
+from snakepit.zero_copy._ref import Fields, TensorRef, array_from_fields, fields_of
 from snakepit.zero_copy._runtime import (
-    array_from_ref,
     drop_transfer_ref,
     take_transfer_ref,
     threshold_bytes,
 )
 
-from ._pickling import two_pass
+from . import _bulk
+from ._bulk import OUT_OF_BAND_BYTES
 from .protocol import could_be_ctrl_c
 
 PROTOCOL = 5
 _TAG_BYTES = "snakepit.bytes"
+#: Whether results (encoded for a ``receiver``) send small arrays in bulk
+#: too. Measured slower than the frame for results at every size from 1 to
+#: 256 MiB (1.1-1.9x, in the same runs where arguments in bulk were 2-5x
+#: faster from 4 MiB up): the worker's new block is memory its arena has not
+#: reused yet, while the caller's arena is warm. Decoding handles both.
+BULK_RESULTS = False
 
 #: Every kind of data that travels through shared memory: the one registry.
 #: A new kind is one carrier module, added here.
 CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow)
 _BY_TAG: dict[str, ModuleType] = {carrier.tag: carrier for carrier in CARRIERS}
 
-
-#: Blobs and buffers at least this large travel beside the pickle, as raw
-#: bytes of the frame, instead of being copied into it.
-OUT_OF_BAND_BYTES = 1 << 16
-
-Blob = tuple[Any, tuple[Any, ...]]
-"""A payload as it travels in a frame: the pickle, then its out-of-band
-buffers, each a ``pickle.PickleBuffer`` when sent and a ``memoryview`` into the
-received frame when it arrives (see :mod:`snakepit._wire.protocol`)."""
+Blob = tuple[Any, ...]
+"""A payload as it travels in a frame: ``(pickle, buffers)``, its out-of-band
+buffers each a ``pickle.PickleBuffer`` when sent and a ``memoryview`` into the
+received frame when it arrives (see :mod:`snakepit._wire.protocol`); or
+``(pickle, (), bulk)`` when they travel in one shared block (``bulk`` names
+it, see :mod:`snakepit._wire._bulk`)."""
 
 
 @dataclass
@@ -64,13 +74,15 @@ class Encoded:
     """A payload plus what must stay alive until the receiver is done with it.
 
     ``buffers`` are the out-of-band parts of the pickle (large ``bytes`` and
-    array data), read when the frame is sent.
+    array data), read when the frame is sent; ``bulk`` names the shared block
+    that carries them instead, when their total reached the threshold.
     """
 
     payload: bytes
     keepalive: list[Any] = field(default_factory=list)
     transfers: list[TensorRef] = field(default_factory=list)
     buffers: list[pickle.PickleBuffer] = field(default_factory=list)
+    bulk: tuple[Any, ...] | None = None
 
     @property
     def blob(self) -> Blob:
@@ -78,16 +90,14 @@ class Encoded:
         payload: Any = self.payload
         if len(payload) >= OUT_OF_BAND_BYTES:
             payload = pickle.PickleBuffer(payload)
+        if self.bulk is not None:
+            return payload, (), self.bulk
         return payload, tuple(self.buffers)
 
     @property
     def size(self) -> int:
         """Bytes on the wire: the pickle and its out-of-band buffers."""
         return len(self.payload) + sum(buffer.raw().nbytes for buffer in self.buffers)
-
-
-class _NeedsCloudpickleError(Exception):
-    """Raised by the fast pickler for objects only cloudpickle sends correctly."""
 
 
 # Carrier tables by the carriers' type sets (which change only when a
@@ -107,157 +117,179 @@ def _carrier_table() -> dict[type, ModuleType]:
     return table
 
 
-class _ArrayIds:
-    """Persistent ids that turn the carriers' kinds into shared-memory descriptors."""
-
-    by_value_check = False
-    receiver: int | None
-    threshold: int
-    buffers: list[pickle.PickleBuffer]
-    keepalive: list[Any]
-    transfers: list[TensorRef]
-    carriers: dict[type, ModuleType]
-
-    def __init__(
-        self, file: io.BytesIO, *, receiver: int | None, threshold: int, snapshot: bool
-    ) -> None:
-        sink = _OutOfBand(snapshot)
-        # Not a bound method: pickler -> callback -> pickler would be a cycle,
-        # keeping the sent arrays (and their blocks) alive until the next GC.
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=sink)  # type: ignore[call-arg]
-        self._setup(receiver, threshold, sink.buffers)
-
-    def _setup(
-        self, receiver: int | None, threshold: int, buffers: list[pickle.PickleBuffer]
-    ) -> None:
-        self.receiver = receiver
-        self.threshold = threshold
-        self.keepalive = []
-        self.transfers = []
-        self.buffers = buffers
-        self.carriers = _carrier_table()
-
-    def persistent_id(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind is bytes:
-            if len(obj) < OUT_OF_BAND_BYTES:
-                return None
-            # The buffer in the id goes out of band, in pickle's own order.
-            return (_TAG_BYTES, pickle.PickleBuffer(obj))
-        # `in`, not .get(): most objects are no carrier's, and an operator
-        # costs less than a method call (this runs for every object pickled).
-        if kind not in self.carriers:
-            # Plain pickle would send these by reference, and a worker's
-            # __main__ is not the caller's: only cloudpickle sends them by value.
-            if (
-                self.by_value_check
-                and (kind is FunctionType or kind is type)
-                and obj.__module__ == "__main__"
-            ):
-                raise _NeedsCloudpickleError
-            return None
-        carrier = self.carriers[kind]
-        found = carrier.to_block(obj, self.threshold)
-        if found is None:
-            return None
-        array, ref, extra = found
-        # The sender keeps every shared array alive until the receiver is done.
-        self.keepalive.append(array)
-        transferred = not (self.receiver is None or _owner(ref) == self.receiver)
-        if transferred:
-            ref = take_transfer_ref(array)
-            self.transfers.append(ref)
-        # else borrowed: the receiver owns the block or the sender outlives its use.
-        # (tag, ref, transferred[, extra]): no extra for plain arrays, which
-        # keeps their ids one object (one persistent_id call) shorter.
-        if extra is None:
-            return (carrier.tag, ref, transferred)
-        return (carrier.tag, ref, transferred, extra)
+def _shared(*fields: Any) -> Any:
+    """The name under which descriptors are pickled: only :func:`decode`
+    opens them (its unpickler resolves this name to its own loader)."""
+    raise pickle.UnpicklingError("a snakepit descriptor is opened by snakepit's codec only")
 
 
-class _OutOfBand:
-    """Pickle's ``buffer_callback`` for protocol-5 buffers (array data): says
-    which travel beside the pickle (returns False) and collects them.
+class _Sender:
+    """One encoding's state: the carriers' reducer, the out-of-band buffers,
+    and what the receiver needs kept alive or handed over.
 
-    Small ones are copied in. Large ones travel beside the pickle: as they
-    are when the frame goes out at once (a worker's result), as a copy taken
-    now when the payload must be a snapshot (call arguments: the caller may
-    change an array after ``submit``). Either way the receiver's arrays are
-    views of the frame, not copies of it.
+    Apart from any pickler: pickler -> reducer -> pickler would be a cycle,
+    keeping the sent arrays (and their blocks) alive until the next GC.
     """
 
-    __slots__ = ("buffers", "snapshot")
+    __slots__ = (
+        "carriers",
+        "copies",
+        "keepalive",
+        "receiver",
+        "sink",
+        "threshold",
+        "transfers",
+    )
 
-    def __init__(self, snapshot: bool) -> None:
-        self.snapshot = snapshot
-        self.buffers: list[pickle.PickleBuffer] = []
+    def __init__(self, receiver: int | None, threshold: int) -> None:
+        self.receiver = receiver
+        self.threshold = threshold
+        self.carriers = _carrier_table()
+        self.keepalive: list[Any] = []
+        self.transfers: list[TensorRef] = []
+        self.sink = _bulk.OutOfBand()
+        # id(obj) -> (obj, its shared copy): a second pass (cloudpickle)
+        # reuses the copies of the first instead of copying again.
+        self.copies: dict[int, tuple[Any, Any]] = {}
 
-    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
-        raw = buffer.raw()
-        if raw.nbytes < OUT_OF_BAND_BYTES:
-            return True
-        self.buffers.append(_copy_of(buffer) if self.snapshot else buffer)
-        return False
+    def reset(self) -> None:
+        """Forget a failed pass (giving back the references it took)."""
+        drop_transfers(self.transfers)
+        self.transfers = []
+        self.keepalive = []
+        self.sink = _bulk.OutOfBand()
+
+    def _to_block(self, carrier: ModuleType, obj: Any) -> Any:
+        copied = self.copies.get(id(obj))
+        if copied is not None and copied[0] is obj:
+            return copied[1]
+        found = carrier.to_block(obj, self.threshold)
+        if found is not None and found[0] is not obj:
+            self.copies[id(obj)] = (obj, found)
+        return found
+
+    def dispatch_table(self) -> dict[Any, Any]:
+        """copyreg's reducers, and ours for the carriers' exact types: pickle
+        calls back into Python for those objects only."""
+        table: dict[Any, Any] = dict(copyreg.dispatch_table)
+        for kind in self.carriers:
+            table[kind] = self.reduce
+        return table
+
+    def reduce(self, obj: Any) -> Any:
+        """A carrier's object as a flat descriptor of its shared block, or as
+        pickle would reduce it (small, or not shareable)."""
+        carrier = self.carriers[type(obj)]
+        try:
+            # An array already shared (the common case) is described at once.
+            fields = fields_of(obj) if carrier is _numpy else None
+            if fields is not None:
+                array, extra = obj, None
+            else:
+                found = self._to_block(carrier, obj)
+                if found is None:
+                    return obj.__reduce_ex__(PROTOCOL)
+                array, extra = found
+                fields = fields_of(array)
+        except DtypeError:
+            fields = None  # a view with a dtype that cannot be named: pickle it
+        if fields is None:
+            return obj.__reduce_ex__(PROTOCOL)
+        # The sender keeps every shared array alive until the receiver is done.
+        self.keepalive.append(array)
+        transferred = self._transferred(fields, array)
+        # Flat: the pickler writes these at C speed, no object per descriptor.
+        return _shared, (carrier.tag, transferred, *fields, extra)
+
+    def _transferred(self, fields: Fields, array: np.ndarray[Any, Any]) -> bool:
+        """Whether the block travels with a reference for the receiver (taken now)."""
+        if self.receiver is None or _owner(fields[0]) == self.receiver:
+            # Borrowed: the receiver owns the block or the sender outlives its use.
+            return False
+        self.transfers.append(take_transfer_ref(array))
+        return True
+
+    def finish(self, payload: bytes, snapshot: bool) -> Encoded:
+        """The encoding: out-of-band buffers in one shared block from the
+        threshold up, else beside the pickle (copies if ``snapshot``)."""
+        sink = self.sink
+        buffers = sink.buffers
+        bulk = None
+        if sink.bulk(self.threshold) and (self.receiver is None or BULK_RESULTS):
+            block, spans = _bulk.pack(buffers)
+            fields = fields_of(block)
+            assert fields is not None  # allocated in the arena
+            self.keepalive.append(block)
+            transferred = self._transferred(fields, block)
+            bulk = (transferred, *fields[:4], spans)
+            buffers = []
+        elif snapshot:
+            buffers = [_bulk.copy_of(buffer) for buffer in buffers]
+        return Encoded(payload, self.keepalive, self.transfers, buffers, bulk)
 
 
-def _copy_of(buffer: pickle.PickleBuffer) -> pickle.PickleBuffer:
-    """A buffer the caller can no longer change (``bytes`` cannot change at all)."""
-    raw = buffer.raw()
-    if type(raw.obj) is bytes:
-        return buffer
-    return pickle.PickleBuffer(bytearray(raw))  # stays writable
+class _FastPickler(pickle.Pickler):
+    """The C pickler: plain data never calls back into Python."""
+
+    def __init__(self, file: io.BytesIO, sender: _Sender) -> None:
+        # Before __init__: the C pickler reads its dispatch table there.
+        self.dispatch_table = sender.dispatch_table()
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
 
 
-def snapshot(blob: Blob) -> Blob:
-    """``blob`` with its out-of-band array data copied, for a payload encoded
-    with ``snapshot=False`` that will not be sent at once after all (a queued
-    call: the caller may change its arrays after ``submit`` returns)."""
-    payload, buffers = blob
-    return payload, tuple(_copy_of(buffer) for buffer in buffers)
+class _BytesPickler(_FastPickler):
+    """For plain containers holding large ``bytes``, which the C pickler
+    would copy into the pickle: they go out of band as persistent ids."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is bytes and len(obj) >= OUT_OF_BAND_BYTES:
+            # The buffer in the id goes out of band, in pickle's own order.
+            return (_TAG_BYTES, pickle.PickleBuffer(obj))
+        return None
 
 
-class _FastPickler(_ArrayIds, pickle.Pickler):
-    """The C pickler: most messages need nothing more."""
-
-    by_value_check = True
-
-
-class _CloudPickler(_ArrayIds, cloudpickle.Pickler):  # type: ignore[misc]
+class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
     """cloudpickle: functions from ``__main__``, lambdas and closures by value."""
 
+    def __init__(self, file: io.BytesIO, sender: _Sender) -> None:
+        table = dict(cloudpickle.Pickler.dispatch_table)
+        table.update(sender.dispatch_table())
+        # Before __init__: the C pickler reads its dispatch table there.
+        self.dispatch_table = table
+        super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
 
-def _owner(ref: TensorRef) -> int:
-    return int(ref.region.split("-", 2)[1])
+
+def _owner(region: str) -> int:
+    return int(region.split("-", 2)[1])
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(
-        self,
-        file: Any,
-        *,
-        keep: bool,
-        borrowed: list[np.ndarray[Any, Any]] | None,
-        buffers: tuple[Any, ...],
-    ) -> None:
-        super().__init__(file, buffers=buffers or None)
+class _Opener:
+    """Opens flat descriptors for one decoding (what ``_shared`` names in it).
+
+    Apart from the unpickler: its memo holds what ``find_class`` returned,
+    and a method of the unpickler there would be a cycle keeping every
+    decoded object alive until the next GC.
+    """
+
+    __slots__ = ("borrowed", "keep")
+
+    def __init__(self, keep: bool, borrowed: list[np.ndarray[Any, Any]] | None) -> None:
         self.keep = keep
         self.borrowed = borrowed
 
-    def persistent_load(self, pid: Any) -> Any:
-        if type(pid) is not tuple or not 3 <= len(pid) <= 4 or pid[0] not in _BY_TAG:
-            if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_BYTES:
-                return bytes_copy(pid[1])
-            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        carrier = _BY_TAG[pid[0]]
-        ref, transferred = pid[1], pid[2]
-        extra = pid[3] if len(pid) == 4 else None
-        if type(ref) is not TensorRef:
-            raise pickle.UnpicklingError(f"expected a TensorRef, got {type(ref).__name__}")
+    def __call__(self, *fields: Any) -> Any:
+        """A carrier's object over the block a flat descriptor names."""
+        if len(fields) != 11:
+            raise pickle.UnpicklingError(f"a descriptor has 11 fields, not {len(fields)}")
+        tag, transferred, extra = fields[0], fields[1], fields[10]
+        carrier = _BY_TAG.get(tag) if type(tag) is str else None
+        if carrier is None or type(transferred) is not bool:
+            raise pickle.UnpicklingError(f"unknown descriptor {tag!r}, {transferred!r}")
         if transferred:
-            return carrier.from_block(array_from_ref(ref, mode="adopt"), extra)
+            return carrier.from_block(array_from_fields(fields[2:10], "adopt"), extra)
         if self.keep:
-            return carrier.from_block(array_from_ref(ref, mode="acquire"), extra)
-        array = array_from_ref(ref, mode="borrow")
+            return carrier.from_block(array_from_fields(fields[2:10], "acquire"), extra)
+        array = array_from_fields(fields[2:10], "borrow")
         obj = carrier.from_block(array, extra)
         if self.borrowed is not None:
             # The object holds the array: a call that keeps the object keeps
@@ -266,25 +298,46 @@ class _Unpickler(pickle.Unpickler):
         return obj
 
 
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: Any, *, opener: _Opener, buffers: Any) -> None:
+        super().__init__(file, buffers=buffers or None)
+        self.opener = opener
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "_shared" and module == __name__:
+            return self.opener
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_BYTES:
+            return bytes_copy(pid[1])
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
 #: Values made only of these types pickle the same with the plain C pickler,
 #: which skips building a pickler object: the common small call is cheaper.
-_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
-_SCALARS = _PLAIN_TYPES - {bytes}
+_SCALARS = frozenset({type(None), bool, int, float, complex, str})
 _STR = frozenset({str})
-#: Most elements :func:`_is_plain` looks at before it gives up and lets the
-#: pickler (with its per-object hook) decide.
+#: Most elements :func:`_scan` looks at before it gives up and lets the
+#: pickler decide (which costs nothing more for plain data).
 _PLAIN_BUDGET = 4096
+_PLAIN, _BIG_BYTES, _OTHER = range(3)
+#: In every pickle that names something in ``__main__`` (which a worker's
+#: ``__main__`` does not have): such payloads go through cloudpickle.
+_MAIN = b"__main__"
 
 
-def _is_plain(obj: Any) -> bool:
-    """Whether ``obj`` holds only scalars, small bytes, lists, tuples and
-    str-keyed dicts, so the C pickler can take it without any hook.
+def _scan(obj: Any) -> int:
+    """``_PLAIN`` if ``obj`` holds only scalars, small bytes, lists, tuples
+    and str-keyed dicts (the C pickler takes it as it is), ``_BIG_BYTES`` if
+    large ``bytes`` are among them, ``_OTHER`` for anything else.
 
     Flat containers are checked at C speed (the set of their item types);
     the walk stops after ``_PLAIN_BUDGET`` elements, so a huge argument costs
-    a bounded look before the hooked pickler takes it.
+    a bounded look.
     """
     budget = _PLAIN_BUDGET
+    found = _PLAIN
     stack = [obj]
     while stack:
         item = stack.pop()
@@ -293,35 +346,36 @@ def _is_plain(obj: Any) -> bool:
             continue
         if kind is bytes:
             if len(item) >= OUT_OF_BAND_BYTES:
-                return False
+                found = _BIG_BYTES
             continue
         if kind is tuple or kind is list:
             budget -= 1 + len(item)
             if budget < 0:
-                return False
+                return _OTHER
             if set(map(type, item)) <= _SCALARS:
                 continue
             stack.extend(item)
         elif kind is dict:
             budget -= 1 + len(item)
             if budget < 0 or not set(map(type, item)) <= _STR:
-                return False
+                return _OTHER
             values = item.values()
             if set(map(type, values)) <= _SCALARS:
                 continue
             stack.extend(values)
         else:
-            return False
-    return True
+            return _OTHER
+    return found
 
 
 def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> Encoded:
     """Pickle ``obj``; shared arrays become descriptors.
 
     Large ``bytes`` and the data of arrays too small for shared memory travel
-    out of band. With ``snapshot=True`` arrays' data are copied now (the
-    caller may change them before the frame is sent); ``snapshot=False`` is
-    for a sender that sends at once (a worker's result, a call given to an
+    out of band: beside the pickle, or in one shared block when their total
+    reaches the threshold. With ``snapshot=True`` arrays' data are copied now
+    (the caller may change them before the frame is sent); ``snapshot=False``
+    is for a sender that sends at once (a worker's result, a call given to an
     idle worker) or calls :func:`snapshot` before it lets the caller go on.
 
     Without ``receiver`` every descriptor is lent: the caller keeps
@@ -332,36 +386,50 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     receiver itself on decode.
     Raises SerializationError(direction="encode") on failure.
     """
-    if _is_plain(obj):
+    found = _scan(obj)
+    if found == _PLAIN:
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
-    threshold = threshold_bytes()
-
-    def fast(file: io.BytesIO) -> Any:
-        return _FastPickler(file, receiver=receiver, threshold=threshold, snapshot=snapshot)
-
-    def cloud(file: io.BytesIO) -> Any:
-        return _CloudPickler(file, receiver=receiver, threshold=threshold, snapshot=snapshot)
-
+    sender = _Sender(receiver, threshold_bytes())
     try:
-        payload, pickler = two_pass(
-            obj,
-            fast,
-            cloud,
-            # Out of shared memory (or cap): say so, not "cannot serialize".
-            passthrough=(SharedMemoryError,),
-            cleanup=_drop_pickler_transfers,
-        )
+        try:
+            payload = _dump(_BytesPickler if found == _BIG_BYTES else _FastPickler, obj, sender)
+            # Plain pickle names functions and classes of ``__main__`` (which
+            # the receiver's is not): only cloudpickle sends them by value.
+            retry = found == _OTHER and _MAIN in payload
+        except SharedMemoryError:
+            raise
+        except Exception:
+            retry = True  # lambdas, closures, local classes
+        if retry:
+            sender.reset()
+            payload = _dump(_CloudPickler, obj, sender)
+        return sender.finish(payload, snapshot)
     except SharedMemoryError:
+        # Out of shared memory (or cap): say so, not "cannot serialize".
+        drop_transfers(sender.transfers)
         raise
     except Exception as exc:
+        drop_transfers(sender.transfers)
         raise SerializationError(
             f"cannot serialize {type(obj).__name__}: {exc}", direction="encode"
         ) from exc
-    return Encoded(payload, pickler.keepalive, pickler.transfers, pickler.buffers)
 
 
-def _drop_pickler_transfers(pickler: Any) -> None:
-    drop_transfers(pickler.transfers)
+def _dump(pickler: type[_FastPickler] | type[_CloudPickler], obj: Any, sender: _Sender) -> bytes:
+    file = io.BytesIO()
+    pickler(file, sender).dump(obj)
+    return file.getvalue()
+
+
+def snapshot(blob: Blob) -> Blob:
+    """``blob`` with its out-of-band array data copied, for a payload encoded
+    with ``snapshot=False`` that will not be sent at once after all (a queued
+    call: the caller may change its arrays after ``submit`` returns). Data
+    in a shared block is a copy already."""
+    if len(blob) != 2:
+        return blob
+    payload, buffers = blob
+    return payload, tuple(_bulk.copy_of(buffer) for buffer in buffers)
 
 
 def drop_transfers(refs: list[TensorRef]) -> None:
@@ -386,10 +454,14 @@ def decode(
     as it lives (results in the supervisor).
     Raises SerializationError(direction="decode") on failure.
     """
+    bulk = None
     if type(blob) is tuple:
-        if len(blob) != 2 or type(blob[1]) is not tuple:
+        if len(blob) == 3 and blob[1] == ():
+            payload, buffers, bulk = blob
+        elif len(blob) == 2 and type(blob[1]) is tuple:
+            payload, buffers = blob
+        else:
             raise SerializationError("malformed payload", direction="decode")
-        payload, buffers = blob
     else:
         payload, buffers = blob, ()
     if type(payload) is pickle.PickleBuffer:  # a blob made in this process
@@ -404,7 +476,10 @@ def decode(
         else _ViewReader(payload)
     )
     try:
-        return _Unpickler(source, keep=keep, borrowed=borrowed, buffers=buffers).load()
+        if bulk is not None:
+            buffers = _bulk.open_spans(bulk, keep, borrowed)
+        opener = _Opener(keep, borrowed)
+        return _Unpickler(source, opener=opener, buffers=buffers).load()
     except BaseException as exc:
         # A payload may unpickle into a raised SystemExit or KeyboardInterrupt
         # (a __reduce__ that calls sys.exit): that is bad data, not a request

@@ -26,7 +26,7 @@ from snakepit.errors import InvalidDescriptorError, SharedMemoryError
 from ._arena import empty
 from ._dtypes import dtype_name
 from ._mapping import RefMode
-from ._ref import Descriptor, TensorRef, array_from_ref, describe, tensor_ref_of, with_ref
+from ._ref import Descriptor, TensorRef, array_from_ref, describe, tensor_ref_of
 
 #: What a receiver rebuilds from the stream: a pyarrow.Table, a
 #: pyarrow.RecordBatch, or a pandas.DataFrame (``Table.to_pandas()``).
@@ -302,9 +302,9 @@ def types() -> frozenset[type]:
     return frame_types()
 
 
-def to_block(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], TensorRef, str] | None:
-    """For the codec: the stream's shared array, its TensorRef and the kind."""
-    return with_ref(block_of(obj, threshold))
+def to_block(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | None:
+    """For the codec: the stream's shared array and the kind."""
+    return block_of(obj, threshold)
 
 
 def from_block(array: np.ndarray[Any, Any], extra: object) -> Any:

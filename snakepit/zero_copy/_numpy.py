@@ -6,9 +6,9 @@ A carrier is a module with four names, used by the codec
 * ``tag``: names the kind in a payload;
 * ``types()``: the exact types it carries now (empty while the library the
   kind belongs to is not imported: such a process has no such objects);
-* ``to_block(obj, threshold)``: ``(array, ref, extra)`` (the shared array
-  holding the data, its TensorRef and what the receiver needs besides, which
-  must pickle plainly) or None to let pickle handle ``obj``;
+* ``to_block(obj, threshold)``: ``(array, extra)`` (the shared array
+  holding the data and what the receiver needs besides, a str or None) or
+  None to let pickle handle ``obj``; the codec describes the array;
 * ``from_block(array, extra)``: the object rebuilt over the received array,
   without copying; it validates ``extra`` (which comes from another process).
 
@@ -25,7 +25,7 @@ import numpy as np
 from snakepit.errors import DtypeError, InvalidDescriptorError
 
 from ._arena import share_array
-from ._ref import TensorRef, describe
+from ._mapping import sendable_buffer
 
 tag = "snakepit.array"
 _TYPES: frozenset[type] = frozenset({np.ndarray})
@@ -36,24 +36,19 @@ def types() -> frozenset[type]:
     return _TYPES
 
 
-def to_block(
-    obj: np.ndarray[Any, Any], threshold: int
-) -> tuple[np.ndarray[Any, Any], TensorRef, None] | None:
-    """The shared array for ``obj`` (itself if already shared) and its TensorRef."""
+def to_block(obj: np.ndarray[Any, Any], threshold: int) -> tuple[np.ndarray[Any, Any], None] | None:
+    """The shared array for ``obj``: itself if already shared, else a copy
+    (at or above ``threshold`` bytes)."""
     if obj.dtype.hasobject:
         return None
-    ref = describe(obj)
-    if ref is None:
+    if sendable_buffer(obj) is None:
         if obj.nbytes < threshold:
             return None
         try:
             obj = share_array(obj)
         except DtypeError:
             return None  # e.g. structured dtypes: plain pickling still works
-        ref = describe(obj)
-        if ref is None:  # cannot happen: share_array() allocates in the arena
-            return None
-    return obj, ref, None
+    return obj, None
 
 
 def from_block(array: np.ndarray[Any, Any], extra: object) -> np.ndarray[Any, Any]:

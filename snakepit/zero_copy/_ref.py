@@ -11,9 +11,10 @@ which know no descriptor class.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ MAX_NDIM = 64
 #: No size, offset or stride may reach this: it keeps every value inside the
 #: C core's 64-bit arithmetic and far above any real region (2**46 bytes).
 MAX_FIELD = 1 << 62
+_INT = frozenset({int})
 
 
 def layout_problem(dtype: object, shape: object, strides: object) -> str | None:
@@ -43,14 +45,20 @@ def layout_problem(dtype: object, shape: object, strides: object) -> str | None:
         return "shape and strides must be tuples"
     if len(shape) > MAX_NDIM or len(shape) != len(strides):
         return f"shape {shape!r} and strides {strides!r} disagree"
-    if any(type(d) is not int or not 0 <= d < MAX_FIELD for d in shape):
+    # Set and min/max over the tuples: C speed, this runs for every array received.
+    if shape and (not set(map(type, shape)) <= _INT or min(shape) < 0 or max(shape) >= MAX_FIELD):
         return f"shape {shape!r} must hold ints in [0, 2**62)"
-    if any(type(s) is not int or abs(s) >= MAX_FIELD for s in strides):
+    if strides and (
+        not set(map(type, strides)) <= _INT
+        or min(strides) <= -MAX_FIELD
+        or max(strides) >= MAX_FIELD
+    ):
         return f"strides {strides!r} must hold ints in (-2**62, 2**62)"
     # numpy refuses shapes whose non-zero dimensions multiply past its index
     # range, even when another dimension is 0: check before it is asked.
     itemsize = numpy_dtype(dtype).itemsize
-    if math.prod(max(d, 1) for d in shape) * itemsize >= MAX_FIELD:
+    elements = math.prod(shape) if 0 not in shape else math.prod([d for d in shape if d])
+    if elements * itemsize >= MAX_FIELD:
         return f"shape {shape!r} describes more than 2**62 bytes"
     return None
 
@@ -69,6 +77,49 @@ def view_extent(
         else:
             high += span
     return (low, high + numpy_dtype(dtype).itemsize)
+
+
+def view_problem(
+    region: object,
+    region_size: object,
+    offset: object,
+    nbytes: Any,
+    byte_offset: Any,
+    dtype: Any,
+    shape: Any,
+    strides: Any,
+) -> str | None:
+    """What is wrong with the fields of a view of a shared block, or None.
+
+    The fields of a :class:`TensorRef` (and of the codec's flat descriptors),
+    which come from another process: checked before any arithmetic on them.
+    """
+    fields = (offset, nbytes, byte_offset, region_size)
+    if not set(map(type, fields)) <= _INT or min(fields) < 0 or max(fields) >= MAX_FIELD:
+        names = ("offset", "nbytes", "byte_offset", "region_size")
+        for name, value in zip(names, fields, strict=True):
+            if type(value) is not int or not 0 <= value < MAX_FIELD:
+                return f"{name} must be an int in [0, 2**62), got {value!r}"
+    if not isinstance(region, str):
+        return "region and id must be str"
+    problem = layout_problem(dtype, shape, strides)
+    if problem is not None:
+        return problem
+    low, high = view_extent(dtype, shape, strides, byte_offset)
+    logical = math.prod(shape) * numpy_dtype(dtype).itemsize
+    if logical > nbytes:
+        # Only overlapping strides (0 among them) view more elements than
+        # the block holds; no array snakepit shares has them.
+        return (
+            f"view of {logical} bytes (shape {shape}, strides {strides}) "
+            f"over a block of {nbytes} bytes"
+        )
+    if low < 0 or high > nbytes:
+        return (
+            f"view spans bytes [{low}, {high}) of a block of {nbytes} bytes "
+            f"(shape {shape}, strides {strides}, byte_offset {byte_offset})"
+        )
+    return None
 
 
 class Descriptor:
@@ -184,34 +235,23 @@ class TensorRef(StridedDescriptor):
         return self.byte_offset
 
     def _problem(self) -> str | None:
-        for field in ("offset", "nbytes", "byte_offset", "region_size"):
-            value = getattr(self, field)
-            if type(value) is not int or not 0 <= value < MAX_FIELD:
-                return f"{field} must be an int in [0, 2**62), got {value!r}"
-        region: object = self.region
+        problem = view_problem(
+            self.region,
+            self.region_size,
+            self.offset,
+            self.nbytes,
+            self.byte_offset,
+            self.dtype,
+            self.shape,
+            self.strides,
+        )
+        if problem is not None:
+            return problem
         ident: object = self.id
-        if not isinstance(region, str) or not isinstance(ident, str):
+        if not isinstance(ident, str):
             return "region and id must be str"
         if self.device != "cpu":
             return f"device {self.device!r} is not a shared-memory device"
-        problem = layout_problem(self.dtype, self.shape, self.strides)
-        if problem is not None:
-            return problem
-        # view_extent(), not self.extent(): this check runs for every array received.
-        low, high = view_extent(self.dtype, self.shape, self.strides, self.byte_offset)
-        logical = math.prod(self.shape) * numpy_dtype(self.dtype).itemsize
-        if logical > self.nbytes:
-            # Only overlapping strides (0 among them) view more elements than
-            # the block holds; no array snakepit shares has them.
-            return (
-                f"view of {logical} bytes (shape {self.shape}, strides {self.strides}) "
-                f"over a block of {self.nbytes} bytes"
-            )
-        if low < 0 or high > self.nbytes:
-            return (
-                f"view spans bytes [{low}, {high}) of a block of {self.nbytes} bytes "
-                f"(shape {self.shape}, strides {self.strides}, byte_offset {self.byte_offset})"
-            )
         return None
 
     def release(self) -> None:
@@ -329,19 +369,118 @@ def _describe(array: np.ndarray[Any, Any], buffer: _core.SharedBuffer) -> Tensor
     )
 
 
-_X = TypeVar("_X")
+#: The fields of a view of a shared block, flat: region, region_size, offset
+#: and nbytes name the block; byte_offset, dtype, shape and strides the view.
+#: The codec sends them as they are (no descriptor object, nothing nested
+#: but shape and strides); :func:`array_from_fields` validates them.
+Fields = tuple[str, int, int, int, int, str, tuple[int, ...], tuple[int, ...]]
+
+# dtype -> name for the dtypes arrays are usually made of: dtype_name()
+# reads several numpy properties, each a Python-level call. Only plain
+# native dtypes without metadata are kept (bfloat16 compares equal to V2).
+_dtype_names: dict[np.dtype[Any], str] = {}
 
 
-def with_ref(
-    found: tuple[np.ndarray[Any, Any], _X] | None,
-) -> tuple[np.ndarray[Any, Any], TensorRef, _X] | None:
-    """A carrier's ``(array, extra)`` with the array's TensorRef put in between."""
-    if found is None:
+def _cached_dtype_name(dtype: np.dtype[Any]) -> str:
+    name = _dtype_names.get(dtype)
+    if name is None:
+        name = dtype_name(dtype)
+        if dtype.metadata is None and name != "bfloat16" and len(_dtype_names) < 64:
+            _dtype_names[dtype] = name
+    return name
+
+
+# id(array) -> (weak reference to it, its data's offset in its buffer).
+# ``__array_interface__`` builds a dict of several entries (microseconds);
+# an array's data pointer and base never change, so arrays sent again (a
+# shared input passed to every call) skip it. Bounded: cleared when full.
+_byte_offsets: dict[int, tuple[weakref.ref[np.ndarray[Any, Any]], int]] = {}
+_MAX_CACHED = 4096
+
+
+def _byte_offset(array: np.ndarray[Any, Any], buffer: _core.SharedBuffer) -> int:
+    key = id(array)
+    entry = _byte_offsets.get(key)
+    if entry is not None and entry[0]() is array:
+        return entry[1]
+    offset: int = array.__array_interface__["data"][0] - buffer.address
+    if len(_byte_offsets) >= _MAX_CACHED:
+        _byte_offsets.clear()
+    _byte_offsets[key] = (weakref.ref(array), offset)
+    return offset
+
+
+def fields_of(array: np.ndarray[Any, Any]) -> Fields | None:
+    """The :data:`Fields` of a shared array, or None if it is not in shared
+    memory (or its region was unlinked). DtypeError for a dtype that cannot
+    be shared. Registers nothing: the codec's hot path."""
+    buffer = _mapping.sendable_buffer(array)
+    if buffer is None:
         return None
-    ref = describe(found[0])
-    if ref is None:  # cannot happen: carriers put their blocks in the arena
-        return None
-    return found[0], ref, found[1]
+    return (
+        buffer.region_name,
+        buffer.region_size,
+        buffer.data_offset,
+        buffer.nbytes,
+        _byte_offset(array, buffer),
+        _cached_dtype_name(array.dtype),
+        array.shape,
+        array.strides,
+    )
+
+
+# Fields already validated: a block received again (the same shared input
+# on every call) is not checked again. Values that merely compare equal to
+# checked ones (1.0 for 1, True for 1) are told apart by their types.
+_validated: set[tuple[Any, ...]] = set()
+_FIELD_TYPES = (str, int, int, int, int, str, tuple, tuple)
+
+
+def _checked_fields(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    try:
+        known = fields in _validated
+    except TypeError:  # unhashable: not fields we made; the checks say why
+        known = False
+    if (
+        known
+        and tuple(map(type, fields)) == _FIELD_TYPES
+        and set(map(type, fields[6] + fields[7])) <= _INT
+    ):
+        return fields
+    if len(fields) != 8:
+        raise InvalidDescriptorError(f"a block descriptor has 8 fields, not {len(fields)}")
+    problem = view_problem(*fields)
+    if problem is None and fields[1] == 0:
+        problem = "region_size must not be 0"
+    if problem is not None:
+        raise InvalidDescriptorError(
+            f"malformed block descriptor for region {fields[0]!r}: {problem}", reason=problem
+        )
+    if len(_validated) >= _MAX_CACHED:
+        _validated.clear()
+    _validated.add(fields)
+    return fields
+
+
+def array_from_fields(fields: tuple[Any, ...], mode: RefMode) -> np.ndarray[Any, Any]:
+    """The array that :data:`Fields` from another process describe (checked
+    first: InvalidDescriptorError if they are malformed), as ``array_from_ref``."""
+    region, region_size, offset, nbytes, byte_offset, dtype, shape, strides = _checked_fields(
+        fields
+    )
+    return _mapping.view(
+        region,
+        region_size,
+        offset,
+        nbytes,
+        byte_offset,
+        shape,
+        dtype,
+        strides,
+        mode,
+        False,
+        "attach block",
+    )
 
 
 def tensor_ref_of(array: np.ndarray[Any, Any]) -> TensorRef:

@@ -23,7 +23,6 @@ from snakepit.errors import InvalidDescriptorError
 
 from ._arena import share_array
 from ._dtypes import BFLOAT16
-from ._ref import TensorRef, with_ref
 
 #: The codec's name for this carrier (see _numpy.py for the carrier protocol).
 tag = "snakepit.torch"
@@ -157,9 +156,9 @@ def types() -> frozenset[type]:
     return found
 
 
-def to_block(tensor: Any, threshold: int) -> tuple[np.ndarray[Any, Any], TensorRef, str] | None:
-    """For the codec: the shared array under ``tensor``, its TensorRef and dtype name."""
-    return with_ref(shared_copy(tensor, threshold))
+def to_block(tensor: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | None:
+    """For the codec: the shared array under ``tensor`` and its dtype name."""
+    return shared_copy(tensor, threshold)
 
 
 def from_block(array: np.ndarray[Any, Any], extra: object) -> Any:

@@ -321,3 +321,14 @@ def total_unless_first(marker: str, array: np.ndarray[Any, Any]) -> float:
         time.sleep(0.2)  # the caller changes its array meanwhile
         segfault()
     return float(array.sum())
+
+
+def bulk_echo(arrays: list[np.ndarray[Any, Any]]) -> list[Any]:
+    """The arguments back, and whether each arrived in shared memory, writable."""
+    flags = [snakepit.is_shared(a) and bool(a.flags.writeable) for a in arrays]
+    return [arrays, flags]
+
+
+def keep_arguments(arrays: list[np.ndarray[Any, Any]]) -> None:
+    """Keep one of a batch of borrowed arguments beyond the call."""
+    _STATE["kept"] = arrays[-1][::2]

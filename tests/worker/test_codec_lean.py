@@ -1,0 +1,178 @@
+"""The lean codec: plain data never calls back into Python, descriptors are
+flat tuples checked on decode, and small arrays in bulk share one block."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import snakepit
+from snakepit import zero_copy
+from snakepit._wire import codec
+from snakepit.errors import InvalidDescriptorError, SerializationError
+
+KIB = 1 << 10
+MIB = 1 << 20
+NOT_US = 1  # a receiver pid other than ours: blocks then carry a reference
+
+
+@dataclass
+class Row:
+    """Importable (not ``__main__``): plain pickle sends it by reference."""
+
+    a: int
+    b: float
+
+
+def _python_calls(run: Callable[[], Any]) -> int:
+    """How many Python-level functions run while ``run()`` runs (C calls aside)."""
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: [{"a": i, "b": float(i)} for i in range(50_000)],
+        lambda: [(i, float(i)) for i in range(50_000)],
+        lambda: [f"s{i}" for i in range(50_000)],
+        lambda: {f"k{i}": list(range(10)) for i in range(5_000)},
+        lambda: [Row(i, float(i)) for i in range(20_000)],
+        lambda: [np.arange(3), *range(50_000)],  # an array among them: one callback
+    ],
+    ids=["dicts", "tuples", "strings", "dict-of-lists", "dataclasses", "one-small-array"],
+)
+def test_large_arguments_pickle_without_a_callback_per_object(make: Callable[[], Any]) -> None:
+    value = make()
+    codec.encode(value)  # warm: first-use imports and caches
+    calls = _python_calls(lambda: codec.encode(value))
+    # Fixed costs only (the encoder's own functions, a reducer per array):
+    # a hook per object would be tens of thousands.
+    assert calls < 60, calls
+    back = codec.decode(codec.encode(value).blob)
+    if isinstance(value, list) and isinstance(value[0], np.ndarray):
+        assert np.array_equal(back[0], value[0])
+        assert back[1:] == value[1:]
+    else:
+        assert back == value
+
+
+def test_the_word_main_in_data_still_round_trips() -> None:
+    value = [{"name": "__main__", "i": i} for i in range(10_000)]
+    assert codec.decode(codec.encode(value).blob) == value
+
+
+@pytest.fixture
+def shared() -> Iterator[np.ndarray[Any, Any]]:
+    array = snakepit.share(np.arange(256, dtype=np.float32))
+    yield array
+    del array
+
+
+def test_a_shared_array_is_one_flat_descriptor(shared: np.ndarray[Any, Any]) -> None:
+    encoded = codec.encode(((shared,), {}))
+    assert len(encoded.payload) < 256
+    assert b"TensorRef" not in encoded.payload  # no descriptor object, fields only
+    calls = _python_calls(lambda: codec.encode(((shared,), {})))
+    assert calls < 30, calls  # fixed costs; persistent ids cost one per field
+    back = codec.decode(encoded.blob)[0][0]
+    assert snakepit.is_shared(back)
+    assert back.flags.writeable
+    back[0] = 42.0
+    assert shared[0] == 42.0  # the same memory: no copy
+
+
+def _forged(args: tuple[Any, ...]) -> bytes:
+    class Forger(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is Row:
+                return codec._shared, args
+            return NotImplemented
+
+    file = io.BytesIO()
+    Forger(file, protocol=5).dump([Row(1, 2.0)])
+    return file.getvalue()
+
+
+def _fields(shared: np.ndarray[Any, Any]) -> tuple[Any, ...]:
+    fields = zero_copy._ref.fields_of(shared)
+    assert fields is not None
+    return fields
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda f: ("snakepit.nothing", False, *f, None), "unknown descriptor"),
+        (lambda f: ("snakepit.array", 1, *f, None), "unknown descriptor"),
+        (lambda f: ("snakepit.array", False, *f), "11 fields"),
+        (lambda f: ("snakepit.array", False, f[0], f[1], -1, *f[3:], None), "offset"),
+        (lambda f: ("snakepit.array", False, *f[:3], 10**30, *f[4:], None), "nbytes"),
+        (lambda f: ("snakepit.array", False, *f[:5], "float128", *f[6:], None), "dtype"),
+        (lambda f: ("snakepit.array", False, *f[:6], (1 << 40,), f[7], None), "block of"),
+        (lambda f: ("snakepit.array", False, *f[:7], (4.0,), None), "strides"),
+        (lambda f: ("snakepit.array", False, *f, "float32"), "unexpected extra"),
+        (lambda f: ("snakepit.array", False, f[0][:-4] + "dead", *f[1:], None), "dead"),
+    ],
+)
+def test_forged_descriptors_are_refused(
+    shared: np.ndarray[Any, Any], change: Callable[[tuple[Any, ...]], tuple[Any, ...]], needle: str
+) -> None:
+    with pytest.raises(SerializationError, match=needle):
+        codec.decode(_forged(change(_fields(shared))))
+    # The real one still opens.
+    assert np.array_equal(codec.decode(codec.encode(shared).blob), shared)
+
+
+def test_the_descriptor_name_opens_nothing_outside_the_codec(
+    shared: np.ndarray[Any, Any],
+) -> None:
+    with pytest.raises(pickle.UnpicklingError, match="codec only"):
+        pickle.loads(codec.encode(shared).payload)
+
+
+def test_a_bad_field_is_an_invalid_descriptor_error(shared: np.ndarray[Any, Any]) -> None:
+    fields = _fields(shared)
+    with pytest.raises(InvalidDescriptorError, match="region_size"):
+        zero_copy._ref.array_from_fields((*fields[:1], 0, *fields[2:]), "borrow")
+
+
+def test_a_second_pass_reuses_the_copies_of_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snakepit.zero_copy import _numpy
+
+    calls: list[int] = []
+    real = _numpy.to_block
+
+    def counted(obj: Any, threshold: int) -> Any:
+        calls.append(1)
+        return real(obj, threshold)
+
+    monkeypatch.setattr(_numpy, "to_block", counted)
+    big = np.arange(2 * MIB // 8, dtype=np.float64)
+    # The word makes the payload go through cloudpickle after the C pickler.
+    encoded = codec.encode([big, "__main__"])
+    assert len(calls) == 1  # one copy into shared memory, not one per pass
+    assert len(encoded.keepalive) == 1
+    assert encoded.bulk is None  # the array went as a descriptor in both passes
+    assert len(encoded.payload) < 4096
+    back = codec.decode(encoded.blob)
+    assert np.array_equal(back[0], big)
+    assert snakepit.is_shared(back[0])
