@@ -123,7 +123,13 @@ def _snakepit_start(pool_kwargs: dict[str, Any]) -> Prepare:
 def _fork_start() -> Any:
     # Forking while a pool's thread holds a lock can deadlock the child: the
     # case runs before any pool of the run starts, or after all have stopped.
-    pools = [t.name for t in threading.enumerate() if t.name.startswith("snakepit-")]
+    # The telemetry bus's deferred-delivery thread is not one: it holds its
+    # lock only while taking an event off its queue, and is idle here.
+    pools = [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("snakepit-") and t.name != "snakepit-telemetry"
+    ]
     if pools:
         raise BenchError(f"PPE (fork) start-up needs a process without pool threads: {pools}")
     executor = ProcessPoolExecutor(
