@@ -8,7 +8,6 @@ import struct
 import sys
 import threading
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,16 +15,6 @@ import psutil
 import pytest
 
 from snakepit._wire import protocol
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    left, right = socket.socketpair()
-    try:
-        yield left, right
-    finally:
-        left.close()
-        right.close()
 
 
 def test_frames_round_trip_small_and_large(pair: tuple[socket.socket, socket.socket]) -> None:

@@ -8,21 +8,10 @@ next waits sleep in ``recv`` at once, for a doubling number of waits.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
 from snakepit._wire import protocol
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    left, right = socket.socketpair()
-    try:
-        yield left, right
-    finally:
-        left.close()
-        right.close()
 
 
 def _frame(ident: int) -> bytes:
