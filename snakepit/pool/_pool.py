@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from snakepit import hardware
 from snakepit._wire import codec
@@ -30,7 +30,16 @@ from ._calls import Call, function_name
 from ._circuit import CircuitBreakerRegistry
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
-from ._options import DEFAULT_OPTIONS, UNSET, CallMethods, CallOptions, PoolView, checked_timeout
+from ._options import (
+    DEFAULT_OPTIONS,
+    UNSET,
+    CallMethods,
+    CallOptions,
+    P,
+    PoolView,
+    R,
+    checked_timeout,
+)
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
 from ._supervisor import Supervisor
@@ -170,6 +179,10 @@ class Pool(CallMethods, Executor):
 
     # ----------------------------------------------------------------- calls
 
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    @overload
+    def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> Future[Any]: ...
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker; returns a Future.
 
