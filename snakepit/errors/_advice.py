@@ -395,7 +395,9 @@ POOL_CLOSED = (
 
 CIRCUIT_OPEN = (
     "workers have been failing repeatedly; check pool.health() for the crash "
-    "history before retrying"
+    "history before retrying. To run every call regardless (batch work), create "
+    "the pool with circuit_breaker=False; to tolerate more failures, pass "
+    "circuit_breaker=CircuitBreakerRegistry(failure_threshold=..., open_duration=...)"
 )
 
 # --------------------------------------------------------------- shared memory

@@ -27,7 +27,7 @@ from snakepit.errors import PoolClosedError, SerializationError, SharedMemoryErr
 from snakepit.zero_copy._runtime import threshold_bytes
 
 from ._calls import Call, function_name
-from ._circuit import CircuitBreakerRegistry
+from ._circuit import CircuitBreakerRegistry, circuits_for
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
 from ._options import (
@@ -76,8 +76,14 @@ class Pool(CallMethods, Executor):
     ``initializer(*initargs)`` runs once per worker start, restarts included.
     ``timeout``: default per-call timeout in seconds (None: no limit).
     ``retry``: the policy for ``idempotent=True`` calls.
-    ``worker_max_crashes`` crashes within ``worker_crash_window`` seconds stop
-    a slot from restarting (it is reported unhealthy).
+    ``circuit_breaker``: off by default (None or False: every call runs, as
+    a batch job wants); True for breakers with the default thresholds, which a
+    service wants (calls fail fast with ``CircuitOpenError`` while workers keep
+    crashing), or a :class:`CircuitBreakerRegistry` of your own.
+    ``worker_max_crashes`` deaths within ``worker_crash_window`` seconds stop
+    a slot from restarting (it is reported unhealthy); only deaths no call
+    explains count (starting, initializer, idle): a call that kills its
+    worker gets the crash as its error and the slot restarts at once.
     ``spin_seconds``: after answering, a worker polls its socket this long
     before sleeping, so back-to-back calls skip the cost of waking a process,
     for at most that much CPU per call; 0 disables it. Spinning backs off by
@@ -105,7 +111,7 @@ class Pool(CallMethods, Executor):
         initargs: tuple[Any, ...] = (),
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
-        circuit_breaker: CircuitBreakerRegistry | None = None,
+        circuit_breaker: CircuitBreakerRegistry | bool | None = None,
         health: HealthMonitor | None = None,
         worker_max_crashes: int = 5,
         worker_crash_window: float = 60.0,
@@ -133,7 +139,7 @@ class Pool(CallMethods, Executor):
         self._map_window = max(8, 4 * count)
         #: Names this pool in telemetry metadata.
         self.name = f"pool-{next(_pool_numbers)}"
-        circuits = circuit_breaker if circuit_breaker is not None else CircuitBreakerRegistry()
+        circuits = circuits_for(circuit_breaker)
         health = health if health is not None else HealthMonitor()
         circuits.adopt(self.name)
         health.adopt(self.name)

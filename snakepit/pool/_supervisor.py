@@ -305,7 +305,11 @@ class Supervisor:
                 handle.state = "crashed"
                 handle.init_error = init_error
                 self.counters["crashes"] += 1
-                self._restarts.note_crash(handle.crash_times, time.monotonic())
+                if call is None:
+                    # A call that kills its worker gets the crash as its error;
+                    # only deaths no call explains (starting, initializer, idle)
+                    # are a crash loop that backs off and gives the slot up.
+                    self._restarts.note_crash(handle.crash_times, time.monotonic())
             self.idle_changed.notify_all()
         native_traceback = read_fault_log(fault_log)
         if pid is not None:
