@@ -338,6 +338,7 @@ class Supervisor:
             info,
             call.call_id if call is not None else None,
             time.monotonic() - handle.spawned,
+            call.function if call is not None else None,
         )
         self.report_size()
         self.health.record_crash(handle.index, handle.device, info.kind.value)
