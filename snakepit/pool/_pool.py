@@ -70,7 +70,9 @@ def _shutdown_live_pools() -> None:
 class Pool(CallMethods, Executor):
     """Supervised worker processes that survive anything their calls do.
 
-    ``workers``: number of worker processes (default: CPU count).
+    ``workers``: number of worker processes (default: CPU count);
+    ``max_workers`` is an alias, as ProcessPoolExecutor, loky and pebble
+    spell it.
     ``device``: ``"auto"``, ``"cpu"``, ``"cuda:N"`` or a list of devices that
     the workers are spread over (each worker sees only its device).
     ``initializer(*initargs)`` runs once per worker start, restarts included.
@@ -122,7 +124,14 @@ class Pool(CallMethods, Executor):
         spin_seconds: float = 0.0002,
         repro_dir: str | os.PathLike[str] | None = None,
         preload: Sequence[str] | str | None = "auto",
+        max_workers: int | None = None,
     ) -> None:
+        if max_workers is not None:
+            if workers is not None:
+                raise TypeError("give workers or max_workers (its alias), not both")
+            workers = max_workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+            raise TypeError(f"workers must be a whole number, not {workers!r}")
         count = (os.cpu_count() or 1) if workers is None else workers
         if count < 1:
             raise ValueError("workers must be >= 1")
