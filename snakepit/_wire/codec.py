@@ -2,7 +2,8 @@
 
 Objects of the kinds the carriers know travel as descriptors of
 shared-memory blocks (no copy): numpy arrays, torch CPU tensors, Arrow
-tables (and some pandas frames). Those already in shared memory travel as
+tables (and some pandas frames, polars frames and series), and CPU arrays of
+other libraries through DLPack (JAX...). Those already in shared memory travel as
 they are; others at or above the threshold are copied once into the
 sender's arena; smaller objects are pickled inline. Each carrier is a module
 of :mod:`snakepit.zero_copy` (see ``zero_copy/_numpy.py`` for the protocol),
@@ -33,6 +34,7 @@ from snakepit._core import bytes_copy
 from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     _arrow,  # pyarrow itself is imported on first use only
+    _host_arrays,  # JAX and other DLPack CPU arrays, learned when met
     _numpy,
     _torch,  # likewise torch: never imported here
 )
@@ -58,7 +60,7 @@ BULK_RESULTS = False
 
 #: Every kind of data that travels through shared memory: the one registry.
 #: A new kind is one carrier module, added here.
-CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow)
+CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow, _host_arrays)
 _BY_TAG: dict[str, ModuleType] = {carrier.tag: carrier for carrier in CARRIERS}
 
 Blob = tuple[Any, ...]
@@ -364,6 +366,10 @@ def _scan(obj: Any) -> int:
                 continue
             stack.extend(values)
         else:
+            # A DLPack array of a library with no carrier (JAX...) is learned
+            # here, so the pickler's dispatch table names its type from now on.
+            if kind not in _host_arrays.judged:
+                _host_arrays.notice(kind)
             return _OTHER
     return found
 
