@@ -149,18 +149,21 @@ def frame_types() -> frozenset[type]:
     ``polars.DataFrame`` and ``polars.Series`` when polars is. (A set of
     types: pickle itself already hashes the type of every object it saves.)
     """
-    pandas_frame = _imported_type("pandas", "DataFrame")
-    polars_frame = _imported_type("polars", "DataFrame")
-    polars_series = _imported_type("polars", "Series")
-    key = (pandas_frame is not None, polars_frame is not None and polars_series is not None)
+    # Built-ins only on this path, which every encoding takes: no Python calls.
+    modules = sys.modules
+    key = (
+        isinstance(getattr(modules.get("pandas"), "DataFrame", None), type),
+        isinstance(getattr(modules.get("polars"), "Series", None), type)
+        and isinstance(getattr(modules.get("polars"), "DataFrame", None), type),
+    )
     types = _types.get(key)
     if types is None:
         pa = _pyarrow()
         found: list[type] = [pa.Table, pa.RecordBatch]
-        if pandas_frame is not None:
-            found.append(pandas_frame)
-        if polars_frame is not None and polars_series is not None:
-            found += [polars_frame, polars_series]
+        for module, names in (("pandas", ("DataFrame",)), ("polars", ("DataFrame", "Series"))):
+            kinds = [_imported_type(module, name) for name in names]
+            if all(kind is not None for kind in kinds):
+                found += kinds  # type: ignore[arg-type]
         types = _types[key] = frozenset(found)
     return types
 
