@@ -356,3 +356,10 @@ def describe_buffer(value: Any) -> tuple[str, int, str, tuple[int, ...], bool, i
 def make_view(nbytes: int, fill: int) -> memoryview:
     """A writable memoryview of ``nbytes`` bytes set to ``fill``."""
     return memoryview(bytearray([fill]) * nbytes)
+
+
+def mean_of_integers(count: int) -> float:
+    """torch refuses the mean of an integer tensor: a DtypeError."""
+    import torch
+
+    return float(torch.zeros(count, dtype=torch.int64).mean())
