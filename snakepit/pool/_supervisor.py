@@ -299,6 +299,8 @@ class Supervisor:
             # Workers the pool itself stopped (shutdown without waiting) did
             # not crash, whatever signal ended them.
             expected = self.stopping and (info.kind is ExitKind.normal or handle.stopped_by_pool)
+            if call is not None and not expected:
+                info = handle.last_exit = info.during_call()
             if expected:
                 handle.state = "stopped"
             else:
