@@ -23,6 +23,7 @@ __all__ = [
     "INVALID_DESCRIPTOR",
     "POOL_CLOSED",
     "SHM_DIR",
+    "UNSENDABLE_RESULT",
     "Shape",
     "crash_suggestion",
     "device_mismatch_suggestion",
@@ -337,6 +338,14 @@ DEVICE_NOT_AVAILABLE = (
 )
 
 # ---------------------------------------------------------------- serialisation
+
+
+#: Advice for a result a worker could not send back.
+UNSENDABLE_RESULT = (
+    "return picklable values (plain data, arrays, tensors, instances of module-level "
+    "classes); open files, locks, sockets and live connections cannot cross processes, so "
+    "return what they hold instead"
+)
 
 
 def serialization_suggestion(direction: str) -> str:

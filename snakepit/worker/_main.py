@@ -23,7 +23,8 @@ from typing import Any
 from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
-from snakepit.errors._remote import exception_to_record
+from snakepit.errors._advice import UNSENDABLE_RESULT
+from snakepit.errors._remote import attach_argument_shapes, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
@@ -134,7 +135,7 @@ class Worker:
             # The result could not be sent (unpicklable, no room in shared
             # memory, too large): tell the caller, stay alive.
             tag = protocol.MSG_ERROR
-            encoded = codec.encode(exception_to_record(exc))
+            encoded = codec.encode(exception_to_record(_unsendable_result(exc, value)))
         body = encoded.blob if python_seconds is None else (encoded.blob, python_seconds)
         frame = protocol.pack(tag, ident, body)
         with self._send_lock:
@@ -159,6 +160,8 @@ class Worker:
     def handle_call(self, call_id: int, body: Any) -> None:
         borrowed: list[Any] = []
         started = 0.0
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
         try:
             fn_id, fn_blob, args_blob = body
             fn = self.functions.get(fn_id)
@@ -178,14 +181,17 @@ class Worker:
             started = time.perf_counter()
             result = fn(*args, **kwargs)
             python_seconds = time.perf_counter() - started
-            del args, kwargs
+            args, kwargs = (), {}  # the call no longer holds its arguments
             _retain_kept(borrowed)
         except Exception as exc:
             python_seconds = time.perf_counter() - started if started else 0.0
             # A failed call may have kept arguments too (the traceback holding
             # them only makes that reference short-lived).
             _retain_kept(borrowed)
-            self.send(protocol.MSG_ERROR, call_id, exception_to_record(exc), python_seconds)
+            record = exception_to_record(exc)
+            attach_argument_shapes(record, args, kwargs)
+            args, kwargs = (), {}
+            self.send(protocol.MSG_ERROR, call_id, record, python_seconds)
             return
         finally:
             self.calls += 1
@@ -269,3 +275,20 @@ def run(fd: int, supervisor_pid: int, fault_fd: int) -> int:
     sock = socket.socket(fileno=fd)
     worker = _initialize(sock, supervisor_pid)
     return worker.serve()
+
+
+def _unsendable_result(exc: BaseException, value: Any) -> BaseException:
+    """The error of a call whose result could not be sent: it names the
+    result, and advice about results, not arguments."""
+    if not isinstance(exc, SerializationError) or exc.__cause__ is None:
+        # No room in shared memory, or over the frame limit: its own advice fits.
+        return exc
+    error = SerializationError(
+        f"the call returned a {type(value).__name__}, which cannot be pickled to send it "
+        f"back: {exc.__cause__}",
+        direction="encode",
+        type_name=type(value).__name__,
+        suggestion=UNSENDABLE_RESULT,
+    )
+    error.__cause__ = exc.__cause__
+    return error
