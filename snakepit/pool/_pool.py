@@ -24,6 +24,7 @@ from typing import Any, overload
 from snakepit import hardware
 from snakepit._wire import codec
 from snakepit.errors import PoolClosedError, SerializationError, SharedMemoryError
+from snakepit.telemetry._propagation import carrier_for_call
 from snakepit.zero_copy._runtime import threshold_bytes
 
 from ._calls import Call, function_name
@@ -256,6 +257,7 @@ class Pool(CallMethods, Executor):
         )
         report = self._supervisor.report
         report.call_started(call)
+        call.trace = carrier_for_call(self.name, call.call_id)
         try:
             # A call that may be retried is sent again later: its arrays are
             # copied now. Any other is copied only if it has to wait (queued).

@@ -181,7 +181,11 @@ class Supervisor:
                     call.deadline = call.dispatched + call.timeout
                     self.timers.wake_locked()
                 message = protocol.pack(
-                    protocol.MSG_CALL, call.call_id, (call.fn_id, blob, call.args_blob)
+                    protocol.MSG_CALL,
+                    call.call_id,
+                    (call.fn_id, blob, call.args_blob)
+                    if call.trace is None
+                    else (call.fn_id, blob, call.args_blob, call.trace),
                 )
                 if handle.sock is not None:
                     sends.append((handle.sock, message, call))

@@ -26,6 +26,7 @@ from snakepit.errors import SerializationError, SharedMemoryError
 from snakepit.errors._advice import UNSENDABLE_RESULT
 from snakepit.errors._remote import attach_argument_shapes, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
+from snakepit.telemetry._propagation import activated, active_carrier
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
     array_from_ref,
@@ -153,6 +154,9 @@ class Worker:
             if isinstance(value, (int, float))
         }
         plain = {str(key): _plain(value) for key, value in metadata.items()}
+        carrier = active_carrier()
+        if carrier is not None and event[-1] == "start":
+            plain["trace_context"] = carrier  # the supervisor's bridge parents the span
         frame = protocol.pack(protocol.MSG_EVENT, 0, (event, numbers, plain))
         with self._send_lock:
             protocol.send_frame(self.sock, frame)
@@ -163,7 +167,8 @@ class Worker:
         args: tuple[Any, ...] = ()
         kwargs: dict[str, Any] = {}
         try:
-            fn_id, fn_blob, args_blob = body
+            fn_id, fn_blob, args_blob, *extra = body
+            trace_context = extra[0] if extra else None
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is not None:
@@ -179,7 +184,11 @@ class Worker:
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
             started = time.perf_counter()
-            result = fn(*args, **kwargs)
+            if trace_context is None:
+                result = fn(*args, **kwargs)
+            else:
+                with activated(trace_context):
+                    result = fn(*args, **kwargs)
             python_seconds = time.perf_counter() - started
             args, kwargs = (), {}  # the call no longer holds its arguments
             _retain_kept(borrowed)
