@@ -99,6 +99,10 @@ class Pool(CallMethods, Executor):
     crashed or timed out) leaves a standalone script there that makes the same
     call outside snakepit (see :func:`snakepit.telemetry.write_repro`); the
     error's notes name the script.
+    ``forward_logging``: records a worker logs with ``logging`` go to the
+    loggers of the same names here, with ``worker_id`` and ``worker_pid`` as
+    extra fields (see docs/telemetry.md, "Worker output"); False leaves the
+    worker's logging alone.
     ``preload``: modules a template process imports once and forks workers
     from (starts and restarts then take milliseconds): ``"auto"`` (numpy
     when installed), a list of module names, or None for a fresh interpreter
@@ -126,6 +130,7 @@ class Pool(CallMethods, Executor):
         repro_dir: str | os.PathLike[str] | None = None,
         preload: Sequence[str] | str | None = "auto",
         max_workers: int | None = None,
+        forward_logging: bool = True,
     ) -> None:
         if max_workers is not None:
             if workers is not None:
@@ -159,6 +164,7 @@ class Pool(CallMethods, Executor):
             "initargs": initargs,
             "threshold_bytes": threshold_bytes(),
             "spin_seconds": spin_seconds,
+            "forward_logging": bool(forward_logging),
         }
         base_env = dict(os.environ if env is None else env)
         pythonpath = base_env.get("PYTHONPATH", "")

@@ -27,6 +27,7 @@ from snakepit.errors._advice import UNSENDABLE_RESULT
 from snakepit.errors._remote import attach_argument_shapes, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.telemetry._propagation import activated, active_carrier
+from snakepit.worker import _logs as worker_logs
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
     array_from_ref,
@@ -161,6 +162,12 @@ class Worker:
         with self._send_lock:
             protocol.send_frame(self.sock, frame)
 
+    def forward_log(self, record: dict[str, Any]) -> None:
+        """Send a ``logging`` record to the supervisor (see ``_logs``)."""
+        frame = protocol.pack(protocol.MSG_LOG, 0, record)
+        with self._send_lock:
+            protocol.send_frame(self.sock, frame)
+
     def handle_call(self, call_id: int, body: Any) -> None:
         borrowed: list[Any] = []
         started = 0.0
@@ -249,6 +256,9 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         # Events raised here (the ML helpers in user code, nested pools) reach
         # the supervisor's handlers, tagged with this worker's id there.
         telemetry_bus.set_forwarder(worker.forward_event)
+    if config.get("forward_logging", True):
+        # Before the initializer: what it logs reaches the supervisor too.
+        worker_logs.install(worker.forward_log)
     initializer = config.get("initializer")
     if initializer is not None:
         try:
