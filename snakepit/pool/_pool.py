@@ -103,6 +103,8 @@ class Pool(CallMethods, Executor):
     loggers of the same names here, with ``worker_id`` and ``worker_pid`` as
     extra fields (see docs/telemetry.md, "Worker output"); False leaves the
     worker's logging alone.
+    ``label_output``: what a worker prints comes out line by line, each
+    prefixed with ``(worker N pid P)``; False leaves it unlabelled.
     ``preload``: modules a template process imports once and forks workers
     from (starts and restarts then take milliseconds): ``"auto"`` (numpy
     when installed), a list of module names, or None for a fresh interpreter
@@ -131,6 +133,7 @@ class Pool(CallMethods, Executor):
         preload: Sequence[str] | str | None = "auto",
         max_workers: int | None = None,
         forward_logging: bool = True,
+        label_output: bool = True,
     ) -> None:
         if max_workers is not None:
             if workers is not None:
@@ -165,6 +168,7 @@ class Pool(CallMethods, Executor):
             "threshold_bytes": threshold_bytes(),
             "spin_seconds": spin_seconds,
             "forward_logging": bool(forward_logging),
+            "label_output": bool(label_output),
         }
         base_env = dict(os.environ if env is None else env)
         pythonpath = base_env.get("PYTHONPATH", "")

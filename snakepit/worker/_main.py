@@ -28,6 +28,7 @@ from snakepit.errors._remote import attach_argument_shapes, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.telemetry._propagation import activated, active_carrier
 from snakepit.worker import _logs as worker_logs
+from snakepit.worker import _output as worker_output
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
     array_from_ref,
@@ -197,6 +198,7 @@ class Worker:
                 with activated(trace_context):
                     result = fn(*args, **kwargs)
             python_seconds = time.perf_counter() - started
+            worker_output.flush_partial_lines()
             args, kwargs = (), {}  # the call no longer holds its arguments
             _retain_kept(borrowed)
         except Exception as exc:
@@ -204,6 +206,7 @@ class Worker:
             # A failed call may have kept arguments too (the traceback holding
             # them only makes that reference short-lived).
             _retain_kept(borrowed)
+            worker_output.flush_partial_lines()
             record = exception_to_record(exc)
             attach_argument_shapes(record, args, kwargs)
             args, kwargs = (), {}
@@ -238,7 +241,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     payload = reader.read()
     if payload is None:
         os._exit(0)
-    tag, _, blob = protocol.unpack(payload)
+    tag, slot, blob = protocol.unpack(payload)
     if tag != protocol.MSG_INIT:
         raise protocol.ProtocolError(f"expected {protocol.MSG_INIT!r}, got {tag!r}")
     config_blob, ledger_ref = blob
@@ -256,6 +259,8 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         # Events raised here (the ML helpers in user code, nested pools) reach
         # the supervisor's handlers, tagged with this worker's id there.
         telemetry_bus.set_forwarder(worker.forward_event)
+    if config.get("label_output", True) and type(slot) is int:
+        worker_output.install(slot)
     if config.get("forward_logging", True):
         # Before the initializer: what it logs reaches the supervisor too.
         worker_logs.install(worker.forward_log)

@@ -7,6 +7,7 @@ no worker, zombie or shared-memory segment is left behind.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -232,6 +233,10 @@ def test_argument_too_large_for_shared_memory(pool: snakepit.Pool) -> None:
     from snakepit import zero_copy
     from snakepit.errors import SharedMemoryCapError
 
+    # Free blocks earlier calls left mapped could hold the argument: give them
+    # back first, so the cap really is 8 MiB above what is in use.
+    gc.collect()
+    zero_copy.trim()
     zero_copy.configure(cap_bytes=zero_copy.arena_stats()["mapped_bytes"] + (8 << 20))
     try:
         future = pool.submit(_tasks.total, np.ones(64 << 20, dtype=np.uint8))
