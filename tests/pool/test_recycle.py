@@ -8,6 +8,7 @@ counted, no health crash, no ``worker.crash`` event; it is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import threading
@@ -66,6 +67,16 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+@contextlib.contextmanager
+def _abandon_on_failure(pool: snakepit.Pool) -> Iterator[None]:
+    """A failed test must not leave the pool's exit waiting for calls that never run."""
+    try:
+        yield
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def _idle_checks(pool: snakepit.Pool) -> int:
@@ -200,7 +211,7 @@ def test_hard_limit_below_a_workers_start_is_reported() -> None:
 
 
 def test_idle_workers_exit_and_start_again_on_demand(events: Events) -> None:
-    with snakepit.Pool(workers=2, idle_timeout=0.3) as pool:
+    with snakepit.Pool(workers=2, idle_timeout=0.3) as pool, _abandon_on_failure(pool):
         events.pool = pool.name
         first = {pool.call(tasks.pid) for _ in range(4)}
         assert _wait_for(lambda: pool.stats()["parked"] == 2)
@@ -224,7 +235,7 @@ def test_idle_check_is_one_timer_however_many_calls() -> None:
 
 
 def test_a_session_call_wakes_its_parked_worker() -> None:
-    with snakepit.Pool(workers=2, idle_timeout=0.2) as pool:
+    with snakepit.Pool(workers=2, idle_timeout=0.2) as pool, _abandon_on_failure(pool):
         session = pool.options(session="s")
         first = session.call(tasks.pid)
         assert _wait_for(lambda: pool.stats()["parked"] == 2)
