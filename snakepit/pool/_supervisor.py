@@ -69,6 +69,9 @@ from ._zygote import Zygote
 __all__ = ["Supervisor"]
 
 _Send = tuple[socket.socket, protocol.Frame, Call]
+#: States of a worker that has finished starting (an idle timeout may already
+#: have retired or parked it).
+_STARTED = ("idle", "unhealthy", "retiring", "parked")
 
 
 class Supervisor:
@@ -131,7 +134,7 @@ class Supervisor:
         """Wait until every worker is ready or given up on."""
         with self.lock:
             self.idle_changed.wait_for(
-                lambda: all(h.state in ("idle", "unhealthy") for h in self.handles),
+                lambda: all(h.state in _STARTED for h in self.handles),
                 timeout=timeout,
             )
 

@@ -227,6 +227,16 @@ def test_idle_workers_exit_and_start_again_on_demand(events: Events) -> None:
         _assert_no_crash(pool, events)
 
 
+def test_parked_workers_count_as_started() -> None:
+    """A worker parked before its siblings are ready must not hold up ``Pool(...)``."""
+    with snakepit.Pool(workers=2, idle_timeout=0.05) as pool:
+        assert _wait_for(lambda: pool.stats()["parked"] == 2)
+        waiter = threading.Thread(target=pool._supervisor.wait_started, args=(60.0,), daemon=True)
+        waiter.start()
+        waiter.join(30.0)
+        assert not waiter.is_alive()
+
+
 def test_idle_check_is_one_timer_however_many_calls() -> None:
     with snakepit.Pool(workers=2, idle_timeout=30.0) as pool:
         for _ in range(200):
