@@ -19,6 +19,8 @@ Worker → supervisor:
   worker, plain values only (forwarded to the supervisor's event bus)
   ``(MSG_LOG, 0, record)``  a ``logging`` record of the worker, plain values
   (logged by the supervisor under the same logger name)
+  ``(MSG_RETIRE, 0, (reason, resident_bytes))``  sent before a reply: the
+  worker is over its memory limit and asks to be replaced after that reply
 
 ``python_seconds`` is the time the worker spent in the called function.
 """
@@ -46,6 +48,7 @@ MSG_ERROR = "error"
 MSG_SHUTDOWN = "shutdown"
 MSG_EVENT = "event"
 MSG_LOG = "log"
+MSG_RETIRE = "retire"
 
 _HEADER = struct.Struct("<Q")
 _TABLE = struct.Struct("<IQ")  # buffer count, envelope length

@@ -45,6 +45,8 @@ class Owner(Protocol):
 
     def worker_event(self, handle: WorkerHandle, pid: int, body: Any) -> None: ...
 
+    def worker_retiring(self, handle: WorkerHandle, body: Any) -> None: ...
+
     def worker_reply(self, handle: WorkerHandle, tag: str, call_id: int, body: Any) -> None: ...
 
     def worker_exited(
@@ -75,7 +77,9 @@ class WorkerHandle:
 
     ``state`` is one of ``starting``, ``idle``, ``busy``, ``terminating``
     (a timed-out call's process being killed), ``draining`` (shutdown),
-    ``crashed``, ``unhealthy`` (given up on) and ``stopped``.
+    ``crashed``, ``unhealthy`` (given up on), ``stopped``, ``retiring`` (to
+    be replaced after its reply) and ``parked`` (idle timeout: no process
+    until a call needs one).
     """
 
     def __init__(self, index: int, device: str | None, env: dict[str, str]) -> None:
@@ -103,6 +107,11 @@ class WorkerHandle:
         self.ledger = zero_copy.LeaseLedger(self.ledger_memory)
         self.spawned = 0.0  # time.monotonic() of the current process's start
         self.stopped_by_pool = False  # shutdown ended this process
+        # Recycling (see _recycle.py): calls the process answered, why it is
+        # to be replaced after its reply, and since when it has been idle.
+        self.tasks = 0
+        self.retire: tuple[str, int | None] | None = None
+        self.idle_since = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -201,6 +210,8 @@ class WorkerHandle:
                     owner.worker_event(self, proc.pid, body)
                 elif tag == protocol.MSG_LOG:
                     relay_log(body, self.index, proc.pid)
+                elif tag == protocol.MSG_RETIRE:
+                    owner.worker_retiring(self, body)
                 elif tag == protocol.MSG_INIT_FAILED:
                     init_error = record_to_exception(codec.decode(body))
                 else:

@@ -8,6 +8,7 @@ which runs them on :class:`~snakepit.pool._handle.WorkerHandle` processes
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import itertools
 import os
@@ -41,6 +42,7 @@ from ._options import (
     R,
     checked_timeout,
 )
+from ._recycle import RecyclePolicy
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
 from ._supervisor import Supervisor
@@ -109,6 +111,19 @@ class Pool(CallMethods, Executor):
     from (starts and restarts then take milliseconds): ``"auto"`` (numpy
     when installed), a list of module names, or None for a fresh interpreter
     per worker (see docs/crash-recovery.md, "Worker start-up").
+    ``max_tasks_per_child``: calls a worker process answers before it is
+    replaced (after its reply; forked from the template, so cheap), as
+    ProcessPoolExecutor's; None: workers live as long as the pool.
+    ``max_memory_per_worker``: bytes (an int, or ``"2GiB"``, ``"512MB"``) of
+    private resident memory above which a worker is replaced after its call.
+    ``memory_limit_per_worker``: a hard cap on each worker's data segment
+    (``RLIMIT_DATA``); a call whose allocation crosses it fails with
+    :class:`~snakepit.errors.OutOfMemoryError` naming the limit, and the
+    worker is replaced. ``idle_timeout``: seconds without a call after which
+    a worker exits; it is started again when a call needs it (no floor).
+    ``cwd``: working directory of the workers (must exist). Recycling is
+    never a crash (see docs/crash-recovery.md, "Recycling workers and limits").
+    ``async with Pool(...)`` shuts down without blocking the event loop.
     """
 
     def __init__(
@@ -134,6 +149,11 @@ class Pool(CallMethods, Executor):
         max_workers: int | None = None,
         forward_logging: bool = True,
         label_output: bool = True,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_worker: int | str | None = None,
+        memory_limit_per_worker: int | str | None = None,
+        idle_timeout: float | None = None,
+        cwd: str | os.PathLike[str] | None = None,
     ) -> None:
         if max_workers is not None:
             if workers is not None:
@@ -148,6 +168,13 @@ class Pool(CallMethods, Executor):
         if not devices:
             raise ValueError("device list is empty")
         self._timeout = checked_timeout(timeout)
+        recycle = RecyclePolicy.from_options(
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_worker=max_memory_per_worker,
+            memory_limit_per_worker=memory_limit_per_worker,
+            idle_timeout=idle_timeout,
+            cwd=cwd,
+        )
         self._lock = threading.Lock()
         self._functions: OrderedDict[Any, tuple[int, bytes, Any, str]] = OrderedDict()
         self._fn_ids = itertools.count(1)
@@ -162,13 +189,15 @@ class Pool(CallMethods, Executor):
         circuits.adopt(self.name)
         health.adopt(self.name)
         init_config = {
-            "sys_path": [p for p in sys.path if p],
+            # Workers in another cwd still import what this process imports from its own.
+            "sys_path": [p or os.getcwd() for p in sys.path if p or recycle.cwd],
             "initializer": codec.dumps_function(initializer) if initializer else None,
             "initargs": initargs,
             "threshold_bytes": threshold_bytes(),
             "spin_seconds": spin_seconds,
             "forward_logging": bool(forward_logging),
             "label_output": bool(label_output),
+            **recycle.worker_config(),
         }
         base_env = dict(os.environ if env is None else env)
         pythonpath = base_env.get("PYTHONPATH", "")
@@ -198,6 +227,7 @@ class Pool(CallMethods, Executor):
             init_config=codec.encode(init_config),
             repro_dir=None if repro_dir is None else Path(repro_dir),
             zygote=zygote_for(self.name, base_env, preload),
+            recycle=recycle,
         )
         _live_pools.add(self)
         self._supervisor.start()
@@ -321,6 +351,14 @@ class Pool(CallMethods, Executor):
         """Stop accepting calls, finish (or cancel) queued ones, stop the workers."""
         self._supervisor.shutdown(wait, cancel_futures)
         _live_pools.discard(self)
+
+    async def __aenter__(self) -> Pool:
+        """``async with Pool(...) as pool``: the pool itself (already started)."""
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        """Leave the block as ``with`` would, in a thread: the event loop keeps running."""
+        await asyncio.to_thread(self.__exit__, *exc_info)
 
     # ------------------------------------------------------------- functions
 

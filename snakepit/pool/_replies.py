@@ -42,7 +42,11 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         if call is None or call.call_id != call_id:
             return
         handle.current = None
-        if handle.timed_out:
+        recycler = sup.recycler
+        retiring = recycler is not None and recycler.after_reply_locked(sup, handle)
+        if retiring:
+            pass  # replaced after this reply (see _recycle.py): no further call
+        elif handle.timed_out:
             # The reply beat the timeout's kill: the call succeeded, but
             # this process is being terminated and gets no further call.
             handle.state = "terminating"
@@ -62,6 +66,8 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
     sup.report.checked_in(call, handle.index, now - call.dispatched)
     if sends:
         sup._send_all(sends)
+    if retiring and recycler is not None:
+        recycler.retire(sup, handle)
     sup.health.record_call(handle.index, handle.device, True, now - call.submitted)
     sup.circuits.record(call.device, True)
     try:

@@ -24,6 +24,7 @@ from snakepit.telemetry._events import (
     RETRY_ATTEMPT,
     SERIALIZE_STOP,
     WORKER_CRASH,
+    WORKER_RECYCLE,
     WORKER_RESTART,
     WORKER_START,
 )
@@ -228,6 +229,35 @@ class Reporter:
                 WORKER_RESTART,
                 {"delay": delay},
                 {"worker_id": worker_id, "crashes": crashes, "pool": self.pool},
+            )
+
+    def worker_recycled(
+        self,
+        worker_id: int,
+        pid: int | None,
+        device: str | None,
+        reason: str,
+        calls: int,
+        uptime: float,
+        resident: int | None,
+        replaced: bool,
+    ) -> None:
+        """A worker was retired on purpose (see ``_recycle.py``) and has exited."""
+        if enabled(WORKER_RECYCLE):
+            measurements: dict[str, float] = {"uptime": uptime, "calls": calls}
+            if resident is not None:
+                measurements["resident_bytes"] = resident
+            execute(
+                WORKER_RECYCLE,
+                measurements,
+                {
+                    "worker_id": worker_id,
+                    "pid": pid,
+                    "device": device,
+                    "reason": reason,
+                    "replaced": replaced,
+                    "pool": self.pool,
+                },
             )
 
     def forwarded(self, worker_id: int, pid: int, body: Any) -> None:

@@ -56,6 +56,7 @@ from ._handle import (
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
+from ._recycle import RecyclePolicy, Recycler
 from ._replies import handle_reply
 from ._report import Reporter
 from ._repro import write_call_repro
@@ -68,6 +69,9 @@ from ._zygote import Zygote
 __all__ = ["Supervisor"]
 
 _Send = tuple[socket.socket, protocol.Frame, Call]
+#: States of a worker that has finished starting (an idle timeout may already
+#: have retired or parked it).
+_STARTED = ("idle", "unhealthy", "retiring", "parked")
 
 
 class Supervisor:
@@ -85,6 +89,7 @@ class Supervisor:
         init_config: codec.Encoded,
         repro_dir: Path | None,
         zygote: Zygote | None = None,
+        recycle: RecyclePolicy | None = None,
     ) -> None:
         self.name = name
         self._zygote = zygote  # forks workers when it can (see _zygote.py)
@@ -93,7 +98,14 @@ class Supervisor:
         self.idle_changed = threading.Condition(self.lock)
         self.closed = False  # no new calls accepted
         self.stopping = False  # queue drained (or abandoned): workers stop
-        self.counters = {"completed": 0, "failed": 0, "crashes": 0, "restarts": 0, "retries": 0}
+        self.counters = {
+            "completed": 0,
+            "failed": 0,
+            "crashes": 0,
+            "restarts": 0,
+            "retries": 0,
+            "recycles": 0,
+        }
         self.report = Reporter(name)
         self.timers = Timers(self.lock, self._due_deadline, "snakepit-monitor")
         self.circuits = circuits
@@ -109,6 +121,8 @@ class Supervisor:
         self._retrying: dict[int, Call] = {}
         self._replies = 0
         self._watcher = ProcessWatcher(f"snakepit-watch-{name}")
+        # Workers replaced on purpose (max tasks, memory, idle): see _recycle.py.
+        self.recycler = Recycler(recycle) if recycle is not None and recycle.recycles else None
 
     def start(self) -> None:
         """Start the monitor thread and, on it, every worker."""
@@ -120,7 +134,7 @@ class Supervisor:
         """Wait until every worker is ready or given up on."""
         with self.lock:
             self.idle_changed.wait_for(
-                lambda: all(h.state in ("idle", "unhealthy") for h in self.handles),
+                lambda: all(h.state in _STARTED for h in self.handles),
                 timeout=timeout,
             )
 
@@ -147,6 +161,8 @@ class Supervisor:
                 error = None
                 self._queue.put(call)
                 sends = self._dispatch_locked()
+                if self.recycler is not None and not call.dispatched:
+                    self.recycler.wake_locked(self, call)  # a parked worker may run it
                 if call.borrows_caller_memory and not call.dispatched:
                     # Left waiting: copy the arrays before ``submit`` returns
                     # (under the lock, so no reply thread sends it meanwhile).
@@ -259,6 +275,8 @@ class Supervisor:
         with self.lock:
             handle.state = "idle"
             handle.init_error = None
+            if self.recycler is not None:
+                self.recycler.ready_locked(self, handle)
             sends = self._dispatch_locked()
             self.idle_changed.notify_all()
         self.report.worker_started(
@@ -270,6 +288,11 @@ class Supervisor:
     def worker_event(self, handle: WorkerHandle, pid: int, body: Any) -> None:
         """An event the worker raised: re-emitted here, tagged with the worker."""
         self.report.forwarded(handle.index, pid, body)
+
+    def worker_retiring(self, handle: WorkerHandle, body: Any) -> None:
+        """The worker is over its memory limit: replace it after its reply."""
+        if self.recycler is not None:
+            self.recycler.asked(self, handle, body)
 
     def worker_reply(self, handle: WorkerHandle, tag: str, call_id: int, body: Any) -> None:
         """A result or an error for the worker's current call (see ``_replies``)."""
@@ -305,9 +328,12 @@ class Supervisor:
             expected = self.stopping and (info.kind is ExitKind.normal or handle.stopped_by_pool)
             if call is not None and not expected:
                 info = handle.last_exit = info.during_call()
+            recycled = None
+            if not expected and self.recycler is not None:
+                recycled = self.recycler.exited_locked(handle, call)
             if expected:
                 handle.state = "stopped"
-            else:
+            elif recycled is None:
                 handle.state = "crashed"
                 handle.init_error = init_error
                 self.counters["crashes"] += 1
@@ -335,6 +361,10 @@ class Supervisor:
                 self.finish(
                     call, WorkerUnavailableError("the pool was shut down while the call ran")
                 )
+            self.report_size()
+            return
+        if self.recycler is not None and recycled is not None:
+            self.recycler.replaced(self, handle, pid, recycled, time.monotonic() - handle.spawned)
             self.report_size()
             return
         self.report.worker_crashed(
@@ -544,6 +574,7 @@ class Supervisor:
                 "starting": states.count("starting"),
                 "crashed": states.count("crashed"),
                 "unhealthy": states.count("unhealthy"),
+                "parked": states.count("parked"),
                 "queue_depth": len(self._queue),
                 **self.counters,
             }

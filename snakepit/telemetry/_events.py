@@ -48,6 +48,7 @@ POOL_SIZE: Event = ("snakepit", "pool", "size")
 WORKER_START: Event = ("snakepit", "worker", "start")
 WORKER_CRASH: Event = ("snakepit", "worker", "crash")
 WORKER_RESTART: Event = ("snakepit", "worker", "restart")
+WORKER_RECYCLE: Event = ("snakepit", "worker", "recycle")
 CIRCUIT_OPEN: Event = ("snakepit", "circuit", "open")
 CIRCUIT_HALF_OPEN: Event = ("snakepit", "circuit", "half_open")
 CIRCUIT_CLOSE: Event = ("snakepit", "circuit", "close")
@@ -167,6 +168,25 @@ CATALOGUE: tuple[EventSpec, ...] = (
             "pool": "pool name",
         },
         "A replacement for a dead worker was scheduled.",
+    ),
+    EventSpec(
+        WORKER_RECYCLE,
+        {
+            "uptime": "how long the process lived, seconds",
+            "calls": "calls the process answered",
+            "resident_bytes": "its private resident memory when it asked to go "
+            "(memory reasons), else absent",
+        },
+        {
+            **_WORKER_META,
+            "reason": "max_tasks_per_child, max_memory_per_worker, "
+            "memory_limit_per_worker or idle_timeout",
+            "replaced": "True when a new process starts at once; False for an idle "
+            "timeout (started again when a call needs it)",
+            "pool": "pool name",
+        },
+        "A healthy worker was retired on purpose after its reply and exited "
+        "(not a crash: no crash count, circuit or health verdict).",
     ),
     EventSpec(
         CIRCUIT_OPEN,

@@ -42,6 +42,7 @@ DEFAULT_LEVELS: Mapping[Event, int] = {
     ev.WORKER_START: logging.INFO,
     ev.WORKER_CRASH: logging.ERROR,
     ev.WORKER_RESTART: logging.INFO,
+    ev.WORKER_RECYCLE: logging.INFO,
     ev.CIRCUIT_OPEN: logging.WARNING,
     ev.CIRCUIT_HALF_OPEN: logging.INFO,
     ev.CIRCUIT_CLOSE: logging.INFO,
@@ -171,6 +172,11 @@ _FORMATS: dict[Event, _Format] = {
     ev.WORKER_RESTART: lambda m, md: (
         f"restarting worker {md.get('worker_id', '?')} in {_duration(m.get('delay'))}"
         + (f" ({md['crashes']} crashes in the window)" if md.get("crashes") else "")
+    ),
+    ev.WORKER_RECYCLE: lambda m, md: (
+        f"worker {md.get('worker_id', '?')} (pid {md.get('pid', '?')}) recycled after "
+        f"{m.get('calls', 0):.0f} calls ({md.get('reason', '?')})"
+        + ("" if md.get("replaced", True) else "; started again when a call needs it")
     ),
     ev.CIRCUIT_OPEN: lambda m, md: (
         f"circuit {md.get('circuit', '?')} opened: calls fail fast until it resets"

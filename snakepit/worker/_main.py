@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
@@ -38,6 +38,9 @@ from snakepit.zero_copy._runtime import (
     prune_mappings,
     retain,
 )
+
+if TYPE_CHECKING:
+    from snakepit.worker._limits import Limits
 
 _PR_SET_PDEATHSIG = 1
 # Drop unused mappings of freed regions every this many calls.
@@ -112,6 +115,8 @@ class Worker:
         # supervisor sends each function once, so a later call retries here.
         self.unresolved: dict[int, bytes] = {}
         self.calls = 0
+        # Memory limits checked after each call (see _limits.py), if any.
+        self.limits: Limits | None = None
         # User code may emit telemetry from its own threads while we answer.
         self._send_lock = threading.Lock()
 
@@ -210,13 +215,27 @@ class Worker:
             record = exception_to_record(exc)
             attach_argument_shapes(record, args, kwargs)
             args, kwargs = (), {}
+            if self.limits is not None:
+                self.limits.annotate(exc, record)
+                self._check_limits(exc)
             self.send(protocol.MSG_ERROR, call_id, record, python_seconds)
             return
         finally:
             self.calls += 1
             if self.calls % _PRUNE_EVERY == 0:
                 prune_mappings()
+        if self.limits is not None:
+            self._check_limits(None)
         self.send(protocol.MSG_RESULT, call_id, result, python_seconds)
+
+    def _check_limits(self, error: BaseException | None) -> None:
+        """Over a memory limit: ask to be replaced, before the reply (see _limits.py)."""
+        assert self.limits is not None
+        retire = self.limits.after_call(error)
+        if retire is not None:
+            frame = protocol.pack(protocol.MSG_RETIRE, 0, retire)
+            with self._send_lock:
+                protocol.send_frame(self.sock, frame)
 
     def serve(self) -> int:
         while True:
@@ -264,6 +283,14 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     if config.get("forward_logging", True):
         # Before the initializer: what it logs reaches the supervisor too.
         worker_logs.install(worker.forward_log)
+    if config.get("cwd") or config.get("max_memory") or config.get("memory_limit"):
+        try:
+            from snakepit.worker import _limits
+
+            worker.limits = _limits.apply(config)
+        except BaseException as exc:
+            worker.send(protocol.MSG_INIT_FAILED, os.getpid(), exception_to_record(exc))
+            os._exit(protocol.EXIT_INIT_FAILED)
     initializer = config.get("initializer")
     if initializer is not None:
         try:
