@@ -32,5 +32,8 @@ class ExitKind(StrEnum):
     """SIGKILL (including the kernel OOM killer), SIGTERM or SIGINT."""
     timeout = "timeout"
     """The supervisor killed it because a call ran past its timeout."""
+    cancelled = "cancelled"
+    """The supervisor stopped it because its running call was cancelled
+    (``Pool.cancel(future, kill=True)``): not a crash."""
     unknown = "unknown"
     """Any other exit status or signal, or no status at all."""

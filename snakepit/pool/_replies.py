@@ -42,9 +42,10 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         if call is None or call.call_id != call_id:
             return
         handle.current = None
-        if handle.timed_out:
-            # The reply beat the timeout's kill: the call succeeded, but
-            # this process is being terminated and gets no further call.
+        if handle.timed_out or handle.cancelled:
+            # The reply beat the timeout's (or the cancellation's) kill: the
+            # call ended, but this process is being stopped and gets no
+            # further call.
             handle.state = "terminating"
         else:
             handle.state = "idle" if not sup.stopping else "draining"
