@@ -292,7 +292,8 @@ SCRIPT = textwrap.dedent(
                     _cancel_tasks.sleep_then_mark, f"{tmp}/started-{i}", f"{tmp}/unwound-{i}", 600
                 ))
             futures.append(pool.submit(time.sleep, 600))  # queued behind them
-            time.sleep(600)
+            if sys.argv[2] == "block":
+                time.sleep(600)  # else the block ends, and its exit waits for the calls
     finally:
         print(" ".join(
             ("cancelled" if f.cancelled() else type(f.exception()).__name__)
@@ -303,11 +304,16 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _ctrl_c_run(root: Path, tmp: Path) -> float:
+def _regions_of(pids: list[int]) -> list[str]:
+    owners = {str(pid) for pid in pids}
+    return [name for name in list_regions() if name.split("-")[1] in owners]
+
+
+def _ctrl_c_run(root: Path, tmp: Path, where: str) -> float:
     for old in tmp.iterdir():
         old.unlink()
     process = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(tmp)],
+        [sys.executable, "-c", SCRIPT, str(tmp), where],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         stdout=subprocess.PIPE,
@@ -315,6 +321,7 @@ def _ctrl_c_run(root: Path, tmp: Path) -> float:
         text=True,
         start_new_session=True,  # its own process group, as a terminal's job is
     )
+    children: list[int] = []
     try:
         workers = [int(_wait_for(tmp / f"started-{i}")) for i in range(2)]
         children = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
@@ -324,23 +331,31 @@ def _ctrl_c_run(root: Path, tmp: Path) -> float:
         out, err = process.communicate(timeout=BOUND)
         elapsed = time.monotonic() - begun
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+        if process.poll() is None:  # failed: a second Ctrl-C, then a kill
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.communicate(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+        left = [pid for pid in children if not _gone(pid, within=1.0)]
+        regions = _regions_of([process.pid, *children])
+        for name in regions:  # what the run left is removed, failed or not
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(Path("/dev/shm") / name.lstrip("/"))
     assert process.returncode in (1, -signal.SIGINT), err
     assert "KeyboardInterrupt" in err
     assert out.split() == ["CallCancelledError", "CallCancelledError", "cancelled"], (out, err)
     for i in range(2):
         assert (tmp / f"unwound-{i}").read_text() == "unwound"
-    left = [pid for pid in children if not _gone(pid, within=1.0)]
     assert not left, left
-    owners = {str(pid) for pid in [process.pid, *children]}
-    regions = [name for name in list_regions() if name.split("-")[1] in owners]
     assert not regions, regions
     return elapsed
 
 
-def test_ctrl_c_in_a_with_pool_block_exits_within_two_seconds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["block", "exit"])
+def test_ctrl_c_in_a_with_pool_block_exits_within_two_seconds(tmp_path: Path, where: str) -> None:
+    """Ctrl-C in the block, or while its end waits for the running calls."""
     root = Path(__file__).resolve().parents[2]
-    times = _within(2.0, lambda: _ctrl_c_run(root, tmp_path))
+    times = _within(2.0, lambda: _ctrl_c_run(root, tmp_path, where))
     assert min(times) < 2.0, times
