@@ -278,14 +278,23 @@ class FrameReader:
         self.spin_penalty = min(2 * self.spin_penalty, _MAX_SPIN_PENALTY)
 
 
+def interrupt_call(signum: int, frame: object) -> None:
+    """A worker's SIGINT handler: ``Pool.cancel`` interrupts the running call.
+
+    Not a Ctrl-C (a worker runs in a session of its own): decoding code that
+    catches a KeyboardInterrupt here treats it as bad data, as in a worker
+    that ignores SIGINT.
+    """
+    raise KeyboardInterrupt("the call was cancelled (Pool.cancel)")
+
+
 def could_be_ctrl_c() -> bool:
     """Whether a KeyboardInterrupt raised here may be the user's Ctrl-C (the
-    main thread, SIGINT not ignored: workers ignore it), rather than one that
-    hostile data raised while being unpickled."""
-    return (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-    )
+    main thread, SIGINT not ignored nor a worker's :func:`interrupt_call`),
+    rather than one that hostile data raised while being unpickled."""
+    return threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGINT
+    ) not in (signal.SIG_IGN, interrupt_call)
 
 
 def _prefer_huge_pages(frame: mmap.mmap) -> None:

@@ -20,6 +20,7 @@ is shown. :class:`ExitKind` names how a worker process ended.
 from snakepit.errors._base import RemoteTraceback, SnakepitError
 from snakepit.errors._config import ErrorSettings, configure, settings
 from snakepit.errors._hierarchy import (
+    CallCancelledError,
     CircuitOpenError,
     DeviceError,
     DeviceMismatchError,
@@ -42,6 +43,7 @@ from snakepit.errors._hierarchy import (
 from snakepit.errors._kinds import ExitKind
 
 __all__ = [
+    "CallCancelledError",
     "CircuitOpenError",
     "DeviceError",
     "DeviceMismatchError",

@@ -35,5 +35,8 @@ class ExitKind(StrEnum):
     exit = "exit"
     """The call ended the process itself (``sys.exit``, ``exit()``,
     ``os._exit``) with the status in ``exit_code``, 0 included."""
+    cancelled = "cancelled"
+    """The supervisor stopped it because its running call was cancelled
+    (``Pool.cancel(future, kill=True)``): not a crash."""
     unknown = "unknown"
     """Any other exit status or signal, or no status at all."""

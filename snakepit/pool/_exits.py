@@ -35,8 +35,8 @@ class ExitInfo:
 
     @property
     def crashed(self) -> bool:
-        """True for every kind except a normal exit."""
-        return self.kind is not ExitKind.normal
+        """True for every kind except a normal exit and a cancellation's stop."""
+        return self.kind not in (ExitKind.normal, ExitKind.cancelled)
 
     def during_call(self) -> ExitInfo:
         """This exit, known to have ended a worker while it ran a call.
@@ -83,7 +83,11 @@ def _signal_name(signum: int) -> str:
 
 
 def classify_exit(
-    returncode: int | None, *, timed_out: bool = False, oom_killed: bool = False
+    returncode: int | None,
+    *,
+    timed_out: bool = False,
+    oom_killed: bool = False,
+    cancelled: bool = False,
 ) -> ExitInfo:
     """Classify a worker's exit from its return code.
 
@@ -99,6 +103,9 @@ def classify_exit(
             signal is still recorded).
         oom_killed: The cgroup's OOM-kill counter rose while the worker died
             (see :func:`oom_kill_count`), so a SIGKILL is known to be the OOM killer.
+        cancelled: The supervisor stopped the worker (SIGINT, then SIGKILL after
+            the grace period) because its running call was cancelled. This
+            overrides the signal too: the kind is ``cancelled``, not a crash.
 
     Rules: 0 → ``normal``; 1 → ``python_error``; other exit statuses →
     ``unknown`` (code kept); SIGSEGV → ``segfault``; SIGABRT → ``abort``; SIGBUS
@@ -108,6 +115,14 @@ def classify_exit(
     signum = -returncode if returncode is not None and returncode < 0 else None
     exit_code = returncode if returncode is not None and returncode >= 0 else None
 
+    if cancelled:
+        how = f" ({_signal_name(signum)})" if signum is not None else ""
+        return ExitInfo(
+            ExitKind.cancelled,
+            signum,
+            exit_code,
+            f"stopped by the supervisor{how} because its running call was cancelled",
+        )
     if timed_out:
         how = f" with {_signal_name(signum)}" if signum is not None else ""
         return ExitInfo(

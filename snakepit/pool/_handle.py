@@ -76,10 +76,10 @@ class WorkerHandle:
     """A worker position: the process currently in it and its history.
 
     ``state`` is one of ``starting``, ``idle``, ``busy``, ``terminating``
-    (a timed-out call's process being killed), ``draining`` (shutdown),
-    ``crashed``, ``unhealthy`` (given up on), ``stopped``, ``retiring`` (to
-    be replaced after its reply) and ``parked`` (idle timeout: no process
-    until a call needs one).
+    (a timed-out or cancelled call's process being killed), ``draining``
+    (shutdown), ``crashed``, ``unhealthy`` (given up on), ``stopped``,
+    ``retiring`` (to be replaced after its reply) and ``parked`` (idle
+    timeout: no process until a call needs one).
     """
 
     def __init__(self, index: int, device: str | None, env: dict[str, str]) -> None:
@@ -95,6 +95,9 @@ class WorkerHandle:
         self.queue: deque[Call] = deque()
         self.crash_times: deque[float] = deque()
         self.timed_out = False
+        # Its running call was cancelled: the process is being stopped on
+        # request, and its exit is classified ``cancelled``, not a crash.
+        self.cancelled = False
         self.restarts = 0
         self.oom_before: int | None = None
         self.fault_log: IO[bytes] | None = None

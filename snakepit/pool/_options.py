@@ -106,6 +106,8 @@ class _Submitter(Protocol):
         options: CallOptions,
     ) -> Future[Any]: ...
 
+    def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool: ...
+
 
 class CallMethods:
     """``call``, ``acall`` and ``map`` over a ``submit``: one copy for the pool and its views."""
@@ -122,6 +124,10 @@ class CallMethods:
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         raise NotImplementedError
 
+    def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool:
+        """Cancel a call, even a running one (see :meth:`snakepit.Pool.cancel`)."""
+        raise NotImplementedError
+
     @overload
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
     @overload
@@ -135,8 +141,18 @@ class CallMethods:
     @overload
     async def acall(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
-        """Awaitable form of :meth:`call`."""
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+        """Awaitable form of :meth:`call`.
+
+        Cancelling the awaiting task cancels the call, running or not: a
+        running call's worker is interrupted and replaced (see ``cancel``),
+        so it is free for the next call at once.
+        """
+        future = self.submit(fn, *args, **kwargs)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            self.cancel(future, kill=True)
+            raise
 
     @overload
     def map(
@@ -223,6 +239,10 @@ class PoolView(CallMethods):
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker with this view's options."""
         return self._pool._submit(fn, args, kwargs, self._options)
+
+    def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool:
+        """Cancel a call, even a running one (see :meth:`snakepit.Pool.cancel`)."""
+        return self._pool.cancel(future, kill=kill)
 
     @property
     def _map_window(self) -> int:  # type: ignore[override]

@@ -29,6 +29,7 @@ from snakepit.telemetry._propagation import carrier_for_call
 from snakepit.zero_copy._runtime import threshold_bytes
 
 from ._calls import Call, function_name
+from ._cancel import cancel_call
 from ._circuit import CircuitBreakerRegistry, circuits_for
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
@@ -347,10 +348,47 @@ class Pool(CallMethods, Executor):
                 if handle.proc is not None and handle.proc.returncode is None
             ]
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop accepting calls, finish (or cancel) queued ones, stop the workers."""
-        self._supervisor.shutdown(wait, cancel_futures)
-        _live_pools.discard(self)
+    def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool:
+        """Cancel a call of this pool, even one that is running; whether it was.
+
+        A call still waiting is cancelled as ``future.cancel()`` would. A
+        running call, with ``kill`` (the default), fails at once with
+        :class:`~snakepit.errors.CallCancelledError` (a
+        ``concurrent.futures.CancelledError``); its worker is interrupted
+        (SIGINT: the call's ``finally`` blocks run), killed after
+        ``terminate_grace`` if still there, and replaced. That is not a crash:
+        no crash limit, circuit breaker, health alert or retry counts it.
+        ``kill=False`` leaves a running call alone and returns False, as
+        ``future.cancel()`` does. See docs/crash-recovery.md.
+        """
+        return cancel_call(self._supervisor, future, kill=kill)
+
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, kill_running: bool = False
+    ) -> None:
+        """Stop accepting calls, finish (or cancel) queued ones, stop the workers.
+
+        ``kill_running`` also stops the running calls, as :meth:`cancel` does
+        (their futures fail with :class:`~snakepit.errors.CallCancelledError`),
+        and implies ``cancel_futures``. Interrupted while it waits
+        (``KeyboardInterrupt``), it stops the running calls the same way.
+        """
+        try:
+            self._supervisor.shutdown(wait, cancel_futures, kill_running)
+        except BaseException:
+            # Ctrl-C while waiting for the running calls: stop them instead.
+            self._supervisor.shutdown(True, True, kill_running=True)
+            raise
+        finally:
+            _live_pools.discard(self)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Shut down: wait for the calls, unless the block was left by a
+        ``KeyboardInterrupt`` (or another ``BaseException`` that is no
+        ``Exception``, such as ``SystemExit``): then running calls are stopped
+        and the waiting ones cancelled (``kill_running=True``)."""
+        abort = exc_type is not None and not issubclass(exc_type, Exception)
+        self.shutdown(wait=True, cancel_futures=abort, kill_running=abort)
 
     async def __aenter__(self) -> Pool:
         """``async with Pool(...) as pool``: the pool itself (already started)."""

@@ -8,6 +8,8 @@ worker when it names none). Guarded by the supervisor's lock.
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future
+from typing import Any
 
 from ._calls import Call
 from ._handle import WorkerHandle
@@ -65,6 +67,15 @@ class CallQueue:
             failed += self._shared
             self._shared.clear()
         return failed
+
+    def take(self, future: Future[Any]) -> Call | None:
+        """Take the waiting call of ``future`` off its queue (None: not waiting)."""
+        for queue in (self._shared, *(h.queue for h in self._handles)):
+            for call in queue:
+                if call.outer is future:
+                    queue.remove(call)
+                    return call
+        return None
 
     def take_all(self) -> list[Call]:
         """Empty every queue (shutdown); returns what was waiting."""

@@ -43,15 +43,16 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
             return
         handle.current = None
         recycler = sup.recycler
-        retiring = recycler is not None and recycler.after_reply_locked(sup, handle)
-        if retiring:
-            pass  # replaced after this reply (see _recycle.py): no further call
-        elif handle.timed_out:
-            # The reply beat the timeout's kill: the call succeeded, but
-            # this process is being terminated and gets no further call.
+        retiring = False
+        if handle.timed_out or handle.cancelled:
+            # The reply beat the timeout's (or the cancellation's) kill: the
+            # call ended, but this process is being stopped and gets no
+            # further call.
             handle.state = "terminating"
         else:
-            handle.state = "idle" if not sup.stopping else "draining"
+            retiring = recycler is not None and recycler.after_reply_locked(sup, handle)
+            if not retiring:  # else replaced after this reply (see _recycle.py)
+                handle.state = "idle" if not sup.stopping else "draining"
         sends = sup._dispatch_locked() if not sup.stopping else []
         if sup.closed:
             sup.idle_changed.notify_all()  # shutdown() waits for the drain

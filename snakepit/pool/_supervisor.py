@@ -45,6 +45,7 @@ from snakepit.zero_copy import _runtime as zero_copy
 from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 
 from ._calls import Call
+from ._cancel import cancel_running, worker_cancelled
 from ._circuit import CircuitBreakerRegistry
 from ._exits import ExitKind, classify_exit, oom_kill_count
 from ._handle import (
@@ -105,6 +106,7 @@ class Supervisor:
             "restarts": 0,
             "retries": 0,
             "recycles": 0,
+            "cancelled": 0,  # calls stopped by Pool.cancel (see _cancel)
         }
         self.report = Reporter(name)
         self.timers = Timers(self.lock, self._due_deadline, "snakepit-monitor")
@@ -313,7 +315,9 @@ class Supervisor:
             and oom_after is not None
             and oom_after > handle.oom_before
         )
-        info = classify_exit(returncode, timed_out=handle.timed_out, oom_killed=oom)
+        info = classify_exit(
+            returncode, timed_out=handle.timed_out, oom_killed=oom, cancelled=handle.cancelled
+        )
         pid = handle.pid
         with self.lock:
             if generation != handle.generation:
@@ -325,7 +329,9 @@ class Supervisor:
             handle.last_exit = info
             # Workers the pool itself stopped (shutdown without waiting) did
             # not crash, whatever signal ended them.
-            expected = self.stopping and (info.kind is ExitKind.normal or handle.stopped_by_pool)
+            expected = info.kind is ExitKind.cancelled or (
+                self.stopping and (info.kind is ExitKind.normal or handle.stopped_by_pool)
+            )
             if call is not None and not expected:
                 info = handle.last_exit = info.during_call()
             recycled = None
@@ -356,6 +362,9 @@ class Supervisor:
                 prune_mappings()
         if self.stopping and all(other.proc is None for other in self.handles):
             self._watcher.close()  # the last worker of a pool shutting down is gone
+        if info.kind is ExitKind.cancelled:
+            worker_cancelled(self, handle, call)  # stopped on request: not a crash
+            return
         if expected:
             if call is not None:
                 self.finish(
@@ -423,6 +432,7 @@ class Supervisor:
                 handle.fault_log = fault_log
             handle.known_fns = set()
             handle.timed_out = False
+            handle.cancelled = False
         if closed:
             # The pool shut down while this worker was starting.
             fault_log.close()
@@ -499,15 +509,21 @@ class Supervisor:
 
     # ------------------------------------------------------------ shutdown
 
-    def shutdown(self, wait: bool, cancel_futures: bool) -> None:
-        """Stop accepting calls, finish (or cancel) queued ones, stop the workers."""
+    def shutdown(self, wait: bool, cancel_futures: bool, kill_running: bool = False) -> None:
+        """Stop accepting calls, finish (or cancel) queued ones, stop the workers.
+
+        ``kill_running`` cancels the running calls too (see ``_cancel``).
+        """
         with self.lock:
             already = self.closed
             self.closed = True
             abandoned: list[Call] = []
-            if cancel_futures or not wait:
+            if cancel_futures or kill_running or not wait:
                 abandoned = self._queue.take_all() + list(self._retrying.values())
                 self._retrying.clear()
+        if kill_running:
+            cancel_running(self)
+        with self.lock:
             if wait:
                 self.idle_changed.wait_for(self._drained, timeout=None)
             self.stopping = True

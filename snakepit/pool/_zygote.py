@@ -62,6 +62,8 @@ class WorkerProcess(Protocol):
 
     def terminate(self) -> None: ...
 
+    def send_signal(self, signum: int) -> None: ...
+
 
 def supported() -> bool:
     """Whether forking workers from a template is safe here (Linux only)."""

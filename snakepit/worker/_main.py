@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
@@ -325,7 +325,24 @@ def run(fd: int, supervisor_pid: int, fault_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     worker = _initialize(sock, supervisor_pid)
-    return worker.serve()
+    # From here SIGINT interrupts the running call: Pool.cancel sends it so
+    # the call's finally blocks and context managers unwind before we end.
+    signal.signal(signal.SIGINT, protocol.interrupt_call)
+    try:
+        return worker.serve()
+    except KeyboardInterrupt:
+        _end_interrupted()
+
+
+def _end_interrupted() -> NoReturn:
+    """End as an interrupted process does (killed by SIGINT), quietly: the
+    supervisor asked for it, and its call's future already says so."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(128 + signal.SIGINT)  # not reached: the signal ended us
 
 
 def _unsendable_result(exc: BaseException, value: Any) -> BaseException:

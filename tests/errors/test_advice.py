@@ -28,6 +28,7 @@ def test_crash_suggestions_are_keyed_by_exit_kind() -> None:
     assert set(CRASH_SUGGESTIONS) == set(ExitKind) - {
         ExitKind.normal,
         ExitKind.python_error,
+        ExitKind.cancelled,  # a stop on request, no crash to advise on
         ExitKind.unknown,
     }
 

@@ -11,6 +11,7 @@ import pytest
 
 import snakepit.errors as errors
 from snakepit.errors import (
+    CallCancelledError,
     CircuitOpenError,
     DeviceError,
     DeviceMismatchError,
@@ -75,6 +76,7 @@ INSTANCES: list[SnakepitError] = [
     WorkerTimeoutError(timeout=1.5, worker_id=1),
     WorkerUnavailableError(reason="all slots unhealthy", worker_id=7),
     PoolClosedError(reason="closed by the test", worker_id=3),
+    CallCancelledError("stopped by the test", worker_id=5),
     CircuitOpenError(circuit="device:cuda:0", retry_after=12.5),
     SharedMemoryError(name="/snakepit-1-00", status=-13, os_errno=errno.EIO),
     InvalidDescriptorError(reason="bad magic", name="/snakepit-1-ab", status=-3),

@@ -62,6 +62,17 @@ def test_timeout_overrides_signal_but_keeps_it() -> None:
     assert classify_exit(-signal.SIGTERM, timed_out=True).kind is ExitKind.timeout
 
 
+@pytest.mark.parametrize("returncode", [-signal.SIGINT, -signal.SIGKILL, 0, 1, None])
+def test_a_requested_stop_is_cancelled_whatever_ended_it(returncode: int | None) -> None:
+    info = classify_exit(returncode, cancelled=True)
+    assert info.kind is ExitKind.cancelled
+    assert not info.crashed  # a stop on request is no crash
+    assert "cancelled" in info.description
+    assert info.signal == (-returncode if returncode is not None and returncode < 0 else None)
+    # Without the flag the same SIGINT is somebody else's doing.
+    assert classify_exit(-signal.SIGINT).kind is ExitKind.killed
+
+
 def test_exit_kind_is_a_plain_string_enum() -> None:
     assert ExitKind.segfault == "segfault"
     assert str(ExitKind.segfault) == "segfault"
@@ -79,6 +90,7 @@ def test_exit_kind_is_a_plain_string_enum() -> None:
         "killed",
         "timeout",
         "exit",
+        "cancelled",
         "unknown",
     ]
 
