@@ -22,7 +22,9 @@ __all__ = [
     "DEVICE_NOT_AVAILABLE",
     "INVALID_DESCRIPTOR",
     "POOL_CLOSED",
+    "SESSION_LOST",
     "SHM_DIR",
+    "WORKER_START",
     "Shape",
     "crash_suggestion",
     "device_mismatch_suggestion",
@@ -388,6 +390,17 @@ def crash_suggestion(kind: str) -> str | None:
     except ValueError:  # a kind from a newer or foreign peer
         return None
 
+
+SESSION_LOST = (
+    "the session's state (what its calls kept in the worker) must be built again: call "
+    "again to start a fresh session, or give the pool a session_initializer= that "
+    "rebuilds it on the new worker"
+)
+
+WORKER_START = (
+    "the error chained above is what the worker raised while starting; fix the "
+    "initializer (it runs in every worker before any call) and create the pool again"
+)
 
 POOL_CLOSED = (
     "submit calls before shutdown() (or inside the `with Pool(...)` block), or create a new Pool"

@@ -33,6 +33,7 @@ from ._health import HealthMonitor
 from ._options import DEFAULT_OPTIONS, UNSET, CallMethods, CallOptions, PoolView, checked_timeout
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
+from ._startup import check_devices, wait_started
 from ._supervisor import Supervisor
 from ._zygote import zygote_for
 
@@ -85,6 +86,13 @@ class Pool(CallMethods, Executor):
     from (starts and restarts then take milliseconds): ``"auto"`` (numpy
     when installed), a list of module names, or None for a fresh interpreter
     per worker (see docs/crash-recovery.md, "Worker start-up").
+    ``session_initializer(session, *session_initargs)`` runs in a worker
+    before the first call of each session it gets, again on the new worker
+    when the session's worker died (then no SessionLostError is raised; see
+    docs/crash-recovery.md, "Lost sessions").
+
+    Raises DeviceNotAvailableError for a device this machine lacks, and
+    WorkerStartError when an initializer raises while the pool starts.
     """
 
     def __init__(
@@ -107,6 +115,8 @@ class Pool(CallMethods, Executor):
         spin_seconds: float = 0.0002,
         repro_dir: str | os.PathLike[str] | None = None,
         preload: Sequence[str] | str | None = "auto",
+        session_initializer: Callable[..., Any] | str | None = None,
+        session_initargs: tuple[Any, ...] = (),
     ) -> None:
         count = (os.cpu_count() or 1) if workers is None else workers
         if count < 1:
@@ -114,6 +124,7 @@ class Pool(CallMethods, Executor):
         devices = [device] if isinstance(device, str) else list(device)
         if not devices:
             raise ValueError("device list is empty")
+        check_devices(devices)
         self._timeout = checked_timeout(timeout)
         self._lock = threading.Lock()
         self._functions: OrderedDict[Any, tuple[int, bytes, Any, str]] = OrderedDict()
@@ -132,6 +143,10 @@ class Pool(CallMethods, Executor):
             "sys_path": [p for p in sys.path if p],
             "initializer": codec.dumps_function(initializer) if initializer else None,
             "initargs": initargs,
+            "session_initializer": (
+                codec.dumps_function(session_initializer) if session_initializer else None
+            ),
+            "session_initargs": session_initargs,
             "threshold_bytes": threshold_bytes(),
             "spin_seconds": spin_seconds,
         }
@@ -163,10 +178,16 @@ class Pool(CallMethods, Executor):
             init_config=codec.encode(init_config),
             repro_dir=None if repro_dir is None else Path(repro_dir),
             zygote=zygote_for(self.name, base_env, preload),
+            session_initializer=session_initializer is not None,
         )
         _live_pools.add(self)
         self._supervisor.start()
-        self._supervisor.wait_started(start_timeout)
+        try:
+            wait_started(self._supervisor, start_timeout)
+        except BaseException:
+            # Nothing of a pool that failed to start may outlive it.
+            self.shutdown(wait=True, cancel_futures=True)
+            raise
 
     # ----------------------------------------------------------------- calls
 

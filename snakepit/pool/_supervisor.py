@@ -61,6 +61,7 @@ from ._report import Reporter
 from ._repro import write_call_repro
 from ._restarts import RestartPolicy, exit_error
 from ._retry import RetryPolicy
+from ._sessions import SessionTracker
 from ._timers import Action, Timers
 from ._watch import ProcessWatcher
 from ._zygote import Zygote
@@ -85,6 +86,7 @@ class Supervisor:
         init_config: codec.Encoded,
         repro_dir: Path | None,
         zygote: Zygote | None = None,
+        session_initializer: bool = False,
     ) -> None:
         self.name = name
         self._zygote = zygote  # forks workers when it can (see _zygote.py)
@@ -109,6 +111,7 @@ class Supervisor:
         self._retrying: dict[int, Call] = {}
         self._replies = 0
         self._watcher = ProcessWatcher(f"snakepit-watch-{name}")
+        self.sessions = SessionTracker(self, reinitialize=session_initializer)
 
     def start(self) -> None:
         """Start the monitor thread and, on it, every worker."""
@@ -143,8 +146,7 @@ class Supervisor:
                 )
             elif self._all_unhealthy():
                 error = self._unavailable()
-            else:
-                error = None
+            elif (error := self.sessions.admit(call)) is None:
                 self._queue.put(call)
                 sends = self._dispatch_locked()
                 if call.borrows_caller_memory and not call.dispatched:
@@ -180,9 +182,10 @@ class Supervisor:
                     # per call piles up when calls finish in time.
                     call.deadline = call.dispatched + call.timeout
                     self.timers.wake_locked()
-                message = protocol.pack(
-                    protocol.MSG_CALL, call.call_id, (call.fn_id, blob, call.args_blob)
-                )
+                body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
+                if call.session is not None:
+                    body += self.sessions.landed(call, handle)
+                message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
                 if handle.sock is not None:
                     sends.append((handle.sock, message, call))
         return sends
@@ -337,14 +340,17 @@ class Supervisor:
         )
         self.report_size()
         self.health.record_crash(handle.index, handle.device, info.kind.value)
+        lost = functools.partial(
+            exit_error,
+            info,
+            timeout=call.timeout if call is not None else None,
+            worker_id=handle.index,
+            pid=pid,
+            native_traceback=native_traceback,
+        )
+        self.sessions.lost(handle, lost(), generation=generation, pid=pid)
         if call is not None:
-            error = exit_error(
-                info,
-                timeout=call.timeout,
-                worker_id=handle.index,
-                pid=pid,
-                native_traceback=native_traceback,
-            )
+            error = lost()
             self.circuits.record(call.device, False)
             self.finish(call, error)
         self._plan_restart(handle)

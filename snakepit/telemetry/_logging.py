@@ -32,6 +32,7 @@ DEFAULT_LEVELS: Mapping[Event, int] = {
     ev.WORKER_START: logging.INFO,
     ev.WORKER_CRASH: logging.ERROR,
     ev.WORKER_RESTART: logging.INFO,
+    ev.SESSION_LOST: logging.WARNING,
     ev.CIRCUIT_OPEN: logging.WARNING,
     ev.CIRCUIT_HALF_OPEN: logging.INFO,
     ev.CIRCUIT_CLOSE: logging.INFO,
@@ -157,6 +158,15 @@ _FORMATS: dict[Event, _Format] = {
     ev.WORKER_RESTART: lambda m, md: (
         f"restarting worker {md.get('worker_id', '?')} in {_duration(m.get('delay'))} "
         f"({md.get('crashes', '?')} crashes in the window)"
+    ),
+    ev.SESSION_LOST: lambda m, md: (
+        f"session {md.get('session', '?')!r} lost with worker {md.get('worker_id', '?')} "
+        f"(pid {md.get('pid', '?')}, {md.get('exit_kind', '?')}): "
+        + (
+            "rebuilt by the session initializer"
+            if md.get("reinitialized")
+            else "its next call raises"
+        )
     ),
     ev.CIRCUIT_OPEN: lambda m, md: (
         f"circuit {md.get('circuit', '?')} opened: calls fail fast until it resets"

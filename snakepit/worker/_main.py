@@ -108,6 +108,12 @@ class Worker:
         # supervisor sends each function once, so a later call retries here.
         self.unresolved: dict[int, bytes] = {}
         self.calls = 0
+        # The pool's session_initializer (encoded, resolved at first use), its
+        # extra arguments, and the sessions it has run for in this process.
+        self.session_initializer_blob: bytes | None = None
+        self._session_initializer: Callable[..., Any] | None = None
+        self.session_initargs: tuple[Any, ...] = ()
+        self.sessions: set[str] = set()
         # User code may emit telemetry from its own threads while we answer.
         self._send_lock = threading.Lock()
 
@@ -160,7 +166,9 @@ class Worker:
         borrowed: list[Any] = []
         started = 0.0
         try:
-            fn_id, fn_blob, args_blob = body
+            fn_id, fn_blob, args_blob = body[:3]
+            if len(body) > 3 and body[3] not in self.sessions:
+                self.start_session(body[3])
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is not None:
@@ -192,6 +200,18 @@ class Worker:
             if self.calls % _PRUNE_EVERY == 0:
                 prune_mappings()
         self.send(protocol.MSG_RESULT, call_id, result, python_seconds)
+
+    def start_session(self, name: str) -> None:
+        """Run the session initializer for session ``name``, new to this process.
+
+        If it raises, the call that brought the session fails with its error
+        and the next call of the session runs it again.
+        """
+        if self.session_initializer_blob is not None:
+            if self._session_initializer is None:
+                self._session_initializer = _resolve(codec.decode(self.session_initializer_blob))
+            self._session_initializer(name, *self.session_initargs)
+        self.sessions.add(name)
 
     def serve(self) -> int:
         while True:
@@ -234,6 +254,8 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         # Events raised here (the ML helpers in user code, nested pools) reach
         # the supervisor's handlers, tagged with this worker's id there.
         telemetry_bus.set_forwarder(worker.forward_event)
+    worker.session_initializer_blob = config.get("session_initializer")
+    worker.session_initargs = tuple(config.get("session_initargs", ()))
     initializer = config.get("initializer")
     if initializer is not None:
         try:

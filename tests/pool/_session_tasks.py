@@ -1,0 +1,45 @@
+"""Functions the session and construction tests run in workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tests.pool import _tasks
+
+#: A session's state in the worker: what its calls (or its initializer) kept.
+STATE: dict[str, Any] = {}
+
+
+def remember(session: str, value: Any) -> int:
+    STATE[session] = value
+    return os.getpid()
+
+
+def recall(session: str) -> Any:
+    return STATE.get(session, "<none>")
+
+
+def load_session(session: str, tag: str = "loaded") -> None:
+    """A session initializer: builds the session's state from its name."""
+    STATE[session] = f"{tag}:{session}:{os.getpid()}"
+
+
+def refuse_session(session: str) -> None:
+    raise LookupError(f"no such model: {session}")
+
+
+def crash_in(session: str) -> None:
+    del session
+    _tasks.segfault()
+
+
+def refuse_unless_missing(marker: str) -> None:
+    """An initializer that works until ``marker`` exists, then raises."""
+    if Path(marker).exists():
+        raise ValueError("initializer refuses now")
+
+
+def always_segfault() -> None:
+    _tasks.segfault()
