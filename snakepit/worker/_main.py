@@ -167,8 +167,6 @@ class Worker:
         started = 0.0
         try:
             fn_id, fn_blob, args_blob = body[:3]
-            if len(body) > 3 and body[3] not in self.sessions:
-                self.start_session(body[3])
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is not None:
@@ -181,6 +179,8 @@ class Worker:
                 fn = _resolve(codec.decode(blob))
                 self.functions[fn_id] = fn
                 del self.unresolved[fn_id]
+            if len(body) > 3 and body[3] not in self.sessions:
+                self.start_session(body[3])
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
             started = time.perf_counter()

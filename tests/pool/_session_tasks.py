@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,23 @@ def refuse_unless_missing(marker: str) -> None:
 
 def always_segfault() -> None:
     _tasks.segfault()
+
+
+def crash_when(path: str) -> None:
+    """Wait until ``path`` exists (the test queued what it wanted), then segfault."""
+    while not Path(path).exists():
+        time.sleep(0.005)
+    _tasks.segfault()
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def flaky(marker: str, session: str) -> Any:
+    """Segfault the first time (creating ``marker``), then recall the session's state."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("x")
+        _tasks.segfault()
+    return recall(session)
