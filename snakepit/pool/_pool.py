@@ -33,7 +33,7 @@ from ._health import HealthMonitor
 from ._options import DEFAULT_OPTIONS, UNSET, CallMethods, CallOptions, PoolView, checked_timeout
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
-from ._startup import check_devices, wait_started
+from ._startup import abandon, check_devices, wait_started
 from ._supervisor import Supervisor
 from ._zygote import zygote_for
 
@@ -186,7 +186,8 @@ class Pool(CallMethods, Executor):
             wait_started(self._supervisor, start_timeout)
         except BaseException:
             # Nothing of a pool that failed to start may outlive it.
-            self.shutdown(wait=True, cancel_futures=True)
+            abandon(self._supervisor)
+            _live_pools.discard(self)
             raise
 
     # ----------------------------------------------------------------- calls

@@ -16,6 +16,7 @@ Two checks (docs/crash-recovery.md, "Validation at construction"):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,12 @@ if TYPE_CHECKING:
     from ._handle import WorkerHandle
     from ._supervisor import Supervisor
 
-__all__ = ["check_devices", "wait_started"]
+__all__ = ["abandon", "check_devices", "wait_started"]
 
 #: Device kinds that need no hardware to exist.
 _ALWAYS_THERE = ("auto", "cpu")
+#: How long a pool that failed to start waits for its workers' clean-up.
+_CLEANUP_SECONDS = 5.0
 
 
 def check_devices(devices: Sequence[str]) -> None:
@@ -97,3 +100,16 @@ def wait_started(supervisor: Supervisor, timeout: float) -> None:
             reason=reason,
             exit_kind=last.kind.value if last is not None else None,
         ) from error
+
+
+def abandon(supervisor: Supervisor) -> None:
+    """End a pool that failed to start, leaving no worker or shared memory.
+
+    Its workers are killed, not asked to stop: they have no call to finish,
+    and one still inside a slow initializer would hold ``Pool(...)`` for the
+    whole grace period. The readers then unlink the dead workers' memory.
+    """
+    supervisor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + _CLEANUP_SECONDS
+    supervisor.join_readers(deadline)
+    supervisor.timers.join(max(0.0, deadline - time.monotonic()))

@@ -64,3 +64,13 @@ def flaky(marker: str, session: str) -> Any:
         path.write_text("x")
         _tasks.segfault()
     return recall(session)
+
+
+def first_raises_others_hang(directory: str) -> None:
+    """An initializer: the first worker to run it raises, the others hang."""
+    try:
+        os.close(os.open(Path(directory) / "first", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(600)
+    else:
+        raise ValueError("the first worker refuses")

@@ -6,8 +6,10 @@ Real workers (docs/crash-recovery.md, "Validation at construction").
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,6 +112,21 @@ def test_a_raising_initializer_fails_construction(preload: str | None) -> None:
     assert "always_raise" in (error.__cause__.remote_traceback or "")
     assert pids  # workers did start, and died...
     _assert_nothing_left(pids)  # ...with nothing of theirs left
+
+
+def test_a_failure_does_not_wait_for_the_other_workers(tmp_path: Path) -> None:
+    grace = 30.0
+    started = time.monotonic()
+    with worker_pids() as pids, pytest.raises(WorkerStartError, match="first worker refuses"):
+        snakepit.Pool(
+            workers=2,
+            initializer=_session_tasks.first_raises_others_hang,
+            initargs=(str(tmp_path),),
+            terminate_grace=grace,
+        )
+    # The hanging worker is killed, not given its grace period to stop.
+    assert time.monotonic() - started < grace / 2
+    _assert_nothing_left(pids)
 
 
 def test_workers_that_never_become_ready_fail_construction() -> None:
