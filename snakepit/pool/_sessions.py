@@ -118,7 +118,8 @@ class SessionTracker:
         crash path, cancelling a running call, recycling): call it with the
         error that ended the worker, before the worker's next process starts
         and before the ended call is retried. Calling it again for the same
-        process does nothing. Takes the supervisor's lock (re-entrant).
+        process does nothing. Call it without the supervisor's lock held: it
+        fails the session's waiting calls, which completes their futures.
         """
         sup = self._supervisor
         failed: list[tuple[Call, SessionLostError]] = []

@@ -224,3 +224,17 @@ def test_a_failing_session_initializer_fails_the_call() -> None:
             assert "no such model: missing" in str(info.value)
         assert pool.call(_tasks.add, 1, 2) == 3
         assert pool.stats()["crashes"] == 0
+
+
+def test_session_initializer_by_name_rebuilds_for_an_idempotent_retry(tmp_path: Path) -> None:
+    policy = RetryPolicy(max_attempts=2, base_delay=0.01, jitter=0.0)
+    with snakepit.Pool(
+        workers=1, retry=policy, session_initializer="tests.pool._session_tasks:load_session"
+    ) as pool:
+        model = pool.options(session="retried", idempotent=True)
+        first = model.call(_session_tasks.recall, "retried")
+        # The retry runs on the new worker once the initializer rebuilt the session.
+        rebuilt = model.call(_session_tasks.flaky, str(tmp_path / "crashed"), "retried")
+        assert rebuilt.startswith("loaded:retried:")
+        assert rebuilt != first
+        assert pool.stats()["retries"] == 1
