@@ -113,3 +113,5 @@ def abandon(supervisor: Supervisor) -> None:
     deadline = time.monotonic() + _CLEANUP_SECONDS
     supervisor.join_readers(deadline)
     supervisor.timers.join(max(0.0, deadline - time.monotonic()))
+    # Workers that died before shutdown began did not close it on their way out.
+    supervisor._watcher.close()

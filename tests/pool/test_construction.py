@@ -36,6 +36,7 @@ def worker_pids() -> Iterator[set[int]]:
     """The pids of every worker that started or died during the block."""
     pids: set[int] = set()
     lock = threading.Lock()
+    threads_before = set(threading.enumerate())
 
     def handler(event: Any, measurements: Any, metadata: Any, config: Any) -> None:
         if metadata.get("pid") is not None:
@@ -48,6 +49,9 @@ def worker_pids() -> Iterator[set[int]]:
         yield pids
     finally:
         telemetry.detach(handler_id)
+    # A failed pool's threads (monitor, pid watcher, readers) are gone too.
+    left = [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+    assert not [name for name in left if name.startswith("snakepit-")], left
 
 
 def _assert_nothing_left(pids: set[int]) -> None:
