@@ -21,7 +21,7 @@ venv: $(DEPS_STAMP)
 c-lib:
 	$(MAKE) -C csrc lib
 
-$(EDITABLE_STAMP): $(DEPS_STAMP) pyproject.toml setup.py snakepit/_version.py
+$(EDITABLE_STAMP): $(DEPS_STAMP) pyproject.toml setup.py setup.cfg snakepit/_version.py
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $@
 
@@ -37,9 +37,10 @@ c-test-sanitize:
 pytest: build
 	$(PY) -m pytest tests bench --benchmark-disable
 
-typecheck: venv
+typecheck: venv $(EDITABLE_STAMP)
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml --allowlist snakepit/_core/stubtest-allowlist.txt snakepit._core._core
+	$(PY) tests/typecheck/check_user_types.py
 
 lint: venv
 	$(PY) -m ruff check .

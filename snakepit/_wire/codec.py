@@ -2,7 +2,8 @@
 
 Objects of the kinds the carriers know travel as descriptors of
 shared-memory blocks (no copy): numpy arrays, torch CPU tensors, Arrow
-tables (and some pandas frames). Those already in shared memory travel as
+tables (and some pandas frames, polars frames and series), and CPU arrays of
+other libraries through DLPack (JAX...). Those already in shared memory travel as
 they are; others at or above the threshold are copied once into the
 sender's arena; smaller objects are pickled inline. Each carrier is a module
 of :mod:`snakepit.zero_copy` (see ``zero_copy/_numpy.py`` for the protocol),
@@ -19,6 +20,7 @@ data travels out of band (see :mod:`snakepit._wire._bulk`).
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import io
 import pickle
@@ -33,6 +35,7 @@ from snakepit._core import bytes_copy
 from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     _arrow,  # pyarrow itself is imported on first use only
+    _host_arrays,  # JAX and other DLPack CPU arrays, learned when met
     _numpy,
     _torch,  # likewise torch: never imported here
 )
@@ -49,6 +52,7 @@ from .protocol import could_be_ctrl_c
 
 PROTOCOL = 5
 _TAG_BYTES = "snakepit.bytes"
+_TAG_BYTEARRAY = "snakepit.bytearray"
 #: Whether results (encoded for a ``receiver``) send small arrays in bulk
 #: too. Measured slower than the frame for results at every size from 1 to
 #: 256 MiB (1.1-1.9x, in the same runs where arguments in bulk were 2-5x
@@ -58,7 +62,7 @@ BULK_RESULTS = False
 
 #: Every kind of data that travels through shared memory: the one registry.
 #: A new kind is one carrier module, added here.
-CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow)
+CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow, _host_arrays)
 _BY_TAG: dict[str, ModuleType] = {carrier.tag: carrier for carrier in CARRIERS}
 
 Blob = tuple[Any, ...]
@@ -172,6 +176,7 @@ class _Sender:
         """copyreg's reducers, and ours for the carriers' exact types: pickle
         calls back into Python for those objects only."""
         table: dict[Any, Any] = dict(copyreg.dispatch_table)
+        table[memoryview] = _reduce_memoryview
         for kind in self.carriers:
             table[kind] = self.reduce
         return table
@@ -238,14 +243,38 @@ class _FastPickler(pickle.Pickler):
 
 
 class _BytesPickler(_FastPickler):
-    """For plain containers holding large ``bytes``, which the C pickler
-    would copy into the pickle: they go out of band as persistent ids."""
+    """For payloads holding large ``bytes`` or ``bytearray``, which the C
+    pickler would copy into the pickle: they go out of band as persistent ids."""
 
     def persistent_id(self, obj: Any) -> Any:
-        if type(obj) is bytes and len(obj) >= OUT_OF_BAND_BYTES:
+        kind = type(obj)
+        if (kind is bytes or kind is bytearray) and len(obj) >= OUT_OF_BAND_BYTES:
             # The buffer in the id goes out of band, in pickle's own order.
-            return (_TAG_BYTES, pickle.PickleBuffer(obj))
+            return (_TAG_BYTES if kind is bytes else _TAG_BYTEARRAY, pickle.PickleBuffer(obj))
         return None
+
+
+def _reduce_memoryview(view: memoryview) -> Any:
+    """A memoryview as its data (out of band when large and contiguous),
+    format, shape and writability: pickle cannot save memoryviews at all."""
+    if view.nbytes >= OUT_OF_BAND_BYTES and view.c_contiguous:
+        data: Any = pickle.PickleBuffer(view)
+    else:
+        data = view.tobytes() if view.readonly else bytearray(view.tobytes())
+    return _memoryview_of, (data, view.format, view.shape, view.readonly)
+
+
+def _memoryview_of(data: Any, fmt: str, shape: tuple[int, ...], readonly: bool) -> memoryview:
+    """The received memoryview: over the frame or block its data arrived in
+    (no copy), cast back to its format and shape where ``memoryview.cast``
+    can (native formats); a flat byte view otherwise."""
+    view: Any = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    if (fmt, tuple(shape)) != ("B", (view.nbytes,)):
+        with contextlib.suppress(TypeError, ValueError):
+            view = view.cast(fmt, shape)
+    return view.toreadonly() if readonly else view  # type: ignore[no-any-return]
 
 
 class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
@@ -309,8 +338,11 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
-        if type(pid) is tuple and len(pid) == 2 and pid[0] == _TAG_BYTES:
-            return bytes_copy(pid[1])
+        if type(pid) is tuple and len(pid) == 2:
+            if pid[0] == _TAG_BYTES:
+                return bytes_copy(pid[1])
+            if pid[0] == _TAG_BYTEARRAY:
+                return bytearray(pid[1])
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
@@ -321,7 +353,7 @@ _STR = frozenset({str})
 #: Most elements :func:`_scan` looks at before it gives up and lets the
 #: pickler decide (which costs nothing more for plain data).
 _PLAIN_BUDGET = 4096
-_PLAIN, _BIG_BYTES, _OTHER = range(3)
+_PLAIN, _BIG_BYTES, _OTHER, _OTHER_BIG_BYTES = range(4)
 #: In every pickle that names something in ``__main__`` (which a worker's
 #: ``__main__`` does not have): such payloads go through cloudpickle.
 _MAIN = b"__main__"
@@ -330,7 +362,8 @@ _MAIN = b"__main__"
 def _scan(obj: Any) -> int:
     """``_PLAIN`` if ``obj`` holds only scalars, small bytes, lists, tuples
     and str-keyed dicts (the C pickler takes it as it is), ``_BIG_BYTES`` if
-    large ``bytes`` are among them, ``_OTHER`` for anything else.
+    large ``bytes`` or ``bytearray`` are among them, ``_OTHER`` for anything
+    else (``_OTHER_BIG_BYTES`` if large bytes were seen before it).
 
     Flat containers are checked at C speed (the set of their item types);
     the walk stops after ``_PLAIN_BUDGET`` elements, so a huge argument costs
@@ -344,27 +377,31 @@ def _scan(obj: Any) -> int:
         kind = type(item)
         if kind in _SCALARS:
             continue
-        if kind is bytes:
+        if kind is bytes or kind is bytearray:
             if len(item) >= OUT_OF_BAND_BYTES:
                 found = _BIG_BYTES
             continue
         if kind is tuple or kind is list:
             budget -= 1 + len(item)
             if budget < 0:
-                return _OTHER
+                return _OTHER_BIG_BYTES if found == _BIG_BYTES else _OTHER
             if set(map(type, item)) <= _SCALARS:
                 continue
             stack.extend(item)
         elif kind is dict:
             budget -= 1 + len(item)
             if budget < 0 or not set(map(type, item)) <= _STR:
-                return _OTHER
+                return _OTHER_BIG_BYTES if found == _BIG_BYTES else _OTHER
             values = item.values()
             if set(map(type, values)) <= _SCALARS:
                 continue
             stack.extend(values)
         else:
-            return _OTHER
+            # A DLPack array of a library with no carrier (JAX...) is learned
+            # here, so the pickler's dispatch table names its type from now on.
+            if kind not in _host_arrays.judged:
+                _host_arrays.notice(kind)
+            return _OTHER_BIG_BYTES if found == _BIG_BYTES else _OTHER
     return found
 
 
@@ -392,10 +429,11 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     sender = _Sender(receiver, threshold_bytes())
     try:
         try:
-            payload = _dump(_BytesPickler if found == _BIG_BYTES else _FastPickler, obj, sender)
+            big_bytes = found in (_BIG_BYTES, _OTHER_BIG_BYTES)
+            payload = _dump(_BytesPickler if big_bytes else _FastPickler, obj, sender)
             # Plain pickle names functions and classes of ``__main__`` (which
             # the receiver's is not): only cloudpickle sends them by value.
-            retry = found == _OTHER and _MAIN in payload
+            retry = found != _BIG_BYTES and _MAIN in payload
         except SharedMemoryError:
             raise
         except Exception:

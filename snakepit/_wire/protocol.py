@@ -17,6 +17,8 @@ Worker → supervisor:
   ``(MSG_ERROR, call_id, (error_record_blob, python_seconds))``
   ``(MSG_EVENT, 0, (event, measurements, metadata))`` telemetry raised in the
   worker, plain values only (forwarded to the supervisor's event bus)
+  ``(MSG_LOG, 0, record)``  a ``logging`` record of the worker, plain values
+  (logged by the supervisor under the same logger name)
 
 ``python_seconds`` is the time the worker spent in the called function.
 """
@@ -43,6 +45,7 @@ MSG_RESULT = "result"
 MSG_ERROR = "error"
 MSG_SHUTDOWN = "shutdown"
 MSG_EVENT = "event"
+MSG_LOG = "log"
 
 _HEADER = struct.Struct("<Q")
 _TABLE = struct.Struct("<IQ")  # buffer count, envelope length

@@ -24,6 +24,7 @@ __all__ = [
     "POOL_CLOSED",
     "SESSION_LOST",
     "SHM_DIR",
+    "UNSENDABLE_RESULT",
     "WORKER_START",
     "Shape",
     "crash_suggestion",
@@ -341,6 +342,14 @@ DEVICE_NOT_AVAILABLE = (
 # ---------------------------------------------------------------- serialisation
 
 
+#: Advice for a result a worker could not send back.
+UNSENDABLE_RESULT = (
+    "return picklable values (plain data, arrays, tensors, instances of module-level "
+    "classes); open files, locks, sockets and live connections cannot cross processes, so "
+    "return what they hold instead"
+)
+
+
 def serialization_suggestion(direction: str) -> str:
     """Advice for a :class:`~snakepit.errors.SerializationError` (``encode``/``decode``)."""
     if direction == "encode":
@@ -359,8 +368,7 @@ def serialization_suggestion(direction: str) -> str:
 CRASH_SUGGESTIONS: dict[ExitKind, str] = {
     ExitKind.segfault: (
         "native code in the worker read or wrote invalid memory (SIGSEGV); check array "
-        "shapes/dtypes/contiguity passed to C extensions and run the call with "
-        "PYTHONFAULTHANDLER=1 to see where it crashed"
+        "shapes/dtypes/contiguity passed to C extensions"
     ),
     ExitKind.abort: (
         "a native library called abort() (failed assertion or uncaught C++ exception); "
@@ -378,17 +386,39 @@ CRASH_SUGGESTIONS: dict[ExitKind, str] = {
         "reduce memory use per call or raise the memory limit"
     ),
     ExitKind.timeout: "the call exceeded its timeout; raise timeout= or make the call faster",
+    ExitKind.exit: (
+        "the function (or a library it called) ended the worker process with sys.exit(), "
+        "exit() or os._exit(); raise an exception instead to fail the call without losing "
+        "the worker"
+    ),
 }
 """Advice per exit kind; kinds without advice (``normal``, ``unknown``...) are absent.
 See :func:`crash_suggestion` to look one up by its plain string."""
 
 
-def crash_suggestion(kind: str) -> str | None:
-    """The advice for a crash of exit kind ``kind`` (an ``ExitKind`` value), if any."""
+#: Kinds where the worker's Python stack at the moment of the crash helps.
+_STACK_KINDS = frozenset(
+    {ExitKind.segfault, ExitKind.abort, ExitKind.bus_error, ExitKind.floating_point_error}
+)
+
+
+def crash_suggestion(kind: str, *, has_stack: bool = False) -> str | None:
+    """The advice for a crash of exit kind ``kind`` (an ``ExitKind`` value), if any.
+
+    ``has_stack``: the worker's stack at the crash is attached to the error
+    (``remote_traceback``), so the advice points there; otherwise, for native
+    crashes, it says how to get one.
+    """
     try:
-        return CRASH_SUGGESTIONS.get(ExitKind(kind))
+        exit_kind = ExitKind(kind)
     except ValueError:  # a kind from a newer or foreign peer
         return None
+    advice = CRASH_SUGGESTIONS.get(exit_kind)
+    if advice is None or exit_kind not in _STACK_KINDS:
+        return advice
+    if has_stack:
+        return advice + "; the worker's Python stack at the crash is in remote_traceback"
+    return advice + "; run the call with PYTHONFAULTHANDLER=1 to see where it crashed"
 
 
 SESSION_LOST = (
@@ -408,7 +438,9 @@ POOL_CLOSED = (
 
 CIRCUIT_OPEN = (
     "workers have been failing repeatedly; check pool.health() for the crash "
-    "history before retrying"
+    "history before retrying. To run every call regardless (batch work), create "
+    "the pool with circuit_breaker=False; to tolerate more failures, pass "
+    "circuit_breaker=CircuitBreakerRegistry(failure_threshold=..., open_duration=...)"
 )
 
 # --------------------------------------------------------------- shared memory

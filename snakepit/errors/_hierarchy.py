@@ -354,7 +354,7 @@ class WorkerCrashedError(WorkerError):
         return f"{self._worker_text()} crashed: {self.exit_kind}{extra}"
 
     def _default_suggestion(self) -> str | None:
-        return _advice.crash_suggestion(self.exit_kind)
+        return _advice.crash_suggestion(self.exit_kind, has_stack=bool(self.remote_traceback))
 
 
 @error_class

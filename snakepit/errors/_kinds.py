@@ -32,5 +32,8 @@ class ExitKind(StrEnum):
     """SIGKILL (including the kernel OOM killer), SIGTERM or SIGINT."""
     timeout = "timeout"
     """The supervisor killed it because a call ran past its timeout."""
+    exit = "exit"
+    """The call ended the process itself (``sys.exit``, ``exit()``,
+    ``os._exit``) with the status in ``exit_code``, 0 included."""
     unknown = "unknown"
     """Any other exit status or signal, or no status at all."""

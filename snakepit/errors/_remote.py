@@ -185,6 +185,9 @@ def _single_record(exc: BaseException, *, chain: bool) -> dict[str, object]:
         qualified = _text(exc.qualified_type, 400)
         module = qualified.rpartition(".")[0]
         message = _text(exc.message, _MAX_MESSAGE_CHARS)
+    elif isinstance(exc, SnakepitError):
+        # Its suggestion travels as a field: str(exc) would carry it twice.
+        message = _text(exc.message, _MAX_MESSAGE_CHARS)
     builtin = _builtin_base(cls)
     tb_text = _format_traceback(exc, chain=chain)
     record: dict[str, object] = {
@@ -251,6 +254,37 @@ def _chain(exc: BaseException) -> list[dict[str, object]]:
         causes.append(record)
         current = nxt
     return causes
+
+
+#: Most argument shapes a record carries.
+_MAX_ARGUMENT_SHAPES = 8
+
+
+def attach_argument_shapes(
+    record: dict[str, object], args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    """Worker side: give a shape error's record the shapes of the call's arrays.
+
+    Only where the message does not already name them: numpy's matmul names
+    the mismatched core sizes (``size 2 is different from 4``), not the
+    operands' shapes, which the user needs to see. Anything with a ``shape``
+    tuple of ints counts (numpy, torch, JAX arrays), in argument order.
+    """
+    context = record.get("context")
+    if not isinstance(context, dict) or context.get("category") != "shape":
+        return
+    shapes: list[list[int]] = []
+    for value in (*args, *kwargs.values()):
+        shape = getattr(value, "shape", None)
+        if isinstance(shape, tuple) and all(type(size) is int for size in shape):
+            shapes.append(list(shape))
+            if len(shapes) == _MAX_ARGUMENT_SHAPES:
+                break
+    named = context.get("shapes")
+    named_list = [list(item) for item in named] if isinstance(named, list) else []
+    if len(shapes) < 2 or (named_list and all(item in shapes for item in named_list)):
+        return
+    context["argument_shapes"] = shapes
 
 
 def exception_to_record(
@@ -424,12 +458,22 @@ def _from_context(
         )
     raw_shapes = context.get("shapes")
     shapes = _shape_list(raw_shapes)
+    argument_shapes = _shape_list(context.get("argument_shapes"))
+    if category == "shape" and len(argument_shapes) >= 2:
+        # The message named only parts of the shapes (numpy's matmul names
+        # the core sizes): the call's own arrays say more.
+        shapes = argument_shapes
+        raw_shapes = context.get("argument_shapes")
     # A message may name no shape at all ("all input arrays must have the same
     # shape"), but shapes that are there and unreadable mean a foreign record.
     if category == "shape" and (raw_shapes is None or shapes):
         dimension = _int_field(context, "dimension")
         if len(shapes) >= 2:
-            a, b = _conflicting_pair(shapes, operation)
+            a, b = (
+                (shapes[0], shapes[1])
+                if shapes is argument_shapes
+                else _conflicting_pair(shapes, operation)
+            )
             return remote_class(ShapeError, builtin)(
                 message,
                 shape_a=a,

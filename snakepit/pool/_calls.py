@@ -43,6 +43,8 @@ class Call:
     # copy: fine while the call is sent before ``submit`` returns, copied if
     # it has to wait in the queue (see ``codec.snapshot``).
     borrows_caller_memory: bool = False
+    #: W3C trace context of the call's span, sent with it (OpenTelemetry in use).
+    trace: dict[str, str] | None = None
 
 
 #: ``module:qualname`` of a function, as telemetry names it.

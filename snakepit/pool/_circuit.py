@@ -23,7 +23,7 @@ from snakepit.errors import CircuitOpenError
 from snakepit.telemetry._bus import enabled, execute
 from snakepit.telemetry._events import CIRCUIT_CLOSE, CIRCUIT_HALF_OPEN, CIRCUIT_OPEN
 
-__all__ = ["CircuitBreaker", "CircuitBreakerRegistry", "CircuitState"]
+__all__ = ["CircuitBreaker", "CircuitBreakerRegistry", "CircuitState", "circuits_for"]
 
 
 class CircuitState(StrEnum):
@@ -292,6 +292,12 @@ class CircuitBreakerRegistry:
     Every device breaker uses the same configuration as the global one. Each
     call goes through both: the device circuit isolates one bad GPU, the global
     circuit stops the whole pool when every device is failing.
+
+    ``enabled=False`` makes a registry that admits every call and records
+    nothing: what a pool uses unless asked for breakers (``Pool(circuit_breaker=
+    True)`` or a registry of your own), because a batch job wants every item's
+    own outcome, not refusals after a run of bad items (see
+    docs/crash-recovery.md, "Circuit breakers: batch and service defaults").
     """
 
     GLOBAL = "global"
@@ -304,7 +310,11 @@ class CircuitBreakerRegistry:
         open_duration: float = 30.0,
         half_open_max_probes: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        enabled: bool = True,
     ) -> None:
+        #: False: every call is admitted and no outcome is recorded.
+        self.enabled = enabled
         self._config = {
             "failure_threshold": failure_threshold,
             "success_threshold": success_threshold,
@@ -352,7 +362,9 @@ class CircuitBreakerRegistry:
             return breaker
 
     def breakers(self) -> dict[str, CircuitBreaker]:
-        """All breakers by name, the global one first."""
+        """All breakers by name, the global one first (none when disabled)."""
+        if not self.enabled:
+            return {}
         with self._lock:
             devices = list(self._devices.values())
         return {b.name: b for b in [self._global, *devices]}
@@ -363,6 +375,8 @@ class CircuitBreakerRegistry:
         Raises:
             CircuitOpenError: Either circuit refused; nothing stays acquired.
         """
+        if not self.enabled:
+            return
         self._global.acquire()
         if device is None:
             return
@@ -375,12 +389,16 @@ class CircuitBreakerRegistry:
 
     def record(self, device: str | None, ok: bool) -> None:
         """Report a call's outcome to the global circuit and the device's."""
+        if not self.enabled:
+            return
         self._global.record(ok)
         if device is not None:
             self.device(device).record(ok)
 
     def release(self, device: str | None = None) -> None:
         """Give back probe slots taken by :meth:`check` for a call with no verdict."""
+        if not self.enabled:
+            return
         self._global.release()
         if device is not None:
             self.device(device).release()
@@ -393,3 +411,23 @@ class CircuitBreakerRegistry:
     def snapshot(self) -> dict[str, dict[str, object]]:
         """JSON-serialisable view of every breaker, by name."""
         return {name: b.snapshot() for name, b in self.breakers().items()}
+
+
+def circuits_for(setting: CircuitBreakerRegistry | bool | None) -> CircuitBreakerRegistry:
+    """The registry a pool uses for its ``circuit_breaker`` argument.
+
+    None or False: breakers off (every call runs; batch use). True: breakers
+    with the default thresholds (service use). A registry: that one.
+
+    Raises:
+        TypeError: ``setting`` is none of those.
+    """
+    if setting is None or setting is False:
+        return CircuitBreakerRegistry(enabled=False)
+    if setting is True:
+        return CircuitBreakerRegistry()
+    if isinstance(setting, CircuitBreakerRegistry):
+        return setting
+    raise TypeError(
+        f"circuit_breaker must be True, False, None or a CircuitBreakerRegistry, not {setting!r}"
+    )

@@ -38,6 +38,28 @@ class ExitInfo:
         """True for every kind except a normal exit."""
         return self.kind is not ExitKind.normal
 
+    def during_call(self) -> ExitInfo:
+        """This exit, known to have ended a worker while it ran a call.
+
+        A worker exits by itself only when told to, so an exit status (not a
+        signal) during a call means the call's code ended the process:
+        ``sys.exit(n)``, ``exit()``, ``os._exit(n)``, or a library doing so.
+        That is kind ``exit`` with its status, 0 and 1 included (not
+        ``normal`` or ``python_error``, which describe the worker's own exits).
+        """
+        if self.exit_code is None or self.kind not in _OWN_EXIT_KINDS:
+            return self
+        return ExitInfo(
+            ExitKind.exit,
+            None,
+            self.exit_code,
+            f"the call ended the worker process with exit status {self.exit_code} "
+            "(sys.exit, exit() or os._exit)",
+        )
+
+
+_OWN_EXIT_KINDS = frozenset({ExitKind.normal, ExitKind.python_error, ExitKind.unknown})
+
 
 _SIGNAL_KINDS: dict[int, ExitKind] = {
     int(_signal.SIGSEGV): ExitKind.segfault,

@@ -26,6 +26,7 @@ from snakepit.zero_copy import _runtime as zero_copy
 
 from ._exits import ExitInfo
 from ._watch import kill_group
+from ._worker_logs import relay as relay_log
 from ._zygote import WorkerProcess, Zygote
 
 if TYPE_CHECKING:
@@ -198,6 +199,8 @@ class WorkerHandle:
                     owner.worker_ready(self, generation, proc.pid)
                 elif tag == protocol.MSG_EVENT:
                     owner.worker_event(self, proc.pid, body)
+                elif tag == protocol.MSG_LOG:
+                    relay_log(body, self.index, proc.pid)
                 elif tag == protocol.MSG_INIT_FAILED:
                     init_error = record_to_exception(codec.decode(body))
                 else:

@@ -21,12 +21,19 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from ._map import map_calls
 from ._timeouts import checked_timeout
 
 __all__ = ["UNSET", "CallMethods", "CallOptions", "PoolView", "checked_timeout"]
+
+#: The parameters and the result of the function a call runs: type checkers see
+#: ``Future[int]`` for a function returning ``int`` and flag wrong arguments,
+#: as they do for ``Executor.submit``. A ``"module:function"`` name is not
+#: checkable, so its results are ``Any``.
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class _Unset:
@@ -108,17 +115,45 @@ class CallMethods:
     #: Calls a map may have in flight.
     _map_window: int
 
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    @overload
+    def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> Future[Any]: ...
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         raise NotImplementedError
 
+    @overload
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def call(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     def call(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` in a worker and wait for its result (see ``submit``)."""
         return self.submit(fn, *args, **kwargs).result()
 
+    @overload
+    async def acall(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    async def acall(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     async def acall(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Awaitable form of :meth:`call`."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: str,
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]: ...
     def map(
         self,
         fn: Callable[..., Any] | str,
@@ -181,6 +216,10 @@ class PoolView(CallMethods):
         changes = {k: v for k, v in given.items() if v is not UNSET}
         return PoolView(self._pool, self._options.replace(**changes))
 
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    @overload
+    def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> Future[Any]: ...
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker with this view's options."""
         return self._pool._submit(fn, args, kwargs, self._options)

@@ -19,18 +19,28 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from snakepit import hardware
 from snakepit._wire import codec
 from snakepit.errors import PoolClosedError, SerializationError, SharedMemoryError
+from snakepit.telemetry._propagation import carrier_for_call
 from snakepit.zero_copy._runtime import threshold_bytes
 
 from ._calls import Call, function_name
-from ._circuit import CircuitBreakerRegistry
+from ._circuit import CircuitBreakerRegistry, circuits_for
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
-from ._options import DEFAULT_OPTIONS, UNSET, CallMethods, CallOptions, PoolView, checked_timeout
+from ._options import (
+    DEFAULT_OPTIONS,
+    UNSET,
+    CallMethods,
+    CallOptions,
+    P,
+    PoolView,
+    R,
+    checked_timeout,
+)
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
 from ._startup import abandon, check_devices, wait_started
@@ -62,14 +72,22 @@ def _shutdown_live_pools() -> None:
 class Pool(CallMethods, Executor):
     """Supervised worker processes that survive anything their calls do.
 
-    ``workers``: number of worker processes (default: CPU count).
+    ``workers``: number of worker processes (default: CPU count);
+    ``max_workers`` is an alias, as ProcessPoolExecutor, loky and pebble
+    spell it.
     ``device``: ``"auto"``, ``"cpu"``, ``"cuda:N"`` or a list of devices that
     the workers are spread over (each worker sees only its device).
     ``initializer(*initargs)`` runs once per worker start, restarts included.
     ``timeout``: default per-call timeout in seconds (None: no limit).
     ``retry``: the policy for ``idempotent=True`` calls.
-    ``worker_max_crashes`` crashes within ``worker_crash_window`` seconds stop
-    a slot from restarting (it is reported unhealthy).
+    ``circuit_breaker``: off by default (None or False: every call runs, as
+    a batch job wants); True for breakers with the default thresholds, which a
+    service wants (calls fail fast with ``CircuitOpenError`` while workers keep
+    crashing), or a :class:`CircuitBreakerRegistry` of your own.
+    ``worker_max_crashes`` deaths within ``worker_crash_window`` seconds stop
+    a slot from restarting (it is reported unhealthy); only deaths no call
+    explains count (starting, initializer, idle): a call that kills its
+    worker gets the crash as its error and the slot restarts at once.
     ``spin_seconds``: after answering, a worker polls its socket this long
     before sleeping, so back-to-back calls skip the cost of waking a process,
     for at most that much CPU per call; 0 disables it. Spinning backs off by
@@ -82,6 +100,10 @@ class Pool(CallMethods, Executor):
     crashed or timed out) leaves a standalone script there that makes the same
     call outside snakepit (see :func:`snakepit.telemetry.write_repro`); the
     error's notes name the script.
+    ``forward_logging``: records a worker logs with ``logging`` go to the
+    loggers of the same names here, with ``worker_id`` and ``worker_pid`` as
+    extra fields (see docs/telemetry.md, "Worker output"); False leaves the
+    worker's logging alone.
     ``preload``: modules a template process imports once and forks workers
     from (starts and restarts then take milliseconds): ``"auto"`` (numpy
     when installed), a list of module names, or None for a fresh interpreter
@@ -104,7 +126,7 @@ class Pool(CallMethods, Executor):
         initargs: tuple[Any, ...] = (),
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
-        circuit_breaker: CircuitBreakerRegistry | None = None,
+        circuit_breaker: CircuitBreakerRegistry | bool | None = None,
         health: HealthMonitor | None = None,
         worker_max_crashes: int = 5,
         worker_crash_window: float = 60.0,
@@ -117,7 +139,15 @@ class Pool(CallMethods, Executor):
         preload: Sequence[str] | str | None = "auto",
         session_initializer: Callable[..., Any] | str | None = None,
         session_initargs: tuple[Any, ...] = (),
+        max_workers: int | None = None,
+        forward_logging: bool = True,
     ) -> None:
+        if max_workers is not None:
+            if workers is not None:
+                raise TypeError("give workers or max_workers (its alias), not both")
+            workers = max_workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+            raise TypeError(f"workers must be a whole number, not {workers!r}")
         count = (os.cpu_count() or 1) if workers is None else workers
         if count < 1:
             raise ValueError("workers must be >= 1")
@@ -135,7 +165,7 @@ class Pool(CallMethods, Executor):
         self._map_window = max(8, 4 * count)
         #: Names this pool in telemetry metadata.
         self.name = f"pool-{next(_pool_numbers)}"
-        circuits = circuit_breaker if circuit_breaker is not None else CircuitBreakerRegistry()
+        circuits = circuits_for(circuit_breaker)
         health = health if health is not None else HealthMonitor()
         circuits.adopt(self.name)
         health.adopt(self.name)
@@ -149,6 +179,7 @@ class Pool(CallMethods, Executor):
             "session_initargs": session_initargs,
             "threshold_bytes": threshold_bytes(),
             "spin_seconds": spin_seconds,
+            "forward_logging": bool(forward_logging),
         }
         base_env = dict(os.environ if env is None else env)
         pythonpath = base_env.get("PYTHONPATH", "")
@@ -192,6 +223,10 @@ class Pool(CallMethods, Executor):
 
     # ----------------------------------------------------------------- calls
 
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    @overload
+    def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> Future[Any]: ...
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker; returns a Future.
 
@@ -250,6 +285,7 @@ class Pool(CallMethods, Executor):
         )
         report = self._supervisor.report
         report.call_started(call)
+        call.trace = carrier_for_call(self.name, call.call_id)
         try:
             # A call that may be retried is sent again later: its arrays are
             # copied now. Any other is copied only if it has to wait (queued).

@@ -28,6 +28,7 @@ from snakepit.telemetry._events import (
     WORKER_RESTART,
     WORKER_START,
 )
+from snakepit.telemetry._failures import ensure_failure_logging
 
 if TYPE_CHECKING:
     from ._calls import Call
@@ -57,6 +58,8 @@ class Reporter:
 
     def __init__(self, pool: str) -> None:
         self.pool = pool
+        # Failures are WARNING records on the "snakepit" logger unless turned off.
+        ensure_failure_logging()
 
     # ------------------------------------------------------------------ calls
 
@@ -201,6 +204,7 @@ class Reporter:
         info: ExitInfo,
         call_id: int | None,
         uptime: float,
+        function: str | None = None,
     ) -> None:
         if enabled(WORKER_CRASH):
             execute(
@@ -214,6 +218,7 @@ class Reporter:
                     "signal": info.signal,
                     "exit_code": info.exit_code,
                     "call_id": call_id,
+                    "function": function,
                     "pool": self.pool,
                 },
             )

@@ -27,7 +27,7 @@ import numpy as np
 
 from snakepit._wire import codec
 from snakepit._wire._pickling import resolve, two_pass
-from snakepit.errors import PythonError, WorkerError, WorkerUnavailableError
+from snakepit.errors import CircuitOpenError, WorkerUnavailableError
 from snakepit.zero_copy import TensorRef
 
 if TYPE_CHECKING:
@@ -180,7 +180,8 @@ _SCRIPT = '''\
 # Run it with plain Python (no pool, no snakepit needed to make the call):
 #     python repro.py            or      python -m pdb repro.py
 # The function, its arguments and keyword arguments (by value) are in call.pkl
-# beside this file. Exit status: 1 if the call raised, 0 if it did not.
+# beside this file. Exit status: 1 if the call raised (or its result cannot
+# be pickled, as a worker must to send it back), 0 if it did not.
 """Re-run the failed call recorded in call.pkl."""
 
 import importlib
@@ -222,6 +223,19 @@ def main():
         raised = type(exc).__module__ + "." + type(exc).__qualname__
         if original["type"] and raised != original["type"]:
             print("note: the original call raised " + original["text"], file=sys.stderr)
+        return 1
+    try:
+        # A worker sends its result back pickled: a result that cannot be
+        # pickled fails the call even though the function returned.
+        try:
+            import cloudpickle as sender
+        except ImportError:
+            sender = pickle
+        sender.dumps(result, protocol=5)
+    except Exception:
+        traceback.print_exc()
+        print("the call returned, but its result cannot be pickled:", repr(result)[:200],
+              file=sys.stderr)
         return 1
     print("the call returned without error:", repr(result)[:200], file=sys.stderr)
     print("the original call raised " + original["text"], file=sys.stderr)
@@ -334,10 +348,11 @@ def write_call_repro(directory: Path, call_id: str, call: Call, error: BaseExcep
     Adds a note naming the script to ``error``. A reproduction is a courtesy:
     whatever goes wrong here is logged and never changes the call's outcome.
     """
-    if not isinstance(error, (PythonError, WorkerError)) or isinstance(
-        error, WorkerUnavailableError
-    ):
-        return  # failed before any worker ran it: nothing to reproduce
+    if not call.dispatched or isinstance(error, (WorkerUnavailableError, CircuitOpenError)):
+        # Never reached a worker (refused, unsendable, shut down): nothing to
+        # reproduce. Every error of a call that ran counts: a ShapeError or an
+        # OutOfMemoryError as much as a crash.
+        return
     try:
         function = codec.decode(call.fn_blob)
         args, kwargs = codec.decode(call.args_blob)

@@ -183,8 +183,9 @@ class Supervisor:
                     call.deadline = call.dispatched + call.timeout
                     self.timers.wake_locked()
                 body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
-                if call.session is not None:
-                    body += self.sessions.landed(call, handle)
+                session = () if call.session is None else self.sessions.landed(call, handle)
+                if call.trace is not None or session:
+                    body += (call.trace, *session)
                 message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
                 if handle.sock is not None:
                     sends.append((handle.sock, message, call))
@@ -302,13 +303,19 @@ class Supervisor:
             # Workers the pool itself stopped (shutdown without waiting) did
             # not crash, whatever signal ended them.
             expected = self.stopping and (info.kind is ExitKind.normal or handle.stopped_by_pool)
+            if call is not None and not expected:
+                info = handle.last_exit = info.during_call()
             if expected:
                 handle.state = "stopped"
             else:
                 handle.state = "crashed"
                 handle.init_error = init_error
                 self.counters["crashes"] += 1
-                self._restarts.note_crash(handle.crash_times, time.monotonic())
+                if call is None:
+                    # A call that kills its worker gets the crash as its error;
+                    # only deaths no call explains (starting, initializer, idle)
+                    # are a crash loop that backs off and gives the slot up.
+                    self._restarts.note_crash(handle.crash_times, time.monotonic())
             self.idle_changed.notify_all()
         native_traceback = read_fault_log(fault_log)
         if pid is not None:
@@ -337,6 +344,7 @@ class Supervisor:
             info,
             call.call_id if call is not None else None,
             time.monotonic() - handle.spawned,
+            call.function if call is not None else None,
         )
         self.report_size()
         self.health.record_crash(handle.index, handle.device, info.kind.value)

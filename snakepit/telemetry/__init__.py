@@ -36,6 +36,7 @@ from snakepit.telemetry._bus import (
 
 if TYPE_CHECKING:
     from snakepit.telemetry._events import ALL_EVENTS, CATALOGUE, EventSpec
+    from snakepit.telemetry._failures import log_failures
     from snakepit.telemetry._gpu import GpuMemoryProfiler, GpuMemorySample
     from snakepit.telemetry._logging import attach_logging, detach_logging
     from snakepit.telemetry._metrics import PrometheusMetrics
@@ -52,6 +53,7 @@ _LAZY: dict[str, str] = {
     "GpuMemorySample": "snakepit.telemetry._gpu",
     "attach_logging": "snakepit.telemetry._logging",
     "detach_logging": "snakepit.telemetry._logging",
+    "log_failures": "snakepit.telemetry._failures",
     "PrometheusMetrics": "snakepit.telemetry._metrics",
     "MLRecord": "snakepit.telemetry._ml",
     "inference": "snakepit.telemetry._ml",
@@ -97,6 +99,7 @@ __all__ = [
     "execute",
     "inference",
     "list_handlers",
+    "log_failures",
     "span",
     "tensor_op",
     "train_step",

@@ -154,6 +154,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
             "signal": "signal number or None",
             "exit_code": "exit status or None",
             "call_id": "call that was running, or None",
+            "function": "qualified name of the function that was running, or None",
             "pool": "pool name",
         },
         "A worker died unexpectedly (or was terminated for a timeout).",

@@ -15,11 +15,21 @@ from typing import Any
 from snakepit._util import format_bytes
 from snakepit.errors import ExitKind
 from snakepit.telemetry import _events as ev
-from snakepit.telemetry._bus import Event, Measurements, Metadata, attach_many, detach
+from snakepit.telemetry._bus import (
+    Event,
+    Measurements,
+    Metadata,
+    attach_many,
+    detach,
+    list_handlers,
+)
 
 #: The logger the handler writes to unless told otherwise.
 DEFAULT_LOGGER = "snakepit.telemetry.events"
 DEFAULT_HANDLER_ID = "snakepit-logging"
+#: Ids attach_logging attached; the default failure records stay quiet while
+#: one of them is attached (see snakepit/telemetry/_failures.py).
+_full_logging_ids: set[str] = set()
 
 #: The level of each catalogued event, before overrides.
 DEFAULT_LEVELS: Mapping[Event, int] = {
@@ -46,13 +56,16 @@ DEFAULT_LEVELS: Mapping[Event, int] = {
     ev.DEVICE_SELECTED: logging.INFO,
     ev.DEVICE_UNAVAILABLE: logging.WARNING,
     # The failed call is already logged by call exception; this is the detail.
-    ev.ERROR: logging.INFO,
+    ev.ERROR: logging.DEBUG,
     ev.ML_TENSOR_OP: logging.DEBUG,
     ev.ML_INFERENCE: logging.DEBUG,
     ev.ML_TRAIN_STEP: logging.DEBUG,
 }
 
 _Format = Callable[[Measurements, Metadata], str]
+
+#: Call failures whose worker-crash event is already a record of their own.
+_LOGGED_AS_CRASHES = frozenset({"WorkerCrashedError", "WorkerTimeoutError"})
 
 
 def _ms(seconds: Any) -> str:
@@ -125,7 +138,8 @@ def _worker_crash(m: Measurements, md: Metadata) -> str:
     if md.get("exit_code") is not None:
         detail.append(f"exit code {md['exit_code']}")
     if md.get("call_id") is not None:
-        detail.append(f"running call {md['call_id']}")
+        function = f"{md['function']} " if md.get("function") else ""
+        detail.append(f"running {function}call {md['call_id']}")
     extra = f" ({', '.join(detail)})" if detail else ""
     return (
         f"worker {md.get('worker_id', '?')} (pid {md.get('pid', '?')}) crashed: "
@@ -156,8 +170,8 @@ _FORMATS: dict[Event, _Format] = {
     ),
     ev.WORKER_CRASH: _worker_crash,
     ev.WORKER_RESTART: lambda m, md: (
-        f"restarting worker {md.get('worker_id', '?')} in {_duration(m.get('delay'))} "
-        f"({md.get('crashes', '?')} crashes in the window)"
+        f"restarting worker {md.get('worker_id', '?')} in {_duration(m.get('delay'))}"
+        + (f" ({md['crashes']} crashes in the window)" if md.get("crashes") else "")
     ),
     ev.SESSION_LOST: lambda m, md: (
         f"session {md.get('session', '?')!r} lost with worker {md.get('worker_id', '?')} "
@@ -282,6 +296,9 @@ def _handle(event: Event, measurements: Measurements, metadata: Metadata, config
                     _duration(cfg.slow),
                 )
             return
+    elif event == ev.CALL_EXCEPTION and metadata.get("kind") in _LOGGED_AS_CRASHES:
+        # The worker's crash record already names the call: one failure, one record.
+        level = min(level, logging.DEBUG)
     elif (
         event == ev.HEALTH_ALERT
         and metadata.get("severity") == "critical"
@@ -327,9 +344,18 @@ def attach_logging(
         raise ValueError("slow_call_threshold must be >= 0 seconds or None")
     config = _LoggingConfig(logger, levels, slow_call_threshold)
     attach_many(handler_id, list(levels), _handle, config)
+    _full_logging_ids.add(handler_id)
     return handler_id
 
 
 def detach_logging(handler_id: str = DEFAULT_HANDLER_ID) -> bool:
     """Detach a handler attached by :func:`attach_logging`; returns whether it was attached."""
+    _full_logging_ids.discard(handler_id)
     return detach(handler_id)
+
+
+def full_logging_attached() -> bool:
+    """Whether a handler of :func:`attach_logging` is attached (it then logs failures)."""
+    if not _full_logging_ids:
+        return False
+    return any(info.handler_id in _full_logging_ids for info in list_handlers())

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit.telemetry._bus import Event, Measurements, Metadata, attach_many, detach
 from snakepit.telemetry._events import ALL_EVENTS
+from snakepit.telemetry._propagation import span_sources, valid_carrier
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -36,9 +37,10 @@ _INSTALL_HINT = (
     "pip install snakepit-ml[opentelemetry]"
 )
 _PHASES = ("start", "stop", "exception")
-_NOT_ATTRIBUTES = frozenset({"monotonic_time", "system_time", "exception"})
+_NOT_ATTRIBUTES = frozenset({"monotonic_time", "system_time", "exception", "trace_context"})
 #: Spans started but not yet ended that are remembered (oldest dropped first).
 DEFAULT_MAX_PENDING = 10_000
+_CALL: Event = ("snakepit", "call")
 
 
 def _import_trace() -> Any:
@@ -141,13 +143,21 @@ class OpenTelemetryBridge:
     def attach(self) -> OpenTelemetryBridge:
         """Start turning events into spans; returns ``self``."""
         attach_many(self.handler_id, self.events, _handle, self)
+        span_sources.add(self)
         return self
 
     def detach(self) -> bool:
         """Stop; spans started and not ended are dropped. Returns whether attached."""
+        span_sources.discard(self)
         with self._lock:
             self._pending.clear()
         return detach(self.handler_id)
+
+    def call_span(self, pool: str, call_id: int) -> Span | None:
+        """The span this bridge opened for a pool call still running, if any."""
+        with self._lock:
+            opened = self._pending.get((_CALL, pool, call_id))
+        return None if opened is None else opened.span
 
     # ----------------------------------------------------------------- pairing
 
@@ -164,9 +174,20 @@ class OpenTelemetryBridge:
             return None
         return (prefix, metadata.get("pool"), call_id)
 
+    def _parent(self, stack: list[_Open], metadata: Metadata) -> Any:
+        if stack:
+            return self._trace.set_span_in_context(stack[-1].span)
+        # A span a worker started during a call: a child of the call's span.
+        carrier = valid_carrier(metadata.get("trace_context"))
+        if carrier is not None:
+            from opentelemetry import propagate
+
+            return propagate.extract(carrier)
+        return None
+
     def _start(self, prefix: Event, measurements: Measurements, metadata: Metadata) -> None:
         stack = self._stack()
-        context = self._trace.set_span_in_context(stack[-1].span) if stack else None
+        context = self._parent(stack, metadata)
         system_time = measurements.get("system_time")
         start_ns = time.time_ns() if system_time is None else int(system_time * 1e9)
         span = self._tracer.start_span(

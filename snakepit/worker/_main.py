@@ -23,8 +23,11 @@ from typing import Any
 from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
-from snakepit.errors._remote import exception_to_record
+from snakepit.errors._advice import UNSENDABLE_RESULT
+from snakepit.errors._remote import attach_argument_shapes, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
+from snakepit.telemetry._propagation import activated, active_carrier
+from snakepit.worker import _logs as worker_logs
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
     array_from_ref,
@@ -140,7 +143,7 @@ class Worker:
             # The result could not be sent (unpicklable, no room in shared
             # memory, too large): tell the caller, stay alive.
             tag = protocol.MSG_ERROR
-            encoded = codec.encode(exception_to_record(exc))
+            encoded = codec.encode(exception_to_record(_unsendable_result(exc, value)))
         body = encoded.blob if python_seconds is None else (encoded.blob, python_seconds)
         frame = protocol.pack(tag, ident, body)
         with self._send_lock:
@@ -158,15 +161,28 @@ class Worker:
             if isinstance(value, (int, float))
         }
         plain = {str(key): _plain(value) for key, value in metadata.items()}
+        carrier = active_carrier()
+        if carrier is not None and event[-1] == "start":
+            plain["trace_context"] = carrier  # the supervisor's bridge parents the span
         frame = protocol.pack(protocol.MSG_EVENT, 0, (event, numbers, plain))
+        with self._send_lock:
+            protocol.send_frame(self.sock, frame)
+
+    def forward_log(self, record: dict[str, Any]) -> None:
+        """Send a ``logging`` record to the supervisor (see ``_logs``)."""
+        frame = protocol.pack(protocol.MSG_LOG, 0, record)
         with self._send_lock:
             protocol.send_frame(self.sock, frame)
 
     def handle_call(self, call_id: int, body: Any) -> None:
         borrowed: list[Any] = []
         started = 0.0
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
         try:
-            fn_id, fn_blob, args_blob = body[:3]
+            fn_id, fn_blob, args_blob, *extra = body
+            trace_context = extra[0] if extra else None
+            session = extra[1] if len(extra) > 1 else None
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is not None:
@@ -179,21 +195,28 @@ class Worker:
                 fn = _resolve(codec.decode(blob))
                 self.functions[fn_id] = fn
                 del self.unresolved[fn_id]
-            if len(body) > 3 and body[3] not in self.sessions:
-                self.start_session(body[3])
+            if session is not None and session not in self.sessions:
+                self.start_session(session)
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
             started = time.perf_counter()
-            result = fn(*args, **kwargs)
+            if trace_context is None:
+                result = fn(*args, **kwargs)
+            else:
+                with activated(trace_context):
+                    result = fn(*args, **kwargs)
             python_seconds = time.perf_counter() - started
-            del args, kwargs
+            args, kwargs = (), {}  # the call no longer holds its arguments
             _retain_kept(borrowed)
         except Exception as exc:
             python_seconds = time.perf_counter() - started if started else 0.0
             # A failed call may have kept arguments too (the traceback holding
             # them only makes that reference short-lived).
             _retain_kept(borrowed)
-            self.send(protocol.MSG_ERROR, call_id, exception_to_record(exc), python_seconds)
+            record = exception_to_record(exc)
+            attach_argument_shapes(record, args, kwargs)
+            args, kwargs = (), {}
+            self.send(protocol.MSG_ERROR, call_id, record, python_seconds)
             return
         finally:
             self.calls += 1
@@ -256,6 +279,9 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         telemetry_bus.set_forwarder(worker.forward_event)
     worker.session_initializer_blob = config.get("session_initializer")
     worker.session_initargs = tuple(config.get("session_initargs", ()))
+    if config.get("forward_logging", True):
+        # Before the initializer: what it logs reaches the supervisor too.
+        worker_logs.install(worker.forward_log)
     initializer = config.get("initializer")
     if initializer is not None:
         try:
@@ -291,3 +317,20 @@ def run(fd: int, supervisor_pid: int, fault_fd: int) -> int:
     sock = socket.socket(fileno=fd)
     worker = _initialize(sock, supervisor_pid)
     return worker.serve()
+
+
+def _unsendable_result(exc: BaseException, value: Any) -> BaseException:
+    """The error of a call whose result could not be sent: it names the
+    result, and advice about results, not arguments."""
+    if not isinstance(exc, SerializationError) or exc.__cause__ is None:
+        # No room in shared memory, or over the frame limit: its own advice fits.
+        return exc
+    error = SerializationError(
+        f"the call returned a {type(value).__name__}, which cannot be pickled to send it "
+        f"back: {exc.__cause__}",
+        direction="encode",
+        type_name=type(value).__name__,
+        suggestion=UNSENDABLE_RESULT,
+    )
+    error.__cause__ = exc.__cause__
+    return error

@@ -13,6 +13,7 @@ starting a worker, never pays for them.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import weakref
 from collections.abc import Callable
@@ -29,8 +30,9 @@ from ._mapping import RefMode
 from ._ref import Descriptor, TensorRef, array_from_ref, describe, tensor_ref_of
 
 #: What a receiver rebuilds from the stream: a pyarrow.Table, a
-#: pyarrow.RecordBatch, or a pandas.DataFrame (``Table.to_pandas()``).
-KINDS: frozenset[str] = frozenset({"table", "record_batch", "pandas"})
+#: pyarrow.RecordBatch, a pandas.DataFrame (``Table.to_pandas()``), or a
+#: polars DataFrame or Series over the stream's buffers.
+KINDS: frozenset[str] = frozenset({"table", "record_batch", "pandas", "polars", "polars_series"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,26 +132,39 @@ def _registered(obj: Any) -> tuple[np.ndarray[Any, Any], str] | None:
     return None if array is None else (array, entry[2])
 
 
-# The codec's type sets, without and with pandas.DataFrame.
-_types: dict[bool, frozenset[type]] = {}
+# The codec's type sets, by which of pandas and polars are imported.
+_types: dict[tuple[bool, bool], frozenset[type]] = {}
+
+
+def _imported_type(module: str, name: str) -> type | None:
+    # None too while the module is still importing.
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
 
 
 def frame_types() -> frozenset[type]:
     """The types the codec sends as Arrow streams (call once pyarrow is imported).
 
-    ``pandas.DataFrame`` is among them when pandas is imported. (A set of
+    ``pandas.DataFrame`` is among them when pandas is imported, and
+    ``polars.DataFrame`` and ``polars.Series`` when polars is. (A set of
     types: pickle itself already hashes the type of every object it saves.)
     """
-    pandas = sys.modules.get("pandas")
-    frame = getattr(pandas, "DataFrame", None)  # None too while pandas is importing
-    with_pandas = isinstance(frame, type)
-    types = _types.get(with_pandas)
+    # Built-ins only on this path, which every encoding takes: no Python calls.
+    modules = sys.modules
+    key = (
+        isinstance(getattr(modules.get("pandas"), "DataFrame", None), type),
+        isinstance(getattr(modules.get("polars"), "Series", None), type)
+        and isinstance(getattr(modules.get("polars"), "DataFrame", None), type),
+    )
+    types = _types.get(key)
     if types is None:
         pa = _pyarrow()
         found: list[type] = [pa.Table, pa.RecordBatch]
-        if isinstance(frame, type):
-            found.append(frame)
-        types = _types[with_pandas] = frozenset(found)
+        for module, names in (("pandas", ("DataFrame",)), ("polars", ("DataFrame", "Series"))):
+            kinds = [_imported_type(module, name) for name in names]
+            if all(kind is not None for kind in kinds):
+                found += kinds  # type: ignore[arg-type]
+        types = _types[key] = frozenset(found)
     return types
 
 
@@ -237,7 +252,59 @@ def _index_dtypes(index: Any) -> list[Any]:
 def _frame_nbytes(obj: Any, kind: str) -> int:
     if kind == "pandas":
         return int(obj.memory_usage(index=True, deep=False).sum())
+    if kind in _POLARS_KINDS:
+        return int(obj.estimated_size())
     return int(obj.nbytes)
+
+
+#: polars kinds: a DataFrame, and a Series (a one-column table under its name).
+_POLARS_KINDS = frozenset({"polars", "polars_series"})
+
+
+def _kind_of(obj: Any) -> str:
+    pa = _pyarrow()
+    if isinstance(obj, pa.Table):
+        return "table"
+    if isinstance(obj, pa.RecordBatch):
+        return "record_batch"
+    if type(obj) is _imported_type("polars", "DataFrame"):
+        return "polars"
+    if type(obj) is _imported_type("polars", "Series"):
+        return "polars_series"
+    return "pandas"
+
+
+def _holds_objects(dtype: Any, object_type: Any) -> bool:
+    """Whether a polars dtype is, or nests, ``Object`` (Python objects)."""
+    if dtype == object_type:
+        return True
+    inner = getattr(dtype, "inner", None)
+    if inner is not None and _holds_objects(inner, object_type):
+        return True
+    fields = getattr(dtype, "fields", None) or ()
+    return any(_holds_objects(field.dtype, object_type) for field in fields)
+
+
+def _polars_table(obj: Any, kind: str) -> Any:
+    """A polars frame or series as an Arrow table over the same buffers, or
+    None where Arrow cannot hold it: pickle it then (polars' own pickling
+    refuses what cannot be sent)."""
+    polars = sys.modules["polars"]
+    dtypes = [obj.dtype] if kind == "polars_series" else list(obj.schema.values())
+    if any(_holds_objects(dtype, polars.Object) for dtype in dtypes):
+        # polars exports Object columns as the objects' addresses, which
+        # mean nothing in another process.
+        return None
+    pa = _pyarrow()
+    # The newest Arrow types are polars' own (string views, not offsets):
+    # converting to the older ones would copy every string column, both ways.
+    newest = polars.CompatLevel.newest()
+    try:
+        if kind == "polars":
+            return obj.to_arrow(compat_level=newest)
+        return pa.table({obj.name: obj.to_arrow(compat_level=newest)})
+    except Exception:  # polars raises its own errors for unconvertible dtypes
+        return None
 
 
 def block_of(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | None:
@@ -251,12 +318,7 @@ def block_of(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | Non
     if found is not None:
         return found
     pa = _pyarrow()
-    if isinstance(obj, pa.Table):
-        kind = "table"
-    elif isinstance(obj, pa.RecordBatch):
-        kind = "record_batch"
-    else:
-        kind = "pandas"
+    kind = _kind_of(obj)
     if _frame_nbytes(obj, kind) < threshold:
         return None
     if kind == "pandas":
@@ -265,6 +327,10 @@ def block_of(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | Non
         try:
             obj = pa.Table.from_pandas(obj)
         except (pa.ArrowException, ValueError, TypeError):
+            return None
+    elif kind in _POLARS_KINDS:
+        obj = _polars_table(obj, kind)
+        if obj is None:
             return None
     try:
         return _write(obj), kind
@@ -285,6 +351,13 @@ def _rebuild(array: np.ndarray[Any, Any], kind: str) -> Any:
     table = _open(array, kind)
     if kind == "pandas":
         return table.to_pandas()
+    if kind in _POLARS_KINDS:
+        # polars takes Arrow's buffers as they are (no rechunk, no copy); its
+        # frames keep the table, hence the block, alive. Not registered for
+        # sending back as is: polars frames can be changed in place.
+        polars: Any = importlib.import_module("polars")
+        frame = polars.from_arrow(table, rechunk=False)
+        return frame.to_series(0) if kind == "polars_series" else frame
     _register(table, array, kind)
     return table
 
@@ -295,9 +368,12 @@ _NO_TYPES: frozenset[type] = frozenset()
 
 
 def types() -> frozenset[type]:
-    """Tables, record batches and (with pandas) frames, once pyarrow is imported."""
-    # Never import pyarrow here: a process that has not imported it has no tables.
-    if "pyarrow" not in sys.modules:
+    """Tables, record batches and (with pandas or polars) frames, once pyarrow
+    or polars is imported."""
+    # Never import pyarrow here unprompted: a process that has imported
+    # neither it nor polars has no tables (polars does not need pyarrow until
+    # a frame is converted, so its presence is reason enough).
+    if "pyarrow" not in sys.modules and "polars" not in sys.modules:
         return _NO_TYPES
     return frame_types()
 

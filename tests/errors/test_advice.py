@@ -34,8 +34,23 @@ def test_crash_suggestions_are_keyed_by_exit_kind() -> None:
 
 @pytest.mark.parametrize("kind", list(ExitKind))
 def test_crash_suggestion_by_member_or_plain_value(kind: ExitKind) -> None:
-    assert crash_suggestion(kind) == crash_suggestion(kind.value) == CRASH_SUGGESTIONS.get(kind)
-    assert WorkerCrashedError(exit_kind=kind).suggestion == CRASH_SUGGESTIONS.get(kind)
+    advice = CRASH_SUGGESTIONS.get(kind)
+    assert crash_suggestion(kind) == crash_suggestion(kind.value)
+    assert WorkerCrashedError(exit_kind=kind).suggestion == crash_suggestion(kind)
+    if advice is None:
+        assert crash_suggestion(kind) is None
+    else:
+        assert (crash_suggestion(kind) or "").startswith(advice)
+
+
+@pytest.mark.parametrize("kind", ["segfault", "abort", "bus_error", "floating_point_error"])
+def test_native_crash_advice_depends_on_an_attached_stack(kind: str) -> None:
+    assert "PYTHONFAULTHANDLER=1" in (crash_suggestion(kind) or "")
+    with_stack = crash_suggestion(kind, has_stack=True) or ""
+    assert "PYTHONFAULTHANDLER" not in with_stack
+    assert "remote_traceback" in with_stack
+    crashed = WorkerCrashedError(exit_kind=kind, remote_traceback="Fatal Python error")
+    assert crashed.suggestion == with_stack
 
 
 def test_crash_suggestion_of_an_unknown_kind_is_none() -> None:

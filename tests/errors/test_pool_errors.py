@@ -16,6 +16,7 @@ from snakepit.errors import (
     WorkerUnavailableError,
 )
 
+from ..pool import _tasks as _pool_tasks
 from . import _tasks
 
 
@@ -70,3 +71,15 @@ def test_submit_after_shutdown_raises_pool_closed() -> None:
         closed.submit(_tasks.wrapped_key_error)
     assert isinstance(info.value, WorkerUnavailableError)
     assert isinstance(info.value, RuntimeError)  # as concurrent.futures raises
+
+
+def test_an_unpicklable_result_says_so_once_and_talks_about_results() -> None:
+    with snakepit.Pool(workers=1) as pool:
+        with pytest.raises(snakepit.errors.SerializationError) as info:
+            pool.call(_pool_tasks.unpicklable_result)
+        text = str(info.value)
+        assert text.count("Suggestion:") == 1
+        assert "returned a lock" in text
+        assert "arguments" not in text
+        assert "return picklable values" in (info.value.suggestion or "")
+        assert pool.call(_pool_tasks.add, 1, 2) == 3  # the worker stayed alive

@@ -337,3 +337,29 @@ def bulk_echo(arrays: list[np.ndarray[Any, Any]]) -> list[Any]:
 def keep_arguments(arrays: list[np.ndarray[Any, Any]]) -> None:
     """Keep one of a batch of borrowed arguments beyond the call."""
     _STATE["kept"] = arrays[-1][::2]
+
+
+def describe_buffer(value: Any) -> tuple[str, int, str, tuple[int, ...], bool, int]:
+    """What a bytes-like argument arrived as: type, size, format, shape,
+    read-only flag and a checksum of its bytes."""
+    view = memoryview(value)
+    return (
+        type(value).__name__,
+        view.nbytes,
+        view.format,
+        tuple(view.shape or ()),
+        view.readonly,
+        sum(view.tobytes()[:: max(1, view.nbytes // 4096)]),
+    )
+
+
+def make_view(nbytes: int, fill: int) -> memoryview:
+    """A writable memoryview of ``nbytes`` bytes set to ``fill``."""
+    return memoryview(bytearray([fill]) * nbytes)
+
+
+def mean_of_integers(count: int) -> float:
+    """torch refuses the mean of an integer tensor: a DtypeError."""
+    import torch
+
+    return float(torch.zeros(count, dtype=torch.int64).mean())

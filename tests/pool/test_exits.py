@@ -78,6 +78,7 @@ def test_exit_kind_is_a_plain_string_enum() -> None:
         "floating_point_error",
         "killed",
         "timeout",
+        "exit",
         "unknown",
     ]
 

@@ -52,7 +52,7 @@ def _assert_recovered(pool: snakepit.Pool) -> None:
     [
         (_tasks.segfault, "segfault", signal.SIGSEGV),
         (_tasks.abort, "abort", signal.SIGABRT),
-        (_tasks.exit_3, "unknown", None),
+        (_tasks.exit_3, "exit", None),
     ],
 )
 def test_crash_is_classified(

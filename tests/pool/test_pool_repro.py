@@ -73,3 +73,51 @@ def test_without_repro_dir_nothing_is_written(
         pool.call(_tasks.fill, np.zeros(2), "x")
     assert not any("reproduce" in n for n in getattr(info.value, "__notes__", []))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ((_tasks.matmul_shapes, 3, 5), snakepit.errors.ShapeError),
+        ((_tasks.exceed_memory_limit,), snakepit.errors.OutOfMemoryError),
+        ((_tasks.unpicklable_result,), snakepit.errors.SerializationError),
+        ((_tasks.exit_3,), WorkerCrashedError),
+    ],
+    ids=["shape", "oom", "unpicklable-result", "exit"],
+)
+def test_every_kind_of_failure_in_a_worker_is_reproduced(
+    tmp_path: Path, call: tuple[object, ...], error: type[BaseException]
+) -> None:
+    with snakepit.Pool(workers=1, repro_dir=tmp_path) as pool, pytest.raises(error) as info:
+        pool.call(*call)  # type: ignore[arg-type]
+    script = _script_from_note(info.value)
+    assert script.exists()
+    result = _run_script(script)
+    assert result.returncode != 0
+
+
+def test_a_dtype_error_is_reproduced(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    with (
+        snakepit.Pool(workers=1, repro_dir=tmp_path) as pool,
+        pytest.raises(snakepit.errors.DtypeError) as info,
+    ):
+        pool.call(_tasks.mean_of_integers, 4)
+    result = _run_script(_script_from_note(info.value))
+    assert "dtype" in result.stderr
+
+
+def test_calls_refused_before_a_worker_leave_nothing(tmp_path: Path) -> None:
+    import threading
+
+    breakers = snakepit.pool.CircuitBreakerRegistry(failure_threshold=1, open_duration=60)
+    with snakepit.Pool(workers=1, repro_dir=tmp_path, circuit_breaker=breakers) as pool:
+        with pytest.raises(snakepit.errors.SerializationError):
+            pool.call(_tasks.identity, threading.Lock())  # cannot be sent at all
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.segfault)
+        before = sorted(tmp_path.iterdir())
+        with pytest.raises(snakepit.errors.CircuitOpenError):
+            pool.call(_tasks.add, 1, 2)
+    assert len(before) == 1  # the segfault's, and nothing for the others
+    assert sorted(tmp_path.iterdir()) == before

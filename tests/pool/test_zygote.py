@@ -77,7 +77,7 @@ def test_bad_preload_values_are_refused() -> None:
     [
         (_tasks.segfault, ExitKind.segfault, signal.SIGSEGV, None),
         (_tasks.abort, ExitKind.abort, signal.SIGABRT, None),
-        (_tasks.exit_3, ExitKind.unknown, None, 3),
+        (_tasks.exit_3, ExitKind.exit, None, 3),
     ],
 )
 def test_exits_are_classified_from_the_real_wait_status(

@@ -223,6 +223,10 @@ def test_events_raised_in_a_worker_reach_the_supervisor(events: Collector) -> No
 
 
 def test_no_handler_no_events_and_calls_still_work() -> None:
-    assert telemetry.list_handlers(("snakepit",)) == []
+    # Only the default failure logger is attached, and to no event of a call.
+    attached = telemetry.list_handlers(("snakepit",))
+    assert [info.handler_id for info in attached] == ["snakepit-failures"]
+    assert not telemetry.list_handlers(("snakepit", "call"))
+    assert not telemetry.enabled(("snakepit", "call", "stop"))
     with snakepit.Pool(workers=1) as pool:
         assert pool.call(_tasks.add, 1, 2) == 3

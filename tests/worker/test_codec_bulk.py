@@ -88,13 +88,23 @@ def test_odd_dtypes_join_the_block() -> None:
     assert np.array_equal(back[2], value[2])
 
 
-def test_large_bytes_keep_the_frame() -> None:
-    # The receiver copies bytes out of wherever they arrive: a block would
-    # only add the sender's copy (and frames keep their size limit).
+def test_large_bytes_travel_in_the_block() -> None:
+    # Two copies (into the block, out into the receiver's bytes) instead of
+    # three through the socket (send, receive into the frame, copy out).
     value = [bytes([index]) * (600 * KIB) for index in range(4)]
     encoded = codec.encode(value)
+    assert encoded.bulk is not None
+    assert encoded.buffers == []
+    back = codec.decode(encoded.blob)
+    assert back == value
+    assert all(type(item) is bytes for item in back)
+
+
+def test_bytes_below_the_threshold_keep_the_frame() -> None:
+    value = [b"a" * (600 * KIB)]
+    encoded = codec.encode(value)
     assert encoded.bulk is None
-    assert len(encoded.buffers) == 4
+    assert len(encoded.buffers) == 1
     assert codec.decode(encoded.blob) == value
 
 

@@ -92,7 +92,9 @@ def test_a_shared_array_is_one_flat_descriptor(shared: np.ndarray[Any, Any]) -> 
     assert len(encoded.payload) < 256
     assert b"TensorRef" not in encoded.payload  # no descriptor object, fields only
     calls = _python_calls(lambda: codec.encode(((shared,), {})))
-    assert calls < 30, calls  # fixed costs; persistent ids cost one per field
+    assert calls < 32, (
+        calls
+    )  # fixed costs (one types() per carrier); persistent ids cost one per field
     back = codec.decode(encoded.blob)[0][0]
     assert snakepit.is_shared(back)
     assert back.flags.writeable

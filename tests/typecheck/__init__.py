@@ -1,0 +1,1 @@
+"""User-side type checking of the pool API (see check_user_types.py)."""
