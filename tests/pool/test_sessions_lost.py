@@ -5,6 +5,7 @@ Real workers throughout (docs/crash-recovery.md, "Lost sessions").
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -238,3 +239,33 @@ def test_session_initializer_by_name_rebuilds_for_an_idempotent_retry(tmp_path: 
         assert rebuilt.startswith("loaded:retried:")
         assert rebuilt != first
         assert pool.stats()["retries"] == 1
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_lost_session_is_a_warning_record_by_default() -> None:
+    logger = logging.getLogger("snakepit")
+    records = _Records()
+    logger.addHandler(records)
+    try:
+        with snakepit.Pool(workers=1) as pool:
+            model = pool.options(session="logged")
+            model.call(_session_tasks.remember, "logged", 1)
+            with pytest.raises(WorkerCrashedError):
+                model.call(_tasks.segfault)
+    finally:
+        logger.removeHandler(records)
+    lost = [
+        r.getMessage()
+        for r in records.records
+        if r.levelno == logging.WARNING and "session 'logged' lost" in r.getMessage()
+    ]
+    assert len(lost) == 1, [r.getMessage() for r in records.records]
+    assert "segfault" in lost[0]
