@@ -22,8 +22,10 @@ __all__ = [
     "DEVICE_NOT_AVAILABLE",
     "INVALID_DESCRIPTOR",
     "POOL_CLOSED",
+    "SESSION_LOST",
     "SHM_DIR",
     "UNSENDABLE_RESULT",
+    "WORKER_START",
     "Shape",
     "crash_suggestion",
     "device_mismatch_suggestion",
@@ -418,6 +420,17 @@ def crash_suggestion(kind: str, *, has_stack: bool = False) -> str | None:
         return advice + "; the worker's Python stack at the crash is in remote_traceback"
     return advice + "; run the call with PYTHONFAULTHANDLER=1 to see where it crashed"
 
+
+SESSION_LOST = (
+    "the session's state (what its calls kept in the worker) must be built again: call "
+    "again to start a fresh session, or give the pool a session_initializer= that "
+    "rebuilds it on the new worker"
+)
+
+WORKER_START = (
+    "the error chained above is what the worker raised while starting; fix the "
+    "initializer (it runs in every worker before any call) and create the pool again"
+)
 
 POOL_CLOSED = (
     "submit calls before shutdown() (or inside the `with Pool(...)` block), or create a new Pool"

@@ -399,6 +399,77 @@ class WorkerUnavailableError(WorkerError):
 
 
 @error_class
+class WorkerStartError(WorkerError):
+    """``Pool(...)`` could not start its workers: an initializer raised, or
+    every worker died before it was ready.
+
+    The initializer's own exception (as a :class:`PythonError`, catchable by
+    its built-in type) is chained as ``__cause__``; its traceback in the
+    worker is ``remote_traceback``.
+
+    Attributes:
+        reason: What failed.
+        exit_kind: How the worker ended, an :class:`~snakepit.errors.ExitKind`
+            value (``python_error`` for an initializer that raised).
+    """
+
+    __match_args__ = ("reason", "worker_id", "exit_kind")
+
+    reason: str | None = None
+    exit_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.exit_kind is not None:
+            self.exit_kind = str(getattr(self.exit_kind, "value", self.exit_kind))
+        super().__post_init__()
+
+    def _default_message(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self._worker_text()} could not start{why}"
+
+    def _default_suggestion(self) -> str | None:
+        return _advice.WORKER_START
+
+
+@error_class
+class SessionLostError(WorkerError):
+    """The worker holding a session's state ended, so that state is gone.
+
+    Raised once per loss (see docs/crash-recovery.md, "Lost sessions"); the
+    error that ended the worker (a :class:`WorkerCrashedError`, a
+    :class:`WorkerTimeoutError`, ...) is chained as ``__cause__``. The next
+    call of the session starts a fresh one.
+
+    Attributes:
+        session: The session's name.
+        exit_kind: How its worker ended, an :class:`~snakepit.errors.ExitKind`
+            value (``segfault``, ``killed``, ``timeout``...).
+        pid: The process id of the worker that held the session.
+    """
+
+    __match_args__ = ("session", "exit_kind", "pid", "worker_id")
+
+    session: str = ""
+    exit_kind: str = ExitKind.unknown.value
+    pid: int | None = None
+
+    def __post_init__(self) -> None:
+        self.exit_kind = str(getattr(self.exit_kind, "value", self.exit_kind))
+        self.pid = _optional_int(self.pid)
+        super().__post_init__()
+
+    def _default_message(self) -> str:
+        pid = f" (pid {self.pid})" if self.pid is not None else ""
+        return (
+            f"session {self.session!r} was lost: {self._worker_text()}{pid} that held its "
+            f"state ended ({self.exit_kind})"
+        )
+
+    def _default_suggestion(self) -> str | None:
+        return _advice.SESSION_LOST
+
+
+@error_class
 class PoolClosedError(WorkerUnavailableError, RuntimeError):
     """A call was submitted to a pool that was already shut down.
 

@@ -234,8 +234,8 @@ def assign_devices(
     ``auto`` spreads workers round-robin over the visible GPUs (``cuda:0``,
     ``cuda:1``, ...; else ROCm GPUs; else ``mps``; else ``cpu``) using
     ``info`` or :func:`detect`. ``cuda``/``rocm`` without an index mean
-    index 0. Explicit devices are only checked for syntax: a pool may name a
-    device that is absent here (its workers then see no GPU).
+    index 0. Explicit devices are only checked for syntax here (``Pool``
+    checks that they exist with :func:`select` before it starts).
 
     Raises:
         ValueError: ``workers < 1`` or an empty list.

@@ -46,6 +46,7 @@ from ._options import (
 from ._recycle import RecyclePolicy
 from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
+from ._startup import abandon, check_devices, wait_started
 from ._supervisor import Supervisor
 from ._zygote import zygote_for
 
@@ -125,6 +126,13 @@ class Pool(CallMethods, Executor):
     ``cwd``: working directory of the workers (must exist). Recycling is
     never a crash (see docs/crash-recovery.md, "Recycling workers and limits").
     ``async with Pool(...)`` shuts down without blocking the event loop.
+    ``session_initializer(session, *session_initargs)`` runs in a worker
+    before the first call of each session it gets, again on the new worker
+    when the session's worker died (then no SessionLostError is raised; see
+    docs/crash-recovery.md, "Lost sessions").
+
+    Raises DeviceNotAvailableError for a device this machine lacks, and
+    WorkerStartError when an initializer raises while the pool starts.
     """
 
     def __init__(
@@ -147,6 +155,8 @@ class Pool(CallMethods, Executor):
         spin_seconds: float = 0.0002,
         repro_dir: str | os.PathLike[str] | None = None,
         preload: Sequence[str] | str | None = "auto",
+        session_initializer: Callable[..., Any] | str | None = None,
+        session_initargs: tuple[Any, ...] = (),
         max_workers: int | None = None,
         forward_logging: bool = True,
         label_output: bool = True,
@@ -168,6 +178,7 @@ class Pool(CallMethods, Executor):
         devices = [device] if isinstance(device, str) else list(device)
         if not devices:
             raise ValueError("device list is empty")
+        check_devices(devices)
         self._timeout = checked_timeout(timeout)
         recycle = RecyclePolicy.from_options(
             max_tasks_per_child=max_tasks_per_child,
@@ -194,6 +205,10 @@ class Pool(CallMethods, Executor):
             "sys_path": [p or os.getcwd() for p in sys.path if p or recycle.cwd],
             "initializer": codec.dumps_function(initializer) if initializer else None,
             "initargs": initargs,
+            "session_initializer": (
+                codec.dumps_function(session_initializer) if session_initializer else None
+            ),
+            "session_initargs": session_initargs,
             "threshold_bytes": threshold_bytes(),
             "spin_seconds": spin_seconds,
             "forward_logging": bool(forward_logging),
@@ -229,10 +244,17 @@ class Pool(CallMethods, Executor):
             repro_dir=None if repro_dir is None else Path(repro_dir),
             zygote=zygote_for(self.name, base_env, preload),
             recycle=recycle,
+            session_initializer=session_initializer is not None,
         )
         _live_pools.add(self)
         self._supervisor.start()
-        self._supervisor.wait_started(start_timeout)
+        try:
+            wait_started(self._supervisor, start_timeout)
+        except BaseException:
+            # Nothing of a pool that failed to start may outlive it.
+            abandon(self._supervisor)
+            _live_pools.discard(self)
+            raise
 
     # ----------------------------------------------------------------- calls
 

@@ -23,6 +23,7 @@ from snakepit.telemetry._events import (
     POOL_SIZE,
     RETRY_ATTEMPT,
     SERIALIZE_STOP,
+    SESSION_LOST,
     WORKER_CRASH,
     WORKER_RECYCLE,
     WORKER_RESTART,
@@ -256,6 +257,29 @@ class Reporter:
                     "device": device,
                     "reason": reason,
                     "replaced": replaced,
+                    "pool": self.pool,
+                },
+            )
+
+    def session_lost(
+        self,
+        session: str,
+        worker_id: int,
+        pid: int | None,
+        exit_kind: str,
+        reinitialized: bool,
+        failed_calls: int,
+    ) -> None:
+        if enabled(SESSION_LOST):
+            execute(
+                SESSION_LOST,
+                {"failed_calls": failed_calls},
+                {
+                    "session": session,
+                    "worker_id": worker_id,
+                    "pid": pid,
+                    "exit_kind": exit_kind,
+                    "reinitialized": reinitialized,
                     "pool": self.pool,
                 },
             )

@@ -63,6 +63,8 @@ from ._report import Reporter
 from ._repro import write_call_repro
 from ._restarts import RestartPolicy, exit_error
 from ._retry import RetryPolicy
+from ._sessions import SessionTracker
+from ._sessions import ended_on_purpose as _ended_on_purpose
 from ._timers import Action, Timers
 from ._watch import ProcessWatcher
 from ._zygote import Zygote
@@ -72,7 +74,6 @@ __all__ = ["Supervisor"]
 _Send = tuple[socket.socket, protocol.Frame, Call]
 #: States of a worker that has finished starting (an idle timeout may already
 #: have retired or parked it).
-_STARTED = ("idle", "unhealthy", "retiring", "parked")
 
 
 class Supervisor:
@@ -91,6 +92,7 @@ class Supervisor:
         repro_dir: Path | None,
         zygote: Zygote | None = None,
         recycle: RecyclePolicy | None = None,
+        session_initializer: bool = False,
     ) -> None:
         self.name = name
         self._zygote = zygote  # forks workers when it can (see _zygote.py)
@@ -125,20 +127,13 @@ class Supervisor:
         self._watcher = ProcessWatcher(f"snakepit-watch-{name}")
         # Workers replaced on purpose (max tasks, memory, idle): see _recycle.py.
         self.recycler = Recycler(recycle) if recycle is not None and recycle.recycles else None
+        self.sessions = SessionTracker(self, reinitialize=session_initializer)
 
     def start(self) -> None:
         """Start the monitor thread and, on it, every worker."""
         self.timers.start()
         for handle in self.handles:
             self.timers.schedule(0.0, functools.partial(self._spawn, handle))
-
-    def wait_started(self, timeout: float) -> None:
-        """Wait until every worker is ready or given up on."""
-        with self.lock:
-            self.idle_changed.wait_for(
-                lambda: all(h.state in _STARTED for h in self.handles),
-                timeout=timeout,
-            )
 
     # ------------------------------------------------------------ dispatch
 
@@ -159,8 +154,7 @@ class Supervisor:
                 )
             elif self._all_unhealthy():
                 error = self._unavailable()
-            else:
-                error = None
+            elif (error := self.sessions.admit(call)) is None:
                 self._queue.put(call)
                 sends = self._dispatch_locked()
                 if self.recycler is not None and not call.dispatched:
@@ -198,13 +192,11 @@ class Supervisor:
                     # per call piles up when calls finish in time.
                     call.deadline = call.dispatched + call.timeout
                     self.timers.wake_locked()
-                message = protocol.pack(
-                    protocol.MSG_CALL,
-                    call.call_id,
-                    (call.fn_id, blob, call.args_blob)
-                    if call.trace is None
-                    else (call.fn_id, blob, call.args_blob, call.trace),
-                )
+                body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
+                session = () if call.session is None else self.sessions.landed(call, handle)
+                if call.trace is not None or session:
+                    body += (call.trace, *session)
+                message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
                 if handle.sock is not None:
                     sends.append((handle.sock, message, call))
         return sends
@@ -363,6 +355,8 @@ class Supervisor:
         if self.stopping and all(other.proc is None for other in self.handles):
             self._watcher.close()  # the last worker of a pool shutting down is gone
         if info.kind is ExitKind.cancelled:
+            ended = _ended_on_purpose(handle, "cancelled")
+            self.sessions.lost(handle, ended, generation=generation, pid=pid)
             worker_cancelled(self, handle, call)  # stopped on request: not a crash
             return
         if expected:
@@ -373,6 +367,8 @@ class Supervisor:
             self.report_size()
             return
         if self.recycler is not None and recycled is not None:
+            ended = _ended_on_purpose(handle, recycled[0])
+            self.sessions.lost(handle, ended, generation=generation, pid=pid)
             self.recycler.replaced(self, handle, pid, recycled, time.monotonic() - handle.spawned)
             self.report_size()
             return
@@ -387,14 +383,17 @@ class Supervisor:
         )
         self.report_size()
         self.health.record_crash(handle.index, handle.device, info.kind.value)
+        lost = functools.partial(
+            exit_error,
+            info,
+            timeout=call.timeout if call is not None else None,
+            worker_id=handle.index,
+            pid=pid,
+            native_traceback=native_traceback,
+        )
+        self.sessions.lost(handle, lost(), generation=generation, pid=pid)
         if call is not None:
-            error = exit_error(
-                info,
-                timeout=call.timeout,
-                worker_id=handle.index,
-                pid=pid,
-                native_traceback=native_traceback,
-            )
+            error = lost()
             self.circuits.record(call.device, False)
             self.finish(call, error)
         self._plan_restart(handle)

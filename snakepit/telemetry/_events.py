@@ -49,6 +49,7 @@ WORKER_START: Event = ("snakepit", "worker", "start")
 WORKER_CRASH: Event = ("snakepit", "worker", "crash")
 WORKER_RESTART: Event = ("snakepit", "worker", "restart")
 WORKER_RECYCLE: Event = ("snakepit", "worker", "recycle")
+SESSION_LOST: Event = ("snakepit", "session", "lost")
 CIRCUIT_OPEN: Event = ("snakepit", "circuit", "open")
 CIRCUIT_HALF_OPEN: Event = ("snakepit", "circuit", "half_open")
 CIRCUIT_CLOSE: Event = ("snakepit", "circuit", "close")
@@ -187,6 +188,21 @@ CATALOGUE: tuple[EventSpec, ...] = (
         },
         "A healthy worker was retired on purpose after its reply and exited "
         "(not a crash: no crash count, circuit or health verdict).",
+    ),
+    EventSpec(
+        SESSION_LOST,
+        {"failed_calls": "calls of the session that were waiting and failed with it"},
+        {
+            "session": "the session's name",
+            "worker_id": "slot whose worker held the session",
+            "pid": "process id of that worker",
+            "exit_kind": "how the worker ended (segfault, killed, timeout ...)",
+            "reinitialized": "True when the pool's session_initializer rebuilds it "
+            "on the next worker (no SessionLostError is raised)",
+            "pool": "pool name",
+        },
+        "The worker holding a session's state ended (crash, timeout, kill): the "
+        "session's state is gone.",
     ),
     EventSpec(
         CIRCUIT_OPEN,

@@ -3,8 +3,8 @@
 The stdlib convention for libraries: log, and leave handlers to the
 application. The handler is attached when the pool package loads (and again by each new
 pool, if it was detached meanwhile), so a worker
-crash, a restart held back by backoff, a circuit that opens or a health alert
-is a WARNING record on the ``snakepit`` logger even when the application set
+crash, a restart held back by backoff, a circuit that opens, a health alert
+or a lost session is a WARNING record on the ``snakepit`` logger even when the application set
 nothing up; with no handler configured at all, Python's last-resort handler
 prints it as one line on stderr. Configure or silence it as any library
 logger (``logging.getLogger("snakepit").setLevel(logging.ERROR)``), or turn
@@ -45,6 +45,7 @@ FAILURE_EVENTS: dict[Event, int] = {
     ev.CIRCUIT_HALF_OPEN: logging.INFO,
     ev.CIRCUIT_CLOSE: logging.INFO,
     ev.HEALTH_ALERT: logging.WARNING,
+    ev.SESSION_LOST: logging.WARNING,
 }
 
 _lock = threading.Lock()

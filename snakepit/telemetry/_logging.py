@@ -43,6 +43,7 @@ DEFAULT_LEVELS: Mapping[Event, int] = {
     ev.WORKER_CRASH: logging.ERROR,
     ev.WORKER_RESTART: logging.INFO,
     ev.WORKER_RECYCLE: logging.INFO,
+    ev.SESSION_LOST: logging.WARNING,
     ev.CIRCUIT_OPEN: logging.WARNING,
     ev.CIRCUIT_HALF_OPEN: logging.INFO,
     ev.CIRCUIT_CLOSE: logging.INFO,
@@ -177,6 +178,15 @@ _FORMATS: dict[Event, _Format] = {
         f"worker {md.get('worker_id', '?')} (pid {md.get('pid', '?')}) recycled after "
         f"{m.get('calls', 0):.0f} calls ({md.get('reason', '?')})"
         + ("" if md.get("replaced", True) else "; started again when a call needs it")
+    ),
+    ev.SESSION_LOST: lambda m, md: (
+        f"session {md.get('session', '?')!r} lost with worker {md.get('worker_id', '?')} "
+        f"(pid {md.get('pid', '?')}, {md.get('exit_kind', '?')}): "
+        + (
+            "rebuilt by the session initializer"
+            if md.get("reinitialized")
+            else "its next call raises"
+        )
     ),
     ev.CIRCUIT_OPEN: lambda m, md: (
         f"circuit {md.get('circuit', '?')} opened: calls fail fast until it resets"

@@ -117,6 +117,12 @@ class Worker:
         self.calls = 0
         # Memory limits checked after each call (see _limits.py), if any.
         self.limits: Limits | None = None
+        # The pool's session_initializer (encoded, resolved at first use), its
+        # extra arguments, and the sessions it has run for in this process.
+        self.session_initializer_blob: bytes | None = None
+        self._session_initializer: Callable[..., Any] | None = None
+        self.session_initargs: tuple[Any, ...] = ()
+        self.sessions: set[str] = set()
         # User code may emit telemetry from its own threads while we answer.
         self._send_lock = threading.Lock()
 
@@ -182,6 +188,7 @@ class Worker:
         try:
             fn_id, fn_blob, args_blob, *extra = body
             trace_context = extra[0] if extra else None
+            session = extra[1] if len(extra) > 1 else None
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is not None:
@@ -194,6 +201,8 @@ class Worker:
                 fn = _resolve(codec.decode(blob))
                 self.functions[fn_id] = fn
                 del self.unresolved[fn_id]
+            if session is not None and session not in self.sessions:
+                self.start_session(session)
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
             started = time.perf_counter()
@@ -236,6 +245,18 @@ class Worker:
             frame = protocol.pack(protocol.MSG_RETIRE, 0, retire)
             with self._send_lock:
                 protocol.send_frame(self.sock, frame)
+
+    def start_session(self, name: str) -> None:
+        """Run the session initializer for session ``name``, new to this process.
+
+        If it raises, the call that brought the session fails with its error
+        and the next call of the session runs it again.
+        """
+        if self.session_initializer_blob is not None:
+            if self._session_initializer is None:
+                self._session_initializer = _resolve(codec.decode(self.session_initializer_blob))
+            self._session_initializer(name, *self.session_initargs)
+        self.sessions.add(name)
 
     def serve(self) -> int:
         while True:
@@ -280,6 +301,8 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         telemetry_bus.set_forwarder(worker.forward_event)
     if config.get("label_output", True) and type(slot) is int:
         worker_output.install(slot)
+    worker.session_initializer_blob = config.get("session_initializer")
+    worker.session_initargs = tuple(config.get("session_initargs", ()))
     if config.get("forward_logging", True):
         # Before the initializer: what it logs reaches the supervisor too.
         worker_logs.install(worker.forward_log)

@@ -23,6 +23,7 @@ from snakepit.errors import (
     PythonError,
     RemoteTraceback,
     SerializationError,
+    SessionLostError,
     ShapeError,
     SharedMemoryCapError,
     SharedMemoryError,
@@ -30,6 +31,7 @@ from snakepit.errors import (
     SnakepitError,
     WorkerCrashedError,
     WorkerError,
+    WorkerStartError,
     WorkerTimeoutError,
     WorkerUnavailableError,
     _remote,
@@ -77,6 +79,8 @@ INSTANCES: list[SnakepitError] = [
     WorkerUnavailableError(reason="all slots unhealthy", worker_id=7),
     PoolClosedError(reason="closed by the test", worker_id=3),
     CallCancelledError("stopped by the test", worker_id=5),
+    WorkerStartError(reason="its initializer raised", worker_id=1, exit_kind="python_error"),
+    SessionLostError(session="model", exit_kind="segfault", pid=4321, worker_id=2),
     CircuitOpenError(circuit="device:cuda:0", retry_after=12.5),
     SharedMemoryError(name="/snakepit-1-00", status=-13, os_errno=errno.EIO),
     InvalidDescriptorError(reason="bad magic", name="/snakepit-1-ab", status=-3),
@@ -136,6 +140,10 @@ def test_hierarchy_shape() -> None:
     assert issubclass(WorkerCrashedError, WorkerError)
     assert issubclass(WorkerTimeoutError, WorkerError)
     assert issubclass(WorkerUnavailableError, WorkerError)
+    assert issubclass(WorkerStartError, WorkerError)
+    assert issubclass(SessionLostError, WorkerError)
+    # Not a crash: the retry policy must never retry a call because its session was lost.
+    assert not issubclass(SessionLostError, WorkerCrashedError)
     assert issubclass(InvalidDescriptorError, SharedMemoryError)
     assert issubclass(SharedMemoryExhaustedError, SharedMemoryError)
     assert issubclass(SharedMemoryCapError, SharedMemoryExhaustedError)

@@ -29,7 +29,7 @@ from snakepit.errors import (
     WorkerUnavailableError,
 )
 
-from . import _tasks
+from . import _session_tasks, _tasks
 
 
 @pytest.fixture
@@ -165,15 +165,22 @@ def test_crash_inside_initializer_is_retried(tmp_path: Path) -> None:
         assert pool.health()["workers"][0]["last_exit"] == "segfault"
 
 
-def test_initializer_that_always_fails_makes_calls_fail_not_hang() -> None:
+def test_initializer_that_fails_on_restarts_makes_calls_fail_not_hang(tmp_path: Path) -> None:
+    # At construction a raising initializer fails Pool(...) (test_construction.py);
+    # on the restarts after a crash it gives the position up instead.
+    marker = tmp_path / "refuse"
     with snakepit.Pool(
         workers=1,
-        initializer=_tasks.always_raise,
+        initializer=_session_tasks.refuse_unless_missing,
+        initargs=(str(marker),),
         worker_max_crashes=1,
         restart_backoff=(0.0, 0.05),
         start_timeout=30,
     ) as pool:
-        with pytest.raises(WorkerUnavailableError, match="initializer refuses"):
+        marker.touch()
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_tasks.segfault)
+        with pytest.raises(WorkerUnavailableError, match="initializer refuses now"):
             pool.submit(_tasks.add, 1, 2).result(timeout=30)
         assert pool.stats()["unhealthy"] == 1
 

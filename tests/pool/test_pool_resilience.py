@@ -9,7 +9,10 @@ import pytest
 
 import snakepit
 from snakepit.errors import CircuitOpenError, WorkerCrashedError
+from snakepit.hardware import _detect as detect_module
+from snakepit.hardware import detect
 from snakepit.pool import CircuitBreakerRegistry, CircuitState, RetryPolicy
+from tests.hardware._doubles import NvmlDouble, h100, machine
 
 from . import _tasks
 from ._observe import new_tag, observing
@@ -45,7 +48,12 @@ def test_circuit_opens_half_opens_and_closes() -> None:
     ]
 
 
-def test_per_device_circuits_are_independent() -> None:
+def test_per_device_circuits_are_independent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pool naming cuda:0 needs a GPU (validated at construction): pretend one.
+    gpu = h100("GPU-0d1e2f30-0000-4000-8000-000000000000")
+    monkeypatch.setattr(
+        detect_module, "_cache", detect(machine(load_nvml=lambda: NvmlDouble(gpus=[gpu])))
+    )
     circuits = CircuitBreakerRegistry(failure_threshold=2, open_duration=60)
     # The global circuit must not trip first: give it a higher threshold.
     circuits.global_breaker.failure_threshold = 100  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ import pytest
 import snakepit
 from snakepit import telemetry
 from snakepit.errors import OutOfMemoryError, PoolClosedError, SnakepitError
+from snakepit.pool import _startup
 from snakepit.pool._recycle import RecyclePolicy, parse_bytes
 from snakepit.telemetry._events import HEALTH_ALERT, WORKER_CRASH, WORKER_RECYCLE
 
@@ -231,7 +232,9 @@ def test_parked_workers_count_as_started() -> None:
     """A worker parked before its siblings are ready must not hold up ``Pool(...)``."""
     with snakepit.Pool(workers=2, idle_timeout=0.05) as pool:
         assert _wait_for(lambda: pool.stats()["parked"] == 2)
-        waiter = threading.Thread(target=pool._supervisor.wait_started, args=(60.0,), daemon=True)
+        waiter = threading.Thread(
+            target=_startup.wait_started, args=(pool._supervisor, 60.0), daemon=True
+        )
         waiter.start()
         waiter.join(30.0)
         assert not waiter.is_alive()
