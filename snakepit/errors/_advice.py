@@ -284,7 +284,7 @@ def oom_suggestion(
     total: int | None,
 ) -> str:
     """Advice for an :class:`~snakepit.errors.OutOfMemoryError`: the figures, then the
-    levers of the library that ran out (host memory, PyTorch, JAX or CuPy)."""
+    levers of the library that ran out (host memory, PyTorch, JAX, TensorFlow or CuPy)."""
     figures = _oom_figures(requested, available, total)
     name = (device or "").lower()
     gpu = name.startswith(_GPU_PREFIXES) or (not name and framework in {"jax", "cupy"})
@@ -300,6 +300,13 @@ def oom_suggestion(
             "buffers (jax.jit(..., donate_argnums=...)), and if other processes share the "
             "GPU stop JAX from preallocating it (XLA_PYTHON_CLIENT_PREALLOCATE=false or a "
             "smaller XLA_PYTHON_CLIENT_MEM_FRACTION)"
+        )
+    if framework == "tensorflow":
+        return (
+            f"{figures}reduce the batch size, use mixed precision "
+            "(keras.mixed_precision.set_global_policy('mixed_float16')), and if other "
+            "processes share the GPU let TensorFlow grow its memory instead of reserving it "
+            "all (tf.config.experimental.set_memory_growth(gpu, True))"
         )
     if framework == "cupy":
         return (

@@ -2,7 +2,7 @@
 
 Every pattern matches a message format that NumPy, PyTorch, pandas,
 scikit-learn, PyArrow, JAX/XLA or CuPy really produce (the corpus in
-``tests/errors/_corpus.py`` raises them); nothing imports those libraries:
+``tests/errors/corpus/`` raises them); nothing imports those libraries:
 the exception type is known only by its name and module. The patterns live
 by subject in ``_parse_memory``, ``_parse_devices``, ``_parse_dtypes`` and
 ``_parse_shapes``; this module holds the order in which the subjects are

@@ -2,7 +2,7 @@
 
 Part of :func:`snakepit.errors._parse.parse_context`. Every pattern matches a
 message format those libraries really produce (the corpus in
-``tests/errors/_corpus.py`` raises them).
+``tests/errors/corpus/`` raises them).
 """
 
 from __future__ import annotations
@@ -35,12 +35,19 @@ _TENSOR_TYPE_DEVICES = re.compile(
 # (pattern, device) for "the device does not exist / cannot be used here"
 _DEVICE_UNAVAILABLE: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"Torch not compiled with CUDA enabled"), "cuda"),
+    (re.compile(r"Torch not compiled with (XPU|MPS|HPU) enabled"), ""),
+    # torch built without a backend: "Could not run 'aten::empty.memory_format' with
+    # arguments from the 'MPS' backend" (creating a tensor there fails)
+    (re.compile(r"Could not run 'aten::empty[\w.]*' with arguments from the '(\w+)' backend"), ""),
     (re.compile(r"No CUDA GPUs are available"), "cuda"),
     (re.compile(r"Found no NVIDIA driver on your system"), "cuda"),
     (re.compile(r"no CUDA-capable device is detected"), "cuda"),
     (re.compile(r"CUDA driver initialization failed"), "cuda"),
     (re.compile(r"invalid device ordinal"), "cuda"),
     (re.compile(r"MPS backend is not available|MPS backend is supported on MacOS"), "mps"),
+    # torch.load: "Attempting to deserialize object on a CUDA device but
+    # torch.cuda.is_available() is False"
+    (re.compile(r"deserialize object on (?:a |an )?CUDA device"), "cuda"),
     # JAX: "Unknown backend: 'gpu' requested, but no platforms that are instances of
     # gpu are present." / "Backend 'gpu' failed to initialize"
     (re.compile(r"Unknown backend:? '?(\w+)'? requested"), ""),
@@ -74,7 +81,7 @@ def parse_unavailable(message: str) -> str | None:
         m = pattern.search(message)
         if m:
             if not device:
-                return m.group(1)
+                return m.group(1).lower()
             named = _DEVICE_IN_TEXT.search(message)
             return named.group(1) if named and device == "cuda" else device
     return None

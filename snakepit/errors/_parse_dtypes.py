@@ -2,7 +2,7 @@
 
 Part of :func:`snakepit.errors._parse.parse_context`. Every pattern matches a
 message format those libraries really produce (the corpus in
-``tests/errors/_corpus.py`` raises them); names are normalised to NumPy's
+``tests/errors/corpus/`` raises them); names are normalised to NumPy's
 canonical spelling (``Float`` -> ``float32``, ``'<f8'`` -> ``float64``).
 """
 
@@ -141,6 +141,17 @@ _DTYPE_PAIRS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"Expected (\w+), got a '(\w+)' object"), "python"),
     # scikit-learn: "dtype='numeric' is not compatible with arrays of bytes/strings"
     (re.compile(r"dtype='(\w+)' is not compatible with arrays of bytes/(str)ings"), "expected_got"),
+    # torch (RNNs): "RNN input dtype (torch.float64) does not match weight dtype
+    # (torch.float32)"
+    (
+        re.compile(r"input dtype \(([\w.]+)\) does not match weight dtype \(([\w.]+)\)"),
+        "got_expected",
+    ),
+    # TensorFlow (eager/execute.cc): "cannot compute AddV2 as input #1(zero-based) was
+    # expected to be a float tensor but is a int32 tensor"
+    (re.compile(r"was expected to be a (\w+) tensor but is a (\w+) tensor"), "expected_got"),
+    # JAX (lax.py): "lax.add requires arguments to have the same dtypes, got float32, int32."
+    (re.compile(r"requires arguments to have the same dtypes, got (\w+), (\w+)"), "named"),
 ]
 
 # numpy: "Cannot cast ufunc 'add' output from dtype('float64') to dtype('int64') ..."
@@ -164,10 +175,23 @@ _NUMPY_UNKNOWN_DTYPE = re.compile(r"data type '([^']+)' not understood")
 # pyarrow: "Function 'add' has no kernel matching input types (int64, string)"
 _ARROW_KERNEL = re.compile(r"Function '(\w+)' has no kernel matching input types \(([^)]*)\)")
 # torch: "index_select(): Expected dtype int32 or int64 for index"
-_TORCH_INDEX_DTYPE = re.compile(r"Expected dtype (\w+)(?: or (\w+))? for (?:index|indices)")
+_TORCH_INDEX_DTYPE = re.compile(r"Expected dtype (\w+)(?:(?: or |/)(\w+))? for (?:index|indices)")
 # torch: "mean(): could not infer output dtype. Input dtype must be either a
 # floating point or complex dtype. Got: Long"
 _TORCH_INFER_DTYPE = re.compile(r"could not infer output dtype\..*?Got: (\w+)")
+# Only the offending dtype named: torch '"histogram_cpu" not implemented for 'Long'',
+# "linalg.inv: Expected a floating point or complex tensor as input. Got Long",
+# "Negation, the `-` operator, on a bool tensor is not supported"
+_DTYPE_GOT_ONLY = re.compile(
+    r"\" not implemented for '(\w+)'|"
+    r"Expected a floating point (?:or complex )?tensor as input\. Got (\w+)|"
+    r"on a (bool) tensor is not supported|"
+    # scipy.sparse: "scipy.sparse does not support dtype object. The only supported ..."
+    r"does not support dtype (\w+)"
+)
+# pyarrow: "Schema at index 1 was different: \na: int64\nvs\na: string" (the same
+# field with two types; different field names are not a dtype clash)
+_ARROW_SCHEMA = re.compile(r"Schema at index \d+ was different:\s*(\w+): (\S+)\s+vs\s+\1: (\S+)")
 _DTYPE_NO_NAMES = re.compile(
     # pyarrow: "Array chunks must all be same type"
     r"chunks must all be same type"
@@ -192,7 +216,9 @@ def parse_dtypes(message: str) -> Context | None:
     m = _ARROW_KERNEL.search(message)
     if m:
         names = [n.strip() for n in m.group(2).split(",") if n.strip()][:2]
-        dtypes = [_normalize_dtype(n) for n in names] + [None] * (2 - len(names))
+        dtypes = [_normalize_dtype(n) for n in names]
+        # one input type is the one that has no kernel: what the call got
+        dtypes = [None, dtypes[0]] if len(dtypes) == 1 else dtypes + [None] * (2 - len(dtypes))
         return {"dtypes": dtypes, "operation": m.group(1)}
     m = _TORCH_INDEX_DTYPE.search(message)
     if m:
@@ -208,6 +234,12 @@ def parse_dtypes(message: str) -> Context | None:
                 return {"dtypes": [first, second]}
             expected, got = (second, first) if order == "got_expected" else (first, second)
             return {"dtypes": [_dtype(expected), _dtype(got)]}
+    m = _DTYPE_GOT_ONLY.search(message)
+    if m:
+        return {"dtypes": [None, _dtype(next(g for g in m.groups() if g))]}
+    m = _ARROW_SCHEMA.search(message)
+    if m and m.group(2) != m.group(3):
+        return {"dtypes": [_dtype(m.group(2)), _dtype(m.group(3))]}
     m = _NUMPY_UNKNOWN_DTYPE.search(message)
     if m:
         return {"dtypes": [None, m.group(1)]}

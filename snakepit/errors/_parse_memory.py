@@ -2,7 +2,7 @@
 
 Part of :func:`snakepit.errors._parse.parse_context`. Recognises the
 out-of-memory errors of PyTorch (CUDA, MPS, XPU and CPU allocators), NumPy,
-JAX/XLA, CuPy and PyArrow (the corpus in ``tests/errors/_corpus.py`` raises
+JAX/XLA, CuPy and PyArrow (the corpus in ``tests/errors/corpus/`` raises
 them) and reads the requested, free, total and allocated bytes in any of the
 units they print.
 """
@@ -51,7 +51,7 @@ _OOM_TYPES = frozenset({"MemoryError", "OutOfMemoryError", "_ArrayMemoryError", 
 _OOM_WORDS = re.compile(
     r"out of memory|unable to allocate|not enough memory|failed to allocate|"
     r"cannot allocate memory|can't allocate memory|std::bad_alloc|malloc of size \d+ failed|"
-    r"RESOURCE_EXHAUSTED:.{0,80}(?:memory|allocat)",
+    r"RESOURCE_EXHAUSTED:.{0,80}(?:memory|allocat)|OOM when allocating tensor",
     re.IGNORECASE,
 )
 _OOM_REQUESTED = [
@@ -85,6 +85,17 @@ _OOM_ALLOCATED = [
     re.compile(r"Of the allocated memory " + _SIZE + r" is allocated by PyTorch"),
     re.compile(r"allocated so far: " + _SIZE),
 ]
+# TensorFlow (framework/op_kernel.cc): "OOM when allocating tensor with shape[1024,1024,256]
+# and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc"
+_TF_OOM_TENSOR = re.compile(
+    r"OOM when allocating tensor with shape\s*\[([\d,\s]*)\] and type (\w+)"
+)
+_TF_ITEMSIZE: dict[str, int] = {
+    "float": 4, "double": 8, "half": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int16": 2,
+    "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1,
+    "complex64": 8, "complex128": 16,
+}  # fmt: skip
+_TF_DEVICE = re.compile(r"/device:(GPU|CPU|TPU):(\d+)")
 _GPU_INDEX = re.compile(r"\(GPU (\d+);|\bGPU (\d+) has\b")
 _MPS = re.compile(r"\bmps\b")
 _FRAMEWORK_ROOTS: dict[str, str] = {
@@ -115,6 +126,8 @@ def _framework(message: str, qualified_type: str | None) -> str | None:
         return "torch"
     if "out of memory. Tried to allocate" in message:  # torch caching allocators
         return "torch"
+    if "OOM when allocating tensor" in message:
+        return "tensorflow"
     if "RESOURCE_EXHAUSTED" in message or "XLA" in message:
         return "jax"
     if "for an array with shape" in message:
@@ -137,6 +150,9 @@ def is_oom(
 
 def _oom_device(message: str, framework: str | None, cpu_type: bool) -> str | None:
     lowered = message.lower()
+    tf_device = _TF_DEVICE.search(message) if framework == "tensorflow" else None
+    if tf_device:
+        return f"{tf_device.group(1).lower()}:{tf_device.group(2)}"
     m = _GPU_INDEX.search(message)
     kind = "xpu" if lowered.startswith("xpu") else "cuda"
     if m:
@@ -176,4 +192,10 @@ def parse_oom(
         value = _first_size(patterns, message)
         if value is not None:
             memory[key] = value
+    tensor = _TF_OOM_TENSOR.search(message)
+    if "requested" not in memory and tensor and tensor.group(2) in _TF_ITEMSIZE:
+        count = 1
+        for dim in re.findall(r"\d+", tensor.group(1)):
+            count *= int(dim)
+        memory["requested"] = count * _TF_ITEMSIZE[tensor.group(2)]
     return memory

@@ -2,7 +2,7 @@
 
 Part of :func:`snakepit.errors._parse.parse_context`. Every pattern matches a
 message format those libraries really produce (the corpus in
-``tests/errors/_corpus.py`` raises them). The specific formats of
+``tests/errors/corpus/`` raises them). The specific formats of
 ``_SHAPE_RULES`` are tried in order before the generic fallbacks
 (``torch.Size`` lists, then any two tuples of ints).
 """
@@ -12,17 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from snakepit.errors._shape_rules import _LIST, _TUPLE_BODY, EXTRA_SHAPE_RULES, Context, _ints
+
 __all__ = ["parse_shapes"]
-
-Context = dict[str, object]
-
-
-def _ints(text: str) -> list[int]:
-    return [int(part) for part in re.findall(r"-?\d+", text)]
-
-
-_LIST = r"\[([-\d,\s]*)\]"
-_TUPLE_BODY = r"\(([\d,\s]*)\)"
 
 _SHAPE_X = re.compile(r"\b(\d+(?:x\d+)+) and (\d+(?:x\d+)+)\b")
 _SIZE_OF_TENSOR = re.compile(
@@ -157,6 +149,7 @@ _SHAPE_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Context]]] =
     _by_groups(
         r"expected length (\d+) but got length (\d+)",
         lambda m: {"shapes": _shapes(m[1], m[2]), "operation": "length"},
+        re.IGNORECASE,
     ),
     # pyarrow: "Arrays were not all the same length: 1 vs 2"
     _by_groups(
@@ -203,6 +196,7 @@ _SHAPE_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Context]]] =
     ),
     # numpy: "Last 2 dimensions of the array must be square"
     _by_groups(r"dimensions of the array must be square", lambda m: {"operation": "linalg"}),
+    *EXTRA_SHAPE_RULES,
 ]
 
 
@@ -225,7 +219,14 @@ def _operation_from(message: str) -> str | None:
     return None
 
 
+# Ranges and positions, not operand shapes: torch "start (3) + length (4) exceeds
+# dimension size (5)."
+_NOT_SHAPES = re.compile(r"exceeds dimension size")
+
+
 def parse_shapes(message: str) -> Context | None:
+    if _NOT_SHAPES.search(message):
+        return None
     m = _SHAPE_X.search(message)
     if m and ("multipl" in message or "shape" in message):
         return {

@@ -1,10 +1,14 @@
 """Classification accuracy on a corpus of real library error messages.
 
-The corpus (``_corpus.py``) raises its errors at test time in NumPy, PyTorch,
-pandas, scikit-learn and PyArrow, plus GPU-only messages rebuilt from the
-libraries' sources. Each error goes through the real path: the worker-side
-extractor, JSON on the wire, the supervisor-side parser. The bar is 100 %:
-every kind right, and every shape right where the message names shapes.
+The corpus (``corpus/``) raises its errors at test time in NumPy, PyTorch,
+SciPy, pandas, scikit-learn and PyArrow, plus GPU-only, TensorFlow/Keras and
+JAX messages rebuilt from the libraries' sources. Each error goes through the
+real path: the worker-side extractor, JSON on the wire, the supervisor-side
+parser. Every case is checked on its own (a wrong one fails its test), and the
+whole corpus must reach 98 % for kinds and for shapes (where the message names
+shapes), with no case left out of the count. The accuracy on the held-out third
+(set aside before the classifier was tuned for the grown corpus; see
+``corpus.held_out``) is reported on its own.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from snakepit.errors import (
 from snakepit.errors._base import builtin_exception_type
 from snakepit.errors._remote import exception_to_record, record_to_exception
 
-from . import _corpus
-from ._corpus import Case
+from . import corpus as _corpus
+from .corpus import Case
 
 CASES = _corpus.build()
 PUBLIC_CLASSES = {
@@ -154,6 +158,7 @@ def _check_oom(case: Case, exc: SnakepitError) -> None:
             "torch": "empty_cache",
             "jax": "XLA_PYTHON_CLIENT_PREALLOCATE",
             "cupy": "free_all_blocks",
+            "tensorflow": "set_memory_growth",
         }
         assert lever[case.framework or "torch"] in suggestion
 
@@ -161,32 +166,61 @@ def _check_oom(case: Case, exc: SnakepitError) -> None:
 # ---------------------------------------------------------------- overall
 
 
-def test_corpus_size_and_accuracy() -> None:
-    real = [c for c in CASES if c.library in _corpus.LIBRARIES]
-    per_library = Counter(c.library for c in real)
-    installed = [lib for lib in _corpus.LIBRARIES if per_library[lib]]
-    if len(installed) < len(_corpus.LIBRARIES):
-        pytest.skip(f"only {installed} installed; the corpus needs all five libraries")
-    assert len(real) >= 60
-    for library in _corpus.LIBRARIES:
-        assert per_library[library] >= 10, per_library
-    assert sum(1 for c in CASES if c.library == "gpu-source") >= 8
+TARGET = 0.98
 
-    results = [(case, classify(case)) for case in CASES]
+
+def _accuracy(cases: list[Case]) -> tuple[float, float, int]:
+    """Kind accuracy, shape accuracy and the number of cases with shapes, over ``cases``."""
+    results = [(case, classify(case)) for case in cases]
     kinds = [kind_of(exc) is case.kind for case, exc in results]
     with_shapes = [(case, exc) for case, exc in results if case.shapes and case.kind is ShapeError]
     shapes = [isinstance(exc, ShapeError) and shapes_right(case, exc) for case, exc in with_shapes]
-    kind_accuracy = sum(kinds) / len(kinds)
-    shape_accuracy = sum(shapes) / len(shapes)
-    summary = (
-        f"{len(CASES)} messages ({dict(per_library)}, gpu-source "
-        f"{len(CASES) - len(real)}): kinds {kind_accuracy:.1%}, shapes {shape_accuracy:.1%} "
-        f"of {len(shapes)} with shapes; kinds: {dict(Counter(c.kind.__name__ for c in CASES))}"
-    )
+    return sum(kinds) / len(kinds), sum(shapes) / max(len(shapes), 1), len(shapes)
+
+
+def test_corpus_size_and_accuracy() -> None:
+    real = [c for c in CASES if c.library in _corpus.LIBRARIES]
+    per_library = Counter(c.library for c in CASES)
+    installed = [lib for lib in _corpus.LIBRARIES if per_library[lib]]
+    if len(installed) < len(_corpus.LIBRARIES):
+        pytest.skip(f"only {installed} installed; the corpus needs all six libraries")
+    assert len(CASES) >= 300
+    assert len(real) >= 250
+    for library in _corpus.LIBRARIES:
+        assert per_library[library] >= 10, per_library
+    for source in _corpus.SOURCES:
+        assert per_library[source] >= 8, per_library
+        assert all(c.source for c in CASES if c.library == source)  # every one cites its source
+
+    kind_accuracy, shape_accuracy, n_shapes = _accuracy(CASES)
+    lines = [
+        f"{len(CASES)} messages: kinds {kind_accuracy:.1%}, shapes {shape_accuracy:.1%} of "
+        f"{n_shapes} with shapes; kinds: {dict(Counter(c.kind.__name__ for c in CASES))}"
+    ]
+    for library in (*_corpus.LIBRARIES, *_corpus.SOURCES):
+        k, s, n = _accuracy([c for c in CASES if c.library == library])
+        shape_text = f"{s:.1%} of {n}" if n else "none named"
+        lines.append(
+            f"  {library}: {per_library[library]} cases, kinds {k:.1%}, shapes {shape_text}"
+        )
+    held = [c for c in CASES if _corpus.held_out(c)]
+    k, s, n = _accuracy(held)
+    lines.append(f"  held-out third: {len(held)} cases, kinds {k:.1%}, shapes {s:.1%}/{n}")
+    summary = "\n".join(lines)
     print(summary)
-    wrong = [c.id for (c, _), ok in zip(results, kinds, strict=True) if not ok]
-    assert kind_accuracy == 1.0, f"{summary}; wrong: {wrong}"
-    assert shape_accuracy == 1.0, summary
+    wrong = [c.id for c in CASES if kind_of(classify(c)) is not c.kind]
+    assert kind_accuracy >= TARGET, f"{summary}\nwrong: {wrong}"
+    assert shape_accuracy >= TARGET, summary
+
+
+def test_held_out_third() -> None:
+    # The draw is fixed by the case ids, so it cannot follow the classifier's results.
+    grown = [c for c in CASES if c.grown]
+    held = [c for c in grown if _corpus.held_out(c)]
+    assert len(grown) >= 150
+    assert 0.25 <= len(held) / len(grown) <= 0.42
+    assert not any(_corpus.held_out(c) for c in CASES if not c.grown)
+    assert [c.id for c in held] == [c.id for c in _corpus.build() if _corpus.held_out(c)]
 
 
 def test_every_kind_is_represented() -> None:
@@ -208,4 +242,6 @@ def test_real_errors_are_really_raised() -> None:
         assert case.error.__traceback__ is not None, case.id
         if case.library in _corpus.LIBRARIES:
             root = type(case.error).__module__.split(".")[0]
-            assert root in {"builtins", "numpy", "torch", "pandas", "sklearn", "pyarrow"}
+            # torch.load lets pickle's own UnpicklingError through
+            allowed = {"builtins", "_pickle", "numpy", "torch", "pandas", "sklearn", "pyarrow"}
+            assert root in allowed | {"scipy"}
