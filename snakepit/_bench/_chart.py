@@ -59,6 +59,9 @@ def format_duration(seconds: float) -> str:
 
 
 def _tick(value: float, _position: object = None) -> str:
+    # Short labels: 1000x and up as powers of ten, so decade ticks never overlap.
+    if value >= 1000 or value <= 1e-3:
+        return f"1e{round(math.log10(value))}x"
     return f"{value:g}x" if value >= 1 else f"1/{1 / value:g}x"
 
 
