@@ -51,7 +51,7 @@ format: venv
 	$(PY) -m ruff check --fix .
 
 docs: build
-	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	$(PY) -m sphinx -n -W --keep-going -q -b html docs docs/_build/html
 
 test: build c-test c-test-sanitize lint typecheck pytest docs
 	@echo "all gates passed"

@@ -12,9 +12,10 @@ ratio, the target and PASS/FAIL. Rows marked INFO have no target; SKIPPED
 rows lack a side that was skipped, and the list below the table says why
 (a peer not installed, a heavy case in a ``--benchmark-disable`` run, too
 little /dev/shm). With ``--strict`` the exit status is 1 when a target fails
-or its benchmarks are missing from the file (skipped ones do not count). A
-PNG bar chart of the ratios is written when matplotlib is importable (it is
-optional).
+or its benchmarks are missing from the file (skipped ones do not count).
+When matplotlib is importable (it is optional) it also writes a PNG chart:
+snakepit's speed-up over each peer (1x = as fast), with the spread, both
+medians and the machine in the caption (docs/benchmarks.png is one).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from snakepit._bench.cases import CASES, TARGETS
-from snakepit._bench.report import evaluate, load_results, plot_targets, render, skipped_impls
+from snakepit._bench.report import evaluate, load_results, plot_speedups, render, skipped_impls
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(rows, skipped, absent))
     if not args.no_plot:
         target = args.plot or args.results.with_suffix(".png")
-        if plot_targets(rows, target):
+        if plot_speedups(CASES, found, target):
             print(f"chart written to {target}")
         else:
             print("matplotlib is not installed: skipping the chart")

@@ -15,6 +15,13 @@ import numpy as np
 
 from snakepit import zero_copy
 from snakepit._util import format_bytes
+from snakepit._version import __version__
+
+#: The ``--help`` description: plain text, since argparse prints it as it is.
+DESCRIPTION = (
+    "snakepit: crash-proof Python workers with zero-copy tensors in shared memory. "
+    "Commands: demo, doctor, hardware, gc, bench; 'snakepit COMMAND --help' for each."
+)
 
 # Docker's default /dev/shm (64 MiB) is the classic reason shared memory fails.
 SMALL_SHM_BYTES = 1 << 30
@@ -216,13 +223,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``snakepit`` command."""
-    parser = argparse.ArgumentParser(prog="snakepit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="snakepit", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"snakepit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="end-to-end demonstration")
     demo.add_argument("--mib", type=int, default=64, help="tensor size in MiB")
     demo.set_defaults(func=cmd_demo)
     doctor = sub.add_parser("doctor", help="check /dev/shm and the build")
-    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
     hw = sub.add_parser("hardware", help="detected GPUs, CPU and why a GPU is missing")
     hw.add_argument("--json", action="store_true", help="machine-readable output")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakepit._bench._chart import SpeedRow, machine_caption, speedup_chart
 from snakepit._bench._model import WORKERS, Case, Key, Target, size_label
 
 RATIO_MEANING = "snakepit median / peer median, same run (below 1: snakepit is faster)"
@@ -228,24 +229,15 @@ def _bar_chart(bars: Sequence[_Bar], path: Path, xlabel: str, title: str, height
 
 
 def write_plot(report: BenchReport, path: Path) -> bool:
-    """A PNG bar chart of every ratio (log scale); False when matplotlib is missing."""
-    bars = [
-        _Bar(
-            f"{result.title}\nvs {peer.label}",
-            result.ratio(peer),
-            "tab:green" if result.ratio(peer) < 1 else "tab:red",
-            format_ratio(result.ratio(peer)),
-        )
+    """A PNG of snakepit's speed-up over every peer; False when matplotlib is missing."""
+    rows = [
+        SpeedRow(result.title, peer.label, result.snakepit.median, peer.median, None,
+                 _is_floor(peer.label))
         for result in report.cases
         for peer in result.peers
-    ]
-    return _bar_chart(
-        bars,
-        path,
-        "snakepit median / peer median (log scale; below 1: snakepit is faster)",
-        "snakepit bench: peers measured in the same run",
-        0.55,
-    )
+    ]  # fmt: skip
+    caption = f"Machine: {format_environment(report.environment).removeprefix('snakepit bench: ')}"
+    return speedup_chart(rows, path, "snakepit bench: peers measured in the same run", caption)
 
 
 # --------------------------------------------- targets over pytest-benchmark
@@ -275,6 +267,8 @@ class BenchFile:
 
     figures: dict[FigureKey, float] = field(default_factory=dict)
     skipped: list[Skip] = field(default_factory=list)
+    #: pytest-benchmark's ``machine_info``: CPU, Python, system.
+    machine: dict[str, Any] = field(default_factory=dict)
 
     def medians(self) -> dict[Key, float]:
         """The medians alone, by ``(case, impl)``."""
@@ -288,7 +282,7 @@ def load_results(path: Path) -> BenchFile:
     is what ``bench/conftest.py`` adds: ``[{case, impl, reason}]``.
     """
     data = json.loads(path.read_text())
-    found = BenchFile()
+    found = BenchFile(machine=dict(data.get("machine_info") or {}))
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
         case, impl = info.get("case"), info.get("impl")
@@ -476,3 +470,58 @@ def plot_targets(rows: Sequence[Row], path: Path) -> bool:
         "snakepit benchmarks",
         0.45,
     )
+
+
+#: Cases left out of the speed-up chart: snakepit against itself or against a
+#: bare function call (overheads, not peers), and the ``preload`` variants of
+#: the start-up and respawn cases (the defaults stand for them).
+NOT_CHARTED_GROUPS = frozenset({"telemetry-bus", "spin", "hardware-detect"})
+
+
+def _is_floor(label: str) -> bool:
+    return "floor" in label or label.startswith(("np.copyto", "pickle.dumps"))
+
+
+def speed_rows(cases: Sequence[Case], found: BenchFile) -> list[SpeedRow]:
+    """snakepit against each peer measured in ``found``, in catalogue order."""
+    rows = []
+    for case in cases:
+        if case.group in NOT_CHARTED_GROUPS or "preload" in case.name or len(case.impls) < 2:
+            continue
+        own = case.impls[0].impl
+        subject = found.figures.get((case.name, own, "median"))
+        if subject is None or case.name == "telemetry-call-1ms":
+            continue
+        for impl in case.impls[1:]:
+            baseline = found.figures.get((case.name, impl.impl, "median"))
+            if baseline is None:
+                continue
+            quartiles = [
+                found.figures.get(key)
+                for key in (
+                    (case.name, impl.impl, "q1"),
+                    (case.name, own, "q3"),
+                    (case.name, impl.impl, "q3"),
+                    (case.name, own, "q1"),
+                )
+            ]
+            spread = None
+            if all(quartiles):
+                b1, s3, b3, s1 = (float(q) for q in quartiles if q)
+                spread = (b1 / s3, b3 / s1)
+            rows.append(
+                SpeedRow(case.title, impl.label, subject, baseline, spread, _is_floor(impl.label))
+            )
+    return rows
+
+
+def plot_speedups(cases: Sequence[Case], found: BenchFile, path: Path) -> bool:
+    """The speed-up chart of a pytest-benchmark file; False when matplotlib is missing."""
+    rows = speed_rows(cases, found)
+    caption = machine_caption(
+        found.machine,
+        f"pytest-benchmark medians, {WORKERS} workers per executor unless the case says "
+        "otherwise; whiskers: speed-up from the quartiles (peer Q1 / snakepit Q3 to "
+        "peer Q3 / snakepit Q1); grey: a physical floor, not a peer.",
+    )
+    return speedup_chart(rows, path, "snakepit vs its peers, measured in the same run", caption)

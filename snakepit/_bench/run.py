@@ -334,7 +334,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="few rounds, a 10 MiB echo, no start-up, load or 1 GiB cases: done in seconds",
+        help=(
+            "few rounds, a 10 MiB echo, no start-up, load or 1 GiB cases: "
+            "about 15-20 s on a busy 2-core machine"
+        ),
     )
     parser.add_argument(
         "--sizes",
