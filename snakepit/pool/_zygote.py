@@ -31,6 +31,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+# The supervisor pickles every function it sends with cloudpickle, which the
+# codec imports on first use (workers rarely need it): imported with the
+# pool, so that the first call does not pay for it.
+import cloudpickle  # noqa: F401
+
 __all__ = ["ForkedProcess", "WorkerProcess", "Zygote", "default_preload", "supported"]
 
 _log = logging.getLogger(__name__)

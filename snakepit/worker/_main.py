@@ -23,7 +23,6 @@ from typing import Any
 from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
-from snakepit.errors._remote import exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
@@ -41,6 +40,17 @@ _PRUNE_EVERY = 64
 _PLAIN = (str, int, float, bool, type(None))
 #: Room left in a frame for the envelope around a result.
 _FRAME_HEADROOM = 1 << 20
+
+
+def exception_to_record(exc: BaseException) -> dict[str, object]:
+    """The record of ``exc`` for the supervisor (see :mod:`snakepit.errors._remote`).
+
+    Imported on the first error: it costs a worker ~5 ms at start-up, and
+    the worker template imports it once idle, so restarted workers have it.
+    """
+    from snakepit.errors._remote import exception_to_record as to_record
+
+    return to_record(exc)
 
 
 def _plain(value: Any, depth: int = 0) -> Any:

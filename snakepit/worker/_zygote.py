@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import os
 import pickle
@@ -32,11 +33,9 @@ import signal
 import socket
 import sys
 import threading
-import traceback
 import warnings
 from typing import Any
 
-from snakepit.errors import _remote as remote_records
 from snakepit.worker import _main
 
 #: Largest request or reply; requests carry only the variables that differ.
@@ -44,8 +43,17 @@ MAX_MESSAGE = 1 << 16
 #: Descriptors a request carries: the worker's socket and its fault log.
 _REQUEST_FDS = 2
 #: Modules a worker imports on first use, which the template imports once
-#: it has been idle this long (its first workers are out by then).
-DEFERRED_IMPORTS = (*remote_records.DEFERRED_IMPORTS, "psutil")
+#: it has been idle this long (its first workers are out by then): error
+#: records and their parsers (``snakepit.errors._remote.DEFERRED_IMPORTS``),
+#: cloudpickle (a function or result sent by value), psutil.
+DEFERRED_IMPORTS = (
+    "traceback",
+    "snakepit.errors._remote",
+    "snakepit.errors._parse",
+    "snakepit.errors._probe",
+    "cloudpickle",
+    "psutil",
+)
 _IDLE_SECONDS = 0.05
 
 
@@ -105,6 +113,7 @@ def _run_child(
 ) -> None:
     """In the forked worker: become what ``python -m snakepit.worker`` would be. Never returns."""
     code = 1
+    gc.enable()
     try:
         # The at-fork hook from _main already asked for SIGKILL when the
         # template dies; it may have died before that took effect.
@@ -127,6 +136,8 @@ def _run_child(
     except SystemExit as exc:
         code = _child_exit_code(exc)
     except BaseException:
+        import traceback
+
         traceback.print_exc()
         code = 1
     # What interpreter exit would do: wait for non-daemon threads, run atexit
@@ -206,6 +217,11 @@ class Template:
             op, changes, cwd = pickle.loads(data)
             if op != "spawn" or len(fds) != _REQUEST_FDS:
                 raise ValueError(f"bad request {op!r} with {len(fds)} descriptors")
+            # The template's objects move out of the collector's reach: the
+            # child's collections would otherwise write to (and so copy)
+            # every page holding them. The template runs without collecting
+            # (started with gc.disable(), as the gc docs advise for forking).
+            gc.freeze()
             pid = os.fork()
         except Exception as exc:  # the supervisor starts a fresh interpreter instead
             for fd in fds:
