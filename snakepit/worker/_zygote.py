@@ -5,7 +5,9 @@ Started by the supervisor as ``python -m snakepit.worker zygote <fd>
 inherited as ``fd``. It imports everything a worker needs and the modules
 named (the pool's ``preload``), checks that it runs no thread, says hello,
 then serves requests, one message each (pickled tuples; descriptors travel
-with ``SCM_RIGHTS``, as in CPython's ``multiprocessing.forkserver``)::
+with ``SCM_RIGHTS``, as in CPython's ``multiprocessing.forkserver``). The
+first request is sent while it imports, and waits in the socket; a template
+that runs a thread says so in its hello and exits without forking::
 
     supervisor → template   ("spawn", env changes, cwd) + [worker socket, fault log]
     template → supervisor   ("hello", pid, failed imports, threads)
@@ -65,6 +67,10 @@ def thread_count() -> int:
         return threading.active_count()
 
 
+#: Children of the thread check in :func:`_preload`, which no one asked for.
+_throwaway: set[int] = set()
+
+
 def _preload(names: list[str]) -> list[tuple[str, str]]:
     failed = []
     for name in names:
@@ -82,7 +88,9 @@ def _preload(names: list[str]) -> list[tuple[str, str]]:
             pid = os.fork()
         if pid == 0:
             os._exit(0)
-        os.waitpid(pid, 0)
+        # The threads stopped before fork() returned here: the child's exit
+        # need not be waited for (Template._reap reaps it, unreported).
+        _throwaway.add(pid)
     return failed
 
 
@@ -209,6 +217,9 @@ class Template:
                 return
             if pid == 0:
                 return
+            if pid in _throwaway:
+                _throwaway.discard(pid)
+                continue
             with contextlib.suppress(OSError):
                 _send(self.ctl, ("exit", pid, status))
 
@@ -273,5 +284,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=fd)
     failed = _preload(argv[2:])
-    _send(ctl, ("hello", os.getpid(), failed, thread_count()))
+    threads = thread_count()
+    _send(ctl, ("hello", os.getpid(), failed, threads))
+    if threads > 1:
+        # Not safe to fork: the supervisor starts fresh interpreters, and the
+        # requests it sent before our hello are dropped with the socket.
+        return 0
     return Template(ctl, supervisor_pid).serve()
