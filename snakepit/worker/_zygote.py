@@ -7,7 +7,7 @@ named (the pool's ``preload``), checks that it runs no thread, says hello,
 then serves requests, one message each (pickled tuples; descriptors travel
 with ``SCM_RIGHTS``, as in CPython's ``multiprocessing.forkserver``). The
 first request is sent while it imports, and waits in the socket; a template
-that runs a thread says so in its hello and exits without forking::
+that runs a thread says so in its hello and forks nothing::
 
     supervisor → template   ("spawn", env changes, cwd) + [worker socket, fault log]
     template → supervisor   ("hello", pid, failed imports, threads)
@@ -287,7 +287,22 @@ def main(argv: list[str]) -> int:
     threads = thread_count()
     _send(ctl, ("hello", os.getpid(), failed, threads))
     if threads > 1:
-        # Not safe to fork: the supervisor starts fresh interpreters, and the
-        # requests it sent before our hello are dropped with the socket.
-        return 0
+        # Not safe to fork: the supervisor starts fresh interpreters instead.
+        # Requests it sent before reading our hello are dropped unanswered,
+        # until it closes the socket (not before: unread data left behind
+        # would reset the stream, hello and all).
+        return _refuse(ctl)
     return Template(ctl, supervisor_pid).serve()
+
+
+def _refuse(ctl: socket.socket) -> int:
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(ctl, MAX_MESSAGE, _REQUEST_FDS)
+        except OSError:
+            return 0
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if not data:
+            return 0
