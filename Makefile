@@ -25,8 +25,12 @@ $(EDITABLE_STAMP): $(DEPS_STAMP) pyproject.toml setup.py setup.cfg snakepit/_ver
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $@
 
+# Bytecode for the package, as pip writes it for an installed one: with
+# PYTHONDONTWRITEBYTECODE set nothing else writes it, and every worker
+# template would compile snakepit from source (~50 ms of its start).
 build: venv c-lib $(EDITABLE_STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
+	$(PY) -m compileall -q snakepit
 
 c-test:
 	$(MAKE) -C csrc test

@@ -30,7 +30,10 @@ autodoc_typehints = "description"
 # packages' types are not linkable; and a few private helper types that
 # signatures name are deliberately not part of the API reference.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(collections|concurrent|os|logging|pickle|threading|random|pathlib|typing)(\..*)?"),
+    (
+        r"py:.*",
+        r"(collections|concurrent|os|logging|pickle|threading|random|pathlib|typing)(\..*)?",
+    ),
     (r"py:.*", r"(numpy|pyarrow|torch|prometheus_client|opentelemetry)(\..*)?"),
     (r"py:class", r"(CollectorRegistry|WSGIServer|TracerProvider)"),
     # snakepit's private helpers, named in signatures and docstrings:

@@ -9,7 +9,7 @@ Names load on first use (PEP 562), so a worker process, which imports
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,12 +74,12 @@ def __dir__() -> list[str]:
 
 def get_include() -> str:
     """Directory holding ``snakepit_core.h`` for C programs embedding the core."""
-    return str(Path(__file__).parent / "include")
+    return os.path.join(os.path.dirname(__file__), "include")
 
 
 def get_library() -> str:
     """Path of ``libsnakepit_core.so``, the C core as a shared library."""
-    return str(Path(__file__).parent / "lib" / "libsnakepit_core.so")
+    return os.path.join(os.path.dirname(__file__), "lib", "libsnakepit_core.so")
 
 
 __all__ = [

@@ -14,7 +14,6 @@ import faulthandler
 import os
 import signal
 import time
-from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
@@ -65,6 +64,10 @@ def shm_first_element(name: str, shape: tuple[int, ...], dtype: str) -> float:
 
     The caller created the segment and unlinks it; readers never unlink.
     """
+    # Here, not at the top: it imports much of multiprocessing (~10 ms),
+    # which every other task's worker would pay for at its first call.
+    from multiprocessing import shared_memory
+
     segment = shared_memory.SharedMemory(name=name)
     try:
         view: np.ndarray[Any, Any] = np.ndarray(shape, dtype=np.dtype(dtype), buffer=segment.buf)

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import cloudpickle
 import numpy as np
 
 from snakepit._core import bytes_copy
@@ -277,15 +276,31 @@ def _memoryview_of(data: Any, fmt: str, shape: tuple[int, ...], readonly: bool) 
     return view.toreadonly() if readonly else view  # type: ignore[no-any-return]
 
 
-class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle: functions from ``__main__``, lambdas and closures by value."""
+_cloud_pickler: type[Any] | None = None
 
-    def __init__(self, file: io.BytesIO, sender: _Sender) -> None:
-        table = dict(cloudpickle.Pickler.dispatch_table)
-        table.update(sender.dispatch_table())
-        # Before __init__: the C pickler reads its dispatch table there.
-        self.dispatch_table = table
-        super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
+
+def _cloud_pickler_class() -> type[Any]:
+    """The pickler for what plain pickle cannot send, made on first use.
+
+    cloudpickle costs a process about 10 ms to import, and a worker needs it
+    only when a result holds a lambda or a ``__main__`` class (which is rare).
+    """
+    global _cloud_pickler
+    if _cloud_pickler is None:
+        import cloudpickle
+
+        class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
+            """cloudpickle: functions from ``__main__``, lambdas and closures by value."""
+
+            def __init__(self, file: io.BytesIO, sender: _Sender) -> None:
+                table = dict(cloudpickle.Pickler.dispatch_table)
+                table.update(sender.dispatch_table())
+                # Before __init__: the C pickler reads its dispatch table there.
+                self.dispatch_table = table
+                super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
+
+        _cloud_pickler = _CloudPickler
+    return _cloud_pickler
 
 
 def _owner(region: str) -> int:
@@ -440,7 +455,7 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
             retry = True  # lambdas, closures, local classes
         if retry:
             sender.reset()
-            payload = _dump(_CloudPickler, obj, sender)
+            payload = _dump(_cloud_pickler_class(), obj, sender)
         return sender.finish(payload, snapshot)
     except SharedMemoryError:
         # Out of shared memory (or cap): say so, not "cannot serialize".
@@ -453,7 +468,7 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
         ) from exc
 
 
-def _dump(pickler: type[_FastPickler] | type[_CloudPickler], obj: Any, sender: _Sender) -> bytes:
+def _dump(pickler: type[Any], obj: Any, sender: _Sender) -> bytes:
     file = io.BytesIO()
     pickler(file, sender).dump(obj)
     return file.getvalue()
@@ -583,6 +598,8 @@ class _ViewReader:
 
 def dumps_function(fn: Any) -> bytes:
     """Serialize a callable: by reference when importable, else by value."""
+    import cloudpickle  # first use (a worker never sends a function this way)
+
     try:
         return bytes(cloudpickle.dumps(fn, protocol=PROTOCOL))
     except Exception as exc:

@@ -6,6 +6,9 @@ template process that has done those imports, plus the modules named by
 ``Pool(preload=...)``, and asks it to fork each worker: a worker then starts
 in a few milliseconds, and a crashed one is replaced as fast.
 
+The first worker's fork request is sent as soon as the template process
+exists, so the template forks it the moment its imports are done.
+
 The template is started lazily by the first worker start, on the pool's
 monitor thread (``PR_SET_PDEATHSIG`` follows the thread that started a
 process: that thread lives as long as the pool), and closed by shutdown.
@@ -30,6 +33,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+
+# The supervisor pickles every function it sends with cloudpickle, which the
+# codec imports on first use (workers rarely need it): imported with the
+# pool, so that the first call does not pay for it.
+import cloudpickle  # noqa: F401
 
 __all__ = ["ForkedProcess", "WorkerProcess", "Zygote", "default_preload", "supported"]
 
@@ -148,6 +156,8 @@ class _Template:
     def __init__(self, proc: subprocess.Popen[bytes], ctl: socket.socket) -> None:
         self.proc = proc
         self.ctl = ctl
+        self.launched = time.monotonic()
+        self.greeted = False  # its hello read; its messages are read by a thread
         self.replies: queue.Queue[ForkedProcess | str | None] = queue.Queue()
         self.children: dict[int, ForkedProcess] = {}
         self.lock = threading.Lock()
@@ -252,13 +262,21 @@ class Zygote:
             # A template that died just before the request (killed with its
             # workers, whose restart this is) is replaced once, right away.
             for _ in range(2):
-                template = self._ensure_started()
+                template = self._launched()
                 if template is None:
                     return None
+                # Sent before the template has finished importing: it forks
+                # as soon as it is ready, without waiting for our answer.
                 try:
                     socket.send_fds(template.ctl, [request], [sock_fd, fault_fd])
-                    reply = template.replies.get(timeout=_SPAWN_TIMEOUT)
-                except (OSError, queue.Empty):
+                    sent = True
+                except OSError:
+                    sent = False  # it died: _greet or the retry below says so
+                if not template.greeted and not self._greet(template):
+                    return None
+                try:
+                    reply = template.replies.get(timeout=_SPAWN_TIMEOUT) if sent else None
+                except queue.Empty:
                     reply = None
                 if isinstance(reply, ForkedProcess):
                     return reply
@@ -283,7 +301,8 @@ class Zygote:
         if template is not None:
             template.stop()
 
-    def _ensure_started(self) -> _Template | None:
+    def _launched(self) -> _Template | None:
+        """The running template, or a new one (not greeted yet); None: fresh interpreters."""
         if self._closed or self._disabled:
             return None
         if self._template is not None and self._template.alive():
@@ -299,31 +318,43 @@ class Zygote:
             )
             return None
         self._starts += 1
-        started = time.monotonic()
         try:
-            self._template = self._start_template()
-        except (
-            OSError,
-            subprocess.SubprocessError,
-            EOFError,
-            pickle.PickleError,
-            ValueError,
-        ) as exc:
-            # Mostly for good (a preloaded module that crashes): do not retry.
-            self._disabled = True
-            _log.warning(
-                "snakepit %s: the worker template did not start (%s); workers start "
-                "as fresh interpreters",
-                self.name,
-                exc,
-            )
-            self._stop_locked()
+            self._template = self._launch()
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._give_up(exc)
             return None
-        if self._template is not None:
-            self.started_seconds = time.monotonic() - started
         return self._template
 
-    def _start_template(self) -> _Template | None:
+    def _greet(self, template: _Template) -> bool:
+        """Wait for the template's hello; False: it is stopped, fresh interpreters from now on."""
+        try:
+            usable = self._read_hello(template)
+        except (OSError, EOFError, pickle.PickleError, ValueError) as exc:
+            # Mostly for good (a preloaded module that crashes): do not retry.
+            self._give_up(exc)
+            return False
+        if not usable:
+            self._disabled = True
+            self._stop_locked()
+            return False
+        template.greeted = True
+        self.started_seconds = time.monotonic() - template.launched
+        threading.Thread(
+            target=template.read, name=f"snakepit-zygote-{self.name}", daemon=True
+        ).start()
+        return True
+
+    def _give_up(self, exc: BaseException) -> None:
+        self._disabled = True
+        _log.warning(
+            "snakepit %s: the worker template did not start (%s); workers start "
+            "as fresh interpreters",
+            self.name,
+            exc,
+        )
+        self._stop_locked()
+
+    def _launch(self) -> _Template:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = subprocess.Popen(
@@ -346,8 +377,11 @@ class Zygote:
             raise
         finally:
             child.close()
-        template = _Template(proc, parent)
-        self._template = template  # stopped by the caller if what follows fails
+        return _Template(proc, parent)
+
+    def _read_hello(self, template: _Template) -> bool:
+        """The template's greeting; False where forking from it is not safe."""
+        parent, proc = template.ctl, template.proc
         ready, _, _ = select.select([parent], [], [], _HELLO_TIMEOUT)
         data = parent.recv(_MAX_MESSAGE) if ready else b""
         if not data:
@@ -360,8 +394,8 @@ class Zygote:
                 _log.warning("snakepit %s: could not preload %s: %s", self.name, module, error)
         if threads > 1:
             # Threads copied into a fork are stopped mid-step (a lock held, a
-            # queue half-written): forking from here is not safe.
-            self._disabled = True
+            # queue half-written): forking from here is not safe. The template
+            # knows, and does not fork the request already sent.
             _log.warning(
                 "snakepit %s: the worker template runs %d threads after preloading %s; "
                 "workers start as fresh interpreters",
@@ -369,12 +403,8 @@ class Zygote:
                 threads,
                 ", ".join(self.preload) or "nothing",
             )
-            self._stop_locked()
-            return None
-        threading.Thread(
-            target=template.read, name=f"snakepit-zygote-{self.name}", daemon=True
-        ).start()
-        return template
+            return False
+        return True
 
 
 def zygote_for(

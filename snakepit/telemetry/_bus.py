@@ -11,7 +11,6 @@ while events are being emitted.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import queue
 import threading
@@ -19,7 +18,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    import logging
 
 Event = tuple[str, ...]
 Measurements = Mapping[str, float]
@@ -28,7 +30,13 @@ Metadata = Mapping[str, Any]
 Handler = Callable[[Event, Measurements, Metadata, Any], None]
 Forwarder = Callable[[Event, Measurements, Metadata], None]
 
-_log = logging.getLogger("snakepit.telemetry")
+
+def _log() -> logging.Logger:
+    """The bus's logger; logging is imported on first use (a worker starts without it)."""
+    import logging
+
+    return logging.getLogger("snakepit.telemetry")
+
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -152,7 +160,7 @@ def _failed(info: HandlerInfo, event: Event) -> None:
             return  # already detached (or replaced) by another thread
         del _handlers[info.handler_id]
         _rebuild_locked()
-    _log.error(
+    _log().error(
         "telemetry handler %r raised on event %r and was detached",
         info.handler_id,
         event,
@@ -185,7 +193,7 @@ def _forward(event: Event, measurements: Measurements, metadata: Metadata | None
     try:
         forwarder(event, measurements, _EMPTY if metadata is None else metadata)
     except Exception:
-        _log.debug("could not forward telemetry event %r", event, exc_info=True)
+        _log().debug("could not forward telemetry event %r", event, exc_info=True)
 
 
 # Events emitted from garbage-collection callbacks wait here for the deferred

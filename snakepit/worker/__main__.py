@@ -3,6 +3,11 @@
 import sys
 
 if sys.argv[1:2] == ["zygote"]:
+    import gc
+
+    # Before the imports, so that the template's objects stay packed in the
+    # pages its workers share (see snakepit.worker._zygote).
+    gc.disable()
     from snakepit.worker._zygote import main as zygote_main
 
     sys.exit(zygote_main(sys.argv[2:]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +40,8 @@ class ForwardingHandler(logging.Handler):
         try:
             exc_text = record.exc_text
             if record.exc_info and not exc_text:
+                import traceback
+
                 exc_text = "".join(traceback.format_exception(*record.exc_info))
             self._send(
                 {

@@ -23,11 +23,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
-from snakepit.errors._advice import UNSENDABLE_RESULT
-from snakepit.errors._remote import attach_argument_shapes, exception_to_record
 from snakepit.telemetry import _bus as telemetry_bus
 from snakepit.telemetry._propagation import activated, active_carrier
-from snakepit.worker import _logs as worker_logs
 from snakepit.worker import _output as worker_output
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
@@ -48,6 +45,26 @@ _PRUNE_EVERY = 64
 _PLAIN = (str, int, float, bool, type(None))
 #: Room left in a frame for the envelope around a result.
 _FRAME_HEADROOM = 1 << 20
+
+
+def attach_argument_shapes(
+    record: dict[str, object], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """See :func:`snakepit.errors._remote.attach_argument_shapes` (loaded on first use)."""
+    from snakepit.errors._remote import attach_argument_shapes as attach
+
+    attach(record, args, kwargs)
+
+
+def exception_to_record(exc: BaseException) -> dict[str, object]:
+    """The record of ``exc`` for the supervisor (see :mod:`snakepit.errors._remote`).
+
+    Imported on the first error: it costs a worker ~5 ms at start-up, and
+    the worker template imports it once idle, so restarted workers have it.
+    """
+    from snakepit.errors._remote import exception_to_record as to_record
+
+    return to_record(exc)
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -123,6 +140,8 @@ class Worker:
         self._session_initializer: Callable[..., Any] | None = None
         self.session_initargs: tuple[Any, ...] = ()
         self.sessions: set[str] = set()
+        self.forward_logging = False
+        self._logs_installed = False
         # User code may emit telemetry from its own threads while we answer.
         self._send_lock = threading.Lock()
 
@@ -174,6 +193,19 @@ class Worker:
         with self._send_lock:
             protocol.send_frame(self.sock, frame)
 
+    def install_log_forwarding(self) -> None:
+        """Forward ``logging`` records once something here uses ``logging``.
+
+        A worker whose code never imports logging does not pay for it: the
+        handler goes on the root logger as soon as the module is loaded (by
+        the initializer, a call, or the template's idle imports).
+        """
+        if self.forward_logging and not self._logs_installed and "logging" in sys.modules:
+            from snakepit.worker import _logs
+
+            _logs.install(self.forward_log)
+            self._logs_installed = True
+
     def forward_log(self, record: dict[str, Any]) -> None:
         """Send a ``logging`` record to the supervisor (see ``_logs``)."""
         frame = protocol.pack(protocol.MSG_LOG, 0, record)
@@ -205,6 +237,8 @@ class Worker:
                 self.start_session(session)
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
+            if self.forward_logging and not self._logs_installed:
+                self.install_log_forwarding()  # the function's module may use logging
             started = time.perf_counter()
             if trace_context is None:
                 result = fn(*args, **kwargs)
@@ -303,9 +337,9 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
         worker_output.install(slot)
     worker.session_initializer_blob = config.get("session_initializer")
     worker.session_initargs = tuple(config.get("session_initargs", ()))
-    if config.get("forward_logging", True):
-        # Before the initializer: what it logs reaches the supervisor too.
-        worker_logs.install(worker.forward_log)
+    # Before the initializer: what it logs reaches the supervisor too.
+    worker.forward_logging = bool(config.get("forward_logging", True))
+    worker.install_log_forwarding()
     if config.get("cwd") or config.get("max_memory") or config.get("memory_limit"):
         try:
             from snakepit.worker import _limits
@@ -371,6 +405,8 @@ def _end_interrupted() -> NoReturn:
 def _unsendable_result(exc: BaseException, value: Any) -> BaseException:
     """The error of a call whose result could not be sent: it names the
     result, and advice about results, not arguments."""
+    from snakepit.errors import _advice
+
     if not isinstance(exc, SerializationError) or exc.__cause__ is None:
         # No room in shared memory, or over the frame limit: its own advice fits.
         return exc
@@ -379,7 +415,7 @@ def _unsendable_result(exc: BaseException, value: Any) -> BaseException:
         f"back: {exc.__cause__}",
         direction="encode",
         type_name=type(value).__name__,
-        suggestion=UNSENDABLE_RESULT,
+        suggestion=_advice.UNSENDABLE_RESULT,
     )
     error.__cause__ = exc.__cause__
     return error

@@ -5,7 +5,9 @@ Started by the supervisor as ``python -m snakepit.worker zygote <fd>
 inherited as ``fd``. It imports everything a worker needs and the modules
 named (the pool's ``preload``), checks that it runs no thread, says hello,
 then serves requests, one message each (pickled tuples; descriptors travel
-with ``SCM_RIGHTS``, as in CPython's ``multiprocessing.forkserver``)::
+with ``SCM_RIGHTS``, as in CPython's ``multiprocessing.forkserver``). The
+first request is sent while it imports, and waits in the socket; a template
+that runs a thread says so in its hello and forks nothing::
 
     supervisor → template   ("spawn", env changes, cwd) + [worker socket, fault log]
     template → supervisor   ("hello", pid, failed imports, threads)
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import os
 import pickle
@@ -32,11 +35,9 @@ import signal
 import socket
 import sys
 import threading
-import traceback
 import warnings
 from typing import Any
 
-from snakepit.errors import _remote as remote_records
 from snakepit.worker import _main
 
 #: Largest request or reply; requests carry only the variables that differ.
@@ -44,8 +45,19 @@ MAX_MESSAGE = 1 << 16
 #: Descriptors a request carries: the worker's socket and its fault log.
 _REQUEST_FDS = 2
 #: Modules a worker imports on first use, which the template imports once
-#: it has been idle this long (its first workers are out by then).
-DEFERRED_IMPORTS = (*remote_records.DEFERRED_IMPORTS, "psutil")
+#: it has been idle this long (its first workers are out by then): error
+#: records and their parsers (``snakepit.errors._remote.DEFERRED_IMPORTS``),
+#: cloudpickle (a function or result sent by value), psutil.
+DEFERRED_IMPORTS = (
+    "traceback",
+    "logging",  # then worker log forwarding is set up before the first call
+    "snakepit.worker._logs",
+    "snakepit.errors._remote",
+    "snakepit.errors._parse",
+    "snakepit.errors._probe",
+    "cloudpickle",
+    "psutil",
+)
 _IDLE_SECONDS = 0.05
 
 
@@ -55,6 +67,10 @@ def thread_count() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return threading.active_count()
+
+
+#: Children of the thread check in :func:`_preload`, which no one asked for.
+_throwaway: set[int] = set()
 
 
 def _preload(names: list[str]) -> list[tuple[str, str]]:
@@ -74,7 +90,9 @@ def _preload(names: list[str]) -> list[tuple[str, str]]:
             pid = os.fork()
         if pid == 0:
             os._exit(0)
-        os.waitpid(pid, 0)
+        # The threads stopped before fork() returned here: the child's exit
+        # need not be waited for (Template._reap reaps it, unreported).
+        _throwaway.add(pid)
     return failed
 
 
@@ -105,6 +123,7 @@ def _run_child(
 ) -> None:
     """In the forked worker: become what ``python -m snakepit.worker`` would be. Never returns."""
     code = 1
+    gc.enable()
     try:
         # The at-fork hook from _main already asked for SIGKILL when the
         # template dies; it may have died before that took effect.
@@ -127,6 +146,8 @@ def _run_child(
     except SystemExit as exc:
         code = _child_exit_code(exc)
     except BaseException:
+        import traceback
+
         traceback.print_exc()
         code = 1
     # What interpreter exit would do: wait for non-daemon threads, run atexit
@@ -198,6 +219,9 @@ class Template:
                 return
             if pid == 0:
                 return
+            if pid in _throwaway:
+                _throwaway.discard(pid)
+                continue
             with contextlib.suppress(OSError):
                 _send(self.ctl, ("exit", pid, status))
 
@@ -206,6 +230,11 @@ class Template:
             op, changes, cwd = pickle.loads(data)
             if op != "spawn" or len(fds) != _REQUEST_FDS:
                 raise ValueError(f"bad request {op!r} with {len(fds)} descriptors")
+            # The template's objects move out of the collector's reach: the
+            # child's collections would otherwise write to (and so copy)
+            # every page holding them. The template runs without collecting
+            # (started with gc.disable(), as the gc docs advise for forking).
+            gc.freeze()
             pid = os.fork()
         except Exception as exc:  # the supervisor starts a fresh interpreter instead
             for fd in fds:
@@ -257,5 +286,25 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=fd)
     failed = _preload(argv[2:])
-    _send(ctl, ("hello", os.getpid(), failed, thread_count()))
+    threads = thread_count()
+    _send(ctl, ("hello", os.getpid(), failed, threads))
+    if threads > 1:
+        # Not safe to fork: the supervisor starts fresh interpreters instead.
+        # Requests it sent before reading our hello are dropped unanswered,
+        # until it closes the socket (not before: unread data left behind
+        # would reset the stream, hello and all).
+        return _refuse(ctl)
     return Template(ctl, supervisor_pid).serve()
+
+
+def _refuse(ctl: socket.socket) -> int:
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(ctl, MAX_MESSAGE, _REQUEST_FDS)
+        except OSError:
+            return 0
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if not data:
+            return 0

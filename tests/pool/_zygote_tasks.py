@@ -31,3 +31,8 @@ def loaded(names: list[str]) -> list[bool]:
     import sys
 
     return [name in sys.modules for name in names]
+
+
+def lookup_missing() -> None:
+    """Raise KeyError in the worker."""
+    _ = {}["missing"]
