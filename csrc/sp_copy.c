@@ -9,6 +9,13 @@
  * next process reads anyway does not first evict the copier's cache. glibc
  * streams only far above the L3 size, and not as fast: see
  * SP_COPY_STREAM_BYTES for the measurements. Small copies are memcpy's.
+ *
+ * Where the CPU has AVX2 the loop moves two lines per step with 32-byte
+ * registers and prefetches the source SP_COPY_PREFETCH bytes ahead: on the
+ * 2-core EPYC VM the project measures on, 1 GiB from a numpy array into a
+ * block took 0.72-0.74x memcpy's time against 0.85x for the SSE2 loop
+ * (interleaved rounds, median of 25); a second thread, AVX-512 registers or
+ * no prefetch were no faster (the copy is bound by memory bandwidth there).
  */
 #include "sp_internal.h"
 
@@ -16,11 +23,22 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__SSE2__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #define SP_HAVE_STREAM 1
+#if defined(__GNUC__) || defined(__clang__)
+#define SP_HAVE_AVX2 1
+#endif
 #else
 #define SP_HAVE_STREAM 0
 #endif
+
+#ifndef SP_HAVE_AVX2
+#define SP_HAVE_AVX2 0
+#endif
+
+/* How far ahead of the loads the AVX2 loop prefetches the source (bytes):
+ * 2-4 KiB measured best, 1 KiB or none 4-7% slower. */
+#define SP_COPY_PREFETCH 2048
 
 /* 1: [a, a + n) and [b, b + n) share a byte. */
 static int sp_overlaps(const uint8_t *a, const uint8_t *b, uint64_t n)
@@ -29,15 +47,22 @@ static int sp_overlaps(const uint8_t *a, const uint8_t *b, uint64_t n)
     return x < y ? y - x < n : x - y < n;
 }
 
-void sp_copy_stream(void *dst, const void *src, uint64_t n)
+#if SP_HAVE_STREAM
+/* Bytes to copy before d is cache-line aligned (at most n). */
+static uint64_t sp_head(const uint8_t *d, uint64_t n)
+{
+    uint64_t head = (SP_ALIGNMENT - ((uintptr_t)d & (SP_ALIGNMENT - 1))) &
+                    (SP_ALIGNMENT - 1);
+    return head > n ? n : head;
+}
+#endif
+
+void sp_copy_stream_sse2(void *dst, const void *src, uint64_t n)
 {
 #if SP_HAVE_STREAM
     uint8_t *d = (uint8_t *)dst;
     const uint8_t *s = (const uint8_t *)src;
-    uint64_t head = (SP_ALIGNMENT - ((uintptr_t)d & (SP_ALIGNMENT - 1))) &
-                    (SP_ALIGNMENT - 1);
-    if (head > n)
-        head = n;
+    uint64_t head = sp_head(d, n);
     memcpy(d, s, (size_t)head);
     d += head;
     s += head;
@@ -64,6 +89,79 @@ void sp_copy_stream(void *dst, const void *src, uint64_t n)
 #else
     memcpy(dst, src, (size_t)n);
 #endif
+}
+
+#if SP_HAVE_AVX2
+__attribute__((target("avx2"))) static void
+sp_stream_avx2(uint8_t *d, const uint8_t *s, uint64_t n)
+{
+    uint64_t head = sp_head(d, n);
+    memcpy(d, s, (size_t)head);
+    d += head;
+    s += head;
+    n -= head;
+    /* Two cache lines per step. A prefetch is a hint that never faults, so
+     * running past the end of the source is harmless. */
+    while (n >= 128) {
+        _mm_prefetch((const char *)s + SP_COPY_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)s + SP_COPY_PREFETCH + 64, _MM_HINT_T0);
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)s);
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(s + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(s + 64));
+        __m256i e = _mm256_loadu_si256((const __m256i *)(const void *)(s + 96));
+        _mm256_stream_si256((__m256i *)(void *)d, a);
+        _mm256_stream_si256((__m256i *)(void *)(d + 32), b);
+        _mm256_stream_si256((__m256i *)(void *)(d + 64), c);
+        _mm256_stream_si256((__m256i *)(void *)(d + 96), e);
+        s += 128;
+        d += 128;
+        n -= 128;
+    }
+    if (n >= 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)s);
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(s + 32));
+        _mm256_stream_si256((__m256i *)(void *)d, a);
+        _mm256_stream_si256((__m256i *)(void *)(d + 32), b);
+        s += 64;
+        d += 64;
+        n -= 64;
+    }
+    _mm_sfence(); /* as in the SSE2 loop */
+    /* Upper halves of the ymm registers are dirty: a later SSE instruction
+     * (memcpy's) would pay a state transition for each use otherwise. */
+    _mm256_zeroupper();
+    memcpy(d, s, (size_t)n);
+}
+#endif
+
+int sp_copy_has_avx2(void)
+{
+#if SP_HAVE_AVX2
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int sp_copy_stream_avx2(void *dst, const void *src, uint64_t n)
+{
+#if SP_HAVE_AVX2
+    if (!sp_copy_has_avx2())
+        return 0;
+    sp_stream_avx2((uint8_t *)dst, (const uint8_t *)src, n);
+    return 1;
+#else
+    (void)dst;
+    (void)src;
+    (void)n;
+    return 0;
+#endif
+}
+
+void sp_copy_stream(void *dst, const void *src, uint64_t n)
+{
+    if (!sp_copy_stream_avx2(dst, src, n))
+        sp_copy_stream_sse2(dst, src, n);
 }
 
 SP_API int sp_copy(void *dst, const void *src, uint64_t n)

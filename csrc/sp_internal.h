@@ -78,7 +78,13 @@ SP_HIDDEN int sp_debug_fallocate_injected(void);
 
 /* ---- sp_copy.c ---- */
 
-/* The streaming copy of sp_copy, for any n (no checks: tests call it). */
+/* The streaming copy of sp_copy, for any n (no checks: tests call it): the
+ * AVX2 loop where the CPU has it, else the SSE2 one. */
 SP_HIDDEN void sp_copy_stream(void *dst, const void *src, uint64_t n);
+/* Each loop on its own, for the tests. The AVX2 one returns 0 (and copies
+ * nothing) where this build or CPU lacks AVX2. */
+SP_HIDDEN void sp_copy_stream_sse2(void *dst, const void *src, uint64_t n);
+SP_HIDDEN int sp_copy_stream_avx2(void *dst, const void *src, uint64_t n);
+SP_HIDDEN int sp_copy_has_avx2(void);
 
 #endif /* SP_INTERNAL_H */

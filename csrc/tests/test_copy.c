@@ -22,9 +22,16 @@
 
 static uint8_t pattern(size_t i) { return (uint8_t)(i * 131u + 7u); }
 
+typedef void (*stream_fn)(void *, const void *, uint64_t);
+
+static void stream_avx2_or_fail(void *dst, const void *src, uint64_t n)
+{
+    REQUIRE(sp_copy_stream_avx2(dst, src, n) == 1);
+}
+
 /* Every source and destination offset within a cache line, every length up
  * to a few lines: exactly n bytes land, nothing around them is touched. */
-static void test_stream_all_alignments(void)
+static void check_stream_all_alignments(stream_fn stream)
 {
     static uint8_t src[SPAN + 2 * GUARD], dst[SPAN + 2 * GUARD];
     size_t so, dof, n, i;
@@ -34,7 +41,7 @@ static void test_stream_all_alignments(void)
         for (dof = 0; dof < 64; dof++) {
             for (n = 0; n <= 300; n += (n < 140 ? 1 : 37)) {
                 memset(dst, 0xA5, sizeof dst);
-                sp_copy_stream(dst + GUARD + dof, src + GUARD + so, n);
+                stream(dst + GUARD + dof, src + GUARD + so, n);
                 REQUIRE(memcmp(dst + GUARD + dof, src + GUARD + so, n) == 0);
                 for (i = 0; i < GUARD + dof; i++)
                     REQUIRE(dst[i] == 0xA5);
@@ -43,6 +50,16 @@ static void test_stream_all_alignments(void)
             }
         }
     }
+}
+
+static void test_stream_all_alignments(void)
+{
+    check_stream_all_alignments(sp_copy_stream);
+    check_stream_all_alignments(sp_copy_stream_sse2);
+    if (sp_copy_has_avx2())
+        check_stream_all_alignments(stream_avx2_or_fail);
+    else
+        CHECK_EQ(sp_copy_stream_avx2(NULL, NULL, 1), 0); /* declines, touches nothing */
 }
 
 /* Above the switch: the public entry point streams; below it, memcpy. */

@@ -6,7 +6,10 @@ they run only with ``SNAKEPIT_BENCH_HEAVY=1``.
 
 The floor is ``np.copyto`` into warm memory (pages already faulted in):
 handing a fresh array to another process needs at least one copy of it, and
-so does an echo (the worker writes its result once).
+so does an echo (the worker writes its result once). For the fresh argument
+the floor leaves out the worker's sum, and its destination is numpy's (huge
+pages where transparent huge pages are on, which ``/dev/shm`` may not have):
+docs/benchmarks.md, "The 1 GiB fresh argument", says how to read the ratio.
 """
 
 from __future__ import annotations
