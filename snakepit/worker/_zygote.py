@@ -49,9 +49,6 @@ _REQUEST_FDS = 2
 #: records and their parsers (``snakepit.errors._remote.DEFERRED_IMPORTS``),
 #: cloudpickle (a function or result sent by value), psutil.
 DEFERRED_IMPORTS = (
-    "traceback",
-    "logging",  # then worker log forwarding is set up before the first call
-    "snakepit.worker._logs",
     "snakepit.errors._remote",
     "snakepit.errors._parse",
     "snakepit.errors._probe",
