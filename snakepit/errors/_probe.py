@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["MemoryProbe", "host_memory", "nvml_memory_probe"]
+__all__ = ["LIMIT_KINDS", "MemoryProbe", "host_memory", "nvml_memory_probe"]
 
 MemoryProbe = Callable[[str], Mapping[str, int] | None]
 """Measures a device: called with ``"cuda:0"``-style names, returns byte counts
@@ -22,16 +22,76 @@ cannot tell. Exceptions it raises are swallowed."""
 _ACCELERATOR_PREFIXES = ("cuda", "gpu")
 
 
+#: Which limit ``host_memory`` found tighter than the host (``host_limit_kind``).
+LIMIT_KINDS = {1: "RLIMIT_AS", 2: "RLIMIT_DATA", 3: "cgroup memory.max"}
+
+
 def host_memory() -> dict[str, int]:
-    """Available and total physical memory of this host (empty where unknown)."""
+    """Available and total physical memory of this host (empty where unknown),
+    and the tightest limit of this process below it, if any: ``host_limit``,
+    ``host_limit_used`` and ``host_limit_kind`` (a key of :data:`LIMIT_KINDS`)."""
     try:
         page_size = int(os.sysconf("SC_PAGE_SIZE"))
-        return {
+        figures = {
             "host_available": int(os.sysconf("SC_AVPHYS_PAGES")) * page_size,
             "host_total": int(os.sysconf("SC_PHYS_PAGES")) * page_size,
         }
     except (ValueError, OSError, AttributeError, TypeError):
         return {}
+    try:
+        limit = _tightest_limit()
+    except Exception:  # a probe must never replace the user's error
+        limit = None
+    if limit is not None and limit[1] < figures["host_total"]:
+        kind, size, used = limit
+        figures.update(host_limit=size, host_limit_used=used, host_limit_kind=kind)
+    return figures
+
+
+def _status_bytes(field: str) -> int:
+    """A ``kB`` figure of /proc/self/status, in bytes (0 where unknown)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cgroup_limit() -> tuple[int, int] | None:
+    """This process's cgroup v2 ``memory.max`` and ``memory.current``, if limited."""
+    with open("/proc/self/cgroup") as cgroups:
+        for line in cgroups:
+            hierarchy, _, path = line.strip().partition("::")
+            if hierarchy == "0":
+                base = "/sys/fs/cgroup" + path.rstrip("/")
+                with open(base + "/memory.max") as limit_file:
+                    text = limit_file.read().strip()
+                if text == "max":
+                    return None
+                with open(base + "/memory.current") as current_file:
+                    return int(text), int(current_file.read().strip())
+    return None
+
+
+def _tightest_limit() -> tuple[int, int, int] | None:
+    """(kind, limit, in use) of the smallest memory limit on this process."""
+    import resource
+
+    found: list[tuple[int, int, int]] = []
+    for kind, which, field in (
+        (1, resource.RLIMIT_AS, "VmSize"),
+        (2, resource.RLIMIT_DATA, "VmData"),
+    ):
+        soft = resource.getrlimit(which)[0]
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            found.append((kind, soft, _status_bytes(field)))
+    try:
+        cgroup = _cgroup_limit()
+    except (OSError, ValueError):
+        cgroup = None
+    if cgroup is not None:
+        found.append((3, cgroup[0], cgroup[1]))
+    return min(found, key=lambda item: item[1]) if found else None
 
 
 def _nvml_target(device: str) -> int | str | None:

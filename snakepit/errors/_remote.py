@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from snakepit._util import format_bytes
 from snakepit.errors._base import (
     SnakepitError,
     builtin_exception_type,
@@ -412,6 +413,18 @@ def _oom_error(
     available = _int_field(mem, "free")
     total = _int_field(mem, "total")
     # Figures from the message win; live measurements fill the gaps.
+    limit = None if gpu else _int_field(live, "host_limit")
+    if limit is not None and available is None and total is None:
+        # A limit of the process (rlimit, cgroup) ran out, not the host: say so.
+        from snakepit.errors._probe import LIMIT_KINDS
+
+        used = _int_field(live, "host_limit_used") or 0
+        kind = LIMIT_KINDS.get(_int_field(live, "host_limit_kind") or 0, "a memory limit")
+        total, available = limit, max(0, limit - used)
+        message = (
+            f"{message} (the worker's {kind} of {format_bytes(limit)} was reached, "
+            f"{format_bytes(used)} in use; the host has more)"
+        )
     if available is None:
         available = _int_field(live, "device_free" if gpu else "host_available")
     if total is None:

@@ -363,3 +363,13 @@ def mean_of_integers(count: int) -> float:
     import torch
 
     return float(torch.zeros(count, dtype=torch.int64).mean())
+
+
+def limit_address_space(nbytes: int) -> None:
+    """Initializer: cap this worker's address space (RLIMIT_AS) for good."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (nbytes, hard))
+
+
+def allocate(nbytes: int) -> int:
+    return int(np.ones(nbytes, dtype=np.uint8).nbytes)
