@@ -21,7 +21,7 @@ import pytest
 
 import snakepit
 from snakepit import telemetry
-from snakepit.errors import OutOfMemoryError, PoolClosedError, SnakepitError
+from snakepit.errors import OutOfMemoryError, PoolClosedError, SessionLostError, SnakepitError
 from snakepit.pool import _startup
 from snakepit.pool._recycle import RecyclePolicy, parse_bytes
 from snakepit.telemetry._events import HEALTH_ALERT, WORKER_CRASH, WORKER_RECYCLE
@@ -252,6 +252,10 @@ def test_a_session_call_wakes_its_parked_worker() -> None:
         session = pool.options(session="s")
         first = session.call(tasks.pid)
         assert _wait_for(lambda: pool.stats()["parked"] == 2)
+        # The parked worker held the session's state: the pool says it is gone,
+        # once, then the session starts afresh on the woken worker.
+        with pytest.raises(SessionLostError):
+            session.submit(tasks.pid).result(timeout=30)
         assert session.submit(tasks.pid).result(timeout=30) != first
         assert pool.stats()["crashes"] == 0
 
