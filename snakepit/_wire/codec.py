@@ -20,7 +20,6 @@ data travels out of band (see :mod:`snakepit._wire._bulk`).
 
 from __future__ import annotations
 
-import contextlib
 import copyreg
 import io
 import pickle
@@ -175,7 +174,7 @@ class _Sender:
         """copyreg's reducers, and ours for the carriers' exact types: pickle
         calls back into Python for those objects only."""
         table: dict[Any, Any] = dict(copyreg.dispatch_table)
-        table[memoryview] = _reduce_memoryview
+        table[memoryview] = _bulk.reduce_memoryview
         for kind in self.carriers:
             table[kind] = self.reduce
         return table
@@ -251,29 +250,6 @@ class _BytesPickler(_FastPickler):
             # The buffer in the id goes out of band, in pickle's own order.
             return (_TAG_BYTES if kind is bytes else _TAG_BYTEARRAY, pickle.PickleBuffer(obj))
         return None
-
-
-def _reduce_memoryview(view: memoryview) -> Any:
-    """A memoryview as its data (out of band when large and contiguous),
-    format, shape and writability: pickle cannot save memoryviews at all."""
-    if view.nbytes >= OUT_OF_BAND_BYTES and view.c_contiguous:
-        data: Any = pickle.PickleBuffer(view)
-    else:
-        data = view.tobytes() if view.readonly else bytearray(view.tobytes())
-    return _memoryview_of, (data, view.format, view.shape, view.readonly)
-
-
-def _memoryview_of(data: Any, fmt: str, shape: tuple[int, ...], readonly: bool) -> memoryview:
-    """The received memoryview: over the frame or block its data arrived in
-    (no copy), cast back to its format and shape where ``memoryview.cast``
-    can (native formats); a flat byte view otherwise."""
-    view: Any = memoryview(data)
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
-    if (fmt, tuple(shape)) != ("B", (view.nbytes,)):
-        with contextlib.suppress(TypeError, ValueError):
-            view = view.cast(fmt, shape)
-    return view.toreadonly() if readonly else view  # type: ignore[no-any-return]
 
 
 _cloud_pickler: type[Any] | None = None
