@@ -26,16 +26,12 @@ from snakepit.errors._hierarchy import (
     DeviceMismatchError,
     DeviceNotAvailableError,
     DtypeError,
-    InvalidDescriptorError,
     OutOfMemoryError,
     PoolClosedError,
     PythonError,
     SerializationError,
     SessionLostError,
     ShapeError,
-    SharedMemoryCapError,
-    SharedMemoryError,
-    SharedMemoryExhaustedError,
     WorkerCrashedError,
     WorkerError,
     WorkerStartError,
@@ -43,6 +39,12 @@ from snakepit.errors._hierarchy import (
     WorkerUnavailableError,
 )
 from snakepit.errors._kinds import ExitKind
+from snakepit.errors._shared_memory import (
+    InvalidDescriptorError,
+    SharedMemoryCapError,
+    SharedMemoryError,
+    SharedMemoryExhaustedError,
+)
 
 __all__ = [
     "CallCancelledError",
