@@ -9,9 +9,11 @@ accepts it).
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import multiprocessing
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -120,16 +122,31 @@ def _snakepit_start(pool_kwargs: dict[str, Any]) -> Prepare:
     return _startup(make, lambda pool: pool.shutdown(wait=True))
 
 
+#: Seconds the PPE-fork case waits for threads of pools that are ending.
+_POOL_THREADS_GRACE = 10.0
+
+
+def _pool_threads() -> list[str]:
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("snakepit-") and t.name != "snakepit-telemetry"
+    ]
+
+
 def _fork_start() -> Any:
     # Forking while a pool's thread holds a lock can deadlock the child: the
     # case runs before any pool of the run starts, or after all have stopped.
     # The telemetry bus's deferred-delivery thread is not one: it holds its
     # lock only while taking an event off its queue, and is idle here.
-    pools = [
-        t.name
-        for t in threading.enumerate()
-        if t.name.startswith("snakepit-") and t.name != "snakepit-telemetry"
-    ]
+    pools = _pool_threads()
+    # A pool shut down without waiting (or dropped) ends its threads soon
+    # after: give them that time before calling the process unfit.
+    deadline = time.monotonic() + _POOL_THREADS_GRACE
+    while pools and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+        pools = _pool_threads()
     if pools:
         raise BenchError(f"PPE (fork) start-up needs a process without pool threads: {pools}")
     executor = ProcessPoolExecutor(
