@@ -30,6 +30,7 @@ from snakepit.errors import CallCancelledError
 from snakepit.pool import CircuitBreakerRegistry
 from snakepit.zero_copy import list_regions
 from tests.pool import _cancel_tasks
+from tests.pool._observe import gone
 
 GRACE = 3.0
 #: Bound for waits that should end at once (a test that hangs fails instead).
@@ -50,18 +51,6 @@ def _wait_for(path: Path, within: float = BOUND) -> str:
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.01)
     return path.read_text()
-
-
-def _gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _start(
@@ -103,7 +92,7 @@ def test_a_running_call_cancelled_midway_frees_its_worker_within_the_grace(
         replacement = pool.submit(_cancel_tasks.pid).result(BOUND)
         elapsed = time.monotonic() - started
         assert replacement != worker
-        assert _gone(worker)
+        assert gone(worker)
         assert unwound.read_text() == "unwound"  # SIGINT let its finally block run
         return elapsed
 
@@ -129,7 +118,7 @@ def test_a_call_deaf_to_sigint_is_killed_after_the_grace(tmp_path: Path) -> None
             future.result(timeout=0)
         assert executor.submit(_cancel_tasks.pid).result(BOUND) != worker
         elapsed = time.monotonic() - begun
-        assert _gone(worker)
+        assert gone(worker)
     # SIGINT did not stop it: the kill at the grace did (not before it, and
     # not much later: the generous upper bound only catches a hang).
     assert grace * 0.9 <= elapsed < grace + 10.0, elapsed
@@ -211,7 +200,7 @@ def test_a_cancelled_session_call_replaces_the_session_worker(
     while pool.worker_pids() in ([], [worker]):
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert _gone(worker)
+    assert gone(worker)
 
 
 # ---------------------------------------------------------------------- acall
@@ -241,7 +230,7 @@ def test_cancelling_a_task_awaiting_acall_frees_its_worker(
             measure_once(f"acall{time.monotonic_ns()}")
         )
         assert replacement != worker
-        assert _gone(worker)
+        assert gone(worker)
         assert unwound.read_text() == "unwound"
         return elapsed
 
@@ -268,7 +257,7 @@ def test_shutdown_kill_running_stops_running_calls_within_the_grace(tmp_path: Pa
     for future, worker, unwound in running:
         with pytest.raises(CallCancelledError):
             future.result(timeout=0)
-        assert _gone(worker)
+        assert gone(worker)
         assert unwound.read_text() == "unwound"
     assert queued.cancelled()
     assert executor.worker_pids() == []
@@ -338,7 +327,7 @@ def _ctrl_c_run(root: Path, tmp: Path, where: str) -> float:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
-        left = [pid for pid in children if not _gone(pid, within=1.0)]
+        left = [pid for pid in children if not gone(pid, within=1.0)]
         regions = _regions_of([process.pid, *children])
         for name in regions:  # what the run left is removed, failed or not
             with contextlib.suppress(FileNotFoundError):

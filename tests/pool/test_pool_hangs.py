@@ -33,6 +33,7 @@ from snakepit.errors import (
 from snakepit.pool import RetryPolicy
 from snakepit.pool._replies import _PRUNE_EVERY
 from tests.pool import _tasks
+from tests.pool._observe import gone
 
 BOUND = 30.0  # seconds any single wait here may take before the test fails
 
@@ -41,18 +42,6 @@ BOUND = 30.0  # seconds any single wait here may take before the test fails
 def pool() -> Iterator[snakepit.Pool]:
     with snakepit.Pool(workers=1, terminate_grace=0.5) as executor:
         yield executor
-
-
-def _gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # --------------------------------------------- 1. BaseException on unpickling
@@ -89,7 +78,7 @@ def test_timeout_fires_although_a_grandchild_holds_the_socket(
     with pytest.raises(WorkerTimeoutError):
         future.result(BOUND)
     assert time.monotonic() - started < 15.0
-    assert _gone(int(marker.read_text()))
+    assert gone(int(marker.read_text()))
     assert pool.submit(_tasks.add, 1, 1).result(BOUND) == 2
 
 
@@ -112,7 +101,7 @@ def test_subprocess_grandchildren_die_with_their_worker(tmp_path: Path, action: 
         expected = {"segfault": WorkerCrashedError, "timeout": WorkerTimeoutError}
         with pytest.raises(expected.get(action, WorkerUnavailableError)):
             future.result(BOUND)
-        assert _gone(grandchild)
+        assert gone(grandchild)
 
 
 # ------------------------------------------------------ 4. timeouts
