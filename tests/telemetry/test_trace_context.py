@@ -108,5 +108,7 @@ def test_a_process_that_does_not_trace_imports_no_opentelemetry() -> None:
         "    assert pool.call(_tasks.add, 1, 2) == 3\n"
         "assert 'opentelemetry' not in sys.modules\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
