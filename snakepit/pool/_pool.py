@@ -58,18 +58,48 @@ _FUNCTION_CACHE_SIZE = 1024
 _EXIT_CLEANUP_SECONDS = 3.0
 _pool_numbers = itertools.count(1)
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+#: Supervisors of pools dropped without a shutdown, still finishing their calls.
+_dropped: set[Supervisor] = set()
+_dropped_lock = threading.Lock()
 
 
 @atexit.register
 def _shutdown_live_pools() -> None:
-    pools = list(_live_pools)
-    for pool in pools:
-        pool.shutdown(wait=False, cancel_futures=True)
+    supervisors = [pool._supervisor for pool in list(_live_pools)]
+    with _dropped_lock:
+        supervisors += _dropped
+    for supervisor in supervisors:
+        supervisor.shutdown(False, True)
     # The readers unlink dead workers' regions: give them a moment, or an
     # interrupted program (Ctrl-C) leaves a worker's region in /dev/shm.
     deadline = time.monotonic() + _EXIT_CLEANUP_SECONDS
-    for pool in pools:
-        pool._supervisor.join_readers(deadline)
+    for supervisor in supervisors:
+        supervisor.join_readers(deadline)
+
+
+def _release_dropped(supervisor: Supervisor) -> None:
+    """Shut down the supervisor of a pool that was garbage-collected while running.
+
+    As with ProcessPoolExecutor, the calls it accepted still finish (their
+    futures may be held elsewhere); then its workers and threads end. The
+    wait happens in a thread of its own: a finalizer runs wherever the
+    collector does, often in a caller's thread.
+    """
+    if supervisor.closed:
+        return
+
+    def release() -> None:
+        try:
+            supervisor.shutdown(True, False)
+        finally:
+            with _dropped_lock:
+                _dropped.discard(supervisor)
+
+    with _dropped_lock:
+        _dropped.add(supervisor)
+    threading.Thread(
+        target=release, name=f"snakepit-release-{supervisor.name}", daemon=True
+    ).start()
 
 
 class Pool(CallMethods, Executor):
@@ -255,6 +285,11 @@ class Pool(CallMethods, Executor):
             abandon(self._supervisor)
             _live_pools.discard(self)
             raise
+        # A pool dropped without shutdown() must not keep its workers and
+        # threads until the interpreter exits (the atexit hook sees only
+        # pools still alive).
+        self._finalizer = weakref.finalize(self, _release_dropped, self._supervisor)
+        self._finalizer.atexit = False
 
     # ----------------------------------------------------------------- calls
 
@@ -403,6 +438,7 @@ class Pool(CallMethods, Executor):
             raise
         finally:
             _live_pools.discard(self)
+            self._finalizer.detach()
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         """Shut down: wait for the calls, unless the block was left by a
