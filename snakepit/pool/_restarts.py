@@ -55,8 +55,11 @@ def exit_error(
 ) -> WorkerError:
     """The error of a call whose worker died under it (or was killed for its timeout)."""
     if info.kind is ExitKind.timeout:
+        # No timeout when the call's reply beat the kill: the worker was still
+        # killed for it, but no call is left to name.
+        limit = "its timeout" if timeout is None else f"its {timeout} s timeout"
         return WorkerTimeoutError(
-            f"call exceeded its {timeout} s timeout; worker {worker_id} (pid {pid}) was terminated",
+            f"call exceeded {limit}; worker {worker_id} (pid {pid}) was terminated",
             timeout=timeout or 0.0,
             worker_id=worker_id,
             remote_traceback=native_traceback,
