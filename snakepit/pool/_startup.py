@@ -8,14 +8,18 @@ Two checks (docs/crash-recovery.md, "Validation at construction"):
   found) and ``cpu`` (always there) need no check, and ``cpu`` runs no
   hardware detection at all.
 * :func:`wait_started`, while the pool waits for its workers: an initializer
-  that raises in any worker, or every worker given up on, fails the pool with
+  that raises in any worker, every worker given up on, or no worker ready
+  within ``start_timeout``, fails the pool with
   :class:`~snakepit.errors.WorkerStartError` (the worker's error chained).
+  Some workers ready and others still starting when it runs out is a
+  WARNING record: the pool starts, and calls wait for the slow ones.
   Later restarts that fail behave as before: the position is retried with
   backoff and given up on after too many crashes.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -34,6 +38,10 @@ __all__ = ["STARTED_STATES", "abandon", "check_devices", "wait_started"]
 #: given up on, or parked / retiring (an idle timeout or a recycle can come
 #: before a sibling is ready).
 STARTED_STATES = frozenset({"idle", "unhealthy", "retiring", "parked"})
+
+#: States of a worker that has started (ready, or parked after an idle timeout).
+_READY_STATES = STARTED_STATES - {"unhealthy"}
+_log = logging.getLogger("snakepit")
 
 #: Device kinds that need no hardware to exist.
 _ALWAYS_THERE = ("auto", "cpu")
@@ -69,11 +77,12 @@ def wait_started(supervisor: Supervisor, timeout: float) -> None:
     """Wait until every worker is ready or given up on, failing fast (see module doc).
 
     Raises:
-        WorkerStartError: An initializer raised, or no worker could start.
+        WorkerStartError: An initializer raised, no worker could start, or
+            none was ready within ``timeout`` seconds.
     """
     handles = supervisor.handles
     with supervisor.lock:
-        supervisor.idle_changed.wait_for(
+        settled = supervisor.idle_changed.wait_for(
             lambda: (
                 any(_failed_initializer(h) for h in handles)
                 or all(h.state in STARTED_STATES for h in handles)
@@ -85,6 +94,7 @@ def wait_started(supervisor: Supervisor, timeout: float) -> None:
         cause = failed.init_error if failed is not None else None
         worker_id = failed.index if failed is not None else None
         last = handles[-1].last_exit
+        ready = sum(h.state in _READY_STATES for h in handles)
     if failed is not None and cause is not None:
         python_type = getattr(cause, "python_type", type(cause).__name__)
         reason = f"its initializer raised {python_type}: {cause.message}"
@@ -105,6 +115,17 @@ def wait_started(supervisor: Supervisor, timeout: float) -> None:
             reason=reason,
             exit_kind=last.kind.value if last is not None else None,
         ) from error
+    if not settled and ready == 0:
+        reason = f"no worker was ready within start_timeout={timeout:g} s"
+        raise WorkerStartError(f"the pool could not start: {reason}", reason=reason)
+    if not settled:
+        _log.warning(
+            "%s: %d of %d workers ready after start_timeout=%g s; calls wait for the others",
+            supervisor.name,
+            ready,
+            len(handles),
+            timeout,
+        )
 
 
 def abandon(supervisor: Supervisor) -> None:

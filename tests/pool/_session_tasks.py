@@ -74,3 +74,11 @@ def first_raises_others_hang(directory: str) -> None:
         time.sleep(600)
     else:
         raise ValueError("the first worker refuses")
+
+
+def first_fast_others_slow(directory: str, seconds: float) -> None:
+    """An initializer: the first worker to run it returns at once, the others sleep."""
+    try:
+        os.close(os.open(Path(directory) / "first", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(seconds)

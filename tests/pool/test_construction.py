@@ -150,3 +150,40 @@ def test_session_initializer_does_not_run_at_construction() -> None:
     # It runs per session, at the session's first call, never at start-up.
     with snakepit.Pool(workers=1, session_initializer=_session_tasks.refuse_session) as pool:
         assert pool.call(_tasks.add, 2, 2) == 4
+
+
+@pytest.mark.parametrize(("workers", "start_timeout"), [(1, 0.3), (2, 0.5)])
+def test_no_worker_ready_within_start_timeout_fails_construction(
+    workers: int, start_timeout: float
+) -> None:
+    started = time.monotonic()
+    with worker_pids() as pids, pytest.raises(WorkerStartError, match="start_timeout") as info:
+        snakepit.Pool(
+            workers=workers,
+            initializer=_session_tasks.sleep,
+            initargs=(60.0,),
+            start_timeout=start_timeout,
+        )
+    assert f"{start_timeout:g} s" in str(info.value.reason)
+    # Killed, not waited for: the initializer had a minute to go.
+    assert time.monotonic() - started < 30
+    _assert_nothing_left(pids)
+
+
+def test_some_workers_ready_within_start_timeout_start_the_pool_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level("WARNING", logger="snakepit"),
+        snakepit.Pool(
+            workers=2,
+            initializer=_session_tasks.first_fast_others_slow,
+            initargs=(str(tmp_path), 6.0),
+            start_timeout=1.5,
+            preload=[],
+        ) as pool,
+    ):
+        assert pool.call(_tasks.add, 1, 2) == 3
+        warnings = [r.getMessage() for r in caplog.records if "start_timeout" in r.getMessage()]
+        assert warnings[:1] == [warnings[0]]
+        assert "1 of 2 workers ready" in warnings[0]
