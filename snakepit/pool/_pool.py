@@ -165,6 +165,9 @@ class Pool(CallMethods, Executor):
     WorkerStartError when an initializer raises while the pool starts.
     """
 
+    #: Shuts the supervisor down if the pool is dropped while running (set once started).
+    _finalizer: weakref.finalize[[Supervisor], Pool] | None = None
+
     def __init__(
         self,
         workers: int | None = None,
@@ -438,7 +441,8 @@ class Pool(CallMethods, Executor):
             raise
         finally:
             _live_pools.discard(self)
-            self._finalizer.detach()
+            if self._finalizer is not None:
+                self._finalizer.detach()
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         """Shut down: wait for the calls, unless the block was left by a
