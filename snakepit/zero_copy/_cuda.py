@@ -45,7 +45,12 @@ from snakepit._core import (
     CudaDriver,
     Status,
 )
-from snakepit.errors import DeviceError, InvalidDescriptorError, UnshareableMemoryError
+from snakepit.errors import (
+    DeviceError,
+    DeviceNotAvailableError,
+    InvalidDescriptorError,
+    UnshareableMemoryError,
+)
 
 from . import _cuda_devices, _dlpack
 from ._dtypes import dtype_name, numpy_dtype
@@ -523,7 +528,13 @@ def open_cuda(
     if not isinstance(ref, GPUTensorRef):
         raise TypeError(f"open_cuda() needs a GPUTensorRef, not {type(ref).__name__}")
     ref.validate()
-    drv = driver if driver is not None else cuda_driver()
+    try:
+        drv = driver if driver is not None else cuda_driver()
+    except DeviceNotAvailableError as exc:
+        # CUDA_VISIBLE_DEVICES="" (or no GPU at all) fails cuInit itself.
+        if not ref.device_uuid:
+            raise
+        raise _cuda_devices.not_visible(ref.device_uuid, exc.reason or str(exc)) from exc
     device_id = local_device(ref, drv)
     with core_errors("open", device_id=device_id):
         base, size = drv.ipc_open(device_id, ref.handle)

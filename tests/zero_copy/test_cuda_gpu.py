@@ -95,7 +95,7 @@ def test_open_by_uuid_under_a_mask(gpus: int) -> None:
             "try:\n"
             "    open_cuda(pickle.loads(bytes.fromhex(sys.argv[1])))\n"
             "except DeviceNotAvailableError as exc:\n"
-            "    print('refused', exc.device)\n",
+            "    print('refused', exc.device)\n",  # no device at all: cuInit fails
             pickle.dumps(ref).hex(),
             mask="",
         )
