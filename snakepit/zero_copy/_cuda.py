@@ -207,13 +207,13 @@ def unshareable_error(
 
 _UNSHAREABLE_WHY = {
     "pool": (
-        "stream-ordered pool allocations (cudaMallocAsync) need "
-        "the pool's own export (cuMemPoolExportPointer), not cuIpcGetMemHandle"
+        "stream-ordered pool allocations (cudaMallocAsync) need the pool's own export "
+        "(cuMemPoolExportPointer), not cuIpcGetMemHandle"
     ),
     "vmm": (
-        "virtual-memory-management allocations (cuMemCreate/cuMemMap, torch expandable_segments) "
-        "are not legacy-IPC "
-        "capable; they need cuMemExportToShareableHandle"
+        "virtual-memory-management allocations (cuMemCreate/cuMemMap, torch "
+        "expandable_segments) are not legacy-IPC capable; they need "
+        "cuMemExportToShareableHandle"
     ),
     "managed": "managed (unified) memory cannot be shared by CUDA IPC handles",
     "host": "pinned host memory is not device memory; CUDA IPC handles cannot name it",
