@@ -11,9 +11,15 @@ import enum
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New
-from cpython.ref cimport Py_INCREF
+from cpython.pycapsule cimport (
+    PyCapsule_GetPointer,
+    PyCapsule_IsValid,
+    PyCapsule_New,
+    PyCapsule_SetName,
+)
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from snakepit._core.includes.core cimport *
@@ -59,17 +65,20 @@ class Status(enum.IntEnum):
     OVERFLOW = SP_ERR_OVERFLOW
     NO_DRIVER = SP_ERR_NO_DRIVER
     CUDA = SP_ERR_CUDA
+    UNSHAREABLE = SP_ERR_UNSHAREABLE
 
 
 class CoreError(Exception):
     """A C core call failed; ``status`` is the sp_status code.
 
     For CUDA calls ``cuda_result`` is the raw CUresult (0 if none) and
-    ``detail`` the C core's description of the failure.
+    ``detail`` the C core's description of the failure; ``memory_kind`` names
+    the kind of memory an UNSHAREABLE export met.
     """
 
     cuda_result = 0
     detail = ""
+    memory_kind = ""
 
     def __init__(self, status, os_errno, operation, name=None):
         self.status = status
@@ -194,4 +203,5 @@ include "_buffer.pxi"
 include "_region.pxi"
 include "_arena.pxi"
 include "_cuda.pxi"
+include "_dlpack.pxi"
 include "_warm.pxi"
