@@ -131,10 +131,11 @@ def fresh_large_case(nbytes: int = GIB) -> Case:
             Impl("snakepit", "snakepit.Pool", own),
             Impl("copy", "np.copyto into warm memory (floor)", _copy_floor(nbytes)),
             Impl("copy-sum", "np.copyto into warm memory, then sum", _copy_floor(nbytes, True)),
-            Impl("ray", "Ray: task(arr), ray.get", ray, requires=RAY),
+            Impl("ray", "Ray: task(arr), ray.get", ray, requires=RAY, alone=True),
         ),
         group="large-fresh",
         nbytes=nbytes,
+        interleave=1,
         skip=lambda: shm_skip_reason(nbytes, shm_free()),
         heavy=True,
         targets=(
@@ -190,10 +191,17 @@ def echo_shared_case(nbytes: int = GIB) -> Case:
         (
             Impl("snakepit", "snakepit.Pool, array from snakepit.share", own),
             Impl("copy", "np.copyto into warm memory (floor)", _copy_floor(nbytes)),
-            Impl("ray", "Ray: task(ray.put ref) returns a copy, ray.get", ray, requires=RAY),
+            Impl(
+                "ray",
+                "Ray: task(ray.put ref) returns a copy, ray.get",
+                ray,
+                requires=RAY,
+                alone=True,
+            ),
         ),
         group="large-echo",
         nbytes=nbytes,
+        interleave=1,
         skip=lambda: shm_skip_reason(nbytes, shm_free()),
         heavy=True,
         targets=(

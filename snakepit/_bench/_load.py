@@ -156,6 +156,7 @@ def noop_case() -> Case:
             Impl("pipe", "raw os.pipe ping-pong, two processes (floor)", pipe_pingpong),
         ),
         workers=WORKERS,
+        interleave=20,
         targets=(
             vs("noop", "no-op call", 0.5, "<= 0.5x", peer="ppe"),
             vs("noop", "no-op call / loky", None, peer="loky"),
@@ -201,6 +202,7 @@ def map_case() -> Case:
             Impl("ppe", "ProcessPoolExecutor.map", peer),
         ),
         workers=WORKERS,
+        interleave=1,
         targets=(
             vs(
                 "map-chunked",

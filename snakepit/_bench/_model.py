@@ -121,7 +121,9 @@ class Impl:
     """One implementation of a case: snakepit's, or a peer's.
 
     ``skip``: why it is never measured (a peer too slow at this size);
-    ``requires``: modules it needs (skipped, with the reason, when missing).
+    ``requires``: modules it needs (skipped, with the reason, when missing);
+    ``alone``: in an interleaved case, timed on its own after the others
+    (what it holds, memory or processes, should not sit beside them).
     """
 
     impl: str
@@ -129,6 +131,7 @@ class Impl:
     prepare: Prepare
     skip: str | None = None
     requires: tuple[str, ...] = ()
+    alone: bool = False
 
     def missing(self) -> str | None:
         """Why this implementation cannot run here, or None."""
@@ -163,6 +166,9 @@ class Case:
     case's performance targets, as ``bench/report.py`` checks them. A
     ``heavy`` case (gigabytes, or seconds a round) runs in the pytest suite
     only when benchmarks are timed (``make bench``) or :data:`HEAVY_ENV` is 1.
+    ``interleave`` > 0: the implementations are prepared together and timed
+    in turn, that many rounds at a time (:mod:`snakepit._bench._interleave`),
+    so a change of load moves every side alike.
     """
 
     name: str
@@ -174,6 +180,7 @@ class Case:
     skip: Callable[[], str | None] | None = None
     targets: tuple[Target, ...] = ()
     heavy: bool = False
+    interleave: int = 0
 
 
 def vs(

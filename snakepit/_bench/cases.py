@@ -237,6 +237,7 @@ def share_case() -> Case:
             Impl("peer", "np.copyto into a warm array", copyto),
         ),
         nbytes=100 * MIB,
+        interleave=5,
         targets=(vs(name, "share 100 MiB / np.copyto", 1.5, "within 1.5x"),),
     )
 
@@ -354,6 +355,7 @@ def zero_copy_case(nbytes: int) -> Case:
         ),
         group="zero-copy",
         nbytes=nbytes,
+        interleave=20 if small else 1,
         workers=WORKERS,
         skip=lambda: shm_skip_reason(nbytes, shm_free()),
         targets=targets,
@@ -404,6 +406,7 @@ def fresh_arg_case() -> Case:
         ),
         nbytes=nbytes,
         workers=WORKERS,
+        interleave=1,
         targets=(vs(name, "fresh 100 MiB arg, sum", 1 / 5, ">= 5x faster"),),
     )
 
@@ -461,6 +464,7 @@ def echo_case(nbytes: int) -> Case:
         group="echo",
         nbytes=nbytes,
         workers=WORKERS,
+        interleave=1,
         targets=targets,
     )
 

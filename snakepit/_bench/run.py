@@ -37,6 +37,7 @@ import psutil
 import snakepit
 from snakepit import zero_copy
 from snakepit._bench import _local, cases
+from snakepit._bench._interleave import interleavable, interleaved
 from snakepit._bench._model import GIB, KIB, MIB, WORKERS, BenchError, Case, Env, Timed
 from snakepit._bench.cases import DEFAULT_SIZES, shm_free, shm_skip_reason, size_label
 from snakepit._bench.report import (
@@ -196,17 +197,31 @@ def _run_case(case: Case, env: Env, options: BenchOptions, report: BenchReport) 
     if reason is not None:
         report.skipped.append(Skip(case.name, "all", reason))
         return
-    measured: list[Measurement] = []
+    runnable = []
     for impl in case.impls:
         missing = impl.missing()
         if missing is None and options.no_ray and "ray" in impl.requires:
             missing = "--no-ray"
         if missing is not None:
             report.skipped.append(Skip(case.name, impl.impl, missing))
-            continue
-        with impl.prepare(env) as timed:
-            median, rounds = measure(timed, options)
-            metrics = timed.metrics() if timed.metrics is not None else {}
+        else:
+            runnable.append(impl)
+    together = interleavable(case, runnable)
+    records = (
+        interleaved(case, together, env, options.rounds_of, options.iterations_of)
+        if together
+        else {}
+    )
+    measured: list[Measurement] = []
+    for impl in runnable:
+        record = records.get(impl.impl)
+        if record is not None:
+            median, rounds = statistics.median(record.per_call), len(record.durations)
+            metrics = record.metrics
+        else:
+            with impl.prepare(env) as timed:
+                median, rounds = measure(timed, options)
+                metrics = timed.metrics() if timed.metrics is not None else {}
         measured.append(Measurement(impl.impl, impl.label, median, rounds, metrics))
     if len(measured) < 2 or measured[0].impl != case.impls[0].impl:
         report.skipped.append(Skip(case.name, "all", "snakepit or every peer was skipped"))

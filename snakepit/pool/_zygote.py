@@ -39,6 +39,8 @@ from typing import Any, Protocol
 # pool, so that the first call does not pay for it.
 import cloudpickle  # noqa: F401
 
+from snakepit.worker import _blas
+
 __all__ = ["ForkedProcess", "WorkerProcess", "Zygote", "default_preload", "supported"]
 
 _log = logging.getLogger(__name__)
@@ -228,7 +230,9 @@ class Zygote:
 
     def __init__(self, name: str, env: Mapping[str, str], preload: Sequence[str]) -> None:
         self.name = name
-        self.env = dict(env)
+        # The template's own environment; each worker's differences from it
+        # travel with its request (OpenBLAS's pin among them, see _blas).
+        self.env = _blas.template_env(env)
         self.preload = tuple(preload)
         self._lock = threading.Lock()  # one request at a time, and start/close
         self._template: _Template | None = None

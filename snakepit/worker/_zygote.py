@@ -38,7 +38,7 @@ import threading
 import warnings
 from typing import Any
 
-from snakepit.worker import _main
+from snakepit.worker import _blas, _main
 
 #: Largest request or reply; requests carry only the variables that differ.
 MAX_MESSAGE = 1 << 16
@@ -135,6 +135,7 @@ def _run_child(
         if cwd is not None:
             with contextlib.suppress(OSError):
                 os.chdir(cwd)
+        _blas.restore_in_worker()
         _reseed()
         # What ``python -m snakepit.worker <fd> <pid> <fault fd>`` would see.
         entry = os.path.join(os.path.dirname(os.path.abspath(_main.__file__)), "__main__.py")

@@ -36,3 +36,14 @@ def loaded(names: list[str]) -> list[bool]:
 def lookup_missing() -> None:
     """Raise KeyError in the worker."""
     _ = {}["missing"]
+
+
+def blas_state() -> tuple[int | None, str | None, str | None]:
+    """OpenBLAS's thread count after a parallel product, and the two variables a pin sets."""
+    import numpy as np
+
+    from snakepit.worker._blas import PIN_ENV, openblas_threads
+
+    square = np.ones((300, 300))
+    square @ square
+    return openblas_threads(), os.environ.get("OPENBLAS_NUM_THREADS"), os.environ.get(PIN_ENV)
