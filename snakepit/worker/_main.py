@@ -30,10 +30,12 @@ from snakepit.zero_copy._runtime import (
     LeaseLedger,
     array_from_ref,
     configure,
+    drain_cuda,
     install_ledger,
     install_warm_buffers,
     prune_mappings,
     retain,
+    settle_cuda,
 )
 
 if TYPE_CHECKING:
@@ -248,11 +250,13 @@ class Worker:
             python_seconds = time.perf_counter() - started
             worker_output.flush_partial_lines()
             args, kwargs = (), {}  # the call no longer holds its arguments
+            settle_cuda()  # its writes to received device memory land before the reply
             _retain_kept(borrowed)
         except Exception as exc:
             python_seconds = time.perf_counter() - started if started else 0.0
             # A failed call may have kept arguments too (the traceback holding
             # them only makes that reference short-lived).
+            settle_cuda()
             _retain_kept(borrowed)
             worker_output.flush_partial_lines()
             record = exception_to_record(exc)
@@ -386,7 +390,10 @@ def run(fd: int, supervisor_pid: int, fault_fd: int) -> int:
     # the call's finally blocks and context managers unwind before we end.
     signal.signal(signal.SIGINT, protocol.interrupt_call)
     try:
-        return worker.serve()
+        code = worker.serve()
+        # Device memory we exported dies with us: give its holders a moment.
+        drain_cuda()
+        return code
     except KeyboardInterrupt:
         _end_interrupted()
 

@@ -1,0 +1,208 @@
+"""The CUDA carrier of the codec: device memory travels as a CUDA IPC handle.
+
+A torch or CuPy CUDA tensor, or any object whose ``__dlpack_device__`` is
+CUDA and that has ``__cuda_array_interface__``, at or above the zero-copy
+threshold, is described by a :class:`~snakepit.zero_copy.GPUTensorRef`
+(the handle of its base allocation plus the offset of its first element)
+and rebuilt in the receiver over the same device memory, as a tensor of the
+sender's library: ``torch.Tensor``, ``cupy.ndarray``, or else the opened
+:class:`~snakepit.zero_copy.CudaIPCTensor` itself (``__cuda_array_interface__``
+v3, ``__dlpack_device__``). Nothing is copied.
+
+Ordering: the producing stream is synchronised before the handle is taken
+(torch's current stream; the stream named by ``__cuda_array_interface__``),
+so the receiver reads finished data without an event; a worker that received
+device memory synchronises its devices before it replies (see
+:func:`~snakepit.zero_copy._cuda_leases.settle`), so the caller sees the
+call's in-place writes. Lifetime: :mod:`snakepit.zero_copy._cuda_leases`.
+
+Neither torch nor CuPy is imported here: the sender holds one of their
+tensors (so has the library), and the receiver imports the library the
+descriptor names, as the torch CPU carrier does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pickle
+import sys
+from typing import Any
+
+import numpy as np
+
+from snakepit._util import DTYPE_NAMES
+from snakepit.errors import InvalidDescriptorError, SnakepitError
+from snakepit.zero_copy import _cuda_leases
+from snakepit.zero_copy._cuda import DLPACK_CUDA, CudaIPCTensor, GPUTensorRef, export_cuda
+from snakepit.zero_copy._dtypes import dtype_name
+from snakepit.zero_copy._mapping import RefMode
+from snakepit.zero_copy._ref import array_from_fields, fields_of
+
+TAG = "snakepit.cuda"
+#: How the receiver rebuilds what arrives (the sender's library).
+LIBRARIES = frozenset({"torch", "cupy", "cuda"})
+_GPU_FIELDS = tuple(field.name for field in dataclasses.fields(GPUTensorRef))
+
+
+def _shared(*fields: Any) -> Any:
+    """The name CUDA descriptors are pickled under (only the codec opens them)."""
+    raise pickle.UnpicklingError("a snakepit descriptor is opened by snakepit's codec only")
+
+
+def _described(obj: Any) -> tuple[int, tuple[int, ...], str, tuple[int, ...], int, str] | None:
+    """``(ptr, shape, dtype, byte strides, device, library)`` of a CUDA
+    object, with its producing stream synchronised; None if it is not one
+    this carrier takes (the codec then pickles it as its type defines)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor):
+        if not obj.is_cuda or obj.layout != torch.strided or obj.requires_grad:
+            return None
+        if obj.is_conj() or obj.is_neg() or obj.is_quantized:
+            return None
+        name = str(obj.dtype).removeprefix("torch.")
+        if name not in DTYPE_NAMES:
+            return None
+        size = obj.element_size()
+        device = obj.device.index if obj.device.index is not None else torch.cuda.current_device()
+        # Work queued on the tensor's stream finishes before its handle goes out.
+        torch.cuda.current_stream(device).synchronize()
+        strides = tuple(stride * size for stride in obj.stride())
+        return obj.data_ptr(), tuple(obj.shape), name, strides, device, "torch"
+    try:
+        kind, device = obj.__dlpack_device__()
+        if int(kind) != DLPACK_CUDA:
+            return None
+        interface = obj.__cuda_array_interface__
+        ptr = int(interface["data"][0])
+        shape = tuple(int(n) for n in interface["shape"])
+        name = dtype_name(np.dtype(interface["typestr"]))
+        given = interface.get("strides")
+        strides = (
+            _c_strides(shape, np.dtype(interface["typestr"]).itemsize)
+            if given is None
+            else tuple(int(s) for s in given)
+        )
+        stream = interface.get("stream")
+    except Exception:
+        return None  # not a CUDA array this carrier can describe: its own pickling decides
+    if stream is not None:
+        _cuda_leases.synchronize(int(device), int(stream))
+    library = "cupy" if type(obj).__module__.partition(".")[0] == "cupy" else "cuda"
+    return ptr, shape, name, strides, int(device), library
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides = []
+    step = itemsize
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count * np.dtype(dtype if dtype != "bfloat16" else "int16").itemsize
+
+
+def reduce(sender: Any, obj: Any) -> Any:
+    """The codec's reduction of a CUDA object (``sender``: the codec's
+    ``_Sender``), or None when the object is not one or is below the threshold.
+
+    The handle goes out with a lease on the object: the encoding pins it
+    until the payload is done with, and consumers hold its token.
+    """
+    found = _described(obj)
+    if found is None:
+        return None
+    ptr, shape, name, strides, device, library = found
+    if _nbytes(shape, name) < sender.threshold or ptr == 0:
+        return None
+    ref = export_cuda(ptr, shape, name, strides, device)
+    token, pin = _cuda_leases.lease(obj)
+    fields = fields_of(token)
+    assert fields is not None  # the token is a block of this process's arena
+    sender.keepalive.append(pin)
+    transferred = sender._transferred(fields, token)
+    values = tuple(getattr(ref, field) for field in _GPU_FIELDS)
+    return _shared, (TAG, transferred, values, library, fields)
+
+
+def open_descriptor(
+    fields: tuple[Any, ...],
+    keep: bool,
+    borrowed: list[np.ndarray[Any, Any]] | None,
+    failures: list[BaseException],
+) -> Any:
+    """The receiver's object for a CUDA descriptor (what ``_shared`` names in a payload).
+
+    A descriptor that cannot be opened appends its error to ``failures`` and
+    gives None: decoding goes on, so every later descriptor's token
+    reference is adopted and let go (the producer frees what nobody will
+    use), and :func:`checked` raises the first error at the end: an
+    InvalidDescriptorError for a malformed one, or what
+    :func:`~snakepit.zero_copy.open_cuda` raises (DeviceNotAvailableError,
+    DeviceError).
+    """
+    try:
+        return _opened(fields, keep, borrowed)
+    except SnakepitError as exc:
+        failures.append(exc)
+        return None
+
+
+def checked(value: Any, failures: list[BaseException]) -> Any:
+    """``value``, decoded, unless a CUDA descriptor in it failed to open (raised)."""
+    if failures:
+        raise failures[0]
+    return value
+
+
+def _opened(
+    fields: tuple[Any, ...], keep: bool, borrowed: list[np.ndarray[Any, Any]] | None
+) -> Any:
+    if len(fields) != 5 or fields[0] != TAG or type(fields[1]) is not bool:
+        raise InvalidDescriptorError(f"malformed CUDA descriptor {fields[:2]!r}")
+    _, transferred, values, library, token_fields = fields
+    if library not in LIBRARIES or type(values) is not tuple or type(token_fields) is not tuple:
+        raise InvalidDescriptorError(f"malformed CUDA descriptor for library {library!r}")
+    if len(values) != len(_GPU_FIELDS):
+        raise InvalidDescriptorError(
+            f"a GPUTensorRef has {len(_GPU_FIELDS)} fields, not {len(values)}"
+        )
+    ref = GPUTensorRef(*values)
+    ref.validate()
+    mode: RefMode = "adopt" if transferred else "acquire" if keep else "borrow"
+    token = array_from_fields(token_fields, mode)
+    if not transferred and not keep and borrowed is not None:
+        # The caller keeps the tensor for the call; a worker that keeps the
+        # view past it takes a reference of its own on the token.
+        borrowed.append(token)
+    if len(token_fields) == 8:
+        mine = _cuda_leases.exported(token_fields[0], token_fields[2])
+        if mine is not None:
+            return mine  # sent to ourselves: CUDA refuses to open our own handle
+    view = _cuda_leases.open_view(ref, token)
+    return _rebuilt(view, library)
+
+
+def _rebuilt(view: CudaIPCTensor, library: str) -> Any:
+    """``view`` as a tensor of ``library`` on the same memory (the view itself
+    where that library is not installed)."""
+    if library == "cuda":
+        return view
+    try:
+        module = sys.modules.get(library) or importlib.import_module(library)
+    except ImportError:
+        return view
+    device = view.__dlpack_device__()[1]
+    if library == "torch":
+        if callable(getattr(view, "__dlpack__", None)):
+            return module.from_dlpack(view)
+        # Over __cuda_array_interface__: torch keeps `view` alive with its storage.
+        return module.as_tensor(view, device=f"cuda:{device}")
+    with module.cuda.Device(device):
+        return module.asarray(view)  # CuPy keeps `view` as the memory's owner

@@ -1,0 +1,388 @@
+"""Lifetimes of CUDA memory shared through pool calls (docs/zero-copy.md, GPU lifetimes).
+
+Producer side: an exported CUDA object is kept alive here, in an
+:class:`_Export`, until every consumer in every process has let go of it.
+The count lives in shared memory: each export owns a *token*, a tiny block
+of this process's arena whose reference count is the number of holders.
+Consumers hold references on the token exactly as they do on any block (a
+result's token travels with a reference for its receiver to adopt; a worker
+that keeps an argument takes one of its own), so the worker ledger and the
+supervisor's clean-up of a dead worker (:func:`._gc.drop_held_references`)
+release a crashed consumer's share without anything CUDA-specific. When the
+token is back to the producer's own reference, the object is dropped.
+
+Consumer side: a peer's allocation is opened once per process, device and
+allocation (:func:`open_view`); every view of it holds one share of the
+mapping and one reference on the token, and closing the last view closes the
+IPC mapping *before* the token lets the producer free the memory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from snakepit._core import CoreError, CudaDriver
+from snakepit.errors import DeviceError, InvalidDescriptorError, SnakepitError
+
+from . import _gc, _mapping
+from ._arena import zeros
+from ._cuda import CudaIPCTensor, GPUTensorRef, cuda_driver, open_cuda
+from ._errors import core_error
+from ._ref import fields_of
+
+#: Seconds between two looks at unpinned exports' tokens (only while some
+#: exist): how long a consumer's release may take to free producer memory.
+SWEEP_SECONDS = 0.05
+_TOKEN_BYTES = 8
+
+
+@dataclass(slots=True)
+class _Export:
+    """One exported CUDA object and the shared token counting its holders."""
+
+    obj: Any
+    token: np.ndarray[Any, Any]
+    #: The token's block fields (see ``_ref.fields_of``).
+    fields: tuple[Any, ...]
+    #: Encodings still holding it (their ``keepalive``): a call's arguments
+    #: are borrowed by the worker, so the token alone does not count them.
+    pins: int = 1
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The token's (region name, data offset): how descriptors name the export."""
+        return (self.fields[0], self.fields[2])
+
+
+@dataclass
+class _Producer:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    exports: dict[tuple[str, int], _Export] = field(default_factory=dict)
+    reaper: threading.Thread | None = None
+    released: int = 0
+
+
+_producer = _Producer()
+
+
+def _after_fork_in_child() -> None:
+    # No CUDA state survives fork: the parent's exports are the parent's.
+    global _producer, _consumer
+    _producer = _Producer()
+    _consumer = _Consumer()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Pin:
+    """Held by an encoding (in its keepalive) while the payload may be read."""
+
+    __slots__ = ("__weakref__", "export")
+
+    def __init__(self, export: _Export) -> None:
+        self.export: _Export | None = export
+
+    def __del__(self) -> None:
+        export, self.export = self.export, None
+        if export is not None:
+            export.pins -= 1  # under the GIL
+            if export.pins <= 0 and not _release_now(export):
+                _wake()
+
+
+def _release_now(export: _Export) -> bool:
+    """Drop ``export`` at once if nobody holds its token (the common case: a
+    call's arguments, once its reply came); False to leave it to the reaper."""
+    producer = _producer
+    # Never waits: this runs from __del__, maybe inside a sweep of this thread.
+    if not producer.lock.acquire(blocking=False):
+        return False
+    try:
+        if _refcount(export) > 1:
+            return False
+        if producer.exports.pop(export.key, None) is not None:
+            producer.released += 1
+    finally:
+        producer.lock.release()
+    return True
+
+
+def lease(obj: Any) -> tuple[np.ndarray[Any, Any], Pin]:
+    """Keep ``obj`` (a CUDA tensor being exported) alive until its token is free.
+
+    Returns the token, whose block descriptor travels with the GPUTensorRef,
+    and a pin for the encoding's keepalive.
+    """
+    token = zeros((_TOKEN_BYTES,), "uint8")
+    fields = fields_of(token)
+    assert fields is not None  # allocated in the arena just now
+    export = _Export(obj, token, fields)
+    with _producer.lock:
+        _producer.exports[export.key] = export
+    return token, Pin(export)
+
+
+def exported(region: object, offset: object) -> Any:
+    """The object this process exported under the token at ``(region, offset)``, or None."""
+    export = _producer.exports.get((region, offset))  # type: ignore[arg-type]
+    return None if export is None else export.obj
+
+
+def _refcount(export: _Export) -> int:
+    region, region_size, offset, nbytes = export.fields[:4]
+    try:
+        return _mapping.block_refcount(region, region_size, offset, nbytes)
+    except SnakepitError:
+        return 1  # cannot read it (region gone): nobody else can hold it either
+
+
+def sweep() -> int:
+    """Drop exports no encoding pins and no consumer holds; returns how many.
+
+    Runs on its own every :data:`SWEEP_SECONDS` while unpinned exports
+    remain, and after the supervisor dropped a dead worker's references.
+    """
+    with _producer.lock:
+        free = [
+            export
+            for export in _producer.exports.values()
+            if export.pins <= 0 and _refcount(export) <= 1
+        ]
+        for export in free:
+            del _producer.exports[export.key]
+        _producer.released += len(free)
+    # Dropped outside the lock: freeing a tensor may run arbitrary code.
+    free.clear()
+    return _producer.released
+
+
+# A dead worker's token references, dropped by the supervisor, free exports now.
+_gc.after_drop.append(sweep)
+
+
+def outstanding() -> int:
+    """Exports of this process that are still held somewhere (or pinned)."""
+    return len(_producer.exports)
+
+
+def drain(timeout: float) -> bool:
+    """Wait up to ``timeout`` s until no consumer holds this process's exports.
+
+    A producer that exits frees its device memory under its consumers' views
+    (CUDA gives no way to keep it), so a worker that ends on purpose waits
+    here first. True when nothing is held any more.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        sweep()
+        if not _producer.exports:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(SWEEP_SECONDS)
+
+
+def _wake() -> None:
+    """Start the reaper if exports wait for their consumers and none runs."""
+    producer = _producer
+    if producer.reaper is not None and producer.reaper.is_alive():
+        return
+    if not producer.lock.acquire(blocking=False):
+        return  # a sweep is under way; a Pin dying in it re-wakes later
+    try:
+        if producer.reaper is None or not producer.reaper.is_alive():
+            producer.reaper = threading.Thread(
+                target=_reap, args=(producer,), name="snakepit-cuda-leases", daemon=True
+            )
+            producer.reaper.start()
+    finally:
+        producer.lock.release()
+
+
+def _reap(producer: _Producer) -> None:
+    while producer is _producer and producer.exports:
+        sweep()
+        time.sleep(SWEEP_SECONDS)
+
+
+# ------------------------------------------------------------------ consumer
+
+
+@dataclass(slots=True)
+class _Mapping:
+    """One open of a peer's allocation in this process, shared by its views."""
+
+    root: CudaIPCTensor
+    views: int = 0
+
+
+@dataclass
+class _Consumer:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    mappings: dict[tuple[str, int, bytes], _Mapping] = field(default_factory=dict)
+    opens: int = 0
+    #: Devices whose memory this thread's current call received.
+    touched: set[int] = field(default_factory=set)
+
+
+_consumer = _Consumer()
+
+
+class _ViewShare:
+    """What one view holds: a share of the mapping and a token reference.
+
+    Passed to :class:`CudaIPCTensor` in the driver's place: the view's close
+    (or collection) calls :meth:`ipc_close` once, which closes the IPC
+    mapping with the last view, then lets the token go.
+    """
+
+    __slots__ = ("driver", "key", "token")
+
+    def __init__(
+        self, driver: CudaDriver, key: tuple[str, int, bytes], token: np.ndarray[Any, Any] | None
+    ) -> None:
+        self.driver = driver
+        self.key = key
+        self.token = token
+
+    def ipc_close(self, device_id: int, base: int) -> None:
+        """Release this view's share (the real close comes with the last)."""
+        consumer = _consumer
+        with consumer.lock:
+            mapping = consumer.mappings.get(self.key)
+            last = mapping is not None and mapping.views <= 1
+            if mapping is not None:
+                mapping.views -= 1
+                if last:
+                    del consumer.mappings[self.key]
+        try:
+            if last and mapping is not None:
+                mapping.root.close()
+        finally:
+            self.token = None  # after the close: the producer may free it now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.driver, name)
+
+
+def _view_ref(ref: GPUTensorRef, root: CudaIPCTensor) -> GPUTensorRef:
+    # The root was opened for this process (its device may be renumbered).
+    return ref if ref == root.ref else type(ref)(**{**_fields(ref), "device_id": _device(root)})
+
+
+def _fields(ref: GPUTensorRef) -> dict[str, Any]:
+    return {name: getattr(ref, name) for name in ref.__dataclass_fields__}
+
+
+def _device(tensor: CudaIPCTensor) -> int:
+    return int(tensor.__dlpack_device__()[1])
+
+
+def open_view(
+    ref: GPUTensorRef,
+    token: np.ndarray[Any, Any] | None = None,
+    opener: Callable[[GPUTensorRef], CudaIPCTensor] = open_cuda,
+) -> CudaIPCTensor:
+    """A view of a peer's CUDA allocation, opened once per process and device.
+
+    The first view of an allocation opens its handle (``opener``); later ones
+    share that mapping until the last is closed or collected. ``token`` (the
+    producer's lease) is held by the view and let go after the close.
+    Raises what :func:`~._cuda.open_cuda` raises.
+    """
+    driver = cuda_driver()
+    key = (driver.path, ref.device_id, ref.handle)
+    consumer = _consumer
+    with consumer.lock:
+        mapping = consumer.mappings.get(key)
+        if mapping is None or mapping.root.closed:
+            mapping = _Mapping(_open(opener, ref, len(consumer.mappings)))
+            consumer.mappings[key] = mapping
+            consumer.opens += 1
+        elif mapping.root.ref.nbytes != ref.nbytes:
+            ref.validate()
+            reason = (
+                f"the descriptor claims an allocation of {ref.nbytes} bytes but the handle's "
+                f"allocation has {mapping.root.ref.nbytes}"
+            )
+            raise InvalidDescriptorError(f"open GPUTensorRef failed: {reason}", reason=reason)
+        mapping.views += 1
+        root = mapping.root
+        consumer.touched.add(_device(root))
+    share = _ViewShare(driver, key, token)
+    # CudaIPCTensor calls `ipc_close` on what it is given as its driver.
+    return CudaIPCTensor(_view_ref(ref, root), share, root.base)  # type: ignore[arg-type]
+
+
+def _open(
+    opener: Callable[[GPUTensorRef], CudaIPCTensor], ref: GPUTensorRef, open_now: int
+) -> CudaIPCTensor:
+    try:
+        return opener(ref)
+    except DeviceError as exc:
+        if "OUT_OF_MEMORY" not in str(exc) or isinstance(exc, InvalidDescriptorError):
+            raise
+        # The driver's table of IPC opens is full (or device memory is).
+        raise DeviceError(
+            f"cannot open another CUDA IPC handle: {open_now} peer allocations are open "
+            f"in this process; drop (or close) received CUDA tensors ({exc})",
+            device=exc.device,
+        ) from exc
+
+
+def open_count() -> int:
+    """Allocations of peers this process has open now (one per process+device+allocation)."""
+    return len(_consumer.mappings)
+
+
+def opens_total() -> int:
+    """Handles this process has opened so far (reopens of a cached mapping not counted)."""
+    return _consumer.opens
+
+
+def settle() -> None:
+    """Wait for this process's pending work on the devices whose memory a call
+    received, so the caller reads what the call wrote (the worker calls this
+    before it replies). Uses torch's or CuPy's synchronize where those are
+    loaded, else the driver's, where it offers one."""
+    touched = _consumer.touched
+    if not touched:
+        return
+    devices = sorted(touched)
+    touched.clear()
+    for device in devices:
+        synchronize(device, None)
+
+
+def synchronize(device: int, stream: int | None) -> None:
+    """Complete pending work on ``stream`` (None: every stream) of ``device``.
+
+    The driver does it in the device's primary context (the one torch and
+    CuPy use) where its binding offers ``synchronize``; otherwise torch's or
+    CuPy's device-wide synchronize, when this process has imported them.
+    Raises DeviceError if the driver's call fails.
+    """
+    driver = cuda_driver()
+    sync = getattr(driver, "synchronize", None)
+    if sync is not None:
+        try:
+            sync(device, stream)
+        except CoreError as exc:
+            raise core_error(exc, "synchronize", device_id=device) from None
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize(device)
+        return
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        cupy.cuda.Device(device).synchronize()
