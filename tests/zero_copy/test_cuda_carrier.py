@@ -36,7 +36,7 @@ from snakepit.errors import (
 from snakepit.zero_copy import CudaIPCTensor, _cuda_leases
 from snakepit.zero_copy._cuda import DRIVER_ENV
 
-from . import _cuda_double as double
+from . import _fake_cuda_array as double
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "csrc" / "build" / "libfakecuda.so"
@@ -246,7 +246,7 @@ def test_an_exhausted_handle_table_is_a_device_error(pool: snakepit.Pool) -> Non
 _PRODUCER = """
 import pickle, sys
 sys.path.insert(0, sys.argv[1])
-from tests.zero_copy import _cuda_double as double
+from tests.zero_copy import _fake_cuda_array as double
 from snakepit import zero_copy
 array = double.filled(1024)
 sys.stdout.write(pickle.dumps(zero_copy.export_cuda(array.ptr, array.shape, "float32")).hex())
