@@ -73,7 +73,8 @@ typedef enum sp_status {
     SP_ERR_REFCOUNT = -14,  /* refcount would drop below zero / block not live */
     SP_ERR_OVERFLOW = -15,  /* size arithmetic overflowed */
     SP_ERR_NO_DRIVER = -16, /* CUDA driver library missing, incomplete or unusable */
-    SP_ERR_CUDA = -17       /* a CUDA driver call failed: see sp_cuda_last_result() */
+    SP_ERR_CUDA = -17,      /* a CUDA driver call failed: see sp_cuda_last_result() */
+    SP_ERR_UNSHAREABLE = -18 /* CUDA memory of a kind legacy IPC cannot share */
 } sp_status;
 
 /* Static description of an error code. Never NULL. */
@@ -344,7 +345,8 @@ int sp_dlpack_export(const sp_region *region, uint64_t data_offset,
  *
  * Failures: SP_ERR_INVALID for bad arguments, SP_ERR_NO_DRIVER when the
  * library cannot be loaded, lacks a required symbol, or cuInit fails,
- * SP_ERR_CUDA when a driver call fails. sp_cuda_last_result() then holds the
+ * SP_ERR_CUDA when a driver call fails, SP_ERR_UNSHAREABLE when export meets
+ * memory legacy IPC cannot share (see "memory kinds" below). sp_cuda_last_result() then holds the
  * raw CUresult and sp_cuda_last_message() a readable description (both per
  * thread).
  */
@@ -378,7 +380,8 @@ const char *sp_cuda_last_message(void);
  * Handle for the allocation that contains device_ptr: the base is found with
  * cuMemGetAddressRange_v2 and its handle taken with cuIpcGetMemHandle, so an
  * interior pointer yields (handle, *offset = device_ptr - base). *alloc_size
- * is the size of the whole allocation.
+ * is the size of the whole allocation. Memory of a kind legacy IPC cannot
+ * share fails with SP_ERR_UNSHAREABLE (sp_cuda_pointer_info_get tells which).
  */
 int sp_cuda_ipc_export(sp_cuda_driver *driver, int device_id,
                        uint64_t device_ptr, sp_cuda_ipc_handle *handle,
@@ -395,6 +398,99 @@ int sp_cuda_ipc_open(sp_cuda_driver *driver, int device_id,
 /* cuIpcCloseMemHandle on a base pointer returned by sp_cuda_ipc_open. */
 int sp_cuda_ipc_close(sp_cuda_driver *driver, int device_id,
                       uint64_t base_ptr);
+
+/* ---- devices by UUID ----
+ *
+ * Ordinals are per process (CUDA_VISIBLE_DEVICES renumbers them); the 16-byte
+ * UUID names the same GPU in every process. cuDeviceGetUuid_v2 is resolved
+ * (cuda.h #defines cuDeviceGetUuid to it since CUDA 11.4; it gives MIG
+ * instances their own UUID), falling back to cuDeviceGetUuid. Neither needs
+ * a context.
+ */
+
+#define SP_CUDA_UUID_SIZE 16u
+
+/* cuDeviceGetCount: devices visible to this process. */
+int sp_cuda_device_count(sp_cuda_driver *driver, int *count);
+/* UUID of this process's device_id. */
+int sp_cuda_device_uuid(sp_cuda_driver *driver, int device_id,
+                        uint8_t uuid[SP_CUDA_UUID_SIZE]);
+
+/* ---- memory kinds ----
+ *
+ * Legacy IPC (cuIpcGetMemHandle) shares only cuMemAlloc allocations. Memory
+ * from a stream-ordered pool (cudaMallocAsync, torch's expandable_segments),
+ * from the virtual memory management API (cuMemCreate + cuMemMap), managed
+ * memory and pinned host memory need another way, so sp_cuda_ipc_export
+ * refuses them with SP_ERR_UNSHAREABLE before asking the driver for a handle.
+ * The kind is read with cuPointerGetAttribute:
+ *   CU_POINTER_ATTRIBUTE_IS_MANAGED (8)                  -> MANAGED
+ *   CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE (17) not NULL    -> POOL (CUDA >= 11.3)
+ *   CU_POINTER_ATTRIBUTE_MEMORY_TYPE (2) == HOST (1)     -> HOST
+ *   CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE (10) == 0 -> VMM
+ *   otherwise                                            -> DEVICE
+ * An attribute the driver does not know (older drivers answer
+ * CUDA_ERROR_INVALID_VALUE) is treated as "not that kind"; legacy_ipc is then
+ * -1. Attribute numbers as in cuda.h (cuda.bindings PointerAttribute).
+ */
+
+#define SP_CUDA_MEMORY_UNKNOWN 0
+#define SP_CUDA_MEMORY_DEVICE 1   /* cuMemAlloc: legacy IPC shares it */
+#define SP_CUDA_MEMORY_POOL 2     /* stream-ordered pool (cudaMallocAsync) */
+#define SP_CUDA_MEMORY_VMM 3      /* cuMemCreate/cuMemMap (not IPC capable) */
+#define SP_CUDA_MEMORY_MANAGED 4  /* cuMemAllocManaged */
+#define SP_CUDA_MEMORY_HOST 5     /* pinned or registered host memory */
+
+#define SP_CUDA_POINTER_ATTRIBUTE_MEMORY_TYPE 2
+#define SP_CUDA_POINTER_ATTRIBUTE_IS_MANAGED 8
+#define SP_CUDA_POINTER_ATTRIBUTE_DEVICE_ORDINAL 9
+#define SP_CUDA_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE 10
+#define SP_CUDA_POINTER_ATTRIBUTE_MEMPOOL_HANDLE 17
+#define SP_CUDA_MEMORYTYPE_HOST 1u
+
+typedef struct sp_cuda_pointer_info {
+    int32_t kind;            /* SP_CUDA_MEMORY_* */
+    int32_t device_ordinal;  /* this process's ordinal, -1 if unknown */
+    int32_t legacy_ipc;      /* IS_LEGACY_CUDA_IPC_CAPABLE: 1, 0, -1 unknown */
+    int32_t reserved;
+    uint64_t base;           /* cuMemGetAddressRange_v2; 0 if it failed */
+    uint64_t size;
+} sp_cuda_pointer_info;
+
+/* What kind of memory ptr is (in the current context, else device_id's
+ * primary context). A pointer the driver does not know at all fails with
+ * SP_ERR_CUDA (CUDA_ERROR_INVALID_VALUE). */
+int sp_cuda_pointer_info_get(sp_cuda_driver *driver, int device_id,
+                             uint64_t ptr, sp_cuda_pointer_info *out);
+/* sp_cuda_ipc_export that also reports what it found about the pointer in
+ * *info (when not NULL; filled once the kind is known, even if the export
+ * then fails with SP_ERR_UNSHAREABLE). */
+int sp_cuda_ipc_export_info(sp_cuda_driver *driver, int device_id,
+                            uint64_t device_ptr, sp_cuda_ipc_handle *handle,
+                            uint64_t *offset, uint64_t *alloc_size,
+                            sp_cuda_pointer_info *info);
+
+/* ---- ordering and copies ----
+ *
+ * The producer's pending work must be complete before another process reads
+ * the memory behind a handle. sp_cuda_synchronize waits on the host for it,
+ * in device_id's primary context: with stream NULL the whole context
+ * (cuCtxSynchronize), else that one stream (cuStreamSynchronize; 0x1 and 0x2
+ * are CU_STREAM_LEGACY and CU_STREAM_PER_THREAD).
+ *
+ * Memory legacy IPC cannot share is copied once into a cuMemAlloc_v2
+ * allocation that it can (sp_cuda_mem_alloc, sp_cuda_memcpy, then
+ * sp_cuda_synchronize: a device-to-device copy is asynchronous to the host).
+ * cuda.h #defines cuMemAlloc, cuMemFree and cuMemcpyDtoD to their _v2
+ * symbols, which are the ones resolved.
+ */
+int sp_cuda_synchronize(sp_cuda_driver *driver, int device_id,
+                        const uint64_t *stream);
+int sp_cuda_mem_alloc(sp_cuda_driver *driver, int device_id, uint64_t nbytes,
+                      uint64_t *ptr);
+int sp_cuda_mem_free(sp_cuda_driver *driver, int device_id, uint64_t ptr);
+int sp_cuda_memcpy(sp_cuda_driver *driver, int device_id, uint64_t dst,
+                   uint64_t src, uint64_t nbytes);
 
 /* ---- copies ---- */
 

@@ -34,6 +34,7 @@ SP_API const char *sp_strerror(int status)
     case SP_ERR_OVERFLOW: return "size arithmetic overflow";
     case SP_ERR_NO_DRIVER: return "CUDA driver not available";
     case SP_ERR_CUDA: return "CUDA driver call failed";
+    case SP_ERR_UNSHAREABLE: return "CUDA memory cannot be shared by IPC";
     default: return "unknown error";
     }
 }

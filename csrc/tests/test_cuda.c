@@ -23,6 +23,9 @@ static int failures;
     } while (0)
 
 typedef int (*alloc_fn)(unsigned long long *, size_t);
+typedef int (*alloc_kind_fn)(unsigned long long *, size_t, int);
+typedef int (*fill_fn)(void *, unsigned long long, int, size_t);
+typedef void (*flag_fn)(int);
 typedef int (*free_fn)(unsigned long long);
 typedef int (*count_fn)(void);
 typedef void (*reset_fn)(void);
@@ -32,6 +35,10 @@ static alloc_fn fake_alloc;
 static free_fn fake_free;
 static count_fn fake_open_count;
 static reset_fn fake_reset;
+static alloc_kind_fn fake_alloc_kind;
+static fill_fn fake_queue_fill;
+static count_fn fake_pending;
+static flag_fn fake_legacy_missing;
 static void *fake_lib;
 
 static void load_helpers(void)
@@ -45,7 +52,13 @@ static void load_helpers(void)
     fake_free = (free_fn)dlsym(fake_lib, "fakecuMemFree");
     fake_open_count = (count_fn)dlsym(fake_lib, "fakecuOpenCount");
     fake_reset = (reset_fn)dlsym(fake_lib, "fakecuReset");
-    if (!fake_alloc || !fake_free || !fake_open_count || !fake_reset) {
+    fake_alloc_kind = (alloc_kind_fn)dlsym(fake_lib, "fakecuMemAllocKind");
+    fake_queue_fill = (fill_fn)dlsym(fake_lib, "fakecuQueueFill");
+    fake_pending = (count_fn)dlsym(fake_lib, "fakecuPendingCount");
+    fake_legacy_missing = (flag_fn)dlsym(fake_lib, "fakecuSetLegacyAttributeMissing");
+    if (!fake_alloc || !fake_free || !fake_open_count || !fake_reset ||
+        !fake_alloc_kind || !fake_queue_fill || !fake_pending ||
+        !fake_legacy_missing) {
         fprintf(stderr, "test double lacks its helpers\n");
         exit(2);
     }
@@ -187,6 +200,110 @@ static void test_ipc_roundtrip(sp_cuda_driver *d)
     CHECK(sp_cuda_ipc_export(d, 0, dptr, &h, &offset, &size) == SP_ERR_CUDA);
 }
 
+static void test_devices(sp_cuda_driver *d)
+{
+    uint8_t u0[SP_CUDA_UUID_SIZE], u1[SP_CUDA_UUID_SIZE];
+    int count = -1;
+    CHECK(sp_cuda_device_count(d, &count) == SP_OK);
+    CHECK(count == 2); /* the double's default */
+    CHECK(sp_cuda_device_count(NULL, &count) == SP_ERR_INVALID);
+    CHECK(sp_cuda_device_count(d, NULL) == SP_ERR_INVALID);
+    CHECK(sp_cuda_device_uuid(d, 0, u0) == SP_OK);
+    CHECK(sp_cuda_device_uuid(d, 1, u1) == SP_OK);
+    CHECK(memcmp(u0, "fake", 4) == 0 && u0[15] == 0);
+    CHECK(memcmp(u1, "fake", 4) == 0 && u1[15] == 1);
+    CHECK(sp_cuda_device_uuid(d, 2, u0) == SP_ERR_CUDA);
+    CHECK(sp_cuda_last_result() == 101); /* CUDA_ERROR_INVALID_DEVICE */
+    CHECK(sp_cuda_device_uuid(d, -1, u0) == SP_ERR_INVALID);
+    CHECK(sp_cuda_device_uuid(d, 0, NULL) == SP_ERR_INVALID);
+}
+
+static void test_memory_kinds(sp_cuda_driver *d)
+{
+    static const int kinds[4] = {SP_CUDA_MEMORY_DEVICE, SP_CUDA_MEMORY_POOL,
+                                 SP_CUDA_MEMORY_VMM, SP_CUDA_MEMORY_MANAGED};
+    sp_cuda_pointer_info info;
+    sp_cuda_ipc_handle h;
+    uint64_t off = 0, size = 0;
+    unsigned long long p = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        p = 0;
+        CHECK(fake_alloc_kind(&p, 512, k) == 0);
+        memset(&info, 0xff, sizeof info);
+        CHECK(sp_cuda_pointer_info_get(d, 0, p + 8, &info) == SP_OK);
+        CHECK(info.kind == kinds[k]);
+        CHECK(info.device_ordinal == 0);
+        CHECK(info.legacy_ipc == (k == 0));
+        CHECK(info.base == p && info.size == 512);
+        if (k == 0) {
+            CHECK(sp_cuda_ipc_export(d, 0, p + 8, &h, &off, &size) == SP_OK);
+        } else {
+            CHECK(sp_cuda_ipc_export(d, 0, p + 8, &h, &off, &size) ==
+                  SP_ERR_UNSHAREABLE);
+            CHECK(strstr(sp_cuda_last_message(), "cannot share") != NULL);
+        }
+        CHECK(fake_free(p) == 0);
+    }
+    /* The pool and managed checks do not need the legacy attribute. */
+    fake_legacy_missing(1);
+    CHECK(fake_alloc_kind(&p, 64, 1) == 0);
+    CHECK(sp_cuda_pointer_info_get(d, 0, p, &info) == SP_OK);
+    CHECK(info.kind == SP_CUDA_MEMORY_POOL && info.legacy_ipc == -1);
+    CHECK(fake_alloc_kind(&p, 64, 0) == 0);
+    CHECK(sp_cuda_pointer_info_get(d, 0, p, &info) == SP_OK);
+    CHECK(info.kind == SP_CUDA_MEMORY_DEVICE && info.legacy_ipc == -1);
+    CHECK(sp_cuda_ipc_export(d, 0, p, &h, &off, &size) == SP_OK);
+    fake_legacy_missing(0);
+    /* Not CUDA memory at all. */
+    CHECK(sp_cuda_pointer_info_get(d, 0, (uint64_t)(uintptr_t)&info, &info) ==
+          SP_ERR_CUDA);
+    CHECK(sp_cuda_last_result() == 1);
+    CHECK(sp_cuda_pointer_info_get(d, 0, 0, &info) == SP_ERR_INVALID);
+    CHECK(sp_cuda_pointer_info_get(d, 0, p, NULL) == SP_ERR_INVALID);
+    CHECK(sp_cuda_pointer_info_get(NULL, 0, p, &info) == SP_ERR_INVALID);
+}
+
+static void test_sync_and_copy(sp_cuda_driver *d)
+{
+    unsigned long long src = 0;
+    uint64_t dst = 0, stream = 0x1234, other = 0x99;
+    uint8_t *s8, *d8;
+    int i, ok = 1;
+    CHECK(fake_alloc(&src, 256) == 0);
+    s8 = (uint8_t *)(uintptr_t)src;
+    memset(s8, 0, 256);
+    /* Work queued on a stream lands only when it is synchronised. */
+    CHECK(fake_queue_fill((void *)(uintptr_t)stream, src, 7, 128) == 0);
+    CHECK(fake_queue_fill((void *)(uintptr_t)other, src + 128, 9, 128) == 0);
+    CHECK(s8[0] == 0 && fake_pending() == 2);
+    CHECK(sp_cuda_synchronize(d, 0, &stream) == SP_OK);
+    CHECK(s8[0] == 7 && s8[128] == 0 && fake_pending() == 1);
+    CHECK(sp_cuda_synchronize(d, 0, NULL) == SP_OK);
+    CHECK(s8[128] == 9 && fake_pending() == 0);
+    CHECK(sp_cuda_synchronize(NULL, 0, NULL) == SP_ERR_INVALID);
+    CHECK(sp_cuda_synchronize(d, 5, NULL) == SP_ERR_CUDA);
+
+    CHECK(sp_cuda_mem_alloc(d, 0, 256, &dst) == SP_OK);
+    CHECK(dst != 0);
+    CHECK(sp_cuda_memcpy(d, 0, dst, src, 256) == SP_OK);
+    d8 = (uint8_t *)(uintptr_t)dst;
+    for (i = 0; i < 256; i++)
+        ok &= d8[i] == s8[i];
+    CHECK(ok);
+    CHECK(sp_cuda_memcpy(d, 0, dst, src, 0) == SP_OK);
+    CHECK(sp_cuda_memcpy(d, 0, dst, src, 257) == SP_ERR_CUDA);
+    CHECK(sp_cuda_memcpy(d, 0, 0, src, 1) == SP_ERR_INVALID);
+    CHECK(sp_cuda_memcpy(d, 0, UINT64_MAX, src, 2) == SP_ERR_INVALID);
+    CHECK(sp_cuda_mem_alloc(d, 0, 0, &dst) == SP_ERR_INVALID);
+    CHECK(sp_cuda_mem_alloc(d, 0, 1, NULL) == SP_ERR_INVALID);
+    CHECK(sp_cuda_mem_free(d, 0, dst) == SP_OK);
+    CHECK(sp_cuda_mem_free(d, 0, dst) == SP_ERR_CUDA);
+    CHECK(sp_cuda_mem_free(d, 0, 0) == SP_ERR_INVALID);
+    CHECK(fake_free(src) == 0);
+    CHECK(strcmp(sp_strerror(SP_ERR_UNSHAREABLE), "unknown error") != 0);
+}
+
 int main(int argc, char **argv)
 {
     sp_cuda_driver *d = NULL;
@@ -201,6 +318,9 @@ int main(int argc, char **argv)
     if (d != NULL) {
         test_argument_validation(d);
         test_ipc_roundtrip(d);
+        test_devices(d);
+        test_memory_kinds(d);
+        test_sync_and_copy(d);
         sp_cuda_unload(d);
     }
     fake_reset();

@@ -59,17 +59,20 @@ class Status(enum.IntEnum):
     OVERFLOW = SP_ERR_OVERFLOW
     NO_DRIVER = SP_ERR_NO_DRIVER
     CUDA = SP_ERR_CUDA
+    UNSHAREABLE = SP_ERR_UNSHAREABLE
 
 
 class CoreError(Exception):
     """A C core call failed; ``status`` is the sp_status code.
 
     For CUDA calls ``cuda_result`` is the raw CUresult (0 if none) and
-    ``detail`` the C core's description of the failure.
+    ``detail`` the C core's description of the failure; ``memory_kind`` names
+    the kind of memory an UNSHAREABLE export met.
     """
 
     cuda_result = 0
     detail = ""
+    memory_kind = ""
 
     def __init__(self, status, os_errno, operation, name=None):
         self.status = status

@@ -263,6 +263,40 @@ class DeviceNotAvailableError(DeviceError):
         return _advice.DEVICE_NOT_AVAILABLE
 
 
+@error_class
+class UnshareableMemoryError(DeviceError):
+    """GPU memory of a kind that CUDA IPC handles cannot share with another process.
+
+    Legacy CUDA IPC (``cuIpcGetMemHandle``) shares only ``cuMemAlloc``
+    allocations; see docs/zero-copy.md for what is copied instead.
+
+    Attributes:
+        memory_kind: ``"pool"`` (a stream-ordered pool: ``cudaMallocAsync``,
+            torch's ``expandable_segments``), ``"vmm"`` (``cuMemCreate`` +
+            ``cuMemMap``), ``"managed"`` or ``"host"`` (pinned host memory).
+        reason: Why it cannot be shared.
+    """
+
+    __match_args__ = ("device", "memory_kind", "reason")
+
+    memory_kind: str | None = None
+    reason: str | None = None
+
+    def _default_message(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return (
+            f"{self.memory_kind or 'this'} memory on {self.device or 'the GPU'} cannot be "
+            f"shared by CUDA IPC{why}"
+        )
+
+    def _default_suggestion(self) -> str | None:
+        return (
+            "copy it once into shareable memory (snakepit.zero_copy.export_cuda_copy), or "
+            "allocate it with the default caching allocator (no cudaMallocAsync / "
+            "expandable_segments / managed memory)"
+        )
+
+
 # ------------------------------------------------------------------ serialisation
 
 

@@ -34,7 +34,16 @@ from ._arena import (
     zeros,
 )
 from ._arrow import ArrowRef, arrow_ref_of, is_shared_table, share_table, table_from_ref
-from ._cuda import CudaIPCTensor, GPUTensorRef, cuda_driver, export_cuda, open_cuda
+from ._cuda import (
+    CudaIPCTensor,
+    GPUTensorRef,
+    cuda_driver,
+    export_cuda,
+    memory_kind,
+    open_cuda,
+    synchronize_cuda,
+)
+from ._cuda_memory import CudaBuffer, export_cuda_copy
 from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
 from ._gc import collect_garbage, list_regions
 from ._ref import TensorRef, block_refcount, release_ref
@@ -45,6 +54,7 @@ __all__ = [
     "BFLOAT16",
     "SUPPORTED_DTYPES",
     "ArrowRef",
+    "CudaBuffer",
     "CudaIPCTensor",
     "GPUTensorRef",
     "TensorRef",
@@ -57,11 +67,13 @@ __all__ = [
     "cuda_driver",
     "empty",
     "export_cuda",
+    "export_cuda_copy",
     "from_dlpack",
     "from_ref",
     "is_shared",
     "is_shared_table",
     "list_regions",
+    "memory_kind",
     "open_cuda",
     "ref_of",
     "reclaim",
@@ -70,6 +82,7 @@ __all__ = [
     "share_table",
     "share_tensor",
     "shm_space",
+    "synchronize_cuda",
     "table_from_ref",
     "threshold_bytes",
     "trim",

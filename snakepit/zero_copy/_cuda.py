@@ -5,6 +5,27 @@ the path in ``SNAKEPIT_CUDA_DRIVER``); nothing here imports torch or cupy.
 :func:`export_cuda` turns a device pointer into a :class:`GPUTensorRef`;
 :func:`open_cuda` in *another* process maps it and returns a
 :class:`CudaIPCTensor` exposing ``__cuda_array_interface__``.
+
+API for carriers (the pool-call carrier builds on these):
+
+* ``GPUTensorRef.device_uuid`` names the GPU (``GPU-xxxxxxxx-...``, from
+  ``cuDeviceGetUuid_v2``); ``device_id`` stays the *exporter's* ordinal.
+  :func:`open_cuda` maps the UUID to this process's own ordinal (its own
+  ``CUDA_VISIBLE_DEVICES``) and raises DeviceNotAvailableError when this
+  process cannot see that GPU; ``CudaIPCTensor.device_id`` is the local
+  ordinal. Refs without a UUID (older senders) open on ``device_id``.
+* ``ptr`` may point inside an allocation: the handle is the base's, and
+  ``offset`` says where the view starts. :func:`open_cuda` checks the whole
+  view against the size the driver reports for the opened allocation.
+* :func:`export_cuda` refuses memory that legacy CUDA IPC cannot share (a
+  stream-ordered pool such as ``cudaMallocAsync`` or torch's
+  ``expandable_segments``, VMM, managed, pinned host memory) with
+  UnshareableMemoryError naming the kind; :func:`memory_kind` tells in
+  advance. ``export_cuda_copy`` (``_cuda_memory``) copies such a tensor once
+  into a ``cuMemAlloc`` buffer that can be shared.
+* Ordering: :func:`synchronize_cuda` waits until the producer's pending work
+  (the whole context, or one stream) is done; call it before handing a ref
+  over, or pass ``export_cuda(..., synchronize=True)`` / ``stream=...``.
 """
 
 from __future__ import annotations
@@ -16,9 +37,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from snakepit._core import CUDA_IPC_HANDLE_SIZE, CUDA_MAX_DEVICES, CoreError, CudaDriver
-from snakepit.errors import DeviceError, InvalidDescriptorError
+from snakepit._core import (
+    CUDA_IPC_HANDLE_SIZE,
+    CUDA_MAX_DEVICES,
+    CoreError,
+    CudaDriver,
+    Status,
+)
+from snakepit.errors import DeviceError, InvalidDescriptorError, UnshareableMemoryError
 
+from . import _cuda_devices
 from ._dtypes import dtype_name, numpy_dtype
 from ._errors import DEFAULT_DRIVER, DRIVER_ENV, core_error, core_errors
 from ._ref import MAX_FIELD, StridedDescriptor, layout_problem
@@ -67,7 +95,10 @@ class GPUTensorRef(StridedDescriptor):
     ``handle`` is the allocation's 64-byte CUDA IPC handle, ``nbytes`` the
     size of the whole allocation, ``offset`` where element ``[0, ..., 0]``
     lies in bytes from the allocation's base, and ``strides`` are in bytes
-    (as in TensorRef).
+    (as in TensorRef). ``device_uuid`` names the GPU in every process
+    (``GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx``); ``device_id`` is the
+    exporter's ordinal, which means another GPU under another
+    ``CUDA_VISIBLE_DEVICES``, so a receiver goes by the UUID.
     """
 
     handle: bytes
@@ -77,6 +108,7 @@ class GPUTensorRef(StridedDescriptor):
     strides: tuple[int, ...]
     device_id: int
     nbytes: int
+    device_uuid: str = ""
 
     def _where(self) -> str:
         return f" for {_device(self.device_id)}"
@@ -98,6 +130,9 @@ class GPUTensorRef(StridedDescriptor):
         device_id: object = self.device_id
         if type(device_id) is not int or not 0 <= self.device_id < CUDA_MAX_DEVICES:
             return f"device_id must be an int in [0, {CUDA_MAX_DEVICES}), got {device_id!r}"
+        uuid: object = self.device_uuid
+        if uuid != "" and (type(uuid) is not str or _cuda_devices.uuid_bytes(uuid) is None):
+            return f"device_uuid must be '' or a CUDA UUID (GPU-xxxxxxxx-...), got {uuid!r}"
         problem = layout_problem(self.dtype, self.shape, self.strides)
         if problem is not None:
             return problem
@@ -110,6 +145,66 @@ class GPUTensorRef(StridedDescriptor):
         return None
 
 
+def memory_kind(ptr: int, device_id: int = 0, driver: CudaDriver | None = None) -> str:
+    """What kind of CUDA memory ``ptr`` is, as the driver's pointer attributes tell.
+
+    ``"device"`` (``cuMemAlloc``: CUDA IPC shares it), ``"pool"`` (a
+    stream-ordered pool: ``cudaMallocAsync``, torch's ``expandable_segments``),
+    ``"vmm"`` (``cuMemCreate`` + ``cuMemMap``), ``"managed"`` or ``"host"``
+    (pinned host memory). Raises DeviceError for a pointer that is no CUDA
+    memory, DeviceNotAvailableError without a driver.
+    """
+    drv = driver if driver is not None else cuda_driver()
+    with core_errors("export", device_id=device_id):
+        return drv.pointer_info(device_id, ptr)[0]
+
+
+def synchronize_cuda(
+    device_id: int = 0, stream: int | None = None, driver: CudaDriver | None = None
+) -> None:
+    """Wait until pending work on ``device_id`` is done: all of it, or one stream's.
+
+    ``stream`` is a ``CUstream`` handle as an int (``torch.cuda.Stream.cuda_stream``,
+    ``cupy.cuda.Stream.ptr``; 1 and 2 are the legacy and per-thread default
+    streams, as in DLPack), or None for the whole context (``cuCtxSynchronize``).
+    A producer calls this before handing a GPUTensorRef to another process, so
+    that the consumer reads finished data.
+    """
+    if stream is not None and (type(stream) is not int or not 0 <= stream < 1 << 64):
+        raise ValueError(f"stream must be None or a CUstream handle (an int), got {stream!r}")
+    drv = driver if driver is not None else cuda_driver()
+    with core_errors("synchronize", device_id=device_id):
+        drv.synchronize(device_id, stream)
+
+
+def unshareable_error(
+    kind: str, ptr: int, device_id: int, detail: str = ""
+) -> UnshareableMemoryError:
+    """The UnshareableMemoryError for memory of ``kind`` at ``ptr``."""
+    why = _UNSHAREABLE_WHY.get(kind, "CUDA IPC handles cover only cuMemAlloc allocations")
+    reason = f"pointer 0x{ptr:x} is {kind} memory: {why}"
+    return UnshareableMemoryError(
+        f"cannot export CUDA memory by IPC: {reason}" + (f" ({detail})" if detail else ""),
+        device=_device(device_id),
+        memory_kind=kind,
+        reason=reason,
+    )
+
+
+_UNSHAREABLE_WHY = {
+    "pool": (
+        "stream-ordered pool allocations (cudaMallocAsync, torch expandable_segments) need "
+        "the pool's own export (cuMemPoolExportPointer), not cuIpcGetMemHandle"
+    ),
+    "vmm": (
+        "virtual-memory-management allocations (cuMemCreate/cuMemMap) are not legacy-IPC "
+        "capable; they need cuMemExportToShareableHandle"
+    ),
+    "managed": "managed (unified) memory cannot be shared by CUDA IPC handles",
+    "host": "pinned host memory is not device memory; CUDA IPC handles cannot name it",
+}
+
+
 def export_cuda(
     ptr: int,
     shape: tuple[int, ...],
@@ -117,13 +212,21 @@ def export_cuda(
     strides: tuple[int, ...] | None = None,
     device_id: int = 0,
     driver: CudaDriver | None = None,
+    *,
+    synchronize: bool = False,
+    stream: int | None = None,
 ) -> GPUTensorRef:
     """Describe the CUDA tensor at device pointer ``ptr`` for another process.
 
     ``ptr`` may point inside an allocation: the handle is taken for the
     allocation's base and ``offset`` records where ``ptr`` lies. ``strides``
-    are in bytes (None: C-contiguous). Synchronise the stream that produced
-    the data before handing the descriptor over. Raises
+    are in bytes (None: C-contiguous). The ref carries the device's UUID;
+    ``device_id`` is the ordinal whose context is used when none is current
+    (the driver's own answer for the pointer wins). With ``synchronize=True``
+    (or a ``stream`` handle) pending work is waited for first, see
+    :func:`synchronize_cuda`; otherwise synchronise before handing it over.
+    Raises UnshareableMemoryError for memory CUDA IPC cannot share (see
+    :func:`memory_kind`; ``export_cuda_copy`` copies it once),
     DeviceNotAvailableError without a CUDA driver.
     """
     if type(ptr) is not int or ptr <= 0:
@@ -135,11 +238,27 @@ def export_cuda(
     if type(device_id) is not int or not 0 <= device_id < CUDA_MAX_DEVICES:
         raise ValueError(f"device_id must be an int in [0, {CUDA_MAX_DEVICES}), got {device_id!r}")
     drv = driver if driver is not None else cuda_driver()
-    with core_errors("export", device_id=device_id):
-        handle, offset, size = drv.ipc_export(device_id, ptr)
-    ref = GPUTensorRef(handle, offset, shape, name, tuple(strides), device_id, size)
+    try:
+        handle, offset, size, _kind, ordinal = drv.ipc_export_info(device_id, ptr)
+    except CoreError as exc:
+        if exc.status == Status.UNSHAREABLE:
+            raise unshareable_error(exc.memory_kind, ptr, device_id, exc.detail) from None
+        raise core_error(exc, "export", device_id=device_id) from None
+    if ordinal >= 0:
+        device_id = ordinal
+    if synchronize or stream is not None:
+        synchronize_cuda(device_id, stream, drv)
+    uuid = _cuda_devices.device_uuid(device_id, drv)
+    ref = GPUTensorRef(handle, offset, shape, name, tuple(strides), device_id, size, uuid)
     ref.validate()
     return ref
+
+
+def local_device(ref: GPUTensorRef, driver: CudaDriver) -> int:
+    """This process's ordinal of ``ref``'s GPU (by UUID; ``device_id`` for refs without one)."""
+    if not ref.device_uuid:
+        return ref.device_id
+    return _cuda_devices.ordinal_of(ref.device_uuid, driver)
 
 
 def _close_mapping(driver: CudaDriver, device_id: int, base: int) -> CoreError | None:
@@ -161,13 +280,25 @@ class CudaIPCTensor:
     view its memory must not outlive it.
     """
 
-    __slots__ = ("__weakref__", "_finalizer", "base", "ref")
+    __slots__ = ("__weakref__", "_driver", "_finalizer", "base", "device_id", "readonly", "ref")
 
-    def __init__(self, ref: GPUTensorRef, driver: CudaDriver, base: int) -> None:
+    def __init__(
+        self,
+        ref: GPUTensorRef,
+        driver: CudaDriver,
+        base: int,
+        device_id: int | None = None,
+        readonly: bool = False,
+    ) -> None:
         self.ref = ref
         #: Base of the mapped allocation (what cuIpcOpenMemHandle returned).
         self.base = base
-        self._finalizer = weakref.finalize(self, _close_mapping, driver, ref.device_id, base)
+        #: This process's ordinal of the tensor's GPU (found by its UUID).
+        self.device_id = ref.device_id if device_id is None else device_id
+        #: Whether consumers are told not to write (DLPack READ_ONLY, CAI data flag).
+        self.readonly = readonly
+        self._driver = driver
+        self._finalizer = weakref.finalize(self, _close_mapping, driver, self.device_id, base)
 
     @property
     def closed(self) -> bool:
@@ -177,7 +308,7 @@ class CudaIPCTensor:
     def ptr(self) -> int:
         """Device pointer of element ``[0, ..., 0]``."""
         if self.closed:
-            raise DeviceError("the CUDA IPC tensor is closed", device=_device(self.ref.device_id))
+            raise DeviceError("the CUDA IPC tensor is closed", device=_device(self.device_id))
         return self.base + self.ref.offset
 
     @property
@@ -189,14 +320,14 @@ class CudaIPCTensor:
             "shape": ref.shape,
             # numpy spells bfloat16 as a raw 2-byte type ("<V2").
             "typestr": dtype.str,
-            "data": (self.ptr, False),
+            "data": (self.ptr, self.readonly),
             "strides": None if contiguous else ref.strides,
             "version": 3,
         }
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        """``(2, device_id)``: kDLCUDA."""
-        return (DLPACK_CUDA, self.ref.device_id)
+        """``(2, device_id)``: kDLCUDA, this process's ordinal."""
+        return (DLPACK_CUDA, self.device_id)
 
     def close(self) -> None:
         """Close the IPC mapping (idempotent); views of it become invalid."""
@@ -204,7 +335,7 @@ class CudaIPCTensor:
             return
         error = self._finalizer()
         if error is not None:
-            raise core_error(error, "close", device_id=self.ref.device_id)
+            raise core_error(error, "close", device_id=self.device_id)
 
     def __enter__(self) -> CudaIPCTensor:
         return self
@@ -221,34 +352,45 @@ class CudaIPCTensor:
         state = "closed" if self.closed else f"ptr=0x{self.base + self.ref.offset:x}"
         return (
             f"CudaIPCTensor({state}, shape={self.ref.shape}, dtype={self.ref.dtype}, "
-            f"device=cuda:{self.ref.device_id})"
+            f"device=cuda:{self.device_id})"
         )
 
 
-def open_cuda(ref: GPUTensorRef, driver: CudaDriver | None = None) -> CudaIPCTensor:
+def open_cuda(
+    ref: GPUTensorRef, driver: CudaDriver | None = None, *, readonly: bool = False
+) -> CudaIPCTensor:
     """Open a GPUTensorRef exported by another process.
 
-    The descriptor is validated first (InvalidDescriptorError); opening in the
-    exporting process raises DeviceError (CUDA refuses it); without a driver,
-    DeviceNotAvailableError. The returned tensor must be closed (or dropped)
-    once consumers are done with it.
+    The descriptor is validated first (InvalidDescriptorError); its GPU is
+    found by UUID among the devices this process sees (DeviceNotAvailableError
+    if it cannot see it); the view must fit in the allocation the driver
+    opened (InvalidDescriptorError otherwise, the mapping closed again).
+    Opening in the exporting process raises DeviceError (CUDA refuses it);
+    without a driver, DeviceNotAvailableError. The returned tensor must be
+    closed (or dropped) once consumers are done with it. ``readonly`` marks
+    its exports (DLPack, ``__cuda_array_interface__``) read-only.
     """
     if not isinstance(ref, GPUTensorRef):
         raise TypeError(f"open_cuda() needs a GPUTensorRef, not {type(ref).__name__}")
     ref.validate()
     drv = driver if driver is not None else cuda_driver()
-    with core_errors("open", device_id=ref.device_id):
-        base, size = drv.ipc_open(ref.device_id, ref.handle)
-    if size and size < ref.nbytes:
-        error = _close_mapping(drv, ref.device_id, base)
+    device_id = local_device(ref, drv)
+    with core_errors("open", device_id=device_id):
+        base, size = drv.ipc_open(device_id, ref.handle)
+    reason = None
+    if size == 0:
+        reason = "the driver cannot tell the size of the opened allocation"
+    elif size < ref.nbytes:
         reason = (
             f"the descriptor claims an allocation of {ref.nbytes} bytes but the handle's "
             f"allocation has {size}"
         )
+    if reason is not None:
+        error = _close_mapping(drv, device_id, base)
         if error is not None:
             reason += f" (and closing it failed: {error.detail or error})"
         raise InvalidDescriptorError(f"open GPUTensorRef failed: {reason}", reason=reason)
-    return CudaIPCTensor(ref, drv, base)
+    return CudaIPCTensor(ref, drv, base, device_id, readonly)
 
 
 __all__ = [
@@ -258,5 +400,9 @@ __all__ = [
     "GPUTensorRef",
     "cuda_driver",
     "export_cuda",
+    "local_device",
+    "memory_kind",
     "open_cuda",
+    "synchronize_cuda",
+    "unshareable_error",
 ]

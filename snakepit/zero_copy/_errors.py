@@ -34,6 +34,7 @@ from snakepit.errors import (
     SharedMemoryError,
     SharedMemoryExhaustedError,
     SnakepitError,
+    UnshareableMemoryError,
 )
 
 SHM_DIR = "/dev/shm"
@@ -158,6 +159,12 @@ def status_error(
         )
     if code is Status.NO_DRIVER or code is Status.CUDA:
         return _cuda_error(code, operation, detail, cuda_result, device_id)
+    if code is Status.UNSHAREABLE:
+        return UnshareableMemoryError(
+            f"CUDA IPC {operation} failed: {detail or 'memory CUDA IPC cannot share'}",
+            device=_device(device_id),
+            reason=detail or None,
+        )
     reason = _DESCRIPTOR_REASONS.get(code)
     if reason is not None:
         return InvalidDescriptorError(

@@ -19,6 +19,7 @@ from snakepit.errors import (
     SharedMemoryError,
     SharedMemoryExhaustedError,
     SnakepitError,
+    UnshareableMemoryError,
 )
 from snakepit.zero_copy._errors import core_error, core_errors, status_error
 
@@ -38,7 +39,7 @@ def test_core_status_matches_c_header() -> None:
     codes = _header_codes()
     # Every status the header defines has a member with its value, and no more.
     assert {m.name: m.value for m in Status} == codes
-    assert len(Status) == 18
+    assert len(Status) == 19
     assert _core.Status is Status
 
 
@@ -56,6 +57,9 @@ def test_cuda_driver_statuses_map_to_device_errors() -> None:
     failed = status_error(int(Status.CUDA), 0, operation="open an IPC handle")
     assert isinstance(failed, DeviceError)
     assert "open an IPC handle failed" in str(failed)
+    pool = status_error(int(Status.UNSHAREABLE), 0, operation="export", detail="pool memory")
+    assert isinstance(pool, UnshareableMemoryError)
+    assert pool.reason == "pool memory"
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ cdef extern from "snakepit_core.h" nogil:
         SP_ERR_OVERFLOW
         SP_ERR_NO_DRIVER
         SP_ERR_CUDA
+        SP_ERR_UNSHAREABLE
 
     const char *sp_strerror(int status)
     int sp_last_errno()
@@ -207,3 +208,34 @@ cdef extern from "snakepit_core.h" nogil:
                          const sp_cuda_ipc_handle *handle, uint64_t *base_ptr,
                          uint64_t *alloc_size)
     int sp_cuda_ipc_close(sp_cuda_driver *driver, int device_id, uint64_t base_ptr)
+
+    enum:
+        SP_CUDA_UUID_SIZE
+        SP_CUDA_MEMORY_UNKNOWN
+        SP_CUDA_MEMORY_DEVICE
+        SP_CUDA_MEMORY_POOL
+        SP_CUDA_MEMORY_VMM
+        SP_CUDA_MEMORY_MANAGED
+        SP_CUDA_MEMORY_HOST
+
+    ctypedef struct sp_cuda_pointer_info:
+        int kind
+        int device_ordinal
+        int legacy_ipc
+        int reserved
+        uint64_t base
+        uint64_t size
+
+    int sp_cuda_ipc_export_info(sp_cuda_driver *driver, int device_id, uint64_t device_ptr,
+                                sp_cuda_ipc_handle *handle, uint64_t *offset,
+                                uint64_t *alloc_size, sp_cuda_pointer_info *info)
+    int sp_cuda_device_count(sp_cuda_driver *driver, int *count)
+    int sp_cuda_device_uuid(sp_cuda_driver *driver, int device_id, uint8_t *uuid)
+    int sp_cuda_pointer_info_get(sp_cuda_driver *driver, int device_id, uint64_t ptr,
+                                 sp_cuda_pointer_info *out)
+    int sp_cuda_synchronize(sp_cuda_driver *driver, int device_id, const uint64_t *stream)
+    int sp_cuda_mem_alloc(sp_cuda_driver *driver, int device_id, uint64_t nbytes,
+                          uint64_t *ptr)
+    int sp_cuda_mem_free(sp_cuda_driver *driver, int device_id, uint64_t ptr)
+    int sp_cuda_memcpy(sp_cuda_driver *driver, int device_id, uint64_t dst, uint64_t src,
+                       uint64_t nbytes)
