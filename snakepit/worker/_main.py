@@ -248,15 +248,18 @@ class Worker:
                 with activated(trace_context):
                     result = fn(*args, **kwargs)
             python_seconds = time.perf_counter() - started
+            # Its writes to received device memory land before the reply (and
+            # before the arguments' mappings may close).
+            settle_cuda()
             worker_output.flush_partial_lines()
             args, kwargs = (), {}  # the call no longer holds its arguments
-            settle_cuda()  # its writes to received device memory land before the reply
             _retain_kept(borrowed)
         except Exception as exc:
             python_seconds = time.perf_counter() - started if started else 0.0
+            with contextlib.suppress(Exception):
+                settle_cuda()
             # A failed call may have kept arguments too (the traceback holding
             # them only makes that reference short-lived).
-            settle_cuda()
             _retain_kept(borrowed)
             worker_output.flush_partial_lines()
             record = exception_to_record(exc)

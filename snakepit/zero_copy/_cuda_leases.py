@@ -274,19 +274,6 @@ class _ViewShare:
         return getattr(self.driver, name)
 
 
-def _view_ref(ref: GPUTensorRef, root: CudaIPCTensor) -> GPUTensorRef:
-    # The root was opened for this process (its device may be renumbered).
-    return ref if ref == root.ref else type(ref)(**{**_fields(ref), "device_id": _device(root)})
-
-
-def _fields(ref: GPUTensorRef) -> dict[str, Any]:
-    return {name: getattr(ref, name) for name in ref.__dataclass_fields__}
-
-
-def _device(tensor: CudaIPCTensor) -> int:
-    return int(tensor.__dlpack_device__()[1])
-
-
 def open_view(
     ref: GPUTensorRef,
     token: np.ndarray[Any, Any] | None = None,
@@ -317,10 +304,10 @@ def open_view(
             raise InvalidDescriptorError(f"open GPUTensorRef failed: {reason}", reason=reason)
         mapping.views += 1
         root = mapping.root
-        consumer.touched.add(_device(root))
+        consumer.touched.add(root.device_id)
     share = _ViewShare(driver, key, token)
     # CudaIPCTensor calls `ipc_close` on what it is given as its driver.
-    return CudaIPCTensor(_view_ref(ref, root), share, root.base)  # type: ignore[arg-type]
+    return CudaIPCTensor(ref, share, root.base, root.device_id, root.readonly)  # type: ignore[arg-type]
 
 
 def _open(
@@ -329,7 +316,8 @@ def _open(
     try:
         return opener(ref)
     except DeviceError as exc:
-        if "OUT_OF_MEMORY" not in str(exc) or isinstance(exc, InvalidDescriptorError):
+        full = "TOO_MANY_PEERS" in str(exc) or "OUT_OF_MEMORY" in str(exc)
+        if not full or isinstance(exc, InvalidDescriptorError):
             raise
         # The driver's table of IPC opens is full (or device memory is).
         raise DeviceError(

@@ -22,13 +22,32 @@ import numpy as np
 from snakepit.zero_copy import _cuda_leases
 from snakepit.zero_copy._cuda import DRIVER_ENV
 
+from ._cuda_double import alloc, load
+
 #: Kept by :func:`keep` past its call (as user code keeps a model's weights).
 KEPT: list[Any] = []
 
 
+_library: ctypes.CDLL | None = None
+
+
 def library() -> ctypes.CDLL:
     """The fake driver this process loaded (the one SNAKEPIT_CUDA_DRIVER names)."""
-    return ctypes.CDLL(os.environ[DRIVER_ENV])
+    global _library
+    if _library is None:
+        _library = load(os.environ[DRIVER_ENV])
+    return _library
+
+
+def _set_device(lib: ctypes.CDLL, ordinal: int) -> ctypes.c_void_p:
+    """Make ``ordinal``'s primary context current (as a library does); the previous one."""
+    previous, context, device = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_int()
+    assert lib.cuInit(0) == 0
+    assert lib.cuCtxGetCurrent(ctypes.byref(previous)) == 0
+    assert lib.cuDeviceGet(ctypes.byref(device), ordinal) == 0
+    assert lib.cuDevicePrimaryCtxRetain(ctypes.byref(context), device) == 0
+    assert lib.cuCtxSetCurrent(context) == 0
+    return previous
 
 
 class FakeCudaArray:
@@ -42,6 +61,7 @@ class FakeCudaArray:
         *,
         within: FakeCudaArray | None = None,
         offset: int = 0,
+        kind: str = "device",
     ) -> None:
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
@@ -49,13 +69,17 @@ class FakeCudaArray:
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         #: A view of another array's allocation (interior pointer) holds it.
         self.within = within
+        #: The stream whose queued work produces the data (CAI v3 "stream").
+        self.stream: int | None = None
         if within is not None:
             self.ptr = within.ptr + offset
             return
-        ptr = ctypes.c_uint64()
-        if library().fakecuMemAlloc(ctypes.byref(ptr), ctypes.c_size_t(self.nbytes)) != 0:
-            raise MemoryError("the fake driver's segment is full")
-        self.ptr = ptr.value
+        lib = library()
+        previous = _set_device(lib, device)
+        try:
+            self.ptr = alloc(lib, self.nbytes, kind)
+        finally:
+            lib.cuCtxSetCurrent(previous)
 
     def part(self, start: int, count: int) -> FakeCudaArray:
         """Elements ``[start, start + count)``: a view inside this allocation."""
@@ -70,6 +94,7 @@ class FakeCudaArray:
             "typestr": self.dtype.str,
             "data": (self.ptr, False),
             "strides": None,
+            "stream": self.stream,
             "version": 3,
         }
 
@@ -141,6 +166,11 @@ def twice(x: Any, y: Any) -> tuple[int, int]:
     return _cuda_leases.open_count(), _cuda_leases.opens_total()
 
 
+def opened(*xs: Any) -> int:
+    """This process's open allocations while ``xs`` are open."""
+    return _cuda_leases.open_count()
+
+
 def keep(x: Any) -> int:
     """Keep ``x`` past the call."""
     KEPT.append(x)
@@ -177,11 +207,19 @@ def crash(x: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def make_many(count: int, length: int) -> list[FakeCudaArray]:
-    """``count`` results, each an allocation of its own."""
-    return [filled(length, float(i)) for i in range(count)]
+def queue_fill(array: Any, value: int, stream: int) -> None:
+    """Queue a fill of ``array``'s bytes on ``stream``: it lands when that
+    stream or the context is synchronised (work a kernel left pending)."""
+    cai = array.__cuda_array_interface__
+    nbytes = int(np.prod(cai["shape"])) * np.dtype(cai["typestr"]).itemsize
+    assert library().fakecuQueueFill(ctypes.c_void_p(stream), cai["data"][0], value, nbytes) == 0
 
 
-def reset() -> None:
-    """Start a new fake segment (a new "device"): later allocations get new handles."""
-    library().fakecuReset()
+def fill_pending(x: Any, value: int) -> None:
+    """Write into an argument asynchronously (as a kernel would), and return at once."""
+    queue_fill(x, value, 7)
+
+
+def set_max_opens(count: int) -> None:
+    """How many distinct handles this process may have open (the double's table)."""
+    library().fakecuSetMaxOpens(count)

@@ -1,7 +1,7 @@
 """CUDA arrays through pool calls by IPC (docs/zero-copy.md, GPU), against the driver double.
 
 The double (csrc/tests/fake_cuda.c) hands real IPC handles across real
-processes over host shared memory, and :mod:`._cuda_double` is an array
+processes over host shared memory, and :mod:`._fake_cuda_array` is an array
 library on it, so the whole path runs without a GPU: export, send, open,
 write, close, release, crashes and every failure. ``test_cuda_gpu.py`` runs
 the same cases with torch on a real GPU.
@@ -9,6 +9,7 @@ the same cases with torch on a real GPU.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -29,6 +30,7 @@ from snakepit import zero_copy
 from snakepit._wire import _cuda_carrier, codec
 from snakepit.errors import (
     DeviceError,
+    DeviceNotAvailableError,
     InvalidDescriptorError,
     SerializationError,
     WorkerCrashedError,
@@ -37,6 +39,7 @@ from snakepit.zero_copy import CudaIPCTensor, _cuda_leases
 from snakepit.zero_copy._cuda import DRIVER_ENV
 
 from . import _fake_cuda_array as double
+from ._cuda_double import fake_uuid
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = ROOT / "csrc" / "build" / "libfakecuda.so"
@@ -68,9 +71,44 @@ def fake_path() -> Iterator[str]:
             zero_copy.configure(threshold_bytes=before)
 
 
+def _unlink_dead_segments() -> None:
+    """Workers end without running the double's destructor: drop their segments."""
+    for name in os.listdir("/dev/shm"):
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "fakecuda" and parts[1].isdigit():
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"/dev/shm/{name}")
+            except PermissionError:
+                continue
+
+
+@pytest.fixture(scope="module", autouse=True)
+def segments() -> Iterator[None]:
+    yield
+    _unlink_dead_segments()
+
+
 @pytest.fixture(scope="module")
-def pool(fake_path: str) -> Iterator[snakepit.Pool]:
-    with snakepit.Pool(1) as pool:
+def gpus(fake_path: str) -> Iterator[None]:
+    """Hardware detection sees the double's two GPUs, so pools pin workers to them."""
+    from snakepit.hardware import _detect
+    from tests.hardware._doubles import NvmlDouble, h100, machine
+
+    found = [h100(fake_uuid(0)), h100(fake_uuid(1))]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        patch.setattr(
+            _detect, "_cache", _detect.detect(machine(load_nvml=lambda: NvmlDouble(gpus=found)))
+        )
+        yield
+
+
+@pytest.fixture(scope="module")
+def pool(gpus: None) -> Iterator[snakepit.Pool]:
+    with snakepit.Pool(1, device="cuda:0") as pool:
         yield pool
 
 
@@ -132,8 +170,8 @@ def test_the_producer_keeps_memory_until_the_worker_lets_go(pool: snakepit.Pool)
     assert _wait(lambda: alive() is None), "not freed after the worker let go"
 
 
-def test_a_crashed_consumer_releases_what_it_held(fake_path: str) -> None:
-    with snakepit.Pool(1) as pool:
+def test_a_crashed_consumer_releases_what_it_held(gpus: None) -> None:
+    with snakepit.Pool(1, device="cuda:0") as pool:
         sent = double.filled(COUNT)
         alive = weakref.ref(sent)
         with pytest.raises(WorkerCrashedError):
@@ -142,6 +180,20 @@ def test_a_crashed_consumer_releases_what_it_held(fake_path: str) -> None:
         # The supervisor drops the dead worker's token reference: freed.
         assert _wait(lambda: alive() is None), "a dead worker's hold was never released"
         assert pool.call(double.open_mappings) == 0
+
+
+def test_pending_work_of_the_producer_lands_before_the_worker_reads(pool: snakepit.Pool) -> None:
+    sent = double.filled(COUNT)
+    sent.stream = 5
+    double.queue_fill(sent, 0, 5)  # zero every byte, on stream 5, not landed yet
+    assert sent.host().sum() != 0
+    assert pool.call(double.describe, sent)[1] == 0.0  # exported after stream 5 synchronised
+
+
+def test_the_workers_pending_writes_land_before_it_replies(pool: snakepit.Pool) -> None:
+    sent = double.filled(COUNT, 1.0)
+    pool.call(double.fill_pending, sent, 0)
+    assert sent.host().sum() == 0.0
 
 
 def test_a_result_lives_in_the_worker_until_the_caller_drops_it(pool: snakepit.Pool) -> None:
@@ -221,26 +273,29 @@ def test_a_forged_handle_is_refused_with_a_typed_error(
     assert pool.call(double.open_mappings) == 0
 
 
-def test_a_device_the_worker_does_not_have_is_a_device_error(
-    pool: snakepit.Pool, exported: tuple[Any, np.ndarray[Any, Any]]
-) -> None:
-    ref, token = exported
-    with pytest.raises(DeviceError, match="invalid device") as info:
-        pool.call(double.describe, _Forged(ref, token, device_id=3))
-    assert info.value.device == "cuda:3"
-    assert pool.call(double.open_mappings) == 0
+def test_a_worker_that_cannot_see_the_device_says_so(gpus: None) -> None:
+    sent = double.filled(COUNT)  # on physical GPU 0, which the worker of cuda:1 cannot see
+    with snakepit.Pool(1, device="cuda:1") as other:
+        with pytest.raises(DeviceNotAvailableError, match="not visible") as info:
+            other.call(double.describe, sent)
+        assert fake_uuid(0) in str(info.value)
+        assert other.call(double.open_mappings) == 0
+        # Memory of the GPU it has arrives, under its own ordinal (0 there, 1 here).
+        there = double.FakeCudaArray((COUNT,), device=1)
+        assert other.call(double.describe, there)[2] == (2, 0)
 
 
 def test_an_exhausted_handle_table_is_a_device_error(pool: snakepit.Pool) -> None:
-    held = pool.call(double.make_many, 200, 1024)
-    pool.call(double.reset)  # the worker's next allocations get new handles
-    with pytest.raises(DeviceError, match="peer allocations are open") as info:
-        pool.call(double.make_many, 100, 1024)
-    assert not isinstance(info.value, InvalidDescriptorError)
-    assert len(held) == 200
-    del held, info
-    gc.collect()
-    assert _wait(lambda: pool.call(double.outstanding) == 0)
+    pool.call(double.set_max_opens, 2)
+    try:
+        sent = [double.filled(COUNT, float(i)) for i in range(3)]
+        with pytest.raises(DeviceError, match="2 peer allocations are open") as info:
+            pool.call(double.opened, *sent)
+        assert not isinstance(info.value, InvalidDescriptorError)
+        assert pool.call(double.open_mappings) == 0  # the two it opened were closed
+        assert pool.call(double.opened, *sent[:2]) == 2  # two fit
+    finally:
+        pool.call(double.set_max_opens, 0)
 
 
 _PRODUCER = """
