@@ -27,14 +27,18 @@ import dataclasses
 import importlib
 import pickle
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
 from snakepit._util import DTYPE_NAMES
-from snakepit.errors import InvalidDescriptorError, SnakepitError
+from snakepit.errors import InvalidDescriptorError, SnakepitError, UnshareableMemoryError
+from snakepit.telemetry import _bus
+from snakepit.telemetry._events import CUDA_COPY
 from snakepit.zero_copy import _cuda_leases
 from snakepit.zero_copy._cuda import DLPACK_CUDA, CudaIPCTensor, GPUTensorRef, export_cuda
+from snakepit.zero_copy._cuda_memory import export_cuda_copy
 from snakepit.zero_copy._dtypes import dtype_name
 from snakepit.zero_copy._mapping import RefMode
 from snakepit.zero_copy._ref import array_from_fields, fields_of
@@ -121,14 +125,44 @@ def reduce(sender: Any, obj: Any) -> Any:
     ptr, shape, name, strides, device, library = found
     if _nbytes(shape, name) < sender.threshold or ptr == 0:
         return None
-    ref = export_cuda(ptr, shape, name, strides, device)
-    token, pin = _cuda_leases.lease(obj)
+    try:
+        ref = export_cuda(ptr, shape, name, strides, device)
+        held: Any = obj
+    except UnshareableMemoryError as exc:
+        # Memory the handle cannot name: one device-to-device copy that can.
+        ref, held = export_cuda_copy(ptr, shape, name, strides, device)
+        _copied(exc, _nbytes(shape, name), device)
+    token, pin = _cuda_leases.lease(held)
     fields = fields_of(token)
     assert fields is not None  # the token is a block of this process's arena
     sender.keepalive.append(pin)
     transferred = sender._transferred(fields, token)
     values = tuple(getattr(ref, field) for field in _GPU_FIELDS)
     return _shared, (TAG, transferred, values, library, fields)
+
+
+_warned: set[str] = set()
+
+
+def _copied(exc: UnshareableMemoryError, nbytes: int, device: int) -> None:
+    """Say (once per memory kind) and record (every time) that a tensor was copied."""
+    kind = exc.memory_kind or "unknown"
+    reason = exc.reason or str(exc)
+    if _bus.enabled(CUDA_COPY):
+        _bus.execute(
+            CUDA_COPY,
+            {"bytes": nbytes},
+            {"memory_kind": kind, "device": f"cuda:{device}", "reason": reason},
+        )
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(
+            f"a CUDA tensor in {kind} memory was copied once to travel to another process "
+            f"({reason}); the receiver gets the copy, so its writes are not seen by the "
+            "sender. Allocate it with cudaMalloc (torch: no expandable_segments) to share it.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def open_descriptor(

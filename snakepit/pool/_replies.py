@@ -18,6 +18,8 @@ from snakepit.errors import DeviceError, SerializationError
 from snakepit.errors._remote import record_to_exception
 from snakepit.zero_copy._runtime import prune_mappings
 
+from . import _fallback as fallback
+
 if TYPE_CHECKING:
     from ._calls import Call
     from ._handle import WorkerHandle
@@ -82,7 +84,7 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         sup.report.decoded(what, call.deserialize_time, codec.blob_size(blob))
     if outcome is None:
         _succeeded(sup, call, value)
-    else:
+    elif not fallback.take(sup, call, outcome):  # oom_fallback: on the CPU instead
         sup.finish(call, outcome)
 
 

@@ -24,6 +24,7 @@ from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
 from snakepit.telemetry import _bus as telemetry_bus
+from snakepit.telemetry._gpu import report_torch_memory
 from snakepit.telemetry._propagation import activated, active_carrier
 from snakepit.worker import _output as worker_output
 from snakepit.zero_copy._runtime import (
@@ -276,6 +277,7 @@ class Worker:
                 prune_mappings()
         if self.limits is not None:
             self._check_limits(None)
+        report_torch_memory()  # torch's allocator, if the calls use it (at most 1/s)
         self.send(protocol.MSG_RESULT, call_id, result, python_seconds)
 
     def _check_limits(self, error: BaseException | None) -> None:

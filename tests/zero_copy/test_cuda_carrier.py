@@ -100,9 +100,8 @@ def gpus(fake_path: str) -> Iterator[None]:
     found = [h100(fake_uuid(0)), h100(fake_uuid(1))]
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        patch.setattr(
-            _detect, "_cache", _detect.detect(machine(load_nvml=lambda: NvmlDouble(gpus=found)))
-        )
+        detected = _detect.detect(machine(load_nvml=lambda: NvmlDouble(gpus=found)))
+        patch.setattr(_detect, "_cache", detected)
         yield
 
 
@@ -332,3 +331,27 @@ def test_drain_waits_for_holders_then_gives_up(fake_path: str) -> None:
     assert not _cuda_leases.drain(0.1)
     zero_copy._mapping.drop_ref(*fields[:3])
     assert _cuda_leases.drain(5.0)
+
+
+def test_memory_ipc_cannot_share_is_copied_once_with_a_warning_and_an_event(
+    pool: snakepit.Pool,
+) -> None:
+    from snakepit import telemetry
+    from snakepit.telemetry._events import CUDA_COPY
+
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    telemetry.attach("test-cuda-copy", CUDA_COPY, lambda e, m, md, c: seen.append((m, md)))
+    _cuda_carrier._warned.clear()
+    try:
+        sent = double.FakeCudaArray((COUNT,), kind="pool")
+        sent.host()[:] = 2.0
+        with pytest.warns(RuntimeWarning, match="pool memory was copied once"):
+            assert pool.call(double.describe, sent)[1] == 2.0 * COUNT
+        pool.call(double.negate, sent)  # writes the copy, not the sender's memory
+        assert float(sent.host().sum()) == 2.0 * COUNT
+    finally:
+        telemetry.detach("test-cuda-copy")
+    assert len(seen) == 2
+    assert seen[0][0] == {"bytes": 4 * COUNT}
+    assert seen[0][1]["memory_kind"] == "pool"
+    assert seen[0][1]["device"] == "cuda:0"
