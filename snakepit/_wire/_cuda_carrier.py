@@ -44,9 +44,27 @@ from snakepit.zero_copy._mapping import RefMode
 from snakepit.zero_copy._ref import array_from_fields, fields_of
 
 TAG = "snakepit.cuda"
+#: The codec's name for this carrier (carrier protocol).
+tag = TAG
 #: How the receiver rebuilds what arrives (the sender's library).
 LIBRARIES = frozenset({"torch", "cupy", "cuda"})
 _GPU_FIELDS = tuple(field.name for field in dataclasses.fields(GPUTensorRef))
+
+
+def types() -> frozenset[type]:
+    """Carrier protocol (see ``zero_copy/_numpy.py``): snakepit's own CUDA views,
+    which reach :func:`reduce` like any other CUDA array."""
+    return _TYPES
+
+
+def to_block(obj: Any, threshold: int) -> None:
+    """Carrier protocol: device memory has no shared block (:func:`reduce` describes it)."""
+    return None
+
+
+def from_block(array: np.ndarray[Any, Any], extra: object) -> Any:
+    """Carrier protocol: no block descriptor names this carrier."""
+    raise InvalidDescriptorError("a CUDA descriptor cannot name a shared-memory block")
 
 
 def _shared(*fields: Any) -> Any:
@@ -125,17 +143,25 @@ def reduce(sender: Any, obj: Any) -> Any:
     ptr, shape, name, strides, device, library = found
     if _nbytes(shape, name) < sender.threshold or ptr == 0:
         return None
-    try:
-        ref = export_cuda(ptr, shape, name, strides, device)
-        held: Any = obj
-    except UnshareableMemoryError as exc:
-        # Memory the handle cannot name: one device-to-device copy that can.
-        ref, held = export_cuda_copy(ptr, shape, name, strides, device)
-        _copied(exc, _nbytes(shape, name), device)
-    token, pin = _cuda_leases.lease(held)
+    peer = _cuda_leases.forwarded(ptr)
+    if peer is not None:
+        # A peer's memory sent on (or back): its own handle and token travel.
+        root, base, token = peer
+        ref = dataclasses.replace(root, offset=ptr - base, shape=shape, dtype=name, strides=strides)
+        ref.validate()
+        sender.keepalive.append(obj)
+    else:
+        try:
+            ref = export_cuda(ptr, shape, name, strides, device)
+            held: Any = obj
+        except UnshareableMemoryError as exc:
+            # Memory the handle cannot name: one device-to-device copy that can.
+            ref, held = export_cuda_copy(ptr, shape, name, strides, device)
+            _copied(exc, _nbytes(shape, name), device)
+        token, pin = _cuda_leases.lease(held, ref, ptr)
+        sender.keepalive.append(pin)
     fields = fields_of(token)
-    assert fields is not None  # the token is a block of this process's arena
-    sender.keepalive.append(pin)
+    assert fields is not None  # a token is a block of its producer's arena
     transferred = sender._transferred(fields, token)
     values = tuple(getattr(ref, field) for field in _GPU_FIELDS)
     return _shared, (TAG, transferred, values, library, fields)
@@ -218,9 +244,55 @@ def _opened(
     if len(token_fields) == 8:
         mine = _cuda_leases.exported(token_fields[0], token_fields[2])
         if mine is not None:
-            return mine  # sent to ourselves: CUDA refuses to open our own handle
+            # Our own memory, back: CUDA refuses to open our own handle.
+            return _own(*mine, ref, library)
     view = _cuda_leases.open_view(ref, token)
     return _rebuilt(view, library)
+
+
+def _own(obj: Any, exported: GPUTensorRef | None, ptr: int, ref: GPUTensorRef, library: str) -> Any:
+    """The object for ``ref``, a view of memory this process exported as ``exported``."""
+    if exported is None or (ref.offset, ref.shape, ref.strides, ref.dtype) == (
+        exported.offset,
+        exported.shape,
+        exported.strides,
+        exported.dtype,
+    ):
+        return obj  # the very tensor we sent
+    delta = ref.offset - exported.offset
+    torch = sys.modules.get("torch")
+    if library == "torch" and torch is not None and ref.dtype == exported.dtype:
+        size = obj.element_size()
+        if delta % size == 0 and all(stride % size == 0 for stride in ref.strides):
+            steps = [stride // size for stride in ref.strides]
+            return obj.as_strided(ref.shape, steps, obj.storage_offset() + delta // size)
+    return LocalCudaView(obj, ptr + delta, ref)
+
+
+class LocalCudaView:
+    """A view of CUDA memory this process owns, sent back by a peer in
+    another shape: ``__cuda_array_interface__`` v3 over it, holding its owner."""
+
+    __slots__ = ("owner", "ptr", "ref")
+
+    def __init__(self, owner: Any, ptr: int, ref: GPUTensorRef) -> None:
+        self.owner = owner
+        self.ptr = ptr
+        self.ref = ref
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        dtype = np.dtype(self.ref.dtype if self.ref.dtype != "bfloat16" else "<V2")
+        return {
+            "shape": self.ref.shape,
+            "typestr": dtype.str,
+            "data": (self.ptr, False),
+            "strides": self.ref.strides,
+            "version": 3,
+        }
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (DLPACK_CUDA, self.ref.device_id)
 
 
 def _rebuilt(view: CudaIPCTensor, library: str) -> Any:
@@ -240,3 +312,6 @@ def _rebuilt(view: CudaIPCTensor, library: str) -> Any:
         return module.as_tensor(view, device=f"cuda:{device}")
     with module.cuda.Device(device):
         return module.asarray(view)  # CuPy keeps `view` as the memory's owner
+
+
+_TYPES: frozenset[type] = frozenset({CudaIPCTensor, LocalCudaView})

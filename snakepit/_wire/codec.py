@@ -60,7 +60,7 @@ BULK_RESULTS = False
 
 #: Every kind of data that travels through shared memory: the one registry.
 #: A new kind is one carrier module, added here.
-CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow, _host_arrays)
+CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow, _host_arrays, _cuda_carrier)
 _BY_TAG: dict[str, ModuleType] = {carrier.tag: carrier for carrier in CARRIERS}
 
 Blob = tuple[Any, ...]

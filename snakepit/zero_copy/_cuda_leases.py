@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,9 @@ class _Export:
     token: np.ndarray[Any, Any]
     #: The token's block fields (see ``_ref.fields_of``).
     fields: tuple[Any, ...]
+    #: What was exported: its descriptor and device pointer (None: not known).
+    ref: GPUTensorRef | None = None
+    ptr: int = 0
     #: Encodings still holding it (their ``keepalive``): a call's arguments
     #: are borrowed by the worker, so the token alone does not count them.
     pins: int = 1
@@ -116,8 +120,11 @@ def _release_now(export: _Export) -> bool:
     return True
 
 
-def lease(obj: Any) -> tuple[np.ndarray[Any, Any], Pin]:
-    """Keep ``obj`` (a CUDA tensor being exported) alive until its token is free.
+def lease(
+    obj: Any, ref: GPUTensorRef | None = None, ptr: int = 0
+) -> tuple[np.ndarray[Any, Any], Pin]:
+    """Keep ``obj`` (a CUDA tensor being exported as ``ref``, from device
+    pointer ``ptr``) alive until its token is free.
 
     Returns the token, whose block descriptor travels with the GPUTensorRef,
     and a pin for the encoding's keepalive.
@@ -125,16 +132,17 @@ def lease(obj: Any) -> tuple[np.ndarray[Any, Any], Pin]:
     token = zeros((_TOKEN_BYTES,), "uint8")
     fields = fields_of(token)
     assert fields is not None  # allocated in the arena just now
-    export = _Export(obj, token, fields)
+    export = _Export(obj, token, fields, ref, ptr)
     with _producer.lock:
         _producer.exports[export.key] = export
     return token, Pin(export)
 
 
-def exported(region: object, offset: object) -> Any:
-    """The object this process exported under the token at ``(region, offset)``, or None."""
+def exported(region: object, offset: object) -> tuple[Any, GPUTensorRef | None, int] | None:
+    """``(object, its ref, its pointer)`` this process exported under the token
+    at ``(region, offset)``, or None."""
     export = _producer.exports.get((region, offset))  # type: ignore[arg-type]
-    return None if export is None else export.obj
+    return None if export is None else (export.obj, export.ref, export.ptr)
 
 
 def _refcount(export: _Export) -> int:
@@ -223,6 +231,8 @@ class _Mapping:
 
     root: CudaIPCTensor
     views: int = 0
+    #: The live views' shares (their tokens keep the producer's memory).
+    shares: weakref.WeakSet[_ViewShare] = field(default_factory=weakref.WeakSet)
 
 
 @dataclass
@@ -245,7 +255,7 @@ class _ViewShare:
     mapping with the last view, then lets the token go.
     """
 
-    __slots__ = ("driver", "key", "token")
+    __slots__ = ("__weakref__", "driver", "key", "token")
 
     def __init__(
         self, driver: CudaDriver, key: tuple[str, int, bytes], token: np.ndarray[Any, Any] | None
@@ -305,7 +315,8 @@ def open_view(
         mapping.views += 1
         root = mapping.root
         consumer.touched.add(root.device_id)
-    share = _ViewShare(driver, key, token)
+        share = _ViewShare(driver, key, token)
+        mapping.shares.add(share)
     # CudaIPCTensor calls `ipc_close` on what it is given as its driver.
     return CudaIPCTensor(ref, share, root.base, root.device_id, root.readonly)  # type: ignore[arg-type]
 
@@ -325,6 +336,23 @@ def _open(
             f"in this process; drop (or close) received CUDA tensors ({exc})",
             device=exc.device,
         ) from exc
+
+
+def forwarded(ptr: int) -> tuple[GPUTensorRef, int, np.ndarray[Any, Any]] | None:
+    """For a pointer into a peer's allocation this process has open (a
+    received tensor sent on, or back): the peer's ref of that allocation, the
+    base it is mapped at here, and a token that keeps the peer's memory; None
+    for memory that is not such a view. CUDA cannot export opened memory
+    again, so the peer's own handle travels on."""
+    with _consumer.lock:
+        for mapping in _consumer.mappings.values():
+            root = mapping.root
+            if root.closed or not root.base <= ptr < root.base + root.ref.nbytes:
+                continue
+            for share in mapping.shares:
+                if share.token is not None:
+                    return root.ref, root.base, share.token
+    return None
 
 
 def open_count() -> int:

@@ -166,6 +166,44 @@ def twice(x: Any, y: Any) -> tuple[int, int]:
     return _cuda_leases.open_count(), _cuda_leases.opens_total()
 
 
+def identity(x: Any) -> Any:
+    """Send the argument back."""
+    return x
+
+
+class Slice:
+    """TEST DOUBLE: elements ``[start:]`` of a CUDA array (an interior view)."""
+
+    def __init__(self, base: Any, start: int) -> None:
+        self.base = base
+        cai = base.__cuda_array_interface__
+        self.dtype = np.dtype(cai["typestr"])
+        self.ptr = cai["data"][0] + start * self.dtype.itemsize
+        self.shape = (cai["shape"][0] - start,)
+        self.device = base.__dlpack_device__()[1]
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "typestr": self.dtype.str,
+            "data": (self.ptr, False),
+            "strides": None,
+            "version": 3,
+        }
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (2, self.device)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        raise BufferError("test double: read it through __cuda_array_interface__")
+
+
+def tail(x: Any, start: int) -> Slice:
+    """Send back a view of the argument."""
+    return Slice(x, start)
+
+
 def opened(*xs: Any) -> int:
     """This process's open allocations while ``xs`` are open."""
     return _cuda_leases.open_count()

@@ -195,6 +195,18 @@ def test_the_workers_pending_writes_land_before_it_replies(pool: snakepit.Pool) 
     assert sent.host().sum() == 0.0
 
 
+def test_an_argument_sent_back_is_the_callers_own_object(pool: snakepit.Pool) -> None:
+    sent = double.filled(COUNT, 1.0)
+    assert pool.call(double.identity, sent) is sent
+    back = pool.call(double.tail, sent, 16)
+    assert type(back) is _cuda_carrier.LocalCudaView
+    assert back.__dlpack_device__() == (2, 0)
+    assert np.array_equal(double.host_view(back), sent.host()[16:])
+    double.host_view(back)[0] = -1.0  # the same memory
+    assert sent.host()[16] == -1.0
+    del back
+
+
 def test_a_result_lives_in_the_worker_until_the_caller_drops_it(pool: snakepit.Pool) -> None:
     result = pool.call(double.make, COUNT, 5.0)
     assert isinstance(result, CudaIPCTensor)
