@@ -367,3 +367,20 @@ def test_memory_ipc_cannot_share_is_copied_once_with_a_warning_and_an_event(
     assert seen[0][0] == {"bytes": 4 * COUNT}
     assert seen[0][1]["memory_kind"] == "pool"
     assert seen[0][1]["device"] == "cuda:0"
+
+
+def test_an_export_lives_while_pinned_or_held(fake_path: str) -> None:
+    sent = double.filled(COUNT)
+    alive = weakref.ref(sent)
+    token, pin = _cuda_leases.lease(sent)
+    del sent
+    _cuda_leases.sweep()  # a call's arguments: the worker borrows them, the pin holds them
+    assert alive() is not None
+    fields = zero_copy._ref.fields_of(token)
+    assert fields is not None
+    zero_copy._mapping.add_ref(*fields[:3])  # a consumer keeps it past the call
+    del pin, token
+    _cuda_leases.sweep()
+    assert alive() is not None
+    zero_copy._mapping.drop_ref(*fields[:3])
+    assert _wait(lambda: alive() is None)
