@@ -28,7 +28,8 @@
  * prefixes ("GPU-66616b65-...-01"), read up to the first entry that names no
  * device (or repeats one); an empty value hides every device. Ordinals are
  * positions in that list, so two processes with different masks number the
- * same GPU differently, and cuDeviceGetUuid(_v2) tells which one it is.
+ * same GPU differently, and cuDeviceGetUuid(_v2) tells which one it is. With
+ * no device visible cuInit fails with CUDA_ERROR_NO_DEVICE, as the driver does.
  * Allocations and handles remember their physical device; fakecuOpenDevice
  * says on which physical device an IPC open was made.
  *
@@ -281,9 +282,10 @@ FAKE_API CUresult cuInit(unsigned int flags)
     pthread_mutex_lock(&fake_lock);
     if (!fake_initialized)
         fake_read_devices();
-    fake_initialized = 1;
+    /* The real driver fails cuInit when it sees no device at all. */
+    fake_initialized = fake_nvisible > 0;
     pthread_mutex_unlock(&fake_lock);
-    return CUDA_SUCCESS;
+    return fake_initialized ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE;
 }
 
 FAKE_API CUresult cuDeviceGetCount(int *count)

@@ -11,9 +11,15 @@ import enum
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New
-from cpython.ref cimport Py_INCREF
+from cpython.pycapsule cimport (
+    PyCapsule_GetPointer,
+    PyCapsule_IsValid,
+    PyCapsule_New,
+    PyCapsule_SetName,
+)
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from snakepit._core.includes.core cimport *
@@ -197,4 +203,5 @@ include "_buffer.pxi"
 include "_region.pxi"
 include "_arena.pxi"
 include "_cuda.pxi"
+include "_dlpack.pxi"
 include "_warm.pxi"

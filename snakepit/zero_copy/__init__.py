@@ -35,6 +35,7 @@ from ._arena import (
 )
 from ._arrow import ArrowRef, arrow_ref_of, is_shared_table, share_table, table_from_ref
 from ._cuda import (
+    CudaBuffer,
     CudaIPCTensor,
     GPUTensorRef,
     cuda_driver,
@@ -43,7 +44,8 @@ from ._cuda import (
     open_cuda,
     synchronize_cuda,
 )
-from ._cuda_memory import CudaBuffer, export_cuda_copy
+from ._cuda_arrays import CudaArray
+from ._cuda_memory import export_cuda_copy
 from ._dtypes import BFLOAT16, SUPPORTED_DTYPES
 from ._gc import collect_garbage, list_regions
 from ._ref import TensorRef, block_refcount, release_ref
@@ -54,6 +56,7 @@ __all__ = [
     "BFLOAT16",
     "SUPPORTED_DTYPES",
     "ArrowRef",
+    "CudaArray",
     "CudaBuffer",
     "CudaIPCTensor",
     "GPUTensorRef",

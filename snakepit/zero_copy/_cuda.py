@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -44,12 +45,17 @@ from snakepit._core import (
     CudaDriver,
     Status,
 )
-from snakepit.errors import DeviceError, InvalidDescriptorError, UnshareableMemoryError
+from snakepit.errors import (
+    DeviceError,
+    DeviceNotAvailableError,
+    InvalidDescriptorError,
+    UnshareableMemoryError,
+)
 
-from . import _cuda_devices
+from . import _cuda_devices, _dlpack
 from ._dtypes import dtype_name, numpy_dtype
 from ._errors import DEFAULT_DRIVER, DRIVER_ENV, core_error, core_errors
-from ._ref import MAX_FIELD, StridedDescriptor, layout_problem
+from ._ref import MAX_FIELD, StridedDescriptor, layout_problem, view_extent
 
 #: ``kDLCUDA`` in DLPack's ``DLDeviceType``.
 DLPACK_CUDA = 2
@@ -112,6 +118,14 @@ class GPUTensorRef(StridedDescriptor):
 
     def _where(self) -> str:
         return f" for {_device(self.device_id)}"
+
+    def __dlpack__(self, **protocol: Any) -> Any:
+        """Open the ref (:func:`open_cuda`) and export it; the capsule keeps the mapping open."""
+        return open_cuda(self).__dlpack__(**protocol)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(2, ordinal)``: kDLCUDA and this process's ordinal of the ref's GPU."""
+        return (DLPACK_CUDA, local_device(self, cuda_driver()))
 
     def _start(self) -> int:
         return self.offset
@@ -261,6 +275,114 @@ def local_device(ref: GPUTensorRef, driver: CudaDriver) -> int:
     return _cuda_devices.ordinal_of(ref.device_uuid, driver)
 
 
+def _free(driver: CudaDriver, device_id: int, ptr: int) -> CoreError | None:
+    # Runs once, from free() or the finalizer; never raises (interpreter exit).
+    try:
+        driver.mem_free(device_id, ptr)
+    except CoreError as exc:
+        return exc
+    return None
+
+
+class CudaBuffer:
+    """A ``cuMemAlloc`` allocation owned by this process (freed by :meth:`free`, or when collected).
+
+    Memory from it can be exported with :func:`export_cuda`. Free it only once
+    every process that opened a ref to it has closed it: CUDA leaves reads of
+    freed memory undefined.
+    """
+
+    __slots__ = ("__weakref__", "_finalizer", "device_id", "nbytes", "ptr")
+
+    def __init__(self, nbytes: int, device_id: int = 0, driver: CudaDriver | None = None) -> None:
+        if type(nbytes) is not int or nbytes <= 0:
+            raise ValueError(f"nbytes must be a positive int, got {nbytes!r}")
+        drv = driver if driver is not None else cuda_driver()
+        with core_errors("alloc", device_id=device_id):
+            ptr = drv.mem_alloc(device_id, nbytes)
+        #: Device pointer of the allocation's base.
+        self.ptr = ptr
+        self.nbytes = nbytes
+        self.device_id = device_id
+        self._finalizer = weakref.finalize(self, _free, drv, device_id, ptr)
+
+    @property
+    def freed(self) -> bool:
+        return not self._finalizer.alive
+
+    def free(self) -> None:
+        """Free the allocation (idempotent)."""
+        if not self._finalizer.alive:
+            return
+        error = self._finalizer()
+        if error is not None:
+            raise core_error(error, "free", device_id=self.device_id)
+
+    def __enter__(self) -> CudaBuffer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.free()
+
+    def __repr__(self) -> str:
+        state = "freed" if self.freed else f"ptr=0x{self.ptr:x}"
+        return f"CudaBuffer({state}, nbytes={self.nbytes}, device={_device(self.device_id)})"
+
+
+def device_copy(
+    driver: CudaDriver,
+    device_id: int,
+    ptr: int,
+    shape: tuple[int, ...],
+    dtype: str,
+    strides: tuple[int, ...],
+    stream: int | None = None,
+) -> tuple[CudaBuffer, int]:
+    """Copy the bytes a view spans into a new CudaBuffer, strides kept; wait for it.
+
+    Pending work is waited for first (``stream``, or the whole context), the
+    device-to-device copy (asynchronous to the host) after. Returns the
+    buffer and the pointer of element ``[0, ..., 0]`` in it.
+    """
+    low, high = view_extent(dtype, shape, strides, 0)
+    buffer = CudaBuffer(max(high - low, 1), device_id, driver)
+    try:
+        synchronize_cuda(device_id, stream, driver)
+        if high > low:
+            with core_errors("copy", device_id=device_id):
+                driver.memcpy(device_id, buffer.ptr, ptr + low, high - low)
+        synchronize_cuda(device_id, None, driver)
+    except BaseException:
+        buffer.free()
+        raise
+    return buffer, buffer.ptr - low
+
+
+def device_copier(
+    driver: Callable[[], CudaDriver],
+    device_id: int,
+    ptr: int,
+    shape: tuple[int, ...],
+    dtype: str,
+    strides: tuple[int, ...],
+) -> _dlpack.DeviceCopier:
+    """A ``copy=True`` copier for ``_dlpack.device_capsule`` (BufferError if impossible)."""
+
+    def copier() -> tuple[object, int, tuple[int, ...]]:
+        try:
+            buffer, start = device_copy(driver(), device_id, ptr, shape, dtype, strides)
+        except DeviceError as exc:
+            raise BufferError(f"copy=True needs a device copy, which failed: {exc}") from exc
+        return buffer, start, strides
+
+    return copier
+
+
 def _close_mapping(driver: CudaDriver, device_id: int, base: int) -> CoreError | None:
     # Runs once: from close() or when the tensor is collected. Never raises,
     # so that a finalizer at interpreter exit cannot fail noisily.
@@ -329,6 +451,39 @@ class CudaIPCTensor:
         """``(2, device_id)``: kDLCUDA, this process's ordinal."""
         return (DLPACK_CUDA, self.device_id)
 
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any:
+        """A DLPack capsule over the mapped memory (``copy=True``: over a private device copy).
+
+        The capsule keeps this tensor (so the IPC mapping) alive until its
+        consumer deletes it; :meth:`close` before then invalidates the
+        consumer. See ``_dlpack`` for ``max_version``, ``dl_device``,
+        ``copy``, ``stream`` and the READ_ONLY flag.
+        """
+        ref, ptr = self.ref, self.ptr
+        return _dlpack.device_capsule(
+            self,
+            ptr,
+            self.device_id,
+            ref.shape,
+            ref.dtype,
+            ref.strides,
+            readonly=self.readonly,
+            copier=device_copier(
+                lambda: self._driver, self.device_id, ptr, ref.shape, ref.dtype, ref.strides
+            ),
+            stream=stream,
+            max_version=max_version,
+            dl_device=dl_device,
+            copy=copy,
+        )
+
     def close(self) -> None:
         """Close the IPC mapping (idempotent); views of it become invalid."""
         if not self._finalizer.alive:
@@ -373,7 +528,13 @@ def open_cuda(
     if not isinstance(ref, GPUTensorRef):
         raise TypeError(f"open_cuda() needs a GPUTensorRef, not {type(ref).__name__}")
     ref.validate()
-    drv = driver if driver is not None else cuda_driver()
+    try:
+        drv = driver if driver is not None else cuda_driver()
+    except DeviceNotAvailableError as exc:
+        # CUDA_VISIBLE_DEVICES="" (or no GPU at all) fails cuInit itself.
+        if not ref.device_uuid:
+            raise
+        raise _cuda_devices.not_visible(ref.device_uuid, exc.reason or str(exc)) from exc
     device_id = local_device(ref, drv)
     with core_errors("open", device_id=device_id):
         base, size = drv.ipc_open(device_id, ref.handle)
@@ -396,9 +557,12 @@ def open_cuda(
 __all__ = [
     "DEFAULT_DRIVER",
     "DRIVER_ENV",
+    "CudaBuffer",
     "CudaIPCTensor",
     "GPUTensorRef",
     "cuda_driver",
+    "device_copier",
+    "device_copy",
     "export_cuda",
     "local_device",
     "memory_kind",

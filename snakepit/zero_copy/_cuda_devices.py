@@ -87,13 +87,16 @@ def ordinal_of(uuid: str, driver: CudaDriver) -> int:
         if seen == raw:
             return ordinal
     visible = ", ".join(uuid_text(u) for u in table) or "none"
-    reason = (
-        f"this process cannot see device {uuid_text(raw)}: it sees {len(table)} CUDA "
-        f"device(s) ({visible}){_mask()}"
-    )
-    raise DeviceNotAvailableError(
-        f"CUDA device {uuid_text(raw)} is not visible in this process: {reason}",
-        device=uuid_text(raw),
+    raise not_visible(raw, f"it sees {len(table)} CUDA device(s) ({visible})")
+
+
+def not_visible(uuid: bytes | str, why: str) -> DeviceNotAvailableError:
+    """The DeviceNotAvailableError for a GPU this process cannot see, and ``why``."""
+    name = uuid_text(uuid) if isinstance(uuid, bytes) else uuid
+    reason = f"this process cannot see device {name}: {why}{_mask()}"
+    return DeviceNotAvailableError(
+        f"CUDA device {name} is not visible in this process: {reason}",
+        device=name,
         reason=reason,
         suggestion=(
             "give this process the producer's GPU (CUDA_VISIBLE_DEVICES must include it), "
@@ -107,4 +110,4 @@ def _mask() -> str:
     return "" if mask is None else f" under CUDA_VISIBLE_DEVICES={mask!r}"
 
 
-__all__ = ["device_uuid", "device_uuids", "ordinal_of", "uuid_bytes", "uuid_text"]
+__all__ = ["device_uuid", "device_uuids", "not_visible", "ordinal_of", "uuid_bytes", "uuid_text"]

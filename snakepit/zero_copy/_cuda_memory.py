@@ -11,82 +11,19 @@ event); this module only copies.
 
 from __future__ import annotations
 
-import weakref
-from types import TracebackType
 from typing import Any
 
-from snakepit._core import CoreError, CudaDriver
+from snakepit._core import CudaDriver
 
 from ._cuda import (
+    CudaBuffer,
     GPUTensorRef,
     _contiguous_strides,
-    _device,
     cuda_driver,
+    device_copy,
     export_cuda,
-    synchronize_cuda,
 )
 from ._dtypes import dtype_name, numpy_dtype
-from ._errors import core_error, core_errors
-from ._ref import view_extent
-
-
-def _free(driver: CudaDriver, device_id: int, ptr: int) -> CoreError | None:
-    # Runs once, from free() or the finalizer; never raises (interpreter exit).
-    try:
-        driver.mem_free(device_id, ptr)
-    except CoreError as exc:
-        return exc
-    return None
-
-
-class CudaBuffer:
-    """A ``cuMemAlloc`` allocation owned by this process (freed by :meth:`free`, or when collected).
-
-    Memory from it can be exported with :func:`export_cuda`. Free it only once
-    every process that opened a ref to it has closed it: CUDA leaves reads of
-    freed memory undefined.
-    """
-
-    __slots__ = ("__weakref__", "_finalizer", "device_id", "nbytes", "ptr")
-
-    def __init__(self, nbytes: int, device_id: int = 0, driver: CudaDriver | None = None) -> None:
-        if type(nbytes) is not int or nbytes <= 0:
-            raise ValueError(f"nbytes must be a positive int, got {nbytes!r}")
-        drv = driver if driver is not None else cuda_driver()
-        with core_errors("alloc", device_id=device_id):
-            ptr = drv.mem_alloc(device_id, nbytes)
-        #: Device pointer of the allocation's base.
-        self.ptr = ptr
-        self.nbytes = nbytes
-        self.device_id = device_id
-        self._finalizer = weakref.finalize(self, _free, drv, device_id, ptr)
-
-    @property
-    def freed(self) -> bool:
-        return not self._finalizer.alive
-
-    def free(self) -> None:
-        """Free the allocation (idempotent)."""
-        if not self._finalizer.alive:
-            return
-        error = self._finalizer()
-        if error is not None:
-            raise core_error(error, "free", device_id=self.device_id)
-
-    def __enter__(self) -> CudaBuffer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.free()
-
-    def __repr__(self) -> str:
-        state = "freed" if self.freed else f"ptr=0x{self.ptr:x}"
-        return f"CudaBuffer({state}, nbytes={self.nbytes}, device={_device(self.device_id)})"
 
 
 def export_cuda_copy(
@@ -117,19 +54,13 @@ def export_cuda_copy(
         strides = _contiguous_strides(shape, numpy_dtype(name).itemsize)
     strides = tuple(strides)
     drv = driver if driver is not None else cuda_driver()
-    low, high = view_extent(name, shape, strides, 0)
-    buffer = CudaBuffer(max(high - low, 1), device_id, drv)
+    buffer, copy_ptr = device_copy(drv, device_id, ptr, shape, name, strides, stream)
     try:
-        synchronize_cuda(device_id, stream, drv)
-        if high > low:
-            with core_errors("copy", device_id=device_id):
-                drv.memcpy(device_id, buffer.ptr, ptr + low, high - low)
-        synchronize_cuda(device_id, None, drv)
-        ref = export_cuda(buffer.ptr - low, shape, name, strides, device_id, drv)
+        ref = export_cuda(copy_ptr, shape, name, strides, device_id, drv)
     except BaseException:
         buffer.free()
         raise
     return ref, buffer
 
 
-__all__ = ["CudaBuffer", "export_cuda_copy"]
+__all__ = ["export_cuda_copy"]

@@ -273,8 +273,9 @@ class TensorRef(StridedDescriptor):
 
         Versioned (``"dltensor_versioned"``) when ``max_version[0] >= 1``,
         legacy (``"dltensor"``) otherwise. The tensor holds a reference on the
-        block for as long as its consumer lives. ``stream`` must be None,
-        ``dl_device`` the CPU, and ``copy=True`` is refused (BufferError).
+        block for as long as its consumer lives. ``stream`` must be None and
+        ``dl_device`` the CPU (else BufferError); ``copy=True`` hands the
+        consumer a private copy (IS_COPIED), ``copy=False`` never copies.
         """
         return dlpack_capsule(
             self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy
@@ -297,8 +298,19 @@ def _checked(ref: TensorRef) -> TensorRef:
 
 
 def dlpack_capsule(ref: TensorRef, *, readonly: bool = False, **protocol: Any) -> Any:
-    """``ref.__dlpack__(**protocol)``, optionally READ_ONLY (see ``_dlpack.dlpack_capsule``)."""
+    """``ref.__dlpack__(**protocol)``, optionally READ_ONLY (see ``_dlpack.dlpack_capsule``).
+
+    ``copy=True`` exports a private copy of the view (IS_COPIED, writable).
+    """
     _checked(ref)
+    if protocol.get("copy"):
+        if protocol.get("stream") is not None:
+            raise BufferError(f"stream must be None for a CPU tensor, got {protocol['stream']!r}")
+        dl_device = protocol.get("dl_device")
+        if dl_device is not None and tuple(dl_device) != (_dlpack.DL_CPU, 0):
+            raise BufferError(f"TensorRef lives on the CPU (1, 0); cannot export to {dl_device!r}")
+        private = np.array(array_from_ref(ref), copy=True)
+        return _dlpack.host_copy_capsule(private, protocol.get("max_version"))
     return _dlpack.dlpack_capsule(
         ref.region,
         ref.region_size,

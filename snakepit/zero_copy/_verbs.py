@@ -18,6 +18,7 @@ from snakepit.errors import SharedMemoryError
 from . import _arrow, _torch
 from ._arena import is_shared_array, share_array
 from ._cuda import GPUTensorRef, open_cuda
+from ._cuda_arrays import CudaArray, is_cuda_producer
 from ._mapping import RefMode
 from ._ref import TensorRef, array_from_ref, tensor_ref_of
 
@@ -104,14 +105,18 @@ def is_shared(obj: object) -> bool:
     return _is_tensor(obj) and _torch.shared_array(obj) is not None
 
 
-def from_dlpack(obj: Any) -> np.ndarray[Any, Any]:
-    """A numpy array in snakepit shared memory holding ``obj``'s data.
+def from_dlpack(obj: Any) -> np.ndarray[Any, Any] | CudaArray:
+    """``obj``'s data, in snakepit shared memory (host data) or where it is (CUDA data).
 
     A :class:`TensorRef` or an array already in snakepit shared memory gives
-    a zero-copy view. Any other DLPack producer (a torch CPU tensor, a numpy
-    array, ...) is taken with ``numpy.from_dlpack`` and copied **once** into
-    shared memory with :func:`snakepit.share`, so that it can then travel to
-    workers without further copies.
+    a zero-copy view. Any other host DLPack producer (a torch CPU tensor, a
+    numpy array, ...) is taken with ``numpy.from_dlpack`` and copied **once**
+    into shared memory with :func:`snakepit.share`, so that it can then travel
+    to workers without further copies. A producer on a CUDA device (kDLCUDA:
+    a torch or CuPy CUDA tensor, a ``CudaIPCTensor``) stays on the device: the
+    result is a :class:`~snakepit.zero_copy.CudaArray` over the same memory,
+    with ``__dlpack__`` and ``__cuda_array_interface__`` (no copy, and neither
+    torch nor CuPy is imported).
     """
     if isinstance(obj, TensorRef):
         return array_from_ref(obj)
@@ -119,4 +124,6 @@ def from_dlpack(obj: Any) -> np.ndarray[Any, Any]:
         return obj
     if not hasattr(obj, "__dlpack__"):
         raise TypeError(f"{type(obj).__name__} is not a DLPack producer (no __dlpack__)")
+    if isinstance(obj, GPUTensorRef) or is_cuda_producer(obj):
+        return CudaArray.from_dlpack(obj)
     return share_array(np.from_dlpack(obj))

@@ -72,6 +72,7 @@ def run_child(
     return subprocess.run(
         [sys.executable, "-c", script, *args],
         env=full_env,
+        cwd=ROOT,  # the script may import the test helpers (tests.zero_copy...)
         capture_output=True,
         text=True,
         timeout=60,

@@ -95,7 +95,7 @@ def test_open_by_uuid_under_a_mask(gpus: int) -> None:
             "try:\n"
             "    open_cuda(pickle.loads(bytes.fromhex(sys.argv[1])))\n"
             "except DeviceNotAvailableError as exc:\n"
-            "    print('refused', exc.device)\n",
+            "    print('refused', exc.device)\n",  # no device at all: cuInit fails
             pickle.dumps(ref).hex(),
             mask="",
         )
@@ -133,3 +133,50 @@ def test_memory_kinds_with_cupy(gpus: int) -> None:
         assert memory_kind(buffer.ptr, driver=driver) == "device"
         assert ref.nbytes == 1 << 20
     synchronize_cuda(0, None, driver)
+
+
+_TORCH_CHILD = """
+import pickle, sys
+import torch
+from snakepit.zero_copy import open_cuda
+ref = pickle.loads(bytes.fromhex(sys.argv[1]))
+with open_cuda(ref) as tensor:
+    view = torch.from_dlpack(tensor)
+    assert view.device.type == "cuda", view.device
+    print(view.sum().item())
+    view.mul_(-1)
+    torch.cuda.synchronize()
+"""
+
+
+def test_torch_cuda_tensors_through_dlpack_and_ipc(gpus: int) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    import snakepit
+    from snakepit.zero_copy import CudaArray
+
+    t = torch.arange(1024, device="cuda", dtype=torch.float32)
+    array = snakepit.from_dlpack(t[16:])  # an interior pointer of torch's block
+    assert isinstance(array, CudaArray)
+    assert array.ptr == t[16:].data_ptr()
+    back = torch.from_dlpack(array)
+    assert back.data_ptr() == array.ptr
+    copied = torch.from_dlpack(array.__dlpack__(max_version=(1, 0), copy=True))
+    assert copied.data_ptr() != array.ptr
+    assert torch.equal(copied, t[16:])
+    driver = cuda_driver("libcuda.so.1")
+    assert memory_kind(array.ptr, driver=driver) == "device"  # torch's default allocator
+    ref = export_cuda(
+        array.ptr,
+        array.shape,
+        array.dtype,
+        array.strides,
+        array.device_id,
+        driver=driver,
+        synchronize=True,
+    )
+    result = _child(_TORCH_CHILD, pickle.dumps(ref).hex())
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[-1]) == float(sum(range(16, 1024)))
+    assert t[16].item() == -16.0

@@ -246,7 +246,7 @@ def test_read_only_flag_reaches_numpy() -> None:
         {"stream": 0},
         {"dl_device": (2, 0)},
         {"dl_device": (1, 1)},
-        {"copy": True},
+        {"copy": True, "stream": 1},
     ],
 )
 def test_protocol_refusals_are_buffer_errors(kwargs: dict[str, Any]) -> None:

@@ -145,6 +145,11 @@ cdef extern from "snakepit_core.h" nogil:
         SP_DLPACK_EXPORT_VERSIONED
         SP_DLPACK_EXPORT_READ_ONLY
         SP_DLPACK_MAX_NDIM
+        SP_DLPACK_MAJOR_VERSION
+        SP_DLPACK_MINOR_VERSION
+
+    uint64_t SP_DLPACK_FLAG_READ_ONLY
+    uint64_t SP_DLPACK_FLAG_IS_COPIED
 
     ctypedef struct sp_dlpack_version:
         unsigned int major
