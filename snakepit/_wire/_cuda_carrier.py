@@ -38,6 +38,7 @@ from snakepit.telemetry import _bus
 from snakepit.telemetry._events import CUDA_COPY
 from snakepit.zero_copy import _cuda_leases
 from snakepit.zero_copy._cuda import DLPACK_CUDA, CudaIPCTensor, GPUTensorRef, export_cuda
+from snakepit.zero_copy._cuda_arrays import CudaArray
 from snakepit.zero_copy._cuda_memory import export_cuda_copy
 from snakepit.zero_copy._dtypes import dtype_name
 from snakepit.zero_copy._mapping import RefMode
@@ -72,10 +73,14 @@ def _shared(*fields: Any) -> Any:
     raise pickle.UnpicklingError("a snakepit descriptor is opened by snakepit's codec only")
 
 
-def _described(obj: Any) -> tuple[int, tuple[int, ...], str, tuple[int, ...], int, str] | None:
-    """``(ptr, shape, dtype, byte strides, device, library)`` of a CUDA
-    object, with its producing stream synchronised; None if it is not one
-    this carrier takes (the codec then pickles it as its type defines)."""
+Described = tuple[int, tuple[int, ...], str, tuple[int, ...], int, str, Any]
+
+
+def _described(obj: Any) -> Described | None:
+    """``(ptr, shape, dtype, byte strides, device, library, holder)`` of a
+    CUDA object, with its producing stream synchronised (``holder`` keeps the
+    memory alive: the object, or what DLPack gave for it); None if it is not
+    one this carrier takes (the codec then pickles it as its type defines)."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.Tensor):
         if not obj.is_cuda or obj.layout != torch.strided or obj.requires_grad:
@@ -90,11 +95,13 @@ def _described(obj: Any) -> tuple[int, tuple[int, ...], str, tuple[int, ...], in
         # Work queued on the tensor's stream finishes before its handle goes out.
         torch.cuda.current_stream(device).synchronize()
         strides = tuple(stride * size for stride in obj.stride())
-        return obj.data_ptr(), tuple(obj.shape), name, strides, device, "torch"
+        return obj.data_ptr(), tuple(obj.shape), name, strides, device, "torch", obj
     try:
         kind, device = obj.__dlpack_device__()
         if int(kind) != DLPACK_CUDA:
             return None
+        if not hasattr(obj, "__cuda_array_interface__"):
+            return _from_dlpack(obj)
         interface = obj.__cuda_array_interface__
         ptr = int(interface["data"][0])
         shape = tuple(int(n) for n in interface["shape"])
@@ -111,7 +118,19 @@ def _described(obj: Any) -> tuple[int, tuple[int, ...], str, tuple[int, ...], in
     if stream is not None:
         _cuda_leases.synchronize(int(device), int(stream))
     library = "cupy" if type(obj).__module__.partition(".")[0] == "cupy" else "cuda"
-    return ptr, shape, name, strides, int(device), library
+    return ptr, shape, name, strides, int(device), library, obj
+
+
+def _from_dlpack(obj: Any) -> Described | None:
+    """A CUDA producer with DLPack only (no ``__cuda_array_interface__``)."""
+    try:
+        array = CudaArray.from_dlpack(obj)
+    except (BufferError, TypeError, ValueError):
+        return None
+    # Asked with stream=None: the producer ordered its work before the legacy
+    # default stream, which is waited for here.
+    _cuda_leases.synchronize(array.device_id, 1)
+    return array.ptr, array.shape, array.dtype, array.strides, array.device_id, "cuda", array
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -140,7 +159,7 @@ def reduce(sender: Any, obj: Any) -> Any:
     found = _described(obj)
     if found is None:
         return None
-    ptr, shape, name, strides, device, library = found
+    ptr, shape, name, strides, device, library, holder = found
     if _nbytes(shape, name) < sender.threshold or ptr == 0:
         return None
     peer = _cuda_leases.forwarded(ptr)
@@ -153,7 +172,7 @@ def reduce(sender: Any, obj: Any) -> Any:
     else:
         try:
             ref = export_cuda(ptr, shape, name, strides, device)
-            held: Any = obj
+            held: Any = holder
         except UnshareableMemoryError as exc:
             # Memory the handle cannot name: one device-to-device copy that can.
             ref, held = export_cuda_copy(ptr, shape, name, strides, device)
@@ -314,4 +333,4 @@ def _rebuilt(view: CudaIPCTensor, library: str) -> Any:
         return module.asarray(view)  # CuPy keeps `view` as the memory's owner
 
 
-_TYPES: frozenset[type] = frozenset({CudaIPCTensor, LocalCudaView})
+_TYPES: frozenset[type] = frozenset({CudaIPCTensor, CudaArray, LocalCudaView})

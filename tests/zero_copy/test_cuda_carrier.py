@@ -384,3 +384,16 @@ def test_an_export_lives_while_pinned_or_held(fake_path: str) -> None:
     assert alive() is not None
     zero_copy._mapping.drop_ref(*fields[:3])
     assert _wait(lambda: alive() is None)
+
+
+def test_a_dlpack_only_cuda_producer_travels_too(pool: snakepit.Pool) -> None:
+    from ._dlpack_doubles import CudaProducer
+
+    memory = double.filled(COUNT, 1.0)
+    producer = CudaProducer(memory.ptr, (COUNT,), "float32")
+    kind, total, device, _ = pool.call(double.describe, producer)
+    assert kind == "snakepit.zero_copy._cuda.CudaIPCTensor"
+    assert total == float(np.arange(COUNT).sum() + COUNT)
+    assert device == (2, 0)
+    pool.call(double.negate, producer)
+    assert memory.host()[1] == -2.0
