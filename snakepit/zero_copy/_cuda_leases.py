@@ -25,7 +25,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,20 +44,32 @@ SWEEP_SECONDS = 0.05
 _TOKEN_BYTES = 8
 
 
-@dataclass(slots=True)
+# Plain classes, not dataclasses: every worker imports this module at start.
+
+
 class _Export:
     """One exported CUDA object and the shared token counting its holders."""
 
-    obj: Any
-    token: np.ndarray[Any, Any]
-    #: The token's block fields (see ``_ref.fields_of``).
-    fields: tuple[Any, ...]
-    #: What was exported: its descriptor and device pointer (None: not known).
-    ref: GPUTensorRef | None = None
-    ptr: int = 0
-    #: Encodings still holding it (their ``keepalive``): a call's arguments
-    #: are borrowed by the worker, so the token alone does not count them.
-    pins: int = 1
+    __slots__ = ("fields", "obj", "pins", "ptr", "ref", "token")
+
+    def __init__(
+        self,
+        obj: Any,
+        token: np.ndarray[Any, Any],
+        fields: tuple[Any, ...],
+        ref: GPUTensorRef | None = None,
+        ptr: int = 0,
+    ) -> None:
+        self.obj = obj
+        self.token = token
+        #: The token's block fields (see ``_ref.fields_of``).
+        self.fields = fields
+        #: What was exported: its descriptor and device pointer (None: not known).
+        self.ref = ref
+        self.ptr = ptr
+        #: Encodings still holding it (their ``keepalive``): a call's arguments
+        #: are borrowed by the worker, so the token alone does not count them.
+        self.pins = 1
 
     @property
     def key(self) -> tuple[str, int]:
@@ -66,12 +77,14 @@ class _Export:
         return (self.fields[0], self.fields[2])
 
 
-@dataclass
 class _Producer:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    exports: dict[tuple[str, int], _Export] = field(default_factory=dict)
-    reaper: threading.Thread | None = None
-    released: int = 0
+    __slots__ = ("exports", "lock", "reaper", "released")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.exports: dict[tuple[str, int], _Export] = {}
+        self.reaper: threading.Thread | None = None
+        self.released = 0
 
 
 _producer = _Producer()
@@ -225,23 +238,27 @@ def _reap(producer: _Producer) -> None:
 # ------------------------------------------------------------------ consumer
 
 
-@dataclass(slots=True)
 class _Mapping:
     """One open of a peer's allocation in this process, shared by its views."""
 
-    root: CudaIPCTensor
-    views: int = 0
-    #: The live views' shares (their tokens keep the producer's memory).
-    shares: weakref.WeakSet[_ViewShare] = field(default_factory=weakref.WeakSet)
+    __slots__ = ("root", "shares", "views")
+
+    def __init__(self, root: CudaIPCTensor) -> None:
+        self.root = root
+        self.views = 0
+        #: The live views' shares (their tokens keep the producer's memory).
+        self.shares: weakref.WeakSet[_ViewShare] = weakref.WeakSet()
 
 
-@dataclass
 class _Consumer:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    mappings: dict[tuple[str, int, bytes], _Mapping] = field(default_factory=dict)
-    opens: int = 0
-    #: Devices whose memory this thread's current call received.
-    touched: set[int] = field(default_factory=set)
+    __slots__ = ("lock", "mappings", "opens", "touched")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.mappings: dict[tuple[str, int, bytes], _Mapping] = {}
+        self.opens = 0
+        #: Devices whose memory the current call received.
+        self.touched: set[int] = set()
 
 
 _consumer = _Consumer()
