@@ -3,7 +3,8 @@
 Objects of the kinds the carriers know travel as descriptors of
 shared-memory blocks (no copy): numpy arrays, torch CPU tensors, Arrow
 tables (and some pandas frames, polars frames and series), and CPU arrays of
-other libraries through DLPack (JAX...). Those already in shared memory travel as
+other libraries through DLPack (JAX...); CUDA tensors as IPC handles
+(:mod:`._cuda_carrier`). Those already in shared memory travel as
 they are; others at or above the threshold are copied once into the
 sender's arena; smaller objects are pickled inline. Each carrier is a module
 of :mod:`snakepit.zero_copy` (see ``zero_copy/_numpy.py`` for the protocol),

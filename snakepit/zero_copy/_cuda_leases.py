@@ -19,6 +19,7 @@ IPC mapping *before* the token lets the producer free the memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -78,12 +79,14 @@ class _Export:
 
 
 class _Producer:
-    __slots__ = ("exports", "lock", "reaper", "released")
+    __slots__ = ("exports", "lock", "reaper", "reaper_lock", "released")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.exports: dict[tuple[str, int], _Export] = {}
         self.reaper: threading.Thread | None = None
+        # Re-entrant: a Pin may die (and wake the reaper) inside _wake itself.
+        self.reaper_lock = threading.RLock()
         self.released = 0
 
 
@@ -215,23 +218,26 @@ def drain(timeout: float) -> bool:
 def _wake() -> None:
     """Start the reaper if exports wait for their consumers and none runs."""
     producer = _producer
-    if producer.reaper is not None and producer.reaper.is_alive():
-        return
-    if not producer.lock.acquire(blocking=False):
-        return  # a sweep is under way; a Pin dying in it re-wakes later
-    try:
-        if producer.reaper is None or not producer.reaper.is_alive():
-            producer.reaper = threading.Thread(
-                target=_reap, args=(producer,), name="snakepit-cuda-leases", daemon=True
-            )
-            producer.reaper.start()
-    finally:
-        producer.lock.release()
+    with producer.reaper_lock:
+        if producer.reaper is not None:
+            return  # it stops only under this lock, once nothing is left
+        reaper = threading.Thread(
+            target=_reap, args=(producer,), name="snakepit-cuda-leases", daemon=True
+        )
+        try:
+            reaper.start()
+        except RuntimeError:  # interpreter shutdown: the process frees everything
+            return
+        producer.reaper = reaper
 
 
 def _reap(producer: _Producer) -> None:
-    while producer is _producer and producer.exports:
+    while True:
         sweep()
+        with producer.reaper_lock:
+            if producer is not _producer or not producer.exports:
+                producer.reaper = None
+                return
         time.sleep(SWEEP_SECONDS)
 
 
@@ -293,7 +299,10 @@ class _ViewShare:
                     del consumer.mappings[self.key]
         try:
             if last and mapping is not None:
-                mapping.root.close()
+                # From a finalizer, maybe: a close that fails leaks a mapping
+                # (the driver frees it with the process), it never raises here.
+                with contextlib.suppress(SnakepitError):
+                    mapping.root.close()
         finally:
             self.token = None  # after the close: the producer may free it now
 
