@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 from snakepit import hardware
 from snakepit._wire import codec
@@ -31,7 +31,6 @@ from snakepit.zero_copy._runtime import threshold_bytes
 from ._calls import Call, function_name
 from ._cancel import cancel_call
 from ._circuit import CircuitBreakerRegistry, circuits_for
-from ._fallback import OomFallbackTarget
 from ._fallback import install as install_fallback
 from ._fallback import oom_fallback as oom_fallback_for
 from ._handle import WorkerHandle
@@ -202,7 +201,7 @@ class Pool(CallMethods, Executor):
         memory_limit_per_worker: int | str | None = None,
         idle_timeout: float | None = None,
         cwd: str | os.PathLike[str] | None = None,
-        oom_fallback: OomFallbackTarget | None = None,
+        oom_fallback: Literal["cpu"] | None = None,
     ) -> None:
         if max_workers is not None:
             if workers is not None:
