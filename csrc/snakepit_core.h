@@ -419,8 +419,9 @@ int sp_cuda_device_uuid(sp_cuda_driver *driver, int device_id,
 /* ---- memory kinds ----
  *
  * Legacy IPC (cuIpcGetMemHandle) shares only cuMemAlloc allocations. Memory
- * from a stream-ordered pool (cudaMallocAsync, torch's expandable_segments),
- * from the virtual memory management API (cuMemCreate + cuMemMap), managed
+ * from a stream-ordered pool (cudaMallocAsync, torch's cudaMallocAsync backend),
+ * from the virtual memory management API (cuMemCreate + cuMemMap, as torch's
+ * expandable_segments allocates), managed
  * memory and pinned host memory need another way, so sp_cuda_ipc_export
  * refuses them with SP_ERR_UNSHAREABLE before asking the driver for a handle.
  * The kind is read with cuPointerGetAttribute:

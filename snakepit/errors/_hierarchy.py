@@ -272,8 +272,9 @@ class UnshareableMemoryError(DeviceError):
 
     Attributes:
         memory_kind: ``"pool"`` (a stream-ordered pool: ``cudaMallocAsync``,
-            torch's ``expandable_segments``), ``"vmm"`` (``cuMemCreate`` +
-            ``cuMemMap``), ``"managed"`` or ``"host"`` (pinned host memory).
+            torch's ``backend:cudaMallocAsync``), ``"vmm"`` (``cuMemCreate`` +
+            ``cuMemMap``: torch's ``expandable_segments``), ``"managed"`` or
+            ``"host"`` (pinned host memory).
         reason: Why it cannot be shared.
     """
 

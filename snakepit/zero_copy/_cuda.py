@@ -18,8 +18,8 @@ API for carriers (the pool-call carrier builds on these):
   ``offset`` says where the view starts. :func:`open_cuda` checks the whole
   view against the size the driver reports for the opened allocation.
 * :func:`export_cuda` refuses memory that legacy CUDA IPC cannot share (a
-  stream-ordered pool such as ``cudaMallocAsync`` or torch's
-  ``expandable_segments``, VMM, managed, pinned host memory) with
+  stream-ordered pool such as ``cudaMallocAsync``, VMM as torch's
+  ``expandable_segments`` uses, managed, pinned host memory) with
   UnshareableMemoryError naming the kind; :func:`memory_kind` tells in
   advance. ``export_cuda_copy`` (``_cuda_memory``) copies such a tensor once
   into a ``cuMemAlloc`` buffer that can be shared.
@@ -163,8 +163,8 @@ def memory_kind(ptr: int, device_id: int = 0, driver: CudaDriver | None = None) 
     """What kind of CUDA memory ``ptr`` is, as the driver's pointer attributes tell.
 
     ``"device"`` (``cuMemAlloc``: CUDA IPC shares it), ``"pool"`` (a
-    stream-ordered pool: ``cudaMallocAsync``, torch's ``expandable_segments``),
-    ``"vmm"`` (``cuMemCreate`` + ``cuMemMap``), ``"managed"`` or ``"host"``
+    stream-ordered pool: ``cudaMallocAsync``), ``"vmm"`` (``cuMemCreate`` +
+    ``cuMemMap``, as torch's ``expandable_segments``), ``"managed"`` or ``"host"``
     (pinned host memory). Raises DeviceError for a pointer that is no CUDA
     memory, DeviceNotAvailableError without a driver.
     """
@@ -207,12 +207,13 @@ def unshareable_error(
 
 _UNSHAREABLE_WHY = {
     "pool": (
-        "stream-ordered pool allocations (cudaMallocAsync, torch expandable_segments) need "
-        "the pool's own export (cuMemPoolExportPointer), not cuIpcGetMemHandle"
+        "stream-ordered pool allocations (cudaMallocAsync) need the pool's own export "
+        "(cuMemPoolExportPointer), not cuIpcGetMemHandle"
     ),
     "vmm": (
-        "virtual-memory-management allocations (cuMemCreate/cuMemMap) are not legacy-IPC "
-        "capable; they need cuMemExportToShareableHandle"
+        "virtual-memory-management allocations (cuMemCreate/cuMemMap, torch "
+        "expandable_segments) are not legacy-IPC capable; they need "
+        "cuMemExportToShareableHandle"
     ),
     "managed": "managed (unified) memory cannot be shared by CUDA IPC handles",
     "host": "pinned host memory is not device memory; CUDA IPC handles cannot name it",
