@@ -174,8 +174,12 @@ def test_a_crashed_consumer_releases_what_it_held(gpus: None) -> None:
         sent = double.filled(COUNT)
         alive = weakref.ref(sent)
         with pytest.raises(WorkerCrashedError):
-            pool.call(double.crash, sent)
+            pool.call(double.crash, sent)  # dies during the call: the call's pin goes
+        assert _wait(lambda: _cuda_leases.outstanding() == 0)
+        assert pool.call(double.keep, sent) == 1  # kept: a token reference in its ledger
         del sent
+        with pytest.raises(WorkerCrashedError):
+            pool.call(double.die)
         # The supervisor drops the dead worker's token reference: freed.
         assert _wait(lambda: alive() is None), "a dead worker's hold was never released"
         assert pool.call(double.open_mappings) == 0

@@ -124,6 +124,10 @@ def test_a_crashed_consumer_releases_what_it_held(torch: Any) -> None:
         with pytest.raises(WorkerCrashedError):
             pool.call(tasks.keep_and_die, sent)
         assert _wait(lambda: _cuda_leases.outstanding() == 0)
+        assert pool.call(tasks.keep, sent) == 1  # a token reference in the worker's ledger
+        with pytest.raises(WorkerCrashedError):
+            pool.call(tasks.die)
+        assert _wait(lambda: _cuda_leases.outstanding() == 0)
         assert pool.call(tasks.open_mappings) == 0
 
 
