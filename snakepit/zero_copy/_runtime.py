@@ -16,8 +16,9 @@ from ._ref import array_from_ref, describe, drop_transfer_ref, take_transfer_ref
 #: ``ref_of`` for the ledger's array (no dispatch needed).
 ref_of = tensor_ref_of
 
-#: Longest a worker that ends waits for holders of device memory it exported.
-CUDA_DRAIN_SECONDS = 2.0
+#: Longest a worker that ends waits for holders of device memory it exported
+#: (within the 2 s a graceful stop gives it by default: terminate_grace + 1).
+CUDA_DRAIN_SECONDS = 1.5
 
 
 def drain_cuda() -> bool:

@@ -401,3 +401,26 @@ def test_a_dlpack_only_cuda_producer_travels_too(pool: snakepit.Pool) -> None:
     assert device == (2, 0)
     pool.call(double.negate, producer)
     assert memory.host()[1] == -2.0
+
+
+def test_a_worker_that_ends_waits_for_the_holders_of_its_results(gpus: None) -> None:
+    import threading
+
+    import psutil
+
+    pool = snakepit.Pool(1, device="cuda:0")
+    try:
+        result = pool.call(double.make, COUNT, 1.0)
+        worker = psutil.Process(pool.call("os:getpid"))
+        stopping = threading.Thread(target=pool.shutdown)
+        stopping.start()
+        time.sleep(0.3)
+        assert worker.is_running(), "the worker ended under the caller's result"
+        assert float(double.host_view(result)[0]) == 1.0  # still readable
+        del result
+        gc.collect()
+        stopping.join(30)
+        assert not stopping.is_alive()
+        assert _wait(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE)
+    finally:
+        pool.shutdown(wait=False)
