@@ -3,7 +3,8 @@
 Objects of the kinds the carriers know travel as descriptors of
 shared-memory blocks (no copy): numpy arrays, torch CPU tensors, Arrow
 tables (and some pandas frames, polars frames and series), and CPU arrays of
-other libraries through DLPack (JAX...). Those already in shared memory travel as
+other libraries through DLPack (JAX...); CUDA tensors as IPC handles
+(:mod:`._cuda_carrier`). Those already in shared memory travel as
 they are; others at or above the threshold are copied once into the
 sender's arena; smaller objects are pickled inline. Each carrier is a module
 of :mod:`snakepit.zero_copy` (see ``zero_copy/_numpy.py`` for the protocol),
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from snakepit._core import bytes_copy
-from snakepit.errors import DtypeError, SerializationError, SharedMemoryError
+from snakepit.errors import DeviceError, DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     _arrow,  # pyarrow itself is imported on first use only
     _host_arrays,  # JAX and other DLPack CPU arrays, learned when met
@@ -44,7 +45,7 @@ from snakepit.zero_copy._runtime import (
     threshold_bytes,
 )
 
-from . import _bulk
+from . import _bulk, _cuda_carrier
 from ._bulk import OUT_OF_BAND_BYTES
 from .protocol import could_be_ctrl_c
 
@@ -60,7 +61,7 @@ BULK_RESULTS = False
 
 #: Every kind of data that travels through shared memory: the one registry.
 #: A new kind is one carrier module, added here.
-CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow, _host_arrays)
+CARRIERS: tuple[ModuleType, ...] = (_numpy, _torch, _arrow, _host_arrays, _cuda_carrier)
 _BY_TAG: dict[str, ModuleType] = {carrier.tag: carrier for carrier in CARRIERS}
 
 Blob = tuple[Any, ...]
@@ -190,8 +191,8 @@ class _Sender:
                 array, extra = obj, None
             else:
                 found = self._to_block(carrier, obj)
-                if found is None:
-                    return obj.__reduce_ex__(PROTOCOL)
+                if found is None:  # device memory goes by IPC handle
+                    return _cuda_carrier.reduce(self, obj) or obj.__reduce_ex__(PROTOCOL)
                 array, extra = found
                 fields = fields_of(array)
         except DtypeError:
@@ -291,11 +292,12 @@ class _Opener:
     decoded object alive until the next GC.
     """
 
-    __slots__ = ("borrowed", "keep")
+    __slots__ = ("borrowed", "failures", "keep")
 
     def __init__(self, keep: bool, borrowed: list[np.ndarray[Any, Any]] | None) -> None:
         self.keep = keep
         self.borrowed = borrowed
+        self.failures: list[BaseException] = []
 
     def __call__(self, *fields: Any) -> Any:
         """A carrier's object over the block a flat descriptor names."""
@@ -317,6 +319,10 @@ class _Opener:
             self.borrowed.append(array)
         return obj
 
+    def cuda(self, *fields: Any) -> Any:
+        """A CUDA tensor over a peer's memory (see :mod:`._cuda_carrier`)."""
+        return _cuda_carrier.open_descriptor(fields, self.keep, self.borrowed, self.failures)
+
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file: Any, *, opener: _Opener, buffers: Any) -> None:
@@ -326,6 +332,8 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if name == "_shared" and module == __name__:
             return self.opener
+        if name == "_shared" and module == _cuda_carrier.__name__:
+            return self.opener.cuda
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
@@ -348,6 +356,8 @@ _PLAIN, _BIG_BYTES, _OTHER, _OTHER_BIG_BYTES = range(4)
 #: In every pickle that names something in ``__main__`` (which a worker's
 #: ``__main__`` does not have): such payloads go through cloudpickle.
 _MAIN = b"__main__"
+#: Failures that keep their type through encode and decode (not "cannot serialize").
+_TYPED = (SharedMemoryError, DeviceError)
 
 
 def _scan(obj: Any) -> int:
@@ -425,7 +435,7 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
             # Plain pickle names functions and classes of ``__main__`` (which
             # the receiver's is not): only cloudpickle sends them by value.
             retry = found != _BIG_BYTES and _MAIN in payload
-        except SharedMemoryError:
+        except _TYPED:
             raise
         except Exception:
             retry = True  # lambdas, closures, local classes
@@ -433,8 +443,8 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
             sender.reset()
             payload = _dump(_cloud_pickler_class(), obj, sender)
         return sender.finish(payload, snapshot)
-    except SharedMemoryError:
-        # Out of shared memory (or cap): say so, not "cannot serialize".
+    except _TYPED:
+        # Out of shared memory (or cap), a CUDA failure: say so, not "cannot serialize".
         drop_transfers(sender.transfers)
         raise
     except Exception as exc:
@@ -508,12 +518,15 @@ def decode(
         if bulk is not None:
             buffers = _bulk.open_spans(bulk, keep, borrowed)
         opener = _Opener(keep, borrowed)
-        return _Unpickler(source, opener=opener, buffers=buffers).load()
+        value = _Unpickler(source, opener=opener, buffers=buffers).load()
+        return _cuda_carrier.checked(value, opener.failures)
     except BaseException as exc:
         # A payload may unpickle into a raised SystemExit or KeyboardInterrupt
         # (a __reduce__ that calls sys.exit): that is bad data, not a request
         # to stop. Only a real Ctrl-C, which reaches the main thread, goes on.
-        if isinstance(exc, KeyboardInterrupt) and could_be_ctrl_c():
+        if isinstance(exc, DeviceError) or (
+            isinstance(exc, KeyboardInterrupt) and could_be_ctrl_c()
+        ):
             raise
         raise SerializationError(
             f"cannot deserialize: {type(exc).__name__}: {exc}", direction="decode"

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 from snakepit import hardware
 from snakepit._wire import codec
@@ -31,6 +31,8 @@ from snakepit.zero_copy._runtime import threshold_bytes
 from ._calls import Call, function_name
 from ._cancel import cancel_call
 from ._circuit import CircuitBreakerRegistry, circuits_for
+from ._fallback import install as install_fallback
+from ._fallback import oom_fallback as oom_fallback_for
 from ._handle import WorkerHandle
 from ._health import HealthMonitor
 from ._options import (
@@ -160,6 +162,10 @@ class Pool(CallMethods, Executor):
     before the first call of each session it gets, again on the new worker
     when the session's worker died (then no SessionLostError is raised; see
     docs/crash-recovery.md, "Lost sessions").
+    ``oom_fallback="cpu"``: an ``idempotent=True`` call that runs out of GPU
+    memory runs again on one of the pool's CPU workers (the pool needs one:
+    ``device=["cuda:0", "cpu"]``); the ``("snakepit", "call", "fallback")``
+    event says why (docs/zero-copy.md, "GPU out of memory").
 
     Raises DeviceNotAvailableError for a device this machine lacks, and
     WorkerStartError when an initializer raises while the pool starts.
@@ -198,6 +204,7 @@ class Pool(CallMethods, Executor):
         memory_limit_per_worker: int | str | None = None,
         idle_timeout: float | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        oom_fallback: Literal["cpu"] | None = None,
     ) -> None:
         if max_workers is not None:
             if workers is not None:
@@ -212,6 +219,7 @@ class Pool(CallMethods, Executor):
         if not devices:
             raise ValueError("device list is empty")
         check_devices(devices)
+        fallback = oom_fallback_for(oom_fallback, devices)
         self._timeout = checked_timeout(timeout)
         recycle = RecyclePolicy.from_options(
             max_tasks_per_child=max_tasks_per_child,
@@ -279,6 +287,7 @@ class Pool(CallMethods, Executor):
             recycle=recycle,
             session_initializer=session_initializer is not None,
         )
+        install_fallback(self._supervisor, fallback)
         _live_pools.add(self)
         self._supervisor.start()
         try:

@@ -14,9 +14,11 @@ from concurrent.futures import InvalidStateError
 from typing import TYPE_CHECKING, Any
 
 from snakepit._wire import codec, protocol
-from snakepit.errors import SerializationError
+from snakepit.errors import DeviceError, SerializationError
 from snakepit.errors._remote import record_to_exception
 from snakepit.zero_copy._runtime import prune_mappings
+
+from . import _fallback as fallback
 
 if TYPE_CHECKING:
     from ._calls import Call
@@ -73,7 +75,7 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
     sup.circuits.record(call.device, True)
     try:
         value, outcome = decode_reply(tag, blob)
-    except SerializationError as error:
+    except (SerializationError, DeviceError) as error:
         sup.finish(call, error)
         return
     call.deserialize_time = time.monotonic() - now
@@ -82,7 +84,7 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         sup.report.decoded(what, call.deserialize_time, codec.blob_size(blob))
     if outcome is None:
         _succeeded(sup, call, value)
-    else:
+    elif not fallback.take(sup, call, outcome):  # oom_fallback: on the CPU instead
         sup.finish(call, outcome)
 
 
@@ -116,7 +118,7 @@ def decode_reply(tag: str, blob: Any) -> tuple[Any, BaseException | None]:
         if tag == protocol.MSG_RESULT:
             return value, None
         return value, record_to_exception(value)
-    except SerializationError:
+    except (SerializationError, DeviceError):  # DeviceError: a CUDA result not openable here
         raise
     except BaseException as exc:
         raise SerializationError(

@@ -58,6 +58,7 @@ HEALTH_ALERT: Event = ("snakepit", "health", "alert")
 MEMORY_ALLOCATE: Event = ("snakepit", "memory", "allocate")
 MEMORY_RELEASE: Event = ("snakepit", "memory", "release")
 MEMORY_GPU: Event = ("snakepit", "memory", "gpu")
+MEMORY_TORCH: Event = ("snakepit", "memory", "torch")
 SERIALIZE_STOP: Event = ("snakepit", "serialize", "stop")
 HARDWARE_DETECTED: Event = ("snakepit", "hardware", "detected")
 DEVICE_SELECTED: Event = ("snakepit", "device", "selected")
@@ -66,6 +67,8 @@ ERROR: Event = ("snakepit", "error")
 ML_TENSOR_OP: Event = ("snakepit", "ml", "tensor_op")
 ML_INFERENCE: Event = ("snakepit", "ml", "inference")
 ML_TRAIN_STEP: Event = ("snakepit", "ml", "train_step")
+CUDA_COPY: Event = ("snakepit", "cuda", "copy")
+CALL_FALLBACK: Event = ("snakepit", "call", "fallback")
 
 _ML_WORKER = {
     "worker_id": "set when the event was raised in a worker and forwarded",
@@ -266,6 +269,41 @@ CATALOGUE: tuple[EventSpec, ...] = (
         {"used": "bytes in use", "free": "bytes free", "total": "bytes in all"},
         {"device": "GPU index", "name": "GPU name"},
         "The GPU memory profiler took a sample.",
+    ),
+    EventSpec(
+        MEMORY_TORCH,
+        {
+            "allocated": "bytes torch's caching allocator gave to tensors (memory_allocated)",
+            "reserved": "bytes it holds from the driver (memory_reserved)",
+        },
+        {
+            "device": "cuda:N, the process's own ordinal",
+            "worker_id": "set when a worker sampled it after a call (at most once a second)",
+            "worker_pid": "process id of that worker (forwarded events only)",
+        },
+        "torch's CUDA allocator was sampled (only where torch is imported and has used CUDA).",
+    ),
+    EventSpec(
+        CUDA_COPY,
+        {"bytes": "bytes copied"},
+        {
+            "memory_kind": "pool, vmm, managed or host: what CUDA IPC cannot share",
+            "device": "the tensor's device (cuda:N)",
+            "reason": "why it could not travel by handle",
+        },
+        "A CUDA tensor in memory CUDA IPC cannot share was copied once to travel by handle.",
+    ),
+    EventSpec(
+        CALL_FALLBACK,
+        {"attempt": "number of the attempt about to run on the fallback device"},
+        {
+            "call_id": "the call",
+            "pool": "pool name",
+            "from_device": "device whose worker ran out of memory",
+            "to_device": "device the call runs on instead (cpu)",
+            "reason": "the OutOfMemoryError's message",
+        },
+        "An idempotent call ran out of GPU memory and runs again on the CPU (oom_fallback).",
     ),
     EventSpec(
         SERIALIZE_STOP,

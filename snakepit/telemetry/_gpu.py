@@ -6,11 +6,19 @@ keeps the last ``history`` rounds, tracks each device's peak and emits a
 ``("snakepit", "memory", "gpu")`` event per device per sample. Where there is
 no NVML library or no GPU it does nothing: :attr:`GpuMemoryProfiler.available`
 is ``False`` and :attr:`GpuMemoryProfiler.reason` says why.
+
+NVML sees a device's memory as the driver does (every process's). Where a
+process has imported torch and torch has used CUDA, its caching allocator
+says how much of that is this process's tensors (``allocated``) and how much
+it keeps cached (``reserved``): :func:`torch_memory`, sampled by the profiler
+each round and by a worker after its calls (:func:`report_torch_memory`), as
+``("snakepit", "memory", "torch")`` events. torch is never imported for it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -19,7 +27,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from snakepit.telemetry._bus import enabled, execute
-from snakepit.telemetry._events import MEMORY_GPU
+from snakepit.telemetry._events import MEMORY_GPU, MEMORY_TORCH
 
 _log = logging.getLogger("snakepit.telemetry")
 
@@ -45,6 +53,67 @@ class GpuMemorySample:
     used: int
     free: int
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class TorchMemorySample:
+    """torch's CUDA caching allocator on one device of this process (bytes)."""
+
+    device: int
+    allocated: int
+    reserved: int
+
+
+def torch_memory() -> list[TorchMemorySample]:
+    """torch's allocated and reserved bytes per device, if this process has
+    imported torch and torch has initialised CUDA; else an empty list."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is None:
+        return []
+    try:
+        if not cuda.is_initialized():
+            return []
+        return [
+            TorchMemorySample(
+                index, int(cuda.memory_allocated(index)), int(cuda.memory_reserved(index))
+            )
+            for index in range(int(cuda.device_count()))
+        ]
+    except Exception:  # a broken CUDA state must not break telemetry
+        _log.debug("torch allocator sample failed", exc_info=True)
+        return []
+
+
+def emit_torch_memory(samples: list[TorchMemorySample]) -> None:
+    """One ``("snakepit", "memory", "torch")`` event per sample."""
+    for sample in samples:
+        execute(
+            MEMORY_TORCH,
+            {"allocated": sample.allocated, "reserved": sample.reserved},
+            {"device": f"cuda:{sample.device}"},
+        )
+
+
+#: A worker samples torch's allocator after a call at most this often (seconds).
+TORCH_REPORT_SECONDS = 1.0
+_last_torch_report = 0.0
+
+
+def report_torch_memory(now: float | None = None) -> bool:
+    """After a call in a worker: emit torch's allocator figures if torch is
+    loaded and the last report is :data:`TORCH_REPORT_SECONDS` old; True if it did.
+    A process without torch pays one dictionary lookup."""
+    global _last_torch_report
+    if "torch" not in sys.modules or not enabled(MEMORY_TORCH):
+        return False
+    moment = time.monotonic() if now is None else now
+    if moment - _last_torch_report < TORCH_REPORT_SECONDS:
+        return False
+    _last_torch_report = moment
+    samples = torch_memory()
+    emit_torch_memory(samples)
+    return bool(samples)
 
 
 def _load_pynvml() -> Any:
@@ -183,6 +252,8 @@ class GpuMemoryProfiler:
                     {"used": sample.used, "free": sample.free, "total": sample.total},
                     {"device": sample.device, "name": sample.name},
                 )
+        if enabled(MEMORY_TORCH):
+            emit_torch_memory(torch_memory())
         return result
 
     def _run(self) -> None:

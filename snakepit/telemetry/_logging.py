@@ -52,6 +52,9 @@ DEFAULT_LEVELS: Mapping[Event, int] = {
     ev.MEMORY_ALLOCATE: logging.DEBUG,
     ev.MEMORY_RELEASE: logging.DEBUG,
     ev.MEMORY_GPU: logging.DEBUG,
+    ev.MEMORY_TORCH: logging.DEBUG,
+    ev.CUDA_COPY: logging.INFO,
+    ev.CALL_FALLBACK: logging.WARNING,
     ev.SERIALIZE_STOP: logging.DEBUG,
     ev.HARDWARE_DETECTED: logging.INFO,
     ev.DEVICE_SELECTED: logging.INFO,
@@ -212,6 +215,19 @@ _FORMATS: dict[Event, _Format] = {
     ev.MEMORY_GPU: lambda m, md: (
         f"GPU {md.get('device', '?')} ({md.get('name', '?')}): {_bytes(m.get('used'))} used, "
         f"{_bytes(m.get('free'))} free of {_bytes(m.get('total'))}"
+    ),
+    ev.MEMORY_TORCH: lambda m, md: (
+        f"torch on {md.get('device', '?')}: {_bytes(m.get('allocated'))} allocated, "
+        f"{_bytes(m.get('reserved'))} reserved"
+    ),
+    ev.CUDA_COPY: lambda m, md: (
+        f"CUDA tensor on {md.get('device', '?')} copied once ({_bytes(m.get('bytes'))}): "
+        f"{md.get('memory_kind', '?')} memory: {md.get('reason', '')}"
+    ),
+    ev.CALL_FALLBACK: lambda m, md: (
+        f"call {md.get('call_id', '?')} out of memory on {md.get('from_device', '?')}, "
+        f"runs on {md.get('to_device', '?')} (attempt {m.get('attempt', 0):.0f}): "
+        f"{md.get('reason', '')}"
     ),
     ev.SERIALIZE_STOP: lambda m, md: (
         f"{md.get('direction', '?')}d {md.get('what', '?')}: {_bytes(m.get('bytes'))}, "

@@ -24,16 +24,19 @@ from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
 from snakepit.telemetry import _bus as telemetry_bus
+from snakepit.telemetry._gpu import report_torch_memory
 from snakepit.telemetry._propagation import activated, active_carrier
 from snakepit.worker import _output as worker_output
 from snakepit.zero_copy._runtime import (
     LeaseLedger,
     array_from_ref,
     configure,
+    drain_cuda,
     install_ledger,
     install_warm_buffers,
     prune_mappings,
     retain,
+    settle_cuda,
 )
 
 if TYPE_CHECKING:
@@ -246,11 +249,16 @@ class Worker:
                 with activated(trace_context):
                     result = fn(*args, **kwargs)
             python_seconds = time.perf_counter() - started
+            # Its writes to received device memory land before the reply (and
+            # before the arguments' mappings may close).
+            settle_cuda()
             worker_output.flush_partial_lines()
             args, kwargs = (), {}  # the call no longer holds its arguments
             _retain_kept(borrowed)
         except Exception as exc:
             python_seconds = time.perf_counter() - started if started else 0.0
+            with contextlib.suppress(Exception):
+                settle_cuda()
             # A failed call may have kept arguments too (the traceback holding
             # them only makes that reference short-lived).
             _retain_kept(borrowed)
@@ -269,6 +277,7 @@ class Worker:
                 prune_mappings()
         if self.limits is not None:
             self._check_limits(None)
+        report_torch_memory()  # torch's allocator, if the calls use it (at most 1/s)
         self.send(protocol.MSG_RESULT, call_id, result, python_seconds)
 
     def _check_limits(self, error: BaseException | None) -> None:
@@ -386,7 +395,10 @@ def run(fd: int, supervisor_pid: int, fault_fd: int) -> int:
     # the call's finally blocks and context managers unwind before we end.
     signal.signal(signal.SIGINT, protocol.interrupt_call)
     try:
-        return worker.serve()
+        code = worker.serve()
+        # Device memory we exported dies with us: give its holders a moment.
+        drain_cuda()
+        return code
     except KeyboardInterrupt:
         _end_interrupted()
 

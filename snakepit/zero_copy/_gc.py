@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 from snakepit import _core
 
@@ -17,6 +18,10 @@ from ._ledger import LeaseLedger
 from ._mapping import SHM_DIR
 
 NAME_PREFIX = "snakepit-"
+
+#: Called after a dead process's references were dropped (the CUDA leases
+#: free exports whose tokens those references held: ``_cuda_leases``).
+after_drop: list[Callable[[], object]] = []
 
 
 def _owner_alive(pid: int) -> bool:
@@ -88,6 +93,8 @@ def drop_held_references(ledger: LeaseLedger) -> int:
         except _core.CoreError:
             continue
     ledger.clear()
+    for hook in after_drop:
+        hook()
     return dropped
 
 

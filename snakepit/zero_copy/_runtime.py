@@ -6,6 +6,8 @@ has no need of them. One import site keeps that plumbing out of the public
 """
 
 from ._arena import configure, install_warm_buffers, threshold_bytes, zeros
+from ._cuda_leases import drain as _drain
+from ._cuda_leases import settle as settle_cuda
 from ._gc import collect_garbage, drop_held_references, prune_mappings
 from ._ledger import LEDGER_BYTES, LeaseLedger
 from ._mapping import install_ledger, retain
@@ -14,13 +16,25 @@ from ._ref import array_from_ref, describe, drop_transfer_ref, take_transfer_ref
 #: ``ref_of`` for the ledger's array (no dispatch needed).
 ref_of = tensor_ref_of
 
+#: Longest a worker that ends waits for holders of device memory it exported
+#: (within the 2 s a graceful stop gives it by default: terminate_grace + 1).
+CUDA_DRAIN_SECONDS = 1.5
+
+
+def drain_cuda() -> bool:
+    """Wait (bounded) until no process holds CUDA memory this one exported."""
+    return _drain(CUDA_DRAIN_SECONDS)
+
+
 __all__ = [
     "LEDGER_BYTES",
     "LeaseLedger",
     "array_from_ref",
     "collect_garbage",
+    "CUDA_DRAIN_SECONDS",
     "configure",
     "describe",
+    "drain_cuda",
     "drop_held_references",
     "drop_transfer_ref",
     "install_ledger",
@@ -28,6 +42,7 @@ __all__ = [
     "prune_mappings",
     "ref_of",
     "retain",
+    "settle_cuda",
     "take_transfer_ref",
     "threshold_bytes",
     "zeros",

@@ -15,7 +15,7 @@ import pytest
 
 import snakepit
 from snakepit import zero_copy
-from snakepit._wire import codec
+from snakepit._wire import _cuda_carrier, codec
 from snakepit.errors import InvalidDescriptorError, SerializationError
 from snakepit.zero_copy import _arrow, _host_arrays, _numpy, _torch
 from snakepit.zero_copy._ref import TensorRef
@@ -50,7 +50,7 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def test_every_carrier_is_registered_once_with_its_own_tag() -> None:
-    assert (_numpy, _torch, _arrow, _host_arrays) == codec.CARRIERS
+    assert (_numpy, _torch, _arrow, _host_arrays, _cuda_carrier) == codec.CARRIERS
     tags = [carrier.tag for carrier in codec.CARRIERS]
     assert len(set(tags)) == len(tags)
     for carrier in codec.CARRIERS:
