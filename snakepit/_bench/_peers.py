@@ -6,7 +6,8 @@ Both are imported only when a case runs.
 
 Ray is always started on loopback (:data:`RAY_ENV` before the import,
 :data:`RAY_INIT` for ``ray.init``), at most once per :class:`Env` (the bench
-suite keeps every Ray case in one module, so once per session), and shut
+suite keeps its Ray cases in two modules, ``test_large`` and ``test_ray``, so
+at most twice per session), and shut
 down with it. :func:`check_loopback` refuses a session with a socket that
 listens on, or talks to, anything but loopback.
 """

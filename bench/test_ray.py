@@ -1,0 +1,25 @@
+"""``Pool(backend="ray")`` against raw Ray actors and tasks, in one Ray session.
+
+No-op round trip, a fresh 100 MiB argument (host on the caller's node) and
+crash to the next good call (against Ray's own actor restart). Ray, when
+installed, starts once for this module, bound to loopback, and is shut down
+with it; every case is skipped, with the reason, where ray or the Ray
+backend is missing.
+
+The cases, their peers and targets are in ``snakepit._bench.cases`` (suite
+``ray``); ``bench/report.py`` turns a ``--benchmark-json`` file into ratios.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench._harness import measure, params
+from snakepit._bench.cases import Case, Env, Impl
+
+
+@pytest.mark.parametrize(("case", "impl"), params("ray"))
+def test_ray(benchmark: Any, env: Env, case: Case, impl: Impl) -> None:
+    measure(benchmark, env, case, impl)
