@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from concurrent.futures import Future
@@ -9,13 +10,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psutil
 
 from snakepit.telemetry import _bus
+from snakepit.zero_copy._runtime import collect_garbage
+
+from ._ray_env import import_ray
 
 if TYPE_CHECKING:
     from ._ray_pool import RayPool
 
-__all__ = ["Host", "RayCall", "emit_host_events", "probe_array"]
+__all__ = [
+    "Host",
+    "RayCall",
+    "emit_host_events",
+    "host_lost_reported",
+    "kill_hosts",
+    "probe_array",
+]
 
 #: Calls a host may have in flight per worker: one running, one waiting in its
 #: local queue, so a worker never waits for the network between two calls.
@@ -30,6 +42,7 @@ class Host:
     first_slot: int
     size: int
     actor: Any = None
+    actor_name: str = ""
     generation: int = 0
     #: starting | ready | lost (a replacement is due) | failed | stopped
     state: str = "starting"
@@ -109,3 +122,45 @@ def emit_host_events(pool: RayPool, host: Host, events: list[tuple[Any, ...]]) -
                 str(meta.get("exit_kind", "unknown")),
             )
         _bus.execute(tuple(event), measurements, meta)
+
+
+def kill_hosts(hosts: list[Host]) -> None:
+    """Kill the hosts' actors; unlink the shared memory of those on this node.
+
+    A killed host cannot unlink its own regions (results it sent here live
+    in them: our mappings stay valid after the unlink, as for a dead local
+    worker's).
+    """
+    ray = import_ray()
+    mine: list[int] = []
+    for host in hosts:
+        if host.actor is not None:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(host.actor, no_restart=True)
+        if host.local and host.pid is not None:
+            mine.append(host.pid)
+    for pid in mine:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).wait(timeout=10)
+        collect_garbage(owner_pid=pid)
+
+
+def host_lost_reported(pool: RayPool, host: Host, error: BaseException) -> None:
+    """A lost host's slots count as crashes (kind ``lost``) in the driver's health
+    monitor, and one ``snakepit.worker.crash`` event says so, with the node."""
+    for slot in range(host.first_slot, host.first_slot + host.size):
+        pool._health.record_crash(slot, None, "lost")
+    _bus.execute(
+        ("snakepit", "worker", "crash"),
+        {"uptime": 0.0},
+        {
+            "pool": pool.name,
+            "worker_id": host.first_slot,
+            "pid": host.pid,
+            "exit_kind": "lost",
+            "backend": "ray",
+            "node_id": host.node_id,
+            "host": host.index,
+            "description": str(error),
+        },
+    )

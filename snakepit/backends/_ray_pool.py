@@ -35,10 +35,8 @@ import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import psutil
 
 from snakepit._wire import codec
 from snakepit.errors import (
@@ -60,12 +58,19 @@ from snakepit.pool._options import CallOptions, checked_timeout
 from snakepit.pool._pool import Pool, _pool_numbers
 from snakepit.pool._retry import RetryPolicy
 from snakepit.telemetry import _bus
-from snakepit.zero_copy._runtime import collect_garbage
 
 from ._host import portable_blob
 from ._ray_env import import_ray
 from ._ray_errors import classify_ray_error
-from ._ray_hosts import Host, RayCall, emit_host_events, probe_array
+from ._ray_hosts import (
+    Host,
+    RayCall,
+    emit_host_events,
+    host_lost_reported,
+    kill_hosts,
+    probe_array,
+)
+from ._ray_state import host_records, monitor, pool_health, pool_stats, worker_records
 
 if TYPE_CHECKING:
     from ._ray import RayBackend
@@ -80,34 +85,6 @@ class _SessionPin:
     host: int
     generation: int
     lost: BaseException | None = None
-
-
-@dataclass
-class _Counters:
-    values: dict[str, int] = field(
-        default_factory=lambda: {"completed": 0, "failed": 0, "retries": 0, "lost": 0}
-    )
-
-
-def _kill_hosts(hosts: list[Host]) -> None:
-    """Kill the hosts' actors; unlink the shared memory of those on this node.
-
-    A killed host cannot unlink its own regions (results it sent here live
-    in them: our mappings stay valid after the unlink, as for a dead local
-    worker's).
-    """
-    ray = import_ray()
-    mine: list[int] = []
-    for host in hosts:
-        if host.actor is not None:
-            with contextlib.suppress(Exception):  # already gone
-                ray.kill(host.actor, no_restart=True)
-        if host.local and host.pid is not None:
-            mine.append(host.pid)
-    for pid in mine:
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(pid).wait(timeout=10)
-        collect_garbage(owner_pid=pid)
 
 
 class RayPool(Pool):
@@ -168,7 +145,7 @@ class RayPool(Pool):
         self._call_ids = itertools.count(1)
         self._map_window = max(8, 4 * count)
         self._closed = False
-        self._counters = _Counters().values
+        self._counters = {"completed": 0, "failed": 0, "retries": 0, "lost": 0}
         self._waiting: deque[RayCall] = deque()
         self._calls: dict[int, RayCall] = {}
         self._by_future: weakref.WeakKeyDictionary[Future[Any], RayCall] = (
@@ -204,12 +181,12 @@ class RayPool(Pool):
             self._start_all(start_timeout)
         except BaseException:
             self._closed = True
-            _kill_hosts(self._hosts)
+            kill_hosts(self._hosts)
             raise
         for thread in self._threads:
             thread.start()
         self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(
-            self, _kill_hosts, self._hosts
+            self, kill_hosts, self._hosts
         )
 
     # ------------------------------------------------------------ hosts
@@ -225,7 +202,7 @@ class RayPool(Pool):
         """Create ``host``'s actor (a new generation) and ask it to start."""
         host.generation += 1
         host.state = "starting"
-        name = f"snakepit:{self.name}:{host.index}:{host.generation}"
+        name = host.actor_name = f"snakepit:{self.name}:{host.index}:{host.generation}"
         sys_path = list(sys.path) if self._config.ship_sys_path else []
         host.actor = self._actor_class.options(**self._config.host_options(name)).remote(
             name, sys_path
@@ -291,27 +268,12 @@ class RayPool(Pool):
                     pin.lost = error
             delay = min(self._backoff[1], self._backoff[0] * 2 ** (host.losses - 1))
             actor, host.actor = host.actor, None
-        for slot in range(host.first_slot, host.first_slot + host.size):
-            self._health.record_crash(slot, None, "lost")
-        _bus.execute(
-            ("snakepit", "worker", "crash"),
-            {"uptime": 0.0},
-            {
-                "pool": self.name,
-                "worker_id": host.first_slot,
-                "pid": host.pid,
-                "exit_kind": "lost",
-                "backend": "ray",
-                "node_id": host.node_id,
-                "host": host.index,
-                "description": str(error),
-            },
-        )
+        host_lost_reported(self, host, error)
         dead = Host(host.index, 0, 0, actor=actor, pid=host.pid, local=host.local)
 
         def replace() -> None:
             # In a thread of its own: the kill may wait for the process to end.
-            _kill_hosts([dead])
+            kill_hosts([dead])
             time.sleep(delay)
             self._restart(host, generation)
 
@@ -543,122 +505,30 @@ class RayPool(Pool):
 
     # ------------------------------------------------------------ monitor
 
-    def _monitor_loop(self) -> None:
-        ray = import_ray()
-        while not self._wake.wait(self._config.poll_interval):
-            hosts = [h for h in self._hosts if h.state == "ready" and h.actor is not None]
-            probes = [(h, h.generation, h.actor.drain.remote()) for h in hosts]
-            for host, generation, ref in probes:
-                try:
-                    events = ray.get(ref, timeout=30)
-                except Exception as exc:
-                    error = classify_ray_error(exc, node_id=host.node_id)
-                    if isinstance(error, WorkerCrashedError):
-                        self._host_lost(host, generation, error)
-                    continue
-                emit_host_events(self, host, events)
-            self._backstop()
-
-    def _backstop(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            late = [
-                c
-                for c in self._calls.values()
-                if c.timeout is not None
-                and c.started is not None
-                and now - c.started > c.timeout + self._grace + self._config.backstop
-            ]
-        for call in late:
-            host = self._hosts[call.host] if call.host is not None else None
-            if host is not None and host.generation == call.generation and host.actor is not None:
-                _kill_hosts([host])  # its calls fail "lost"; a new host starts
-
     # ------------------------------------------------------------ state
+
+    def _monitor_loop(self) -> None:
+        monitor(self)
 
     def stats(self) -> dict[str, int]:
         """Worker states summed over the hosts, queue depth, lifetime counters."""
-        ray = import_ray()
-        total: dict[str, int] = {
-            "size": sum(h.size for h in self._hosts),
-            "idle": 0,
-            "busy": 0,
-            "starting": 0,
-            "crashed": 0,
-            "unhealthy": 0,
-            "parked": 0,
-            "queue_depth": 0,
-            "crashes": 0,
-        }
-        for host in list(self._hosts):
-            if host.state != "ready" or host.actor is None:
-                key = {"starting": "starting", "failed": "unhealthy"}.get(host.state, "crashed")
-                total[key] += host.size
-                continue
-            try:
-                stats = ray.get(host.actor.stats.remote(), timeout=30)
-            except Exception:
-                total["crashed"] += host.size
-                continue
-            for key in ("idle", "busy", "starting", "crashed", "unhealthy", "parked", "crashes"):
-                total[key] += int(stats.get(key, 0))
-            total["queue_depth"] += int(stats.get("queue_depth", 0))
-        with self._lock:
-            total["queue_depth"] += len(self._waiting)
-            total["crashes"] += self._counters["lost"]
-            return {**total, **self._counters}
+        return pool_stats(self)
 
     def health(self) -> dict[str, Any]:
         """Health status and history, with each worker's host and node."""
-        ray = import_ray()
-        snapshot = self._health.snapshot()
-        workers: dict[int, dict[str, Any]] = {}
-        for host in list(self._hosts):
-            inner: dict[int, Any] = {}
-            if host.state == "ready" and host.actor is not None:
-                try:
-                    inner = ray.get(host.actor.health.remote(), timeout=30).get("workers", {})
-                except Exception:
-                    inner = {}
-            for offset in range(host.size):
-                entry = dict(inner.get(offset, {"state": host.state, "pid": None}))
-                entry.update(node_id=host.node_id, host=host.index)
-                workers[host.first_slot + offset] = entry
-        snapshot["workers"] = workers
-        return snapshot
+        return pool_health(self)
 
     def workers(self) -> list[tuple[str | None, int]]:
         """``(node_id, pid)`` of every live worker, on every node."""
-        ray = import_ray()
-        found: list[tuple[str | None, int]] = []
-        for host in list(self._hosts):
-            if host.state == "ready" and host.actor is not None:
-                try:
-                    pids = ray.get(host.actor.worker_pids.remote(), timeout=30)
-                except Exception:
-                    continue
-                found.extend((host.node_id, pid) for pid in pids)
-        return found
+        return [(node, pid) for node, pid, _ in worker_records(self._hosts)]
 
     def worker_pids(self) -> list[int]:
         """Pids of the live workers on this machine's node (see :meth:`workers`)."""
-        return [pid for node, pid in self.workers() if node == self._node_id]
+        return [pid for _, pid, local in worker_records(self._hosts) if local]
 
     def hosts(self) -> list[dict[str, Any]]:
-        """One record per host: index, state, node, pid, generation, slots."""
-        return [
-            {
-                "host": h.index,
-                "state": h.state,
-                "node_id": h.node_id,
-                "node_ip": h.node_ip,
-                "pid": h.pid,
-                "generation": h.generation,
-                "slots": list(range(h.first_slot, h.first_slot + h.size)),
-                "same_memory": h.same_memory,
-            }
-            for h in self._hosts
-        ]
+        """One record per host: index, actor name, state, node, pid, generation, slots."""
+        return host_records(self._hosts)
 
     def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool:
         """Cancel a call, even a running one (as :meth:`snakepit.Pool.cancel`)."""
@@ -712,7 +582,7 @@ class RayPool(Pool):
         stops = [h.actor.stop.remote(kill_running) for h in self._hosts if h.actor is not None]
         with contextlib.suppress(Exception):  # a host that cannot stop is killed below
             ray.get(stops, timeout=30 if wait else 5)
-        _kill_hosts(self._hosts)
+        kill_hosts(self._hosts)
         for host in self._hosts:
             host.actor, host.state = None, "stopped"
         self._done.put(_STOP)
