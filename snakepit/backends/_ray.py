@@ -28,7 +28,7 @@ class RayBackend:
     local snakepit pool of ``workers_per_host`` worker processes; Ray places
     the hosts and carries calls to them. Crashes are classified by the
     host's supervisor as on one machine; a host or node that is lost is exit
-    kind ``lost``. See :mod:`snakepit.backends` and docs/scale-out.md.
+    kind ``lost``. See the ``snakepit.backends`` package and docs/scale-out.md.
 
     Args:
         address: The Ray cluster to use when Ray is not initialised in this
@@ -83,7 +83,7 @@ class RayBackend:
             )
 
     def pool_class(self) -> type[Pool]:
-        """The pool class that runs this backend (:class:`RayPool`)."""
+        """The pool class that runs this backend (a ``snakepit.Pool`` subclass)."""
         from ._ray_pool import RayPool
 
         return RayPool

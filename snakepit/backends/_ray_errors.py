@@ -65,24 +65,19 @@ def classify_ray_error(
     The Ray exception is chained as ``__cause__``; its text, when it helps,
     is a note.
 
-    ========================================  ===============================================
-    Ray                                       snakepit
-    ========================================  ===============================================
-    ``ActorDiedError``, ``RayActorError``,    ``WorkerCrashedError(exit_kind="lost")``
-    ``ActorUnavailableError``,                (``killed`` with OOM wording when Ray's memory
-    ``WorkerCrashedError``, ``NodeDiedError``, monitor did it; a note for a preempted node)
-    ``OwnerDiedError``, ``LocalRayletDiedError``
-    ``ObjectStoreFullError``,                 ``SharedMemoryExhaustedError``
-    ``OutOfDiskError``
-    ``ObjectLostError`` and its kin           ``WorkerCrashedError(exit_kind="lost")``
-    ``TaskUnschedulableError``,               ``WorkerUnavailableError``
-    ``ActorUnschedulableError``,
-    ``PlacementGroupSchedulingError``
-    ``RuntimeEnvSetupError``                  ``WorkerStartError``
-    ``TaskCancelledError``                    ``CallCancelledError``
-    ``RaySystemError``, ``GetTimeoutError``,  ``WorkerUnavailableError``
-    anything else
-    ========================================  ===============================================
+    * ``ActorDiedError``, ``ActorUnavailableError``, ``RayActorError``,
+      ``WorkerCrashedError``, ``NodeDiedError``, ``OwnerDiedError``,
+      ``LocalRayletDiedError``, ``ObjectLostError`` and its kin:
+      ``WorkerCrashedError(exit_kind="lost")`` (``killed`` with OOM wording when
+      Ray's memory monitor did it; a note for a preempted node);
+    * ``ObjectStoreFullError``, ``OutOfDiskError``: ``SharedMemoryExhaustedError``;
+    * ``TaskUnschedulableError``, ``ActorUnschedulableError``,
+      ``PlacementGroupSchedulingError``: ``WorkerUnavailableError``;
+    * ``RuntimeEnvSetupError``: ``WorkerStartError``;
+    * ``TaskCancelledError``: ``CallCancelledError``;
+    * ``RaySerializationError``: ``SerializationError``;
+    * ``RaySystemError``, ``GetTimeoutError`` and anything else:
+      ``WorkerUnavailableError``.
     """
     if isinstance(exc, SnakepitError):
         return exc

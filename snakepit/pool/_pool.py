@@ -172,7 +172,7 @@ class Pool(CallMethods, Executor):
     """
 
     def __new__(cls, *args: Any, backend: object = "local", **kwargs: Any) -> Pool:
-        """The local pool, or the pool class of ``backend`` (see :mod:`snakepit.backends`)."""
+        """The local pool, or the pool class of ``backend`` (see ``snakepit.backends``)."""
         if backend == "local":
             return super().__new__(cls)
         from ._backends import pool_class_for
