@@ -1,0 +1,37 @@
+"""One local Ray for the whole test session (start-up costs seconds).
+
+Bound to 127.0.0.1, no dashboard, no usage stats, a small object store;
+the environment is set before ray is first imported. Tests that need Ray
+take ``ray_session``; they skip (with the reason) only where ray is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Before anything here can import ray (test modules import ray.exceptions too).
+os.environ.update(RAY_ENV)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Any]:
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            object_store_memory=128 * 1024 * 1024,
+            log_to_driver=False,
+        )
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
