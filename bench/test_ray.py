@@ -12,12 +12,21 @@ The cases, their peers and targets are in ``snakepit._bench.cases`` (suite
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
 
 from bench._harness import measure, params
 from snakepit._bench.cases import Case, Env, Impl
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_ray_left_by_the_tests() -> None:
+    """The bench starts its own Ray (on loopback, checked): stop one the tests left."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 @pytest.mark.parametrize(("case", "impl"), params("ray"))

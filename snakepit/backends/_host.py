@@ -39,6 +39,8 @@ from snakepit.errors import SnakepitError
 from snakepit.pool._pool import Pool
 from snakepit.telemetry import _bus
 
+from ._ray_data import host_mode, portable_blob, resolve_args
+
 __all__ = ["EVENT_BUFFER", "SnakepitHost", "portable_blob", "portable_metadata"]
 
 #: Events a host keeps for the driver between two drains (the oldest go first).
@@ -72,6 +74,7 @@ class SnakepitHost:
 
     def __init__(self, host_name: str, sys_path: list[str]) -> None:
         self._name = host_name
+        host_mode()  # arrays fetched from Ray's store reach workers read-only
         # Functions and initializers name modules by reference: the driver's
         # import path makes the same modules importable here (same machine;
         # other nodes need the code installed or shipped with runtime_env).
@@ -159,7 +162,10 @@ class SnakepitHost:
         try:
             fn = self._function(fn_id, fn_blob)
             how, payload = args
-            call_args, call_kwargs = codec.decode(payload, keep=True) if how == "codec" else payload
+            if how == "codec":
+                call_args, call_kwargs = codec.decode(payload, keep=True)
+            else:
+                call_args, call_kwargs = resolve_args(payload)
             future = pool.options(**options).submit(fn, *call_args, **call_kwargs)
             del call_args, call_kwargs
             with self._lock:
@@ -210,12 +216,3 @@ class SnakepitHost:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True, kill_running=kill_running)
         return True
-
-
-def portable_blob(blob: codec.Blob) -> codec.Blob:
-    """A codec blob another process can receive: out-of-band parts as bytes."""
-    payload = blob[0]
-    head = bytes(payload.raw()) if isinstance(payload, pickle.PickleBuffer) else bytes(payload)
-    if len(blob) == 3:
-        return (head, (), blob[2])
-    return (head, tuple(bytes(part) for part in blob[1]))

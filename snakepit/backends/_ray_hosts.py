@@ -84,6 +84,9 @@ class RayCall:
     host: int | None = None
     generation: int = 0
     keepalive: list[Any] = field(default_factory=list)
+    #: id(array) -> (array, ObjectRef): arguments put into Ray's store for a
+    #: remote host, once per call (retries reuse them; see _ray_data).
+    objects: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
 
 def probe_array() -> np.ndarray[Any, Any]:

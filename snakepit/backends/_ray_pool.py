@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from snakepit._wire import codec
 from snakepit.errors import (
     CallCancelledError,
+    DeviceMismatchError,
     PoolClosedError,
     SerializationError,
     SessionLostError,
@@ -60,6 +61,7 @@ from snakepit.pool._retry import RetryPolicy
 from snakepit.telemetry import _bus
 
 from ._host import portable_blob
+from ._ray_data import adopt_result, payload_for
 from ._ray_env import import_ray
 from ._ray_errors import classify_ray_error
 from ._ray_hosts import (
@@ -377,15 +379,8 @@ class RayPool(Pool):
 
     def _send(self, call: RayCall, host: Host) -> None:
         try:
-            if host.same_memory:
-                # Same node and /dev/shm: the driver's shared memory goes as
-                # descriptors, as to a local worker (no copy into Ray's store).
-                encoded = codec.encode((call.args, call.kwargs), snapshot=True)
-                call.keepalive = encoded.keepalive
-                payload: tuple[str, Any] = ("codec", portable_blob(encoded.blob))
-            else:
-                payload = ("ray", (call.args, call.kwargs))
-        except (SerializationError, SharedMemoryError) as exc:
+            payload = payload_for(call, host, self.name)
+        except (SerializationError, SharedMemoryError, DeviceMismatchError) as exc:
             self._settle(call, host, error=exc)
             return
         options = {
@@ -445,7 +440,9 @@ class RayPool(Pool):
         if status == "ok":
             how, payload = value
             try:
-                result = codec.decode(payload, keep=True) if how == "codec" else payload
+                result = (
+                    codec.decode(payload, keep=True) if how == "codec" else adopt_result(payload)
+                )
             except SerializationError as exc:
                 self._settle(call, host, error=exc)
                 return
@@ -493,7 +490,7 @@ class RayPool(Pool):
         self, call: RayCall, *, result: Any = None, error: BaseException | None = None
     ) -> None:
         outer = call.outer
-        call.args, call.kwargs = (), {}
+        call.args, call.kwargs, call.objects = (), {}, {}
         with self._lock:
             self._counters["completed" if error is None else "failed"] += 1
         if outer.done():

@@ -1,14 +1,19 @@
-"""One local Ray for the whole test session (start-up costs seconds).
+"""One local Ray for the whole test session (start-up costs seconds), and a
+simulated two-node cluster for the tests that need two nodes.
 
 Bound to 127.0.0.1, no dashboard, no usage stats, a small object store;
 the environment is set before ray is first imported. Tests that need Ray
 take ``ray_session``; they skip (with the reason) only where ray is absent.
+``two_nodes`` (module scope) stops the session's Ray, starts a head node and
+a node B (``ray.cluster_utils.Cluster``, both on loopback) and, when it is
+done, starts the session's Ray again for whoever comes next.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,20 +23,80 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": 
 os.environ.update(RAY_ENV)
 
 
+MIB = 1024 * 1024
+LOCAL_RAY: dict[str, Any] = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "_node_ip_address": "127.0.0.1",
+    "object_store_memory": 128 * MIB,
+    "log_to_driver": False,
+}
+#: [whether ray_session started the session's Ray] while that fixture is active.
+_SESSION: list[bool] = []
+#: The simulated cluster: the head (the driver's node) has 2 logical CPUs, node
+#: B has 1 and the custom resource ``node_b`` (to pin hosts there). Small
+#: object stores: two raylets share this machine.
+HEAD_NODE: dict[str, Any] = {
+    "num_cpus": 2,
+    "node_ip_address": "127.0.0.1",
+    "include_dashboard": False,
+    "object_store_memory": 100 * MIB,
+}
+NODE_B: dict[str, Any] = {
+    "num_cpus": 1,
+    "resources": {"node_b": 1},
+    "node_ip_address": "127.0.0.1",
+    "object_store_memory": 100 * MIB,
+}
+
+
+@dataclass
+class TwoNodes:
+    """A running two-node ``Cluster`` this process is connected to."""
+
+    ray: Any
+    cluster: Any
+    node_b: Any
+    head_id: str
+    node_b_id: str
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[TwoNodes]:
+    """A head node and a node B on loopback, for one test module (bounded start)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()  # one Ray per process: the session's comes back afterwards
+    cluster = Cluster(initialize_head=True, head_node_args=HEAD_NODE)
+    try:
+        node_b = cluster.add_node(**NODE_B)
+        cluster.wait_for_nodes(timeout=60)
+        ray.init(address=cluster.address, log_to_driver=False)
+        nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
+        b_id = next(i for i, n in nodes.items() if n["Resources"].get("node_b"))
+        head_id = ray.get_runtime_context().get_node_id()
+        assert head_id != b_id
+        assert len(nodes) == 2, nodes
+        yield TwoNodes(ray, cluster, node_b, head_id, b_id)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()  # also forgets the cluster's address file
+        if _SESSION and _SESSION[0]:
+            ray.init(**LOCAL_RAY)
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            object_store_memory=128 * 1024 * 1024,
-            log_to_driver=False,
-        )
+        ray.init(**LOCAL_RAY)
+    _SESSION[:] = [started]
     try:
         yield ray
     finally:
-        if started:
+        if started and ray.is_initialized():
             ray.shutdown()
+        _SESSION.clear()
