@@ -8,6 +8,8 @@ take ``ray_session``; they skip (with the reason) only where ray is absent.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,8 +24,14 @@ os.environ.update(RAY_ENV)
 def ray_session() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
     started = not ray.is_initialized()
+    # A Ray of our own ("local"), with its own temp dir: ray.init() without an
+    # address would join a cluster someone else runs on this machine (it reads
+    # /tmp/ray/ray_current_cluster), and ours must not be joined by theirs.
+    temp_dir = tempfile.mkdtemp(prefix="sp-ray-")
     if started:
         ray.init(
+            address="local",
+            _temp_dir=temp_dir,
             num_cpus=2,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
@@ -35,3 +43,4 @@ def ray_session() -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
