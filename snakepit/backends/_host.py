@@ -15,7 +15,8 @@ the only restart and retry policy) and creates it threaded, so ``run``,
 Wire records (plain tuples, pickled by Ray):
 
 * ``start(config_blob) -> ("ok" | "err", info, error, cause)``
-* ``run(call_id, fn_id, fn_blob, args, options) -> (status, value, cause, events)``
+* ``run(call_id, fn_id, fn_blob, args, options, receiver, listening)
+  -> (status, value, cause, events)``
   where ``status`` is ``"ok"`` (``value`` the result) or ``"err"``
   (``value`` a snakepit error); ``args`` is ``("codec", blob)`` (the
   driver's shared-memory descriptors, same node) or ``("ray", (args, kwargs))``
@@ -86,19 +87,19 @@ class SnakepitHost:
         self._running: dict[int, Future[Any]] = {}
         self._functions: dict[int, Any] = {}
         self._lock = threading.Lock()
+        self._listening = False
+        self._handler_id = f"snakepit-host-{host_name}"
 
     # ---------------------------------------------------------------- start
 
     def start(self, config_blob: bytes) -> tuple[Any, ...]:
         """Start the local pool: ``(status, info, error, cause)``; ``info`` always
         says where the host is (the driver cleans up after it by its pid)."""
-        from snakepit.telemetry._events import ALL_EVENTS
-
-        _bus.attach_many(f"snakepit-host-{self._name}", list(ALL_EVENTS), self._record, None)
         probe = None
         try:
             config = pickle.loads(config_blob)
             probe = config.pop("probe", None)
+            self._listen(bool(config.pop("listening", False)))
             self._pool = Pool(**config)
         except BaseException as exc:  # reported to the driver, which raises it
             return ("err", self._info(None), *_error_record(exc))
@@ -125,6 +126,20 @@ class SnakepitHost:
             "worker_pids": self.worker_pids(),
             "same_memory": same,
         }
+
+    def _listen(self, on: bool) -> None:
+        """Record events for the driver only while someone there listens: with
+        nobody attached, the local pool's telemetry costs nothing, as locally."""
+        from snakepit.telemetry._events import ALL_EVENTS
+
+        with self._lock:
+            if on == self._listening:
+                return
+            self._listening = on
+            if on:
+                _bus.attach_many(self._handler_id, list(ALL_EVENTS), self._record, None)
+            else:
+                _bus.detach(self._handler_id)
 
     def _record(self, event: Any, measurements: Any, metadata: Any, config: Any) -> None:
         self._events.append((event, dict(measurements), portable_metadata(metadata or {})))
@@ -155,10 +170,17 @@ class SnakepitHost:
         args: tuple[str, Any],
         options: dict[str, Any],
         receiver: int | None,
+        listening: bool,
     ) -> tuple[Any, ...]:
-        """Run one call on the local pool and wait for it (one Ray thread each)."""
+        """Run one call on the local pool and wait for it (one Ray thread each).
+
+        ``receiver``: the driver's pid when results go back as shared-memory
+        descriptors; ``listening``: whether the driver has telemetry handlers.
+        """
         pool = self._pool
         assert pool is not None, "start() first"
+        if listening != self._listening:
+            self._listen(listening)
         try:
             fn = self._function(fn_id, fn_blob)
             how, payload = args
@@ -212,7 +234,7 @@ class SnakepitHost:
 
     def stop(self, kill_running: bool) -> bool:
         """Shut the local pool down (its workers end; their regions are unlinked)."""
-        _bus.detach(f"snakepit-host-{self._name}")
+        self._listen(False)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True, kill_running=kill_running)
         return True

@@ -95,6 +95,8 @@ class RayBackend:
             return False
         options: dict[str, Any] = {"log_to_driver": False, **self.init_options}
         if self.address is None and not os.environ.get("RAY_ADDRESS"):
+            # "local": a new Ray, never one that happens to run on this machine.
+            options.setdefault("address", "local")
             options.setdefault("include_dashboard", False)
             options.setdefault("_node_ip_address", "127.0.0.1")
         else:

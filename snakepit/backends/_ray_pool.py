@@ -198,7 +198,8 @@ class RayPool(Pool):
 
         encoded = codec.encode(self._probe, snapshot=False)
         probe = (portable_blob(encoded.blob), [int(v) for v in self._probe[:4]])
-        return bytes(cloudpickle.dumps({**self._local, "workers": host.size, "probe": probe}))
+        config = {**self._local, "workers": host.size, "probe": probe, "listening": _bus.listening}
+        return bytes(cloudpickle.dumps(config))
 
     def _create(self, host: Host) -> Any:
         """Create ``host``'s actor (a new generation) and ask it to start."""
@@ -393,7 +394,7 @@ class RayPool(Pool):
         call.started = time.monotonic()
         try:
             ref = host.actor.run.remote(
-                call.call_id, call.fn_id, call.fn_blob, payload, options, receiver
+                call.call_id, call.fn_id, call.fn_blob, payload, options, receiver, _bus.listening
             )
         except Exception as exc:
             self._settle(call, host, error=classify_ray_error(exc, node_id=host.node_id))

@@ -12,6 +12,8 @@ done, starts the session's Ray again for whoever comes next.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,14 +27,15 @@ os.environ.update(RAY_ENV)
 
 MIB = 1024 * 1024
 LOCAL_RAY: dict[str, Any] = {
+    "address": "local",
     "num_cpus": 2,
     "include_dashboard": False,
     "_node_ip_address": "127.0.0.1",
     "object_store_memory": 128 * MIB,
     "log_to_driver": False,
 }
-#: [whether ray_session started the session's Ray] while that fixture is active.
-_SESSION: list[bool] = []
+#: The temp dir of the session's Ray while ray_session runs one it started.
+_SESSION: list[str] = []
 #: The simulated cluster: the head (the driver's node) has 2 logical CPUs, node
 #: B has 1 and the custom resource ``node_b`` (to pin hosts there). Small
 #: object stores: two raylets share this machine.
@@ -65,11 +68,16 @@ class TwoNodes:
 def two_nodes() -> Iterator[TwoNodes]:
     """A head node and a node B on loopback, for one test module (bounded start)."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
+    from ray._common.utils import reset_ray_address
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         ray.shutdown()  # one Ray per process: the session's comes back afterwards
-    cluster = Cluster(initialize_head=True, head_node_args=HEAD_NODE)
+    temp_dir = tempfile.mkdtemp(prefix="sp-ray2-")
+    cluster = Cluster(initialize_head=True, head_node_args={**HEAD_NODE, "temp_dir": temp_dir})
+    # Cluster advertises itself in /tmp/ray/ray_current_cluster, where any
+    # plain ray.init() on this machine would join it: take that down at once.
+    reset_ray_address()
     try:
         node_b = cluster.add_node(**NODE_B)
         cluster.wait_for_nodes(timeout=60)
@@ -82,21 +90,27 @@ def two_nodes() -> Iterator[TwoNodes]:
         yield TwoNodes(ray, cluster, node_b, head_id, b_id)
     finally:
         ray.shutdown()
-        cluster.shutdown()  # also forgets the cluster's address file
-        if _SESSION and _SESSION[0]:
-            ray.init(**LOCAL_RAY)
+        cluster.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        if _SESSION:
+            ray.init(_temp_dir=_SESSION[0], **LOCAL_RAY)
 
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
     started = not ray.is_initialized()
+    # A Ray of our own ("local"), with its own temp dir: ray.init() without an
+    # address would join a cluster someone else runs on this machine (it reads
+    # /tmp/ray/ray_current_cluster), and ours must not be joined by theirs.
+    temp_dir = tempfile.mkdtemp(prefix="sp-ray-")
     if started:
-        ray.init(**LOCAL_RAY)
-    _SESSION[:] = [started]
+        ray.init(_temp_dir=temp_dir, **LOCAL_RAY)
+        _SESSION[:] = [temp_dir]
     try:
         yield ray
     finally:
+        _SESSION.clear()
         if started and ray.is_initialized():
             ray.shutdown()
-        _SESSION.clear()
+        shutil.rmtree(temp_dir, ignore_errors=True)

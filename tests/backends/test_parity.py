@@ -9,6 +9,7 @@ each pool must succeed.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -108,3 +109,43 @@ def test_failing_initializer_fails_construction_alike(backend: object, request: 
     assert error.exit_kind == "python_error"
     assert isinstance(error.__cause__, ValueError)
     assert "initializer refuses" in str(error.__cause__)
+
+
+def _events_of_one_call(pool: snakepit.Pool, task: Callable[..., Any], *args: Any) -> list[Any]:
+    from snakepit import telemetry
+    from snakepit.telemetry import ALL_EVENTS
+
+    seen: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+    wanted = [e for e in ALL_EVENTS if e[1] in ("call", "pool", "worker", "retry")]
+    telemetry.attach_many("parity", wanted, lambda e, m, meta, c: seen.append((e, dict(meta))))
+    try:
+        pool.call(_tasks.add, 0, 0)  # the host learns that the driver listens
+        seen.clear()
+        with pytest.raises(SnakepitError):
+            pool.call(task, *args)
+        assert pool.call(_tasks.add, 1, 1) == 2
+        time.sleep(0.5)  # a restart's events arrive with the next reply or poll
+        pool.call(_tasks.add, 1, 1)
+    finally:
+        telemetry.detach("parity")
+    return seen
+
+
+def test_telemetry_event_sequences_match(
+    local_pool: snakepit.Pool, ray_pool: snakepit.Pool
+) -> None:
+    local = _events_of_one_call(local_pool, _tasks.segfault)
+    remote = _events_of_one_call(ray_pool, _tasks.segfault)
+
+    # Call-scoped events in the same order; worker lifecycle events (which
+    # threads emit as they happen) the same ones.
+    def calls(seen: list[Any]) -> list[Any]:
+        return [e for e, _ in seen if e[1] in ("call", "pool")]
+
+    def lifecycle(seen: list[Any]) -> list[Any]:
+        return sorted(e for e, _ in seen if e[1] not in ("call", "pool"))
+
+    assert calls(remote) == calls(local)
+    assert lifecycle(remote) == lifecycle(local)
+    assert ("snakepit", "worker", "crash") in [e for e, _ in local]
+    assert all(meta["node_id"] and meta["backend"] == "ray" for _, meta in remote)
