@@ -34,6 +34,9 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": 
 #: that nothing spills to disk (spilling would make Ray look slower than it is).
 RAY_OBJECT_STORE = 4 * GIB
 RAY_INIT: dict[str, Any] = {
+    # A Ray of our own: without an address ray.init() joins a cluster that
+    # happens to run on this machine (/tmp/ray/ray_current_cluster).
+    "address": "local",
     "num_cpus": WORKERS,
     "_node_ip_address": "127.0.0.1",
     "include_dashboard": False,

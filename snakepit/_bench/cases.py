@@ -87,6 +87,7 @@ __all__ = [
     "Target",
     "Timed",
     "cli_cases",
+    "ray_cases",
     "peer_stays_broken",
     "shm_free",
     "shm_skip_reason",

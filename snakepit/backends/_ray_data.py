@@ -70,8 +70,9 @@ __all__ = [
 SHARED_MEMORY = "shared-memory"
 RAY_OBJECT = "ray-object"
 RAY_INLINE = "ray-inline"
-#: How deep into lists, tuples and dicts of arguments arrays are looked for.
-_DEPTH = 3
+#: How deep arrays and CUDA references are looked for: ``(args, kwargs)``,
+#: then four levels of the user's lists, tuples and dicts.
+_DEPTH = 6
 
 
 @dataclass(frozen=True, slots=True)
