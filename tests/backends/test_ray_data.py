@@ -90,3 +90,39 @@ class _FakeCudaTensor:
 def test_cuda_tensors_are_refused_too() -> None:
     assert _ray_data._cuda_problem(_FakeCudaTensor()) == "a CUDA _FakeCudaTensor"
     assert _ray_data._cuda_problem(np.zeros(2)) is None
+
+
+class _FakeRay:
+    """``ray.put`` / ``ray.get`` over a dict: what the data plane asks of Ray."""
+
+    def __init__(self) -> None:
+        self.store: dict[int, Any] = {}
+
+    def put(self, value: Any) -> int:
+        ref = len(self.store) + 1
+        self.store[ref] = value
+        return ref
+
+    def get(self, refs: list[int]) -> list[Any]:
+        return [np.array(self.store[ref]) for ref in refs]
+
+
+def test_large_and_shared_arrays_go_as_objects_put_once_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _FakeRay()
+    monkeypatch.setattr(_ray_data, "import_ray", lambda: fake)
+    big, small, shared = np.ones(1 << 18), np.ones(4), snakepit.zeros(4, "float64")
+    call, host = _remote_call(big, [small, {"s": shared}])
+    how, (args, kwargs) = _ray_data.payload_for(call, host, "pool-x")
+    assert how == "ray"
+    assert type(args[0]) is _ray_data.ObjectArg
+    assert args[1][0] is small  # small and private: inline, a copy as locally
+    assert type(args[1][1]["s"]) is _ray_data.ObjectArg
+    _ray_data.payload_for(call, host, "pool-x")  # a retry: the same objects
+    assert len(fake.store) == 2
+    got_args, got_kwargs = _ray_data.resolve_args((args, kwargs))
+    assert np.array_equal(got_args[0], big)
+    assert not got_args[0].flags.writeable
+    assert not got_args[1][1]["s"].flags.writeable
+    assert got_kwargs == {}
