@@ -255,10 +255,11 @@ def _notes(report: BenchReport, options: BenchOptions) -> None:
             "node. Crash recovery: Ray's peer is an actor with max_restarts=1, "
             "from the crashing call to the restarted actor's first answer."
         )
-    report.notes.append(
-        "zero-copy hand-off: the worker reads one element; multiprocessing.shared_memory "
-        "counts creating the segment, copying the array in and unlinking it."
-    )
+    if any(name.startswith("zero-copy") for name in ran):
+        report.notes.append(
+            "zero-copy hand-off: the worker reads one element; multiprocessing.shared_memory "
+            "counts creating the segment, copying the array in and unlinking it."
+        )
 
 
 def environment() -> dict[str, Any]:
