@@ -1,7 +1,7 @@
 """1 GiB arguments: a fresh array and the echo of a shared one, against the copy floor and Ray.
 
 Heavy (they run under ``--benchmark-only``, or with ``SNAKEPIT_BENCH_HEAVY=1``).
-Ray, when installed, starts once, here (every Ray case is in this module),
+Ray, when installed, starts once, here (and once in ``test_ray.py``),
 bound to loopback, and is shut down with the module.
 
 The cases, their peers and targets are in ``snakepit._bench.cases`` (suite

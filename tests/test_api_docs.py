@@ -24,6 +24,7 @@ MODULES = (
     "snakepit.telemetry",
     "snakepit.zero_copy",
     "snakepit.hardware",
+    "snakepit.backends",
 )
 DIRECTIVE = re.compile(
     r"^\s*\.\.\s+(?:py:)?(?:auto)?(?:function|class|exception|data|attribute|method)::\s+"

@@ -6,7 +6,8 @@ Both are imported only when a case runs.
 
 Ray is always started on loopback (:data:`RAY_ENV` before the import,
 :data:`RAY_INIT` for ``ray.init``), at most once per :class:`Env` (the bench
-suite keeps every Ray case in one module, so once per session), and shut
+suite keeps its Ray cases in two modules, ``test_large`` and ``test_ray``, so
+at most twice per session), and shut
 down with it. :func:`check_loopback` refuses a session with a socket that
 listens on, or talks to, anything but loopback.
 """
@@ -33,6 +34,9 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": 
 #: that nothing spills to disk (spilling would make Ray look slower than it is).
 RAY_OBJECT_STORE = 4 * GIB
 RAY_INIT: dict[str, Any] = {
+    # A Ray of our own: without an address ray.init() joins a cluster that
+    # happens to run on this machine (/tmp/ray/ray_current_cluster).
+    "address": "local",
     "num_cpus": WORKERS,
     "_node_ip_address": "127.0.0.1",
     "include_dashboard": False,

@@ -25,7 +25,8 @@ Arrow cases are in :mod:`snakepit._bench._calls`; start-up and crashes in
 map, spinning under load,
 object-heavy arguments and throughput in :mod:`snakepit._bench._load`; the
 telemetry and hardware cases in :mod:`snakepit._bench._local`; the optional
-peers (loky, Ray) in :mod:`snakepit._bench._peers`; and what a case is in
+peers (loky, Ray) in :mod:`snakepit._bench._peers`; ``Pool(backend="ray")``
+against raw Ray in :mod:`snakepit._bench._ray`; and what a case is in
 :mod:`snakepit._bench._model`.
 """
 
@@ -65,6 +66,7 @@ from snakepit._bench._model import (
     size_label,
     vs,
 )
+from snakepit._bench._ray import ray_cases
 
 __all__ = [
     "CASES",
@@ -85,6 +87,7 @@ __all__ = [
     "Target",
     "Timed",
     "cli_cases",
+    "ray_cases",
     "peer_stays_broken",
     "shm_free",
     "shm_skip_reason",
@@ -496,6 +499,7 @@ SUITES: dict[str, tuple[Case, ...]] = {
     "telemetry": _local.telemetry_cases(),
     "telemetry_overhead": _local.overhead_cases(),
     "hardware": _local.hardware_cases(),
+    "ray": ray_cases(),
 }
 CASES: tuple[Case, ...] = tuple(case for suite in SUITES.values() for case in suite)
 #: Every target of the catalogue, in its order (what ``bench/report.py`` prints).

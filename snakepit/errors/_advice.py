@@ -398,6 +398,11 @@ CRASH_SUGGESTIONS: dict[ExitKind, str] = {
         "exit() or os._exit(); raise an exception instead to fail the call without losing "
         "the worker"
     ),
+    ExitKind.lost: (
+        "the worker's host or node was lost (the Ray actor hosting it died or its node left "
+        "the cluster), so no exit status exists; mark calls idempotent=True to retry them "
+        "on another host, and check the node's health and Ray's logs"
+    ),
 }
 """Advice per exit kind; kinds without advice (``normal``, ``unknown``...) are absent.
 See :func:`crash_suggestion` to look one up by its plain string."""

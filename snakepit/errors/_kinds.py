@@ -38,5 +38,8 @@ class ExitKind(StrEnum):
     cancelled = "cancelled"
     """The supervisor stopped it because its running call was cancelled
     (``Pool.cancel(future, kill=True)``): not a crash."""
+    lost = "lost"
+    """The worker's host or node was lost (a Ray backend's host actor died, its
+    node left the cluster): no exit status exists, only the engine's text."""
     unknown = "unknown"
     """Any other exit status or signal, or no status at all."""

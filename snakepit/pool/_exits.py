@@ -14,7 +14,7 @@ from pathlib import Path
 
 from snakepit.errors import ExitKind
 
-__all__ = ["ExitInfo", "ExitKind", "classify_exit", "oom_kill_count"]
+__all__ = ["ExitInfo", "ExitKind", "classify_exit", "classify_lost", "oom_kill_count"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,28 @@ def classify_exit(
             ExitKind.python_error, None, 1, "exited with status 1 (uncaught Python exception)"
         )
     return ExitInfo(ExitKind.unknown, None, returncode, f"exited with status {returncode}")
+
+
+def classify_lost(detail: str = "", *, memory_pressure: bool = False) -> ExitInfo:
+    """Classify the loss of a worker whose parent (its host) is gone.
+
+    A remote backend's host (a Ray actor) can die with its workers, or its
+    node can leave the cluster; then no ``waitpid`` status exists, only the
+    engine's text (``detail``). That is kind ``lost``, without a signal or exit
+    code, unless the engine says it killed the host for memory pressure: then
+    it is ``killed`` (SIGKILL is how such monitors kill), with OOM wording.
+    """
+    text = f": {detail}" if detail else ""
+    if memory_pressure:
+        return ExitInfo(
+            ExitKind.killed,
+            None,
+            None,
+            f"the worker's host was killed by the cluster's memory monitor{text}",
+        )
+    return ExitInfo(
+        ExitKind.lost, None, None, f"the worker's host or node was lost (no exit status){text}"
+    )
 
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")

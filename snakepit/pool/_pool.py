@@ -167,12 +167,27 @@ class Pool(CallMethods, Executor):
     ``device=["cuda:0", "cpu"]``); the ``("snakepit", "call", "fallback")``
     event says why (docs/zero-copy.md, "GPU out of memory").
 
+    ``backend``: ``"local"`` (the default: workers are children of this
+    process), ``"ray"``, or a configured backend such as
+    :class:`snakepit.backends.RayBackend` (workers run under a supervisor in a
+    Ray actor on each node; the same calls, options and errors; see
+    docs/scale-out.md).
+
     Raises DeviceNotAvailableError for a device this machine lacks, and
     WorkerStartError when an initializer raises while the pool starts.
     """
 
     #: Shuts the supervisor down if the pool is dropped while running (set once started).
     _finalizer: weakref.finalize[[Supervisor], Pool] | None = None
+
+    def __new__(cls, *args: Any, backend: object = "local", **kwargs: Any) -> Pool:
+        """The local pool, or the pool class of ``backend`` (see ``snakepit.backends``)."""
+        if backend == "local":
+            return super().__new__(cls)
+        from ._backends import pool_class_for
+
+        made: Pool = super().__new__(pool_class_for(backend))
+        return made
 
     def __init__(
         self,
@@ -205,7 +220,9 @@ class Pool(CallMethods, Executor):
         idle_timeout: float | None = None,
         cwd: str | os.PathLike[str] | None = None,
         oom_fallback: Literal["cpu"] | None = None,
+        backend: object = "local",
     ) -> None:
+        del backend  # chosen in __new__: another backend's class has its own __init__
         if max_workers is not None:
             if workers is not None:
                 raise TypeError("give workers or max_workers (its alias), not both")

@@ -308,7 +308,12 @@ CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
         SERIALIZE_STOP,
         {"duration": "seconds", "bytes": "pickled payload size", "arrays": "arrays by reference"},
-        {"direction": "encode or decode", "what": "arguments or result"},
+        {
+            "direction": "encode or decode",
+            "what": "arguments or result",
+            "transport": "Ray backend only: shared-memory, ray-object or ray-inline "
+            "(how the arguments reach the host; see docs/scale-out.md)",
+        },
         "Arguments or a result were encoded or decoded by the codec (supervisor side).",
     ),
     EventSpec(

@@ -36,23 +36,47 @@ def types() -> frozenset[type]:
     return _TYPES
 
 
-def to_block(obj: np.ndarray[Any, Any], threshold: int) -> tuple[np.ndarray[Any, Any], None] | None:
+#: ``extra`` of an array the receiver must get read-only (see :func:`keep_readonly`).
+READONLY = "readonly"
+_KEEP_READONLY = [False]
+
+
+def keep_readonly(on: bool) -> None:
+    """In this process, copy read-only arrays into shared memory whatever their
+    size and mark them read-only for the receiver.
+
+    Off by default (a local pool's arguments are copies the worker may
+    change). A Ray backend's host turns it on: the arrays it fetched from
+    Ray's object store are read-only, and a worker's write to one must fail
+    rather than be lost (nothing reaches the caller on another node).
+    """
+    _KEEP_READONLY[0] = on
+
+
+def to_block(
+    obj: np.ndarray[Any, Any], threshold: int
+) -> tuple[np.ndarray[Any, Any], str | None] | None:
     """The shared array for ``obj``: itself if already shared, else a copy
-    (at or above ``threshold`` bytes)."""
+    (at or above ``threshold`` bytes; any size for a read-only array under
+    :func:`keep_readonly`)."""
     if obj.dtype.hasobject:
         return None
+    readonly = _KEEP_READONLY[0] and not obj.flags.writeable
     if sendable_buffer(obj) is None:
-        if obj.nbytes < threshold:
+        if obj.nbytes < threshold and not readonly:
             return None
         try:
             obj = share_array(obj)
         except DtypeError:
             return None  # e.g. structured dtypes: plain pickling still works
-    return obj, None
+    return obj, READONLY if readonly else None
 
 
 def from_block(array: np.ndarray[Any, Any], extra: object) -> np.ndarray[Any, Any]:
-    """The received array itself."""
-    if extra is not None:
-        raise InvalidDescriptorError(f"unexpected extra {extra!r} in an array descriptor")
-    return array
+    """The received array itself (read-only when the sender said so)."""
+    if extra is None:
+        return array
+    if extra == READONLY:
+        array.flags.writeable = False
+        return array
+    raise InvalidDescriptorError(f"unexpected extra {extra!r} in an array descriptor")

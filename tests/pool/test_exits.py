@@ -91,6 +91,7 @@ def test_exit_kind_is_a_plain_string_enum() -> None:
         "timeout",
         "exit",
         "cancelled",
+        "lost",
         "unknown",
     ]
 
