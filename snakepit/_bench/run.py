@@ -323,9 +323,29 @@ def _is_ray(proc: psutil.Process) -> bool:
     return False
 
 
+def _describe(proc: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return f"{proc.pid} ({' '.join(proc.cmdline())[:80]})"
+    return str(proc.pid)
+
+
+def _ray_or_dead(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return _is_ray(proc) or proc.status() == psutil.STATUS_ZOMBIE
+    return True
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
 def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> BenchReport:
     """Measure every case; every pool, executor and segment is gone when it returns."""
     report = BenchReport(environment=environment())
+    # A Ray the caller started is not this run's to reap: neither its
+    # processes nor the orphans of its nodes that end as our zombies.
+    callers_ray = _ray_running()
     env = Env()
     try:
         # No pool is started up front: the start-up case forks, which is only
@@ -342,17 +362,18 @@ def run_benchmarks(options: BenchOptions, progress: TextIO | None = None) -> Ben
     finally:
         env.close()
         zero_copy.trim()
-        leftovers = _worker_children()
+        leftovers = [p for p in _worker_children() if not (callers_ray and _ray_or_dead(p))]
         # Ray's processes exit on their own shortly after ray.shutdown(): not survivors.
         ray = [p for p in leftovers if _is_ray(p)]
         _, still = psutil.wait_procs(ray, timeout=5)
         leftovers = [p for p in leftovers if p not in ray or p in still]
+        survivors = [_describe(p) for p in leftovers]
         for proc in leftovers:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         psutil.wait_procs(leftovers, timeout=5)
     if leftovers:
-        raise BenchError(f"worker processes survived the shutdown: {[p.pid for p in leftovers]}")
+        raise BenchError(f"worker processes survived the shutdown: {survivors}")
     return report
 
 
