@@ -1,4 +1,4 @@
-"""One local Ray for the whole test session (start-up costs seconds), and a
+"""One local Ray for this package's tests (start-up costs seconds; stopped after them), and a
 simulated two-node cluster for the tests that need two nodes.
 
 Bound to 127.0.0.1, no dashboard, no usage stats, a small object store;
@@ -96,8 +96,10 @@ def two_nodes() -> Iterator[TwoNodes]:
             ray.init(_temp_dir=_SESSION[0], **LOCAL_RAY)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_session() -> Iterator[Any]:
+    """Ray for the tests of this package, stopped after them: its processes
+    and threads must not be there when other tests count theirs."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
     started = not ray.is_initialized()
     # A Ray of our own ("local"), with its own temp dir: ray.init() without an
