@@ -1,4 +1,4 @@
-"""One local Ray for the whole test session (start-up costs seconds), and a
+"""One local Ray for the tests of this package (start-up costs seconds), and a
 simulated two-node cluster for the tests that need two nodes.
 
 Bound to 127.0.0.1, no dashboard, no usage stats, a small object store;
@@ -96,7 +96,9 @@ def two_nodes() -> Iterator[TwoNodes]:
             ray.init(_temp_dir=_SESSION[0], **LOCAL_RAY)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Ray's processes (gcs_server, raylet) are children of this
+# process and must be gone before other packages' tests count children.
+@pytest.fixture(scope="package")
 def ray_session() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
     started = not ray.is_initialized()
