@@ -1,4 +1,7 @@
-"""One local Ray for the whole test session (start-up costs seconds).
+"""One local Ray for all the backend tests (start-up costs seconds).
+
+Package-scoped: it ends with tests/backends, because later test modules
+check that the test process has no child processes (Ray's gcs and raylet are).
 
 Bound to 127.0.0.1, no dashboard, no usage stats, a small object store;
 the environment is set before ray is first imported. Tests that need Ray
@@ -20,7 +23,7 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": 
 os.environ.update(RAY_ENV)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_session() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
     started = not ray.is_initialized()
