@@ -1,5 +1,8 @@
-"""One local Ray for the tests of this package (start-up costs seconds), and a
+"""One local Ray for all the backend tests (start-up costs seconds), and a
 simulated two-node cluster for the tests that need two nodes.
+
+Package-scoped: it ends with tests/backends, because later test modules
+check that the test process has no child processes (Ray's gcs and raylet are).
 
 Bound to 127.0.0.1, no dashboard, no usage stats, a small object store;
 the environment is set before ray is first imported. Tests that need Ray
