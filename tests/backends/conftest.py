@@ -1,5 +1,8 @@
-"""One local Ray for this package's tests (start-up costs seconds; stopped after them), and a
+"""One local Ray for all the backend tests (start-up costs seconds), and a
 simulated two-node cluster for the tests that need two nodes.
+
+Package-scoped: it ends with tests/backends, because later test modules
+check that the test process has no child processes (Ray's gcs and raylet are).
 
 Bound to 127.0.0.1, no dashboard, no usage stats, a small object store;
 the environment is set before ray is first imported. Tests that need Ray
@@ -96,10 +99,10 @@ def two_nodes() -> Iterator[TwoNodes]:
             ray.init(_temp_dir=_SESSION[0], **LOCAL_RAY)
 
 
+# Package scope: Ray's processes (gcs_server, raylet) are children of this
+# process and must be gone before other packages' tests count children.
 @pytest.fixture(scope="package")
 def ray_session() -> Iterator[Any]:
-    """Ray for the tests of this package, stopped after them: its processes
-    and threads must not be there when other tests count theirs."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
     started = not ray.is_initialized()
     # A Ray of our own ("local"), with its own temp dir: ray.init() without an
