@@ -108,7 +108,7 @@ def ray_session() -> Iterator[Any]:
     # A Ray of our own ("local"), with its own temp dir: ray.init() without an
     # address would join a cluster someone else runs on this machine (it reads
     # /tmp/ray/ray_current_cluster), and ours must not be joined by theirs.
-    temp_dir = tempfile.mkdtemp(prefix="sp-ray-")
+    temp_dir = tempfile.mkdtemp(prefix=f"snakepit-tests-ray-{os.getpid()}-")
     if started:
         ray.init(_temp_dir=temp_dir, **LOCAL_RAY)
         _SESSION[:] = [temp_dir]
