@@ -11,6 +11,9 @@ caller sends it, the worker receives it and sends it back, the caller gets it
 
 * ``snakepit``: ``Pool(1, device="cuda:0").call(echo, tensor)`` (the CUDA
   carrier: IPC handle out, the caller's own tensor back);
+* ``snakepit, handles for all sizes``: the same with the threshold at 1 byte,
+  so small tensors go by handle too instead of torch's pickling (where the
+  handle starts to pay decides the CUDA threshold);
 * ``torch.multiprocessing``: a spawned process fed by ``torch.multiprocessing``
   queues (torch's CUDA IPC reductions, with its event and ref-counting);
 * ``ProcessPoolExecutor``: ``submit(echo, tensor)`` on a spawn-context
@@ -79,16 +82,31 @@ class Peer:
     note: str = ""
 
 
-def _snakepit_peer(mode: str) -> Peer:
+def _snakepit_peer(mode: str, threshold: int | None = None) -> Peer:
     import snakepit
+    from snakepit import zero_copy
 
-    pool = snakepit.Pool(1, device="cuda:0" if mode == "cuda" else "cpu")
-    return Peer(
-        "snakepit",
-        lambda: pool.call(noop),
-        lambda tensor: pool.call(echo, tensor),
-        pool.shutdown,
-    )
+    before = zero_copy.threshold_bytes()
+    if threshold is not None:
+        # Below the threshold CUDA tensors are pickled by torch; this peer
+        # sends every size by handle, to tell where the handle starts to pay.
+        zero_copy.configure(threshold_bytes=threshold)
+    try:
+        pool = snakepit.Pool(1, device="cuda:0" if mode == "cuda" else "cpu")
+    finally:
+        zero_copy.configure(threshold_bytes=before)
+
+    def call_echo(tensor: Any) -> Any:
+        if threshold is None:
+            return pool.call(echo, tensor)
+        zero_copy.configure(threshold_bytes=threshold)
+        try:
+            return pool.call(echo, tensor)
+        finally:
+            zero_copy.configure(threshold_bytes=before)
+
+    name = "snakepit" if threshold is None else "snakepit, handles for all sizes"
+    return Peer(name, lambda: pool.call(noop), call_echo, pool.shutdown)
 
 
 def _torch_peer() -> Peer:
@@ -165,6 +183,7 @@ def run(mode: str, budget: float, rounds: int, calls: int, peers: list[str]) -> 
     sizes = CUDA_SIZES if mode == "cuda" else CPU_SIZES
     makers = {
         "snakepit": lambda: _snakepit_peer(mode),
+        "snakepit-all-ipc": lambda: _snakepit_peer(mode, threshold=1),
         "torch.multiprocessing": _torch_peer,
         "ProcessPoolExecutor": _executor_peer,
     }
@@ -335,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for the timed rounds")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=40, help="calls per cell and round (at most)")
-    parser.add_argument("--peers", default="snakepit,torch.multiprocessing,ProcessPoolExecutor")
+    parser.add_argument(
+        "--peers", default="snakepit,snakepit-all-ipc,torch.multiprocessing,ProcessPoolExecutor"
+    )
     args = parser.parse_args(argv)
     if args.mode == "cuda":
         import torch

@@ -54,7 +54,7 @@ step double-tests 90 "$PY" -m pytest -q -p no:cacheprovider -rs -W default \
 # The benchmark: snakepit vs torch.multiprocessing vs ProcessPoolExecutor, 8 B to 1 GiB.
 if [ "$DRY" = 1 ]; then
     "$PY" -m bench.gpu.cuda_ipc --mode cpu --out "$OUT/bench" --budget 3 --rounds 2 --calls 3 \
-        --peers "${DRY_PEERS:-snakepit}" || FAILED=1
+        --peers "${DRY_PEERS:-snakepit,snakepit-all-ipc}" || FAILED=1
 else
     step bench 240 "$PY" -m bench.gpu.cuda_ipc --out "$OUT/bench" --budget 150
 fi
