@@ -551,6 +551,9 @@ class Supervisor:
         self.timers.finish()
         if wait:
             self.timers.join(5.0)
+        if wait or all(handle.proc is None for handle in self.handles):
+            # Without waiting, the last worker's exit closes the watcher; with
+            # none left to exit (parked, given up on), nothing else would.
             self._watcher.close()
         # Gauges fed by size events must not keep the last live count.
         self.report.size(0, 0, 0, 0)

@@ -240,6 +240,23 @@ def test_parked_workers_count_as_started() -> None:
         assert not waiter.is_alive()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_pool_of_parked_workers_shut_down_without_waiting_ends_its_threads(
+    workers: int,
+) -> None:
+    before = set(threading.enumerate())
+    pool = snakepit.Pool(workers=workers, idle_timeout=0.05, preload=[])
+    assert _wait_for(lambda: pool.stats()["parked"] == workers)
+    pool.shutdown(wait=False)
+    # No worker is left to exit and stop the pid watcher on its way out.
+    assert _wait_for(
+        lambda: (
+            [t for t in threading.enumerate() if t not in before and t.name != "snakepit-telemetry"]
+            == []
+        )
+    )
+
+
 def test_idle_check_is_one_timer_however_many_calls() -> None:
     with snakepit.Pool(workers=2, idle_timeout=30.0) as pool:
         for _ in range(200):
