@@ -15,8 +15,11 @@ the only restart and retry policy) and creates it threaded, so ``run``,
 Wire records (plain tuples, pickled by Ray):
 
 * ``start(config_blob) -> ("ok" | "err", info, error, cause)``
-* ``run(call_id, fn_id, fn_blob, args, options, receiver, listening)
-  -> (status, value, cause, events)``
+* ``run((call_id, fn_id, fn_blob, args, options, receiver, listening))
+  -> (status, value, cause, events)``: one tuple, because Ray serializes
+  each argument of an actor call on its own (seven arguments cost a no-op
+  call about a third more than one); ``options`` is
+  ``(timeout, idempotent, session, device)``
   where ``status`` is ``"ok"`` (``value`` the result) or ``"err"``
   (``value`` a snakepit error); ``args`` is ``("codec", blob)`` (the
   driver's shared-memory descriptors, same node) or ``("ray", (args, kwargs))``
@@ -47,6 +50,8 @@ __all__ = ["EVENT_BUFFER", "SnakepitHost", "portable_blob", "portable_metadata"]
 #: Events a host keeps for the driver between two drains (the oldest go first).
 EVENT_BUFFER = 10_000
 _PLAIN = (str, int, float, bool, type(None))
+#: Option sets whose pool view a host keeps.
+_VIEWS = 64
 
 
 def portable_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,6 +91,7 @@ class SnakepitHost:
         self._events: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=EVENT_BUFFER)
         self._running: dict[int, Future[Any]] = {}
         self._functions: dict[int, Any] = {}
+        self._views: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
         self._listening = False
         self._handler_id = f"snakepit-host-{host_name}"
@@ -162,21 +168,28 @@ class SnakepitHost:
             fn = self._functions[fn_id] = pickle.loads(fn_blob)
         return fn
 
-    def run(
-        self,
-        call_id: int,
-        fn_id: int,
-        fn_blob: bytes | str,
-        args: tuple[str, Any],
-        options: dict[str, Any],
-        receiver: int | None,
-        listening: bool,
-    ) -> tuple[Any, ...]:
+    def _view(self, pool: Pool, options: tuple[Any, ...]) -> Any:
+        """``pool.options(...)`` for ``options``, kept for the option sets
+        without a session (a handful per pool; sessions' names are unbounded)."""
+        view = self._views.get(options)
+        if view is None:
+            timeout, idempotent, session, device = options
+            view = pool.options(
+                timeout=timeout, idempotent=idempotent, session=session, device=device
+            )
+            if session is None and len(self._views) < _VIEWS:
+                self._views[options] = view
+        return view
+
+    def run(self, request: tuple[Any, ...]) -> tuple[Any, ...]:
         """Run one call on the local pool and wait for it (one Ray thread each).
 
-        ``receiver``: the driver's pid when results go back as shared-memory
-        descriptors; ``listening``: whether the driver has telemetry handlers.
+        ``request`` is ``(call_id, fn_id, fn_blob, args, options, receiver,
+        listening)``. ``receiver``: the driver's pid when results go back as
+        shared-memory descriptors; ``listening``: whether the driver has
+        telemetry handlers.
         """
+        call_id, fn_id, fn_blob, args, options, receiver, listening = request
         pool = self._pool
         assert pool is not None, "start() first"
         if listening != self._listening:
@@ -188,7 +201,7 @@ class SnakepitHost:
                 call_args, call_kwargs = codec.decode(payload, keep=True)
             else:
                 call_args, call_kwargs = resolve_args(payload)
-            future = pool.options(**options).submit(fn, *call_args, **call_kwargs)
+            future = self._view(pool, options).submit(fn, *call_args, **call_kwargs)
             del call_args, call_kwargs
             with self._lock:
                 self._running[call_id] = future

@@ -384,17 +384,12 @@ class RayPool(Pool):
         except (SerializationError, SharedMemoryError, DeviceMismatchError) as exc:
             self._settle(call, host, error=exc)
             return
-        options = {
-            "timeout": call.timeout,
-            "idempotent": call.idempotent,
-            "session": call.session,
-            "device": call.device,
-        }
+        options = (call.timeout, call.idempotent, call.session, call.device)
         receiver = os.getpid() if host.same_memory else None
         call.started = time.monotonic()
         try:
             ref = host.actor.run.remote(
-                call.call_id, call.fn_id, call.fn_blob, payload, options, receiver, _bus.listening
+                (call.call_id, call.fn_id, call.fn_blob, payload, options, receiver, _bus.listening)
             )
         except Exception as exc:
             self._settle(call, host, error=classify_ray_error(exc, node_id=host.node_id))
