@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import inspect
 import itertools
 import os
 import sys
@@ -509,3 +510,9 @@ class Pool(CallMethods, Executor):
     def __repr__(self) -> str:
         stats = self.stats()
         return f"<snakepit.Pool size={stats['size']} idle={stats['idle']} busy={stats['busy']}>"
+
+
+# ``__new__`` (which picks the backend's class) takes ``*args, **kwargs``; the
+# signature users, help() and tools should see is ``__init__``'s.
+_init_parameters = list(inspect.signature(Pool.__init__).parameters.values())[1:]
+Pool.__signature__ = inspect.Signature(_init_parameters)  # type: ignore[attr-defined]

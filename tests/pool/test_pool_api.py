@@ -179,3 +179,12 @@ def test_graceful_shutdown_lets_workers_exit_normally() -> None:
     assert exits == {"normal"}
     assert pool.stats()["crashes"] == 0
     assert not any(os.path.exists("/dev/shm" + name) for name in regions)
+
+
+def test_pool_signature_is_its_initializer_s() -> None:
+    # Pool.__new__ (the backend hook) takes *args/**kwargs; tools must see __init__'s.
+    import inspect
+
+    parameters = inspect.signature(snakepit.Pool).parameters
+    assert next(iter(parameters)) == "workers"
+    assert {"spin_seconds", "backend", "oom_fallback", "preload"} <= set(parameters)
