@@ -50,6 +50,17 @@ STARTUP_VS_FORK = STARTUP_GOAL / 0.013
 STARTUP_VS_LOKY = STARTUP_GOAL / 0.383
 
 
+def segfault_then_pid(pool: snakepit.Pool) -> tuple[str, int]:
+    """Segfault a worker, then call again: (the crash's exit kind, the pid that answered)."""
+    try:
+        pool.call(tasks.segfault)
+    except WorkerCrashedError as exc:
+        kind = str(exc.exit_kind)
+    else:
+        raise BenchError("the segfaulting call returned")
+    return kind, pool.call(tasks.pid_after, 0.0)
+
+
 def pool_accepts(name: str) -> bool:
     """Whether ``snakepit.Pool`` takes the keyword argument ``name``."""
     return name in inspect.signature(snakepit.Pool).parameters
@@ -235,13 +246,7 @@ def _crashy_recovery(
             warm(crashy.submit, workers)
 
             def crash_then_call() -> tuple[str, int]:
-                try:
-                    crashy.call(tasks.segfault)
-                except WorkerCrashedError as exc:
-                    kind = str(exc.exit_kind)
-                else:
-                    raise BenchError("the segfaulting call returned")
-                return kind, crashy.call(tasks.pid_after, 0.0)
+                return segfault_then_pid(crashy)
 
             def check(result: tuple[str, int]) -> None:
                 expect(result[0], "segfault", "snakepit crash")

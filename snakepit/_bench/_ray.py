@@ -33,7 +33,7 @@ import numpy as np
 import snakepit
 from snakepit import zero_copy
 from snakepit._bench import tasks
-from snakepit._bench._lifecycle import pool_accepts
+from snakepit._bench._lifecycle import pool_accepts, segfault_then_pid
 from snakepit._bench._model import (
     MIB,
     WORKERS,
@@ -51,7 +51,6 @@ from snakepit._bench._model import (
     wait_until_idle,
 )
 from snakepit._bench._peers import RAY, RaySession, env_ray
-from snakepit.errors import WorkerCrashedError
 
 #: The issue's goals: no-op within 1.2x of a raw Ray actor call, a fresh
 #: 100 MiB argument at least 2x faster than ``ray.put`` + a task, crash to
@@ -261,13 +260,7 @@ def _own_crash(env: Env) -> Iterator[Timed]:
     with ray_pool(env, worker_max_crashes=1_000_000, restart_backoff=(0.0, 0.0)) as pool:
 
         def crash_then_call() -> tuple[str, int]:
-            try:
-                pool.call(tasks.segfault)
-            except WorkerCrashedError as exc:
-                kind = str(exc.exit_kind)
-            else:
-                raise BenchError("the segfaulting call returned")
-            return kind, pool.call(tasks.pid_after, 0.0)
+            return segfault_then_pid(pool)
 
         def check(result: tuple[str, int]) -> None:
             expect(result[0], "segfault", "Ray backend crash")
