@@ -141,6 +141,9 @@ class FrameReader:
         self._chunk = bytearray(_CHUNK_BYTES)
         self._chunk_view = memoryview(self._chunk)
         self._spare: mmap.mmap | None = None
+        #: False while a large frame is half received: an exception then
+        #: (an interrupt) loses the frame, and the stream has no next one.
+        self.intact = True
 
     def read(self) -> Payload | None:
         """The next frame's payload; None when the peer closed the connection.
@@ -190,6 +193,7 @@ class FrameReader:
         refers to it any more (its pages are warm: no page faults).
         """
         buffer = self.buffer
+        self.intact = False
         # Everything pending belongs to this frame (it is not complete yet).
         filled = len(buffer) - _HEADER.size
         frame = self._take_spare()
@@ -209,6 +213,7 @@ class FrameReader:
             filled += count
         if len(frame) <= _SPARE_BYTES:
             self._spare = frame
+        self.intact = True
         return memoryview(frame)[:size] if len(frame) > size else frame
 
     def _take_spare(self) -> mmap.mmap | None:

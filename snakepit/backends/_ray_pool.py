@@ -290,6 +290,8 @@ class RayPool(Pool):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: CallOptions,
+        *,
+        caller_waits: bool = False,  # a Ray call's reply is always Ray's to read
     ) -> Future[Any]:
         if self._closed:
             raise PoolClosedError("cannot submit to a pool that was shut down")

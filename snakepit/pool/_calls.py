@@ -45,6 +45,11 @@ class Call:
     borrows_caller_memory: bool = False
     #: W3C trace context of the call's span, sent with it (OpenTelemetry in use).
     trace: dict[str, str] | None = None
+    #: Its caller's thread waits for it (``Pool.call``): sent to an idle
+    #: worker, the caller reads the reply itself (see ``_direct.py``).
+    caller_waits: bool = False
+    #: The stream the caller is to read (set at dispatch; a ``Channel``).
+    read_from: Any = None
 
 
 #: ``module:qualname`` of a function, as telemetry names it.

@@ -31,6 +31,7 @@ from ._zygote import WorkerProcess, Zygote
 
 if TYPE_CHECKING:
     from ._calls import Call
+    from ._direct import Channel
 
 __all__ = ["Owner", "WorkerHandle", "read_fault_log"]
 
@@ -57,6 +58,10 @@ class Owner(Protocol):
         *,
         init_error: SnakepitError | None = None,
     ) -> None: ...
+
+    def reader_turn(self, channel: Channel) -> None: ...
+
+    def reader_closing(self, channel: Channel) -> None: ...
 
 
 def read_fault_log(log: IO[bytes] | None) -> str | None:
@@ -102,6 +107,8 @@ class WorkerHandle:
         self.oom_before: int | None = None
         self.fault_log: IO[bytes] | None = None
         self.reader: threading.Thread | None = None
+        #: The current process's stream and who reads it (see _direct.py).
+        self.channel: Channel | None = None
         self.last_exit: ExitInfo | None = None
         self.init_error: SnakepitError | None = None
         # The worker notes here the references it holds on blocks it does not
@@ -168,58 +175,31 @@ class WorkerHandle:
         child_sock.close()
         return proc, parent_sock, fault_log
 
-    def start_reader(
-        self,
-        owner: Owner,
-        generation: int,
-        proc: WorkerProcess,
-        sock: socket.socket,
-        grace: float,
-    ) -> None:
+    def start_reader(self, owner: Owner, channel: Channel, grace: float) -> None:
         """Read the process's messages on a new thread until it is gone."""
         reader = threading.Thread(
             target=self._read,
-            args=(owner, generation, proc, sock, grace),
+            args=(owner, channel, grace),
             name=f"snakepit-reader-{self.index}",
             daemon=True,
         )
         self.reader = reader
         reader.start()
 
-    def _read(
-        self,
-        owner: Owner,
-        generation: int,
-        proc: WorkerProcess,
-        sock: socket.socket,
-        grace: float,
-    ) -> None:
-        init_error: SnakepitError | None = None
-        reader = protocol.FrameReader(sock)
+    def _read(self, owner: Owner, channel: Channel, grace: float) -> None:
+        proc = channel.proc
         try:
             while True:
-                payload = reader.read()
+                # An idle worker's stream may be read by the next caller
+                # meanwhile (see _direct.py).
+                owner.reader_turn(channel)
+                payload = channel.frames.read()
                 if payload is None:
                     break
-                tag, ident, body = protocol.unpack(payload)
+                self.take_frame(owner, channel, payload)
                 # Nothing here may refer to the frame when the next one is
                 # read: only then can its warm memory be reused for it.
                 del payload
-                if tag in (protocol.MSG_RESULT, protocol.MSG_ERROR):
-                    owner.worker_reply(self, tag, ident, body)
-                elif tag == protocol.MSG_READY:
-                    owner.worker_ready(self, generation, proc.pid)
-                elif tag == protocol.MSG_EVENT:
-                    owner.worker_event(self, proc.pid, body)
-                elif tag == protocol.MSG_LOG:
-                    relay_log(body, self.index, proc.pid)
-                elif tag == protocol.MSG_RETIRE:
-                    owner.worker_retiring(self, body)
-                elif tag == protocol.MSG_INIT_FAILED:
-                    init_error = record_to_exception(codec.decode(body))
-                else:
-                    raise protocol.ProtocolError(f"unexpected message {tag!r}")
-                del body
         except BaseException:
             # A broken stream, or anything else this thread did not expect, is
             # treated like a crash: the worker is replaced and its call failed.
@@ -230,10 +210,30 @@ class WorkerHandle:
             if not isinstance(sys.exc_info()[1], (OSError, protocol.ProtocolError)):
                 logging.getLogger(__name__).exception("snakepit reader failed")
         finally:
+            owner.reader_closing(channel)
             with contextlib.suppress(OSError):
-                sock.close()
+                channel.frames.sock.close()
         returncode = reap(proc, grace)
-        owner.worker_exited(self, generation, returncode, init_error=init_error)
+        owner.worker_exited(self, channel.generation, returncode, init_error=channel.init_error)
+
+    def take_frame(self, owner: Owner, channel: Channel, payload: protocol.Payload) -> None:
+        """Act on one frame of the worker's stream, whichever thread read it."""
+        tag, ident, body = protocol.unpack(payload)
+        del payload
+        if tag in (protocol.MSG_RESULT, protocol.MSG_ERROR):
+            owner.worker_reply(self, tag, ident, body)
+        elif tag == protocol.MSG_READY:
+            owner.worker_ready(self, channel.generation, channel.proc.pid)
+        elif tag == protocol.MSG_EVENT:
+            owner.worker_event(self, channel.proc.pid, body)
+        elif tag == protocol.MSG_LOG:
+            relay_log(body, self.index, channel.proc.pid)
+        elif tag == protocol.MSG_RETIRE:
+            owner.worker_retiring(self, body)
+        elif tag == protocol.MSG_INIT_FAILED:
+            channel.init_error = record_to_exception(codec.decode(body))
+        else:
+            raise protocol.ProtocolError(f"unexpected message {tag!r}")
 
     def join_reader(self, timeout: float) -> None:
         """Wait for the reader thread (not from the reader itself)."""

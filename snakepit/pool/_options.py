@@ -104,6 +104,8 @@ class _Submitter(Protocol):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: CallOptions,
+        *,
+        caller_waits: bool = False,
     ) -> Future[Any]: ...
 
     def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool: ...
@@ -134,7 +136,14 @@ class CallMethods:
     def call(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     def call(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` in a worker and wait for its result (see ``submit``)."""
-        return self.submit(fn, *args, **kwargs).result()
+        return self._submit_waited(fn, args, kwargs).result()
+
+    def _submit_waited(
+        self, fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        # ``submit`` for a caller that waits for the result at once, and so
+        # may read the reply itself (the pool's ``caller_waits``).
+        raise NotImplementedError
 
     @overload
     async def acall(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
@@ -239,6 +248,11 @@ class PoolView(CallMethods):
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker with this view's options."""
         return self._pool._submit(fn, args, kwargs, self._options)
+
+    def _submit_waited(
+        self, fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        return self._pool._submit(fn, args, kwargs, self._options, caller_waits=True)
 
     def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool:
         """Cancel a call, even a running one (see :meth:`snakepit.Pool.cancel`)."""

@@ -304,6 +304,7 @@ class Pool(CallMethods, Executor):
             zygote=zygote_for(self.name, base_env, preload),
             recycle=recycle,
             session_initializer=session_initializer is not None,
+            caller_spin=spin_seconds,
         )
         install_fallback(self._supervisor, fallback)
         _live_pools.add(self)
@@ -336,6 +337,11 @@ class Pool(CallMethods, Executor):
         """
         return self._submit(fn, args, kwargs, DEFAULT_OPTIONS)
 
+    def _submit_waited(
+        self, fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        return self._submit(fn, args, kwargs, DEFAULT_OPTIONS, caller_waits=True)
+
     def options(
         self,
         *,
@@ -362,6 +368,8 @@ class Pool(CallMethods, Executor):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: CallOptions,
+        *,
+        caller_waits: bool = False,
     ) -> Future[Any]:
         timeout = options.timeout_or(self._timeout)
         idempotent, session, device = options.idempotent, options.session, options.device
@@ -382,6 +390,7 @@ class Pool(CallMethods, Executor):
             attempt=1,
             outer=outer,
             function=name,
+            caller_waits=caller_waits,
         )
         report = self._supervisor.report
         report.call_started(call)

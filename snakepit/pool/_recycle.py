@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit._wire import protocol
 
+from ._direct import stop_locked
 from ._handle import kill_if_alive
 
 if TYPE_CHECKING:
@@ -250,6 +251,7 @@ class Recycler:
         """Ask a ``retiring`` worker to exit; kill it if it lingers past the grace."""
         with sup.lock:
             proc, sock = handle.proc, handle.sock
+            stop_locked(handle.channel)
         if sock is not None:
             with contextlib.suppress(OSError):
                 protocol.send_frame(sock, protocol.pack(protocol.MSG_SHUTDOWN, 0, None))

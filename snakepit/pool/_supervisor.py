@@ -47,6 +47,7 @@ from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 from ._calls import Call
 from ._cancel import cancel_running, worker_cancelled
 from ._circuit import CircuitBreakerRegistry
+from ._direct import Channel, claim_locked, read_reply, reader_closing, reader_turn, stop_locked
 from ._exits import ExitKind, classify_exit, oom_kill_count
 from ._handle import (
     WorkerHandle,
@@ -93,8 +94,11 @@ class Supervisor:
         zygote: Zygote | None = None,
         recycle: RecyclePolicy | None = None,
         session_initializer: bool = False,
+        caller_spin: float = 0.0,
     ) -> None:
         self.name = name
+        #: How long a caller reading its own reply polls first (see _direct.py).
+        self.caller_spin = caller_spin
         self._zygote = zygote  # forks workers when it can (see _zygote.py)
         self.handles = handles
         self.lock = threading.RLock()
@@ -156,7 +160,9 @@ class Supervisor:
                 error = self._unavailable()
             elif (error := self.sessions.admit(call)) is None:
                 self._queue.put(call)
-                sends = self._dispatch_locked()
+                # A caller that waits reads its reply itself (see _direct.py).
+                direct = call if call.caller_waits and call.attempt == 1 else None
+                sends = self._dispatch_locked(direct)
                 if self.recycler is not None and not call.dispatched:
                     self.recycler.wake_locked(self, call)  # a parked worker may run it
                 if call.borrows_caller_memory and not call.dispatched:
@@ -169,8 +175,10 @@ class Supervisor:
             self.finish(call, error)
             return
         self._send_all(sends)
+        if call.read_from is not None:
+            read_reply(self, call)
 
-    def _dispatch_locked(self) -> list[_Send]:
+    def _dispatch_locked(self, direct: Call | None = None) -> list[_Send]:
         sends = []
         for handle in self.handles:
             while handle.state == "idle":
@@ -197,7 +205,8 @@ class Supervisor:
                 if call.trace is not None or session:
                     body += (call.trace, *session)
                 message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
-                if handle.sock is not None:
+                if handle.sock is not None and handle.channel is not None:
+                    claim_locked(self, call, handle.channel, call is direct)
                     sends.append((handle.sock, message, call))
         return sends
 
@@ -292,6 +301,14 @@ class Supervisor:
         """A result or an error for the worker's current call (see ``_replies``)."""
         handle_reply(self, handle, tag, call_id, body)
 
+    def reader_turn(self, channel: Channel) -> None:
+        """Before each frame its reader thread reads (see ``_direct``)."""
+        reader_turn(self, channel)
+
+    def reader_closing(self, channel: Channel) -> None:
+        """A reader thread is about to close its socket."""
+        reader_closing(self, channel)
+
     def worker_exited(
         self,
         handle: WorkerHandle,
@@ -317,6 +334,7 @@ class Supervisor:
             call, handle.current = handle.current, None
             handle.proc = None
             handle.sock = None
+            handle.channel = None
             fault_log, handle.fault_log = handle.fault_log, None
             handle.last_exit = info
             # Workers the pool itself stopped (shutdown without waiting) did
@@ -423,11 +441,13 @@ class Supervisor:
                 init_error=WorkerUnavailableError(f"could not start a worker: {exc}"),
             )
             return
+        channel = Channel(handle, generation, proc, sock, self.lock)
         with self.lock:
             closed = self._is_stopping()  # may have changed since the check above
             if not closed:
                 handle.proc = proc
                 handle.sock = sock
+                handle.channel = channel
                 handle.fault_log = fault_log
             handle.known_fns = set()
             handle.timed_out = False
@@ -443,7 +463,7 @@ class Supervisor:
         init = (self._init_config.blob, zero_copy.ref_of(handle.ledger_memory))
         with contextlib.suppress(OSError):
             protocol.send_frame(sock, protocol.pack(protocol.MSG_INIT, handle.index, init))
-        handle.start_reader(self, generation, proc, sock, self._restarts.grace)
+        handle.start_reader(self, channel, self._restarts.grace)
 
     def _plan_restart(self, handle: WorkerHandle) -> None:
         policy = self._restarts
@@ -566,6 +586,7 @@ class Supervisor:
             if handle.state != "unhealthy":
                 handle.state = "draining"
             handle.stopped_by_pool = True
+            stop_locked(handle.channel)
         if proc is not None:
             stop_process(proc, sock, graceful=graceful, grace=self._restarts.grace)
 

@@ -71,12 +71,15 @@ class TwoNodes:
 def two_nodes() -> Iterator[TwoNodes]:
     """A head node and a node B on loopback, for one test module (bounded start)."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'snakepit-ml[ray]')")
-    from ray._common.utils import reset_ray_address
+    from ray._common.utils import get_default_ray_temp_dir, reset_ray_address
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         ray.shutdown()  # one Ray per process: the session's comes back afterwards
     temp_dir = tempfile.mkdtemp(prefix="sp-ray2-")
+    # Cluster writes its address there whatever temp_dir says, and fails on
+    # a machine where no Ray ran before.
+    os.makedirs(get_default_ray_temp_dir(), exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={**HEAD_NODE, "temp_dir": temp_dir})
     # Cluster advertises itself in /tmp/ray/ray_current_cluster, where any
     # plain ray.init() on this machine would join it: take that down at once.

@@ -1,0 +1,22 @@
+"""Worker-side functions for the tests of callers reading their own replies."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+
+def log_later(delay: float, message: str) -> int:
+    """Return at once; log ``message`` from a thread of the worker ``delay`` s later."""
+
+    def later() -> None:
+        time.sleep(delay)
+        logging.getLogger("snakepit_test.idle").warning(message)
+
+    threading.Thread(target=later, daemon=True).start()
+    return 1
+
+
+def big_bytes(size: int) -> bytes:
+    return b"\x5a" * size

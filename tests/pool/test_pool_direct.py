@@ -1,0 +1,231 @@
+"""``Pool.call`` reads its own reply from an idle worker (see snakepit/pool/_direct.py).
+
+Each test checks what a reader thread used to guarantee still holds when the
+caller's thread reads instead: faults are classified, an idle worker is still
+heard (its logs, its death), shutdown does not hang, and an interrupt loses
+nothing but the interrupted call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import snakepit
+from snakepit.errors import (
+    CallCancelledError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+    WorkerUnavailableError,
+)
+from snakepit.pool._watch import ProcessWatcher
+
+from . import _direct_tasks, _tasks
+
+pytestmark = pytest.mark.skipif(
+    not ProcessWatcher.supported(), reason="callers read their own replies only with pidfd+epoll"
+)
+
+
+@pytest.fixture
+def pool() -> Iterator[snakepit.Pool]:
+    with snakepit.Pool(workers=2, terminate_grace=0.3) as pool:
+        yield pool
+
+
+def _reading_threads(pool: snakepit.Pool) -> list[str]:
+    """Record the name of the thread that handles each reply from now on."""
+    supervisor = pool._supervisor
+    names: list[str] = []
+    original = supervisor.worker_reply
+
+    def worker_reply(*args: Any) -> None:
+        names.append(threading.current_thread().name)
+        original(*args)
+
+    supervisor.worker_reply = worker_reply  # type: ignore[method-assign]
+    return names
+
+
+def _eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_call_reads_its_reply_on_its_own_thread(pool: snakepit.Pool) -> None:
+    names = _reading_threads(pool)
+    assert [pool.call(_tasks.add, i, 1) for i in range(50)] == list(range(1, 51))
+    assert names == [threading.current_thread().name] * 50
+
+
+def test_submit_is_read_by_the_reader_thread(pool: snakepit.Pool) -> None:
+    names = _reading_threads(pool)
+    assert pool.submit(_tasks.add, 1, 2).result(timeout=10) == 3
+    assert pool.options(timeout=5).call(_tasks.add, 2, 2) == 4
+    assert names[0].startswith("snakepit-reader-")
+    assert names[1] == threading.current_thread().name
+
+
+def test_calls_from_many_threads_mixed_with_submits(pool: snakepit.Pool) -> None:
+    def work(offset: int) -> list[int]:
+        out = []
+        for i in range(150):
+            if i % 3:
+                out.append(pool.call(_tasks.add, offset, i))
+            else:
+                out.append(pool.submit(_tasks.add, offset, i).result(timeout=30))
+        return out
+
+    results: dict[int, list[int]] = {}
+    threads = [
+        threading.Thread(target=lambda k=k: results.__setitem__(k, work(1000 * k)))
+        for k in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert {k: v for k, v in results.items()} == {
+        k: [1000 * k + i for i in range(150)] for k in range(4)
+    }
+    assert pool.stats()["completed"] == 600
+
+
+@pytest.mark.parametrize(
+    ("fn", "kind"),
+    [(_tasks.segfault, "segfault"), (_tasks.abort, "abort"), (os._exit, "exit")],
+)
+def test_a_crash_during_a_call_is_classified_and_replaced(
+    pool: snakepit.Pool, fn: Callable[..., Any], kind: str
+) -> None:
+    args = (7,) if fn is os._exit else ()
+    with pytest.raises(WorkerCrashedError) as info:
+        pool.call(fn, *args)
+    assert info.value.exit_kind == kind
+    assert [pool.call(_tasks.add, i, i) for i in range(10)] == [2 * i for i in range(10)]
+
+
+def test_a_timeout_during_a_call(pool: snakepit.Pool) -> None:
+    with pytest.raises(WorkerTimeoutError):
+        pool.options(timeout=0.3).call(time.sleep, 10)
+    assert pool.call(_tasks.add, 1, 1) == 2
+
+
+def test_an_idle_worker_is_still_heard(
+    pool: snakepit.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    assert pool.call(_direct_tasks.log_later, 0.3, "said while idle") == 1
+    assert _eventually(lambda: any(r.getMessage() == "said while idle" for r in caplog.records))
+    assert pool.call(_tasks.add, 2, 3) == 5
+
+
+def test_an_idle_worker_killed_from_outside_is_replaced(pool: snakepit.Pool) -> None:
+    for _ in range(5):
+        pool.call(_tasks.add, 1, 1)
+    victim = pool.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    assert _eventually(lambda: pool.stats()["crashes"] == 1)
+    assert _eventually(lambda: len(pool.worker_pids()) == 2 and victim not in pool.worker_pids())
+    assert [pool.call(_tasks.add, i, 0) for i in range(6)] == list(range(6))
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_shutdown_with_idle_workers_ends_every_reader(wait: bool) -> None:
+    pool = snakepit.Pool(workers=2)
+    for i in range(20):
+        pool.call(_tasks.add, i, 1)
+    started = time.monotonic()
+    pool.shutdown(wait=wait)
+    assert _eventually(
+        lambda: not any(t.name.startswith("snakepit-reader-") for t in threading.enumerate())
+    )
+    assert time.monotonic() - started < 8.0
+
+
+def test_shutdown_from_another_thread_ends_a_waiting_call() -> None:
+    pool = snakepit.Pool(workers=1, terminate_grace=0.2)
+    try:
+        threading.Timer(0.3, pool.shutdown, kwargs={"wait": False}).start()
+        with pytest.raises(WorkerUnavailableError):
+            pool.call(time.sleep, 20)
+    finally:
+        pool.shutdown()
+
+
+def _interrupt_main_after(delay: float) -> threading.Timer:
+    timer = threading.Timer(
+        delay, signal.pthread_kill, args=(threading.main_thread().ident, signal.SIGINT)
+    )
+    timer.start()
+    return timer
+
+
+def test_an_interrupt_between_frames_leaves_the_call_running(pool: snakepit.Pool) -> None:
+    names = _reading_threads(pool)
+    _interrupt_main_after(0.2)
+    with pytest.raises(KeyboardInterrupt):
+        pool.call(time.sleep, 0.6)
+    # The call went on: its reply is read by the reader thread, no crash.
+    assert _eventually(lambda: pool.stats()["completed"] == 1)
+    assert names[-1].startswith("snakepit-reader-")
+    assert pool.stats()["crashes"] == 0
+    assert [pool.call(_tasks.add, i, 1) for i in range(4)] == [1, 2, 3, 4]
+
+
+class _InterruptingSocket:
+    """A test double around a worker's socket: ``recv_into`` raises
+    KeyboardInterrupt once, after ``after`` bytes of a large frame came."""
+
+    def __init__(self, sock: socket.socket, after: int) -> None:
+        self._sock = sock
+        self._left = after
+
+    def recv_into(self, buffer: Any, *args: Any) -> int:
+        if self._left <= 0:
+            self._left = 1 << 62
+            raise KeyboardInterrupt
+        count = self._sock.recv_into(buffer, *args)
+        self._left -= count
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_an_interrupt_in_the_middle_of_a_frame_cancels_the_call() -> None:
+    with snakepit.Pool(workers=1, terminate_grace=0.2) as pool:
+        assert pool.call(_tasks.add, 1, 1) == 2
+        handle = pool._supervisor.handles[0]
+        assert handle.channel is not None
+        frames = handle.channel.frames
+        frames.sock = _InterruptingSocket(frames.sock, 4 << 20)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            pool.call(_direct_tasks.big_bytes, 32 << 20)
+        assert _eventually(lambda: pool.stats()["cancelled"] == 1)
+        assert pool.stats()["crashes"] == 0
+        assert len(pool.call(_direct_tasks.big_bytes, 1 << 20)) == 1 << 20
+
+
+def test_a_cancelled_call_is_not_read_by_its_caller(pool: snakepit.Pool) -> None:
+    # ``submit`` then ``cancel`` takes the reader thread's way; a call made
+    # meanwhile on the other worker reads its own reply.
+    future = pool.submit(time.sleep, 10)
+    assert _eventually(lambda: future.running())
+    assert pool.call(_tasks.add, 3, 4) == 7
+    assert pool.cancel(future)
+    with pytest.raises(CallCancelledError):
+        future.result(timeout=10)
+    assert [pool.call(_tasks.add, i, 2) for i in range(4)] == [2, 3, 4, 5]
