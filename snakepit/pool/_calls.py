@@ -49,7 +49,11 @@ class Call:
     #: worker, the caller reads the reply itself (see ``_direct.py``).
     caller_waits: bool = False
     #: The stream the caller is to read (set at dispatch; a ``Channel``).
-    read_from: Any = None
+    #: Neither this nor ``waiter`` is copied into a retry.
+    read_from: Any = field(default=None, init=False)
+    #: Held while the waiting caller of a queued call sleeps: released when
+    #: it may read its reply (``read_from``) or the call is over.
+    waiter: Any = field(default=None, init=False)
 
 
 #: ``module:qualname`` of a function, as telemetry names it.

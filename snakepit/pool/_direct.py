@@ -17,8 +17,11 @@ Who reads a worker's stream is its :class:`Channel`'s ``reads``:
   the pool's watcher (``_watch.py``) has the socket armed: whatever an idle
   worker sends (a log line, an event, the end of its stream) hands the
   stream back to the thread;
-* ``caller``: a thread in ``Pool.call`` sent its call to this idle worker and
-  reads until the call is over (:func:`read_reply`).
+* ``caller``: a thread in ``Pool.call`` reads until its call is over
+  (:func:`read_reply`): it sent the call to an idle worker itself, or its
+  call waited in the queue and the stream's reader handed the stream over
+  when the call was sent (:func:`wait_turn`), so that a busy pool's replies
+  too go straight to the threads that wait for them.
 
 One reader at a time, by three rules: only the current reader gives the
 stream away, and only between two frames; anyone else may take it only
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from ._supervisor import Supervisor
     from ._zygote import WorkerProcess
 
-__all__ = ["Channel", "read_reply"]
+__all__ = ["Channel", "read_reply", "wait_turn"]
 
 
 class Channel:
@@ -93,7 +96,7 @@ def reader_turn(sup: Supervisor, channel: Channel) -> None:
     """Before each frame the reader thread reads: give an idle worker's
     stream away, and return once it is the thread's to read again."""
     with sup.lock:
-        if channel.reads == "thread":
+        if channel.reads == "thread" and not _hand_over_locked(channel):
             _park_locked(sup, channel)
         while channel.reads != "thread":
             channel.turn.wait()
@@ -112,7 +115,8 @@ def claim_locked(sup: Supervisor, call: Call, channel: Channel, caller: bool) ->
     reads its reply takes the stream, if nobody reads it.
 
     ``caller``: the call is the one its caller's thread is dispatching and
-    will wait for (:func:`read_reply` then reads); else the thread reads.
+    will wait for (:func:`read_reply` then reads); a queued call's waiting
+    caller is woken to read; else the thread reads.
     """
     if channel.reads != "nobody":
         return
@@ -120,7 +124,7 @@ def claim_locked(sup: Supervisor, call: Call, channel: Channel, caller: bool) ->
     if caller:
         channel.reads = "caller"
         call.read_from = channel
-    else:
+    elif not _hand_over_locked(channel):
         _wake_locked(channel)
 
 
@@ -146,6 +150,25 @@ def _park_locked(sup: Supervisor, channel: Channel) -> None:
         return
     if sup._watcher.arm(channel.fd, functools.partial(_readable, sup, channel)):
         channel.reads = "nobody"
+
+
+def _hand_over_locked(channel: Channel) -> bool:
+    """Give the stream to the caller waiting for the worker's current call."""
+    call = channel.handle.current
+    if call is None or call.waiter is None or channel.to_end:
+        return False
+    if channel.handle.channel is not channel:
+        return False
+    channel.reads = "caller"
+    call.read_from = channel
+    _release_waiter_locked(call)
+    return True
+
+
+def _release_waiter_locked(call: Call) -> None:
+    waiter, call.waiter = call.waiter, None
+    if waiter is not None:
+        waiter.release()
 
 
 def _wake_locked(channel: Channel) -> None:
@@ -193,6 +216,8 @@ def read_reply(sup: Supervisor, call: Call) -> None:
                 if handle.current is call:
                     continue
                 frames.spin_seconds = 0.0
+                if _hand_over_locked(channel):
+                    return
                 channel.reads = "thread"
                 _park_locked(sup, channel)
                 if channel.reads == "thread":
@@ -208,6 +233,30 @@ def read_reply(sup: Supervisor, call: Call) -> None:
         _give_back(sup, channel)
         raise
     _give_back(sup, channel)
+
+
+def wait_turn(sup: Supervisor, call: Call) -> None:
+    """The waiting caller of a queued call: sleep until the call's worker
+    hands it the stream (then read the reply), or until the call is over."""
+    waiter = call.waiter
+    if waiter is None:
+        return
+    call.outer.add_done_callback(functools.partial(_call_over, sup, call))
+    try:
+        waiter.acquire()
+    except BaseException:
+        with sup.lock:
+            call.waiter = None
+            channel, call.read_from = call.read_from, None
+            if channel is not None and channel.reads == "caller":
+                _wake_locked(channel)
+        raise
+    read_reply(sup, call)
+
+
+def _call_over(sup: Supervisor, call: Call, _future: object) -> None:
+    with sup.lock:
+        _release_waiter_locked(call)
 
 
 def _give_back(sup: Supervisor, channel: Channel) -> None:

@@ -47,7 +47,15 @@ from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 from ._calls import Call
 from ._cancel import cancel_running, worker_cancelled
 from ._circuit import CircuitBreakerRegistry
-from ._direct import Channel, claim_locked, read_reply, reader_closing, reader_turn, stop_locked
+from ._direct import (
+    Channel,
+    claim_locked,
+    read_reply,
+    reader_closing,
+    reader_turn,
+    stop_locked,
+    wait_turn,
+)
 from ._exits import ExitKind, classify_exit, oom_kill_count
 from ._handle import (
     WorkerHandle,
@@ -165,6 +173,11 @@ class Supervisor:
                 sends = self._dispatch_locked(direct)
                 if self.recycler is not None and not call.dispatched:
                     self.recycler.wake_locked(self, call)  # a parked worker may run it
+                if direct is not None and not call.dispatched:
+                    # Its caller sleeps until the call's worker hands it the
+                    # stream, or the call is over (see _direct.py).
+                    call.waiter = threading.Lock()
+                    call.waiter.acquire()
                 if call.borrows_caller_memory and not call.dispatched:
                     # Left waiting: copy the arrays before ``submit`` returns
                     # (under the lock, so no reply thread sends it meanwhile).
@@ -177,6 +190,8 @@ class Supervisor:
         self._send_all(sends)
         if call.read_from is not None:
             read_reply(self, call)
+        elif call.waiter is not None:
+            wait_turn(self, call)
 
     def _dispatch_locked(self, direct: Call | None = None) -> list[_Send]:
         sends = []

@@ -78,6 +78,31 @@ def test_submit_is_read_by_the_reader_thread(pool: snakepit.Pool) -> None:
     assert names[1] == threading.current_thread().name
 
 
+def test_a_queued_call_is_handed_its_reply_to_read() -> None:
+    with snakepit.Pool(workers=1) as pool:
+        names = _reading_threads(pool)
+        first = threading.Thread(target=pool.call, args=(time.sleep, 0.4), name="first-caller")
+        first.start()
+        assert _eventually(lambda: pool.stats()["busy"] == 1)
+        assert pool.call(_tasks.add, 2, 5) == 7  # queued behind the sleep
+        first.join(timeout=10)
+    assert names == ["first-caller", threading.current_thread().name]
+
+
+def test_an_interrupt_while_queued_loses_no_stream() -> None:
+    with snakepit.Pool(workers=1) as pool:
+        names = _reading_threads(pool)
+        busy = pool.submit(time.sleep, 0.5)
+        assert _eventually(lambda: pool.stats()["busy"] == 1)
+        _interrupt_main_after(0.2)
+        with pytest.raises(KeyboardInterrupt):
+            pool.call(_tasks.add, 1, 1)  # interrupted while it waits in the queue
+        busy.result(timeout=10)
+        assert _eventually(lambda: pool.stats()["completed"] == 2)
+        assert [pool.call(_tasks.add, i, 1) for i in range(3)] == [1, 2, 3]
+    assert names[:2] == ["snakepit-reader-0"] * 2
+
+
 def test_calls_from_many_threads_mixed_with_submits(pool: snakepit.Pool) -> None:
     def work(offset: int) -> list[int]:
         out = []
