@@ -17,9 +17,10 @@ Data flow of one call (arrows are threads handing over)::
       call deadlines → terminate         fail or retry the call, plan restart
       retry and restart backoff
 
-Callers send calls to idle workers themselves, so a call costs one thread
-hand-off, on the way back. All state below is guarded by one lock; events
-are emitted, futures completed and frames sent outside it.
+Callers send calls to idle workers themselves. A thread in ``Pool.call``
+also reads its reply itself, in the reader's place (see ``_direct``): that
+call costs no thread hand-off at all. All state below is guarded by one
+lock; events are emitted, futures completed and frames sent outside it.
 """
 
 from __future__ import annotations
