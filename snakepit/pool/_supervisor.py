@@ -46,7 +46,7 @@ from snakepit.zero_copy import _runtime as zero_copy
 from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 
 from ._calls import Call
-from ._cancel import cancel_running, worker_cancelled
+from ._cancel import worker_cancelled
 from ._circuit import CircuitBreakerRegistry
 from ._direct import (
     Channel,
@@ -54,7 +54,6 @@ from ._direct import (
     read_reply,
     reader_closing,
     reader_turn,
-    stop_locked,
     wait_turn,
 )
 from ._exits import ExitKind, classify_exit, oom_kill_count
@@ -63,7 +62,6 @@ from ._handle import (
     kill_if_alive,
     on_process_exit,
     read_fault_log,
-    stop_process,
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
@@ -75,6 +73,7 @@ from ._restarts import RestartPolicy, exit_error
 from ._retry import RetryPolicy
 from ._sessions import SessionTracker
 from ._sessions import ended_on_purpose as _ended_on_purpose
+from ._shutdown import shut_down
 from ._timers import Action, Timers
 from ._watch import ProcessWatcher
 from ._zygote import Zygote
@@ -545,71 +544,9 @@ class Supervisor:
     # ------------------------------------------------------------ shutdown
 
     def shutdown(self, wait: bool, cancel_futures: bool, kill_running: bool = False) -> None:
-        """Stop accepting calls, finish (or cancel) queued ones, stop the workers.
-
-        ``kill_running`` cancels the running calls too (see ``_cancel``).
-        """
-        with self.lock:
-            already = self.closed
-            self.closed = True
-            abandoned: list[Call] = []
-            if cancel_futures or kill_running or not wait:
-                abandoned = self._queue.take_all() + list(self._retrying.values())
-                self._retrying.clear()
-        if kill_running:
-            cancel_running(self)
-        with self.lock:
-            if wait:
-                self.idle_changed.wait_for(self._drained, timeout=None)
-            self.stopping = True
-            self.timers.wake_locked()
-        for call in abandoned:
-            if call.outer.cancel():
-                # Cancelled futures are "done" for concurrent.futures.wait()
-                # and as_completed() only once waiters are notified.
-                call.outer.set_running_or_notify_cancel()
-                self.circuits.release(call.device)
-            else:
-                # A retry's future is already running and cannot be cancelled.
-                self.finish(call, WorkerUnavailableError("the pool was shut down"))
-        if already and not wait:
-            return
-        for handle in self.handles:
-            self._stop_worker(handle, graceful=wait)
-        if wait:
-            # Readers finish each worker's clean-up (its regions, references).
-            for handle in self.handles:
-                handle.join_reader(5.0)
-        if self._zygote is not None:
-            self._zygote.close()  # after the readers: it reports their workers' exits
-        # Only now may the monitor end: workers get PR_SET_PDEATHSIG when the
-        # thread that started them exits, which would kill them mid-shutdown.
-        self.timers.finish()
-        if wait:
-            self.timers.join(5.0)
-        if wait or all(handle.proc is None for handle in self.handles):
-            # Without waiting, the last worker's exit closes the watcher; with
-            # none left to exit (parked, given up on), nothing else would.
-            self._watcher.close()
-        # Gauges fed by size events must not keep the last live count.
-        self.report.size(0, 0, 0, 0)
-        with contextlib.suppress(Exception):
-            prune_mappings()
-
-    def _stop_worker(self, handle: WorkerHandle, *, graceful: bool) -> None:
-        with self.lock:
-            proc, sock = handle.proc, handle.sock
-            if handle.state != "unhealthy":
-                handle.state = "draining"
-            handle.stopped_by_pool = True
-            stop_locked(handle.channel)
-        if proc is not None:
-            stop_process(proc, sock, graceful=graceful, grace=self._restarts.grace)
-
-    def _drained(self) -> bool:
-        if self._queue or self._retrying:
-            return False
-        return all(handle.current is None for handle in self.handles)
+        """Stop accepting calls, finish (or cancel) queued ones, stop the workers
+        (see ``_shutdown``); ``kill_running`` cancels the running calls too."""
+        shut_down(self, wait, cancel_futures, kill_running)
 
     def join_readers(self, deadline: float) -> None:
         """Wait until ``deadline`` (monotonic) for the reader threads to finish."""
