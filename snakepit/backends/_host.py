@@ -201,11 +201,22 @@ class SnakepitHost:
                 call_args, call_kwargs = codec.decode(payload, keep=True)
             else:
                 call_args, call_kwargs = resolve_args(payload)
-            future = self._view(pool, options).submit(fn, *call_args, **call_kwargs)
-            del call_args, call_kwargs
+            view = self._view(pool, options)
+            # Known before the call starts (``cancel`` looks it up), and
+            # completed by this thread reading the reply itself.
+            future: Future[Any] = Future()
             with self._lock:
                 self._running[call_id] = future
             try:
+                pool._submit(
+                    fn,
+                    call_args,
+                    call_kwargs,
+                    view.call_options,
+                    caller_waits=True,
+                    future=future,
+                )
+                del call_args, call_kwargs
                 value = future.result()
             finally:
                 with self._lock:

@@ -87,6 +87,12 @@ class RayCall:
     #: id(array) -> (array, ObjectRef): arguments put into Ray's store for a
     #: remote host, once per call (retries reuse them; see _ray_data).
     objects: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    #: The thread of a ``call`` that waits for this call (its first attempt):
+    #: it gets the reply with ``ray.get`` itself, not through the pool's
+    #: completion thread (see ``RayPool._get_reply``).
+    caller_thread: int | None = None
+    #: The first attempt's ObjectRef, for that thread to get.
+    ref: Any = None
 
 
 def probe_array() -> np.ndarray[Any, Any]:

@@ -291,12 +291,13 @@ class RayPool(Pool):
         kwargs: dict[str, Any],
         options: CallOptions,
         *,
-        caller_waits: bool = False,  # a Ray call's reply is always Ray's to read
+        caller_waits: bool = False,
+        future: Future[Any] | None = None,
     ) -> Future[Any]:
         if self._closed:
             raise PoolClosedError("cannot submit to a pool that was shut down")
         fn_id, fn_blob, name = self._function(fn)
-        outer: Future[Any] = Future()
+        outer: Future[Any] = Future() if future is None else future
         call = RayCall(
             call_id=next(self._call_ids),
             fn_id=fn_id,
@@ -309,10 +310,41 @@ class RayPool(Pool):
             session=options.session,
             device=options.device,
             outer=outer,
+            caller_thread=threading.get_ident() if caller_waits else None,
         )
         self._by_future[outer] = call
         self._admit(call)
+        # Only now, on this thread: a call sent later (queued) or retried is
+        # the completion thread's, as every ``submit`` is.
+        call.caller_thread = None
+        if call.ref is not None:
+            self._get_reply(call)
         return outer
+
+    def _get_reply(self, call: RayCall) -> None:
+        """``ray.get`` of the first attempt, on the thread that waits for it:
+        no hop through the completion thread. An interrupt hands the reply
+        to that thread after all, and propagates."""
+        ray = import_ray()
+        ref, call.ref = call.ref, None
+        host = self._hosts[call.host] if call.host is not None else None
+        if host is None:
+            return
+        generation = call.generation
+        reply: Future[Any] = Future()
+        try:
+            reply.set_result(ray.get(ref))
+        except KeyboardInterrupt:
+            self._reply_later(call, host, generation, ref)
+            raise
+        except Exception as exc:  # Ray's own errors: classified by _replied
+            reply.set_exception(exc)
+        self._replied(call, host, generation, reply)
+
+    def _reply_later(self, call: RayCall, host: Host, generation: int, ref: Any) -> None:
+        ref.future().add_done_callback(
+            lambda f: self._done.put(("call", call, host, generation, f))
+        )
 
     def _admit(self, call: RayCall) -> None:
         """Check the circuit and the session, then queue and start what can start."""
@@ -396,8 +428,10 @@ class RayPool(Pool):
         except Exception as exc:
             self._settle(call, host, error=classify_ray_error(exc, node_id=host.node_id))
             return
-        gen = call.generation
-        ref.future().add_done_callback(lambda f: self._done.put(("call", call, host, gen, f)))
+        if call.caller_thread == threading.get_ident() and call.attempt == 1:
+            call.ref = ref  # its caller gets it (see _get_reply)
+            return
+        self._reply_later(call, host, call.generation, ref)
 
     # ------------------------------------------------------------ replies
 

@@ -106,6 +106,7 @@ class _Submitter(Protocol):
         options: CallOptions,
         *,
         caller_waits: bool = False,
+        future: Future[Any] | None = None,
     ) -> Future[Any]: ...
 
     def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool: ...

@@ -371,10 +371,14 @@ class Pool(CallMethods, Executor):
         options: CallOptions,
         *,
         caller_waits: bool = False,
+        future: Future[Any] | None = None,
     ) -> Future[Any]:
+        # ``caller_waits``: the caller waits for the result at once (it may
+        # read the reply itself); ``future``: the Future to complete, made
+        # by a caller that must know it before the call may block.
         timeout = options.timeout_or(self._timeout)
         idempotent, session, device = options.idempotent, options.session, options.device
-        outer: Future[Any] = Future()
+        outer: Future[Any] = Future() if future is None else future
         if self._supervisor.closed:
             raise PoolClosedError("cannot submit to a pool that was shut down")
         fn_id, fn_blob, name = self._function(fn)

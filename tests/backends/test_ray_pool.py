@@ -193,3 +193,43 @@ def test_shutdown_leaves_no_host_actor(ray_session: Any) -> None:
         assert pool.call(_tasks.add, 1, 1) == 2
     with pytest.raises(ValueError, match="Failed to look up actor"):
         ray_session.get_actor(name)
+
+
+def test_call_gets_its_reply_on_its_own_thread(pool: snakepit.Pool) -> None:
+    import threading
+
+    threads: list[str] = []
+    original = pool._replied  # type: ignore[attr-defined]
+
+    def replied(*args: Any) -> None:
+        threads.append(threading.current_thread().name)
+        original(*args)
+
+    pool._replied = replied  # type: ignore[attr-defined]
+    try:
+        assert pool.call(_tasks.add, 2, 3) == 5
+        assert pool.options(timeout=30).call(_tasks.add, 1, 1) == 2
+        assert pool.submit(_tasks.add, 4, 4).result(timeout=60) == 8
+    finally:
+        del pool._replied  # type: ignore[attr-defined]
+    me = threading.current_thread().name
+    assert threads[:2] == [me, me]
+    assert threads[2] != me  # submit: the pool's completion thread
+
+
+def test_an_interrupted_call_still_completes_its_future(pool: snakepit.Pool) -> None:
+    import signal
+    import threading
+
+    timer = threading.Timer(
+        0.5, signal.pthread_kill, args=(threading.main_thread().ident, signal.SIGINT)
+    )
+    timer.start()
+    before = pool.stats()["completed"]
+    with pytest.raises(KeyboardInterrupt):
+        pool.call(time.sleep, 1.5)
+    deadline = time.monotonic() + 30
+    while pool.stats()["completed"] == before:
+        assert time.monotonic() < deadline, pool.stats()
+        time.sleep(0.05)
+    assert pool.call(_tasks.add, 1, 2) == 3
