@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ._supervisor import Supervisor
     from ._zygote import WorkerProcess
 
-__all__ = ["Channel", "read_reply", "wait_turn"]
+__all__ = ["Channel", "Waiter", "read_reply", "wait_turn"]
 
 
 class Channel:
@@ -152,23 +152,40 @@ def _park_locked(sup: Supervisor, channel: Channel) -> None:
         channel.reads = "nobody"
 
 
+class Waiter:
+    """What the waiting caller of a queued call sleeps on: released once,
+    either to read the reply or because the call is over (lock held).
+
+    The call's future holds it (in a done-callback), never the call: a
+    future that refers to its call through a callback would be a cycle
+    keeping the result, shared arrays included, until garbage collection.
+    """
+
+    __slots__ = ("lock", "released")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.released = False
+
+    def release_locked(self) -> None:
+        if not self.released:
+            self.released = True
+            self.lock.release()
+
+
 def _hand_over_locked(channel: Channel) -> bool:
     """Give the stream to the caller waiting for the worker's current call."""
     call = channel.handle.current
-    if call is None or call.waiter is None or channel.to_end:
+    waiter = call.waiter if call is not None else None
+    if waiter is None or waiter.released or channel.to_end:
         return False
     if channel.handle.channel is not channel:
         return False
     channel.reads = "caller"
-    call.read_from = channel
-    _release_waiter_locked(call)
+    call.read_from = channel  # type: ignore[union-attr]
+    waiter.release_locked()
     return True
-
-
-def _release_waiter_locked(call: Call) -> None:
-    waiter, call.waiter = call.waiter, None
-    if waiter is not None:
-        waiter.release()
 
 
 def _wake_locked(channel: Channel) -> None:
@@ -243,22 +260,24 @@ def wait_turn(sup: Supervisor, call: Call) -> None:
     waiter = call.waiter
     if waiter is None:
         return
-    call.outer.add_done_callback(functools.partial(_call_over, sup, call))
+    call.outer.add_done_callback(functools.partial(_call_over, sup, waiter))
     try:
-        waiter.acquire()
+        waiter.lock.acquire()
     except BaseException:
         with sup.lock:
-            call.waiter = None
+            waiter.released = True  # handed nothing from now on
             channel, call.read_from = call.read_from, None
             if channel is not None and channel.reads == "caller":
                 _wake_locked(channel)
         raise
+    finally:
+        call.waiter = None
     read_reply(sup, call)
 
 
-def _call_over(sup: Supervisor, call: Call, _future: object) -> None:
+def _call_over(sup: Supervisor, waiter: Waiter, _future: object) -> None:
     with sup.lock:
-        _release_waiter_locked(call)
+        waiter.release_locked()
 
 
 def _give_back(sup: Supervisor, channel: Channel) -> None:

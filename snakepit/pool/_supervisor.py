@@ -50,6 +50,7 @@ from ._cancel import worker_cancelled
 from ._circuit import CircuitBreakerRegistry
 from ._direct import (
     Channel,
+    Waiter,
     claim_locked,
     read_reply,
     reader_closing,
@@ -176,8 +177,7 @@ class Supervisor:
                 if direct is not None and not call.dispatched:
                     # Its caller sleeps until the call's worker hands it the
                     # stream, or the call is over (see _direct.py).
-                    call.waiter = threading.Lock()
-                    call.waiter.acquire()
+                    call.waiter = Waiter()
                 if call.borrows_caller_memory and not call.dispatched:
                     # Left waiting: copy the arrays before ``submit`` returns
                     # (under the lock, so no reply thread sends it meanwhile).

@@ -8,12 +8,14 @@ nothing but the interrupted call.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -87,6 +89,25 @@ def test_a_queued_call_is_handed_its_reply_to_read() -> None:
         assert pool.call(_tasks.add, 2, 5) == 7  # queued behind the sleep
         first.join(timeout=10)
     assert names == ["first-caller", threading.current_thread().name]
+
+
+def test_a_queued_calls_result_is_freed_by_reference_counting() -> None:
+    # A future that referred to its call (through the waiter's callback)
+    # kept every result, shared arrays and their mappings included, alive
+    # until the garbage collector ran.
+    with snakepit.Pool(workers=1) as pool:
+        busy = pool.submit(time.sleep, 0.3)
+        assert _eventually(lambda: pool.stats()["busy"] == 1)
+        gc.disable()
+        try:
+            result = pool.call(_tasks.shared_result, 1 << 16)  # queued behind the sleep
+            assert result[7] == 7.0
+            alive = weakref.ref(result)
+            del result
+            assert alive() is None
+        finally:
+            gc.enable()
+        busy.result(timeout=10)
 
 
 def test_an_interrupt_while_queued_loses_no_stream() -> None:
