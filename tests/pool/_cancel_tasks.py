@@ -9,9 +9,13 @@ from pathlib import Path
 
 
 def sleep_then_mark(started: str, unwound: str, seconds: float) -> None:
-    """Note the pid in ``started``, sleep; a ``finally`` that writes ``unwound``."""
-    Path(started).write_text(str(os.getpid()))
+    """Note the pid in ``started``, sleep; a ``finally`` that writes ``unwound``.
+
+    ``started`` is written inside the ``try``: the test interrupts as soon as
+    it reads the pid, which may be before ``write_text`` has returned.
+    """
     try:
+        Path(started).write_text(str(os.getpid()))
         time.sleep(seconds)
     finally:
         Path(unwound).write_text("unwound")
