@@ -221,9 +221,7 @@ def read_reply(sup: Supervisor, call: Call) -> None:
         return
     handle = channel.handle
     frames = channel.frames
-    # Polling for the reply pays for a caller alone; while calls queue up,
-    # other callers want the interpreter (and the cores) it would hold.
-    frames.spin_seconds = 0.0 if sup._queue else sup.caller_spin
+    frames.spin_seconds = sup.caller_spin
     try:
         while True:
             payload = frames.read()
