@@ -319,6 +319,19 @@ def zero_copy_case(nbytes: int) -> Case:
             check=_check_mark("shared_memory hand-off"),
         )
 
+    @contextlib.contextmanager
+    def noop(env: Env) -> Iterator[Timed]:
+        """The same pool's no-op call, timed in the same loop (turn about)."""
+        pool = env.pool()
+        yield Timed(
+            pool.call,
+            (tasks.noop,),
+            rounds=200,
+            quick_rounds=20,
+            warmup=5,
+            check=lambda result: expect(result, None, "no-op call"),
+        )
+
     too_slow = None
     if nbytes >= PICKLE_LIMIT:
         too_slow = f"pickling {label} through ProcessPoolExecutor's pipe takes seconds a round"
@@ -329,7 +342,7 @@ def zero_copy_case(nbytes: int) -> Case:
             Target(
                 "call with a shared 1 KiB array / no-op call",
                 (name, "snakepit"),
-                ("noop", "snakepit"),
+                (name, "noop"),
                 1.25,
                 "within 1.25x",
             ),
@@ -355,6 +368,11 @@ def zero_copy_case(nbytes: int) -> Case:
             Impl("snakepit", "snakepit.Pool, array from snakepit.zeros", own),
             Impl("pickle", "pickle via ProcessPoolExecutor", pickled, skip=too_slow),
             Impl("shared_memory", "multiprocessing.shared_memory + ProcessPoolExecutor", segment),
+            *(
+                [Impl("noop", "the same snakepit.Pool, a no-op call (interleaved)", noop)]
+                if nbytes == KIB
+                else []
+            ),
         ),
         group="zero-copy",
         nbytes=nbytes,
