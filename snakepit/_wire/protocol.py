@@ -175,6 +175,11 @@ class FrameReader:
         if self.spin_seconds and not self.buffer:
             if self.spin_skips:
                 self.spin_skips -= 1
+                if not self.spin_skips:
+                    # The probe after a back-off is judged by its own spin,
+                    # not by switches all through the pause (where one
+                    # preemption would start the next pause, and so on).
+                    self._switches = -1
             elif self._contended():
                 self._spin_missed()
             else:
@@ -237,10 +242,11 @@ class FrameReader:
         machine is oversubscribed and the spin delays the very peer it waits
         for), is a miss: the next ``spin_penalty`` waits sleep at once, and
         the penalty doubles up to :data:`_MAX_SPIN_PENALTY`; a catch resets
-        it. So does any involuntary context switch of this process since the
+        it. So does any involuntary context switch of this thread since the
         last look (:meth:`_contended`): spinning on a machine without an idle
         core takes CPU from others, the caller's threads included. A busy
-        machine thus costs one probe spin per that many waits.
+        machine thus costs one probe spin per that many waits; the probe is
+        judged by its own spin, not by a preemption during the pause.
         """
         sock = self.sock
         clock = time.perf_counter

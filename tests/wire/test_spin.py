@@ -132,3 +132,33 @@ def test_a_process_that_lost_its_core_does_not_spin(
     assert bytes(reader.read() or b"") == _frame(3)
     assert spins == 0  # contended: slept in recv at once
     assert (reader.spin_skips, reader.spin_penalty) == (1, 2)
+
+
+def test_a_preemption_during_a_back_off_does_not_extend_it(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Judged against the count from before the pause, any preemption while
+    # the back-off lasted would start the next one: spinning would stop for
+    # good on a machine that is only sometimes busy.
+    left, right = pair
+    switches = iter([5, 9, 9])  # preempted while the waits slept at once
+    monkeypatch.setattr(protocol.resource, "getrusage", lambda who: _Usage(next(switches)))
+    reader = protocol.FrameReader(right, spin_seconds=0.0005)
+    assert not reader._contended()  # the count before the back-off
+    reader.spin_skips = 2
+    spins = 0
+    real_spin = reader._spin_recv
+
+    def counting_spin() -> int:
+        nonlocal spins
+        spins += 1
+        return real_spin()
+
+    monkeypatch.setattr(reader, "_spin_recv", counting_spin)
+    for ident in (1, 2):
+        protocol.send_frame(left, _frame(ident))
+        assert bytes(reader.read() or b"") == _frame(ident)
+    assert spins == 0  # the back-off
+    protocol.send_frame(left, _frame(3))
+    assert bytes(reader.read() or b"") == _frame(3)
+    assert spins == 1  # the probe spun: judged by its own spin
