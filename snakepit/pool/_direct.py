@@ -177,13 +177,13 @@ class Waiter:
 def _hand_over_locked(channel: Channel) -> bool:
     """Give the stream to the caller waiting for the worker's current call."""
     call = channel.handle.current
-    waiter = call.waiter if call is not None else None
-    if waiter is None or waiter.released or channel.to_end:
+    if call is None or channel.to_end or channel.handle.channel is not channel:
         return False
-    if channel.handle.channel is not channel:
+    waiter = call.waiter
+    if waiter is None or waiter.released:
         return False
     channel.reads = "caller"
-    call.read_from = channel  # type: ignore[union-attr]
+    call.read_from = channel
     waiter.release_locked()
     return True
 
