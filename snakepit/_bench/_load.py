@@ -120,14 +120,25 @@ def pipe_pingpong(env: Env) -> Iterator[Timed]:
 # ------------------------------------------------------------ no-op, map
 
 
+def noop_calls(pool: snakepit.Pool, *, rounds: int, quick_rounds: int, warmup: int) -> Timed:
+    """Rounds of one ``pool.call`` of the no-op task, each checked."""
+    return Timed(
+        pool.call,
+        (tasks.noop,),
+        rounds=rounds,
+        quick_rounds=quick_rounds,
+        warmup=warmup,
+        check=lambda result: expect(result, None, "no-op call"),
+    )
+
+
 def noop_case() -> Case:
     """An empty call's round trip, 2 workers each, and the raw pipe ping-pong floor."""
     check = lambda result: expect(result, None, "no-op call")  # noqa: E731
 
     @contextlib.contextmanager
     def own(env: Env) -> Iterator[Timed]:
-        pool = env.pool()
-        yield Timed(pool.call, (tasks.noop,), rounds=200, quick_rounds=30, warmup=20, check=check)
+        yield noop_calls(env.pool(), rounds=200, quick_rounds=30, warmup=20)
 
     def peer(submitter: Any) -> Any:
         @contextlib.contextmanager
@@ -237,14 +248,7 @@ def _noop_under(loaded: bool, pool_kwargs: dict[str, Any]) -> Prepare:
         with snakepit.Pool(workers=WORKERS, **pool_kwargs) as pool:
             warm(pool.submit, WORKERS)
             with busy_process() if loaded else contextlib.nullcontext():
-                yield Timed(
-                    pool.call,
-                    (tasks.noop,),
-                    rounds=300,
-                    quick_rounds=30,
-                    warmup=20,
-                    check=lambda result: expect(result, None, "no-op call"),
-                )
+                yield noop_calls(pool, rounds=300, quick_rounds=30, warmup=20)
 
     return prepare
 

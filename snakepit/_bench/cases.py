@@ -46,7 +46,7 @@ from snakepit._bench import _local, tasks
 from snakepit._bench._calls import arrow_cases, inline_case, torch_cases
 from snakepit._bench._large import large_cases
 from snakepit._bench._lifecycle import lifecycle_cases, peer_stays_broken
-from snakepit._bench._load import load_cases, map_case, noop_case
+from snakepit._bench._load import load_cases, map_case, noop_calls, noop_case
 from snakepit._bench._model import (
     GIB,
     KIB,
@@ -322,15 +322,7 @@ def zero_copy_case(nbytes: int) -> Case:
     @contextlib.contextmanager
     def noop(env: Env) -> Iterator[Timed]:
         """The same pool's no-op call, timed in the same loop (turn about)."""
-        pool = env.pool()
-        yield Timed(
-            pool.call,
-            (tasks.noop,),
-            rounds=200,
-            quick_rounds=20,
-            warmup=5,
-            check=lambda result: expect(result, None, "no-op call"),
-        )
+        yield noop_calls(env.pool(), rounds=200, quick_rounds=20, warmup=5)
 
     too_slow = None
     if nbytes >= PICKLE_LIMIT:

@@ -105,6 +105,19 @@ def test_skipped_spins_still_block_for_the_frame(
     assert reader.read() is None
 
 
+def _count_spins(reader: protocol.FrameReader, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count ``reader``'s spins from now on (a real FrameReader, spinning as usual)."""
+    spins = [0]
+    real_spin = reader._spin_recv
+
+    def counting_spin() -> int:
+        spins[0] += 1
+        return real_spin()
+
+    monkeypatch.setattr(reader, "_spin_recv", counting_spin)
+    return spins
+
+
 class _Usage:
     def __init__(self, switches: int) -> None:
         self.ru_nivcsw = switches
@@ -119,18 +132,10 @@ def test_a_process_that_lost_its_core_does_not_spin(
     reader = protocol.FrameReader(right, spin_seconds=0.0005)
     assert not reader._contended()  # the first look only takes the count
     assert not reader._contended()
-    spins = 0
-    real_spin = reader._spin_recv
-
-    def counting_spin() -> int:
-        nonlocal spins
-        spins += 1
-        return real_spin()
-
-    monkeypatch.setattr(reader, "_spin_recv", counting_spin)
+    spins = _count_spins(reader, monkeypatch)
     protocol.send_frame(left, _frame(3))
     assert bytes(reader.read() or b"") == _frame(3)
-    assert spins == 0  # contended: slept in recv at once
+    assert spins[0] == 0  # contended: slept in recv at once
     assert (reader.spin_skips, reader.spin_penalty) == (1, 2)
 
 
@@ -146,19 +151,11 @@ def test_a_preemption_during_a_back_off_does_not_extend_it(
     reader = protocol.FrameReader(right, spin_seconds=0.0005)
     assert not reader._contended()  # the count before the back-off
     reader.spin_skips = 2
-    spins = 0
-    real_spin = reader._spin_recv
-
-    def counting_spin() -> int:
-        nonlocal spins
-        spins += 1
-        return real_spin()
-
-    monkeypatch.setattr(reader, "_spin_recv", counting_spin)
+    spins = _count_spins(reader, monkeypatch)
     for ident in (1, 2):
         protocol.send_frame(left, _frame(ident))
         assert bytes(reader.read() or b"") == _frame(ident)
-    assert spins == 0  # the back-off
+    assert spins[0] == 0  # the back-off
     protocol.send_frame(left, _frame(3))
     assert bytes(reader.read() or b"") == _frame(3)
-    assert spins == 1  # the probe spun: judged by its own spin
+    assert spins[0] == 1  # the probe spun: judged by its own spin
