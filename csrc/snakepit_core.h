@@ -504,6 +504,13 @@ int sp_cuda_memcpy(sp_cuda_driver *driver, int device_id, uint64_t dst,
  * reading the copy back, 0.88x at 8 MiB. */
 #define SP_COPY_STREAM_BYTES (UINT64_C(8) << 20)
 
+/* Copies of at least this many bytes are split between threads, one piece
+ * of at least SP_COPY_PIECE_BYTES per thread, at most SP_COPY_MAX_THREADS,
+ * no more than the CPUs the caller may run on (see sp_copy.c). */
+#define SP_COPY_PARALLEL_BYTES (UINT64_C(64) << 20)
+#define SP_COPY_PIECE_BYTES (UINT64_C(32) << 20)
+#define SP_COPY_MAX_THREADS 4u
+
 /*
  * Copy n bytes from src to dst at memory speed whatever their relative
  * alignment (see sp_copy.c). SP_ERR_INVALID (errno EINVAL) for a NULL pointer

@@ -86,5 +86,11 @@ SP_HIDDEN void sp_copy_stream(void *dst, const void *src, uint64_t n);
 SP_HIDDEN void sp_copy_stream_sse2(void *dst, const void *src, uint64_t n);
 SP_HIDDEN int sp_copy_stream_avx2(void *dst, const void *src, uint64_t n);
 SP_HIDDEN int sp_copy_has_avx2(void);
+/* How many threads sp_copy splits n bytes between (1: no split). */
+SP_HIDDEN unsigned sp_copy_threads_for(uint64_t n);
+/* The streaming copy split between `threads` threads (at most
+ * SP_COPY_MAX_THREADS; fewer where n is small), pieces starting on pages of
+ * dst; for any n (no checks: tests call it with small ones). */
+SP_HIDDEN void sp_copy_split(void *dst, const void *src, uint64_t n, unsigned threads);
 
 #endif /* SP_INTERNAL_H */

@@ -19,6 +19,7 @@
 
 #define GUARD 64
 #define SPAN 1024
+#define PIECE_PAGE UINT64_C(4096)
 
 static uint8_t pattern(size_t i) { return (uint8_t)(i * 131u + 7u); }
 
@@ -81,6 +82,70 @@ static void test_copy_large_and_small(void)
     CHECK(memcmp(dst + 3, src + 5, 1000) == 0);
     CHECK_EQ(dst[2], 0);
     CHECK_EQ(dst[1003], 0);
+    free(src);
+    free(dst);
+}
+
+/* The split copy: every thread count, destination offsets around a page
+ * boundary and lengths that leave ragged pieces; exactly n bytes land. */
+static void test_copy_split_pieces(void)
+{
+    const uint64_t span = 5 * PIECE_PAGE + 999;
+    uint8_t *src = (uint8_t *)malloc((size_t)span + 2 * GUARD);
+    uint8_t *dst = (uint8_t *)malloc((size_t)span + 2 * GUARD + PIECE_PAGE);
+    static const uint64_t lengths[] = {0, 1, 4095, 4096, 8191, 2 * PIECE_PAGE + 1,
+                                       4 * PIECE_PAGE, 5 * PIECE_PAGE + 999};
+    static const size_t offsets[] = {0, 1, 16, 64, 4000};
+    unsigned threads;
+    size_t li, oi, i;
+    REQUIRE(src != NULL && dst != NULL);
+    for (i = 0; i < span + 2 * GUARD; i++)
+        src[i] = pattern(i);
+    for (threads = 0; threads <= SP_COPY_MAX_THREADS + 1; threads++) {
+        for (li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            for (oi = 0; oi < sizeof offsets / sizeof offsets[0]; oi++) {
+                uint64_t n = lengths[li];
+                size_t off = GUARD + offsets[oi];
+                memset(dst, 0xA5, (size_t)span + 2 * GUARD + PIECE_PAGE);
+                sp_copy_split(dst + off, src + GUARD + 16, n, threads);
+                REQUIRE(memcmp(dst + off, src + GUARD + 16, (size_t)n) == 0);
+                for (i = 0; i < off; i++)
+                    REQUIRE(dst[i] == 0xA5);
+                for (i = off + (size_t)n; i < span + 2 * GUARD + PIECE_PAGE; i++)
+                    REQUIRE(dst[i] == 0xA5);
+            }
+        }
+    }
+    free(src);
+    free(dst);
+}
+
+/* Small copies stay on the caller's thread; large ones use a thread per
+ * piece, within the limit. */
+static void test_copy_thread_count(void)
+{
+    CHECK_EQ(sp_copy_threads_for(0), 1u);
+    CHECK_EQ(sp_copy_threads_for(SP_COPY_PARALLEL_BYTES - 1), 1u);
+    CHECK(sp_copy_threads_for(SP_COPY_PARALLEL_BYTES) >= 1u);
+    CHECK(sp_copy_threads_for(SP_COPY_PARALLEL_BYTES) <=
+          (unsigned)(SP_COPY_PARALLEL_BYTES / SP_COPY_PIECE_BYTES));
+    CHECK(sp_copy_threads_for(UINT64_C(1) << 40) <= SP_COPY_MAX_THREADS);
+}
+
+/* The public entry point above the split size. */
+static void test_copy_parallel(void)
+{
+    uint64_t n = SP_COPY_PARALLEL_BYTES + 4096 * 3 + 5, i;
+    uint8_t *src = (uint8_t *)malloc((size_t)n + 64);
+    uint8_t *dst = (uint8_t *)malloc((size_t)n + 64);
+    REQUIRE(src != NULL && dst != NULL);
+    for (i = 0; i < n + 64; i++)
+        src[i] = pattern((size_t)i);
+    memset(dst, 0, (size_t)n + 64);
+    CHECK_EQ(sp_copy(dst + 16, src + 48, n), SP_OK);
+    CHECK(memcmp(dst + 16, src + 48, (size_t)n) == 0);
+    CHECK_EQ(dst[15], 0);
+    CHECK_EQ(dst[16 + n], 0);
     free(src);
     free(dst);
 }
@@ -319,6 +384,9 @@ int main(void)
 {
     RUN(test_stream_all_alignments);
     RUN(test_copy_large_and_small);
+    RUN(test_copy_split_pieces);
+    RUN(test_copy_thread_count);
+    RUN(test_copy_parallel);
     RUN(test_copy_rejects_bad_input);
     RUN(test_warm_invalid);
     RUN(test_warm_reuse);
