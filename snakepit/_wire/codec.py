@@ -24,6 +24,7 @@ from __future__ import annotations
 import copyreg
 import io
 import pickle
+import threading
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -45,8 +46,9 @@ from snakepit.zero_copy._runtime import (
     threshold_bytes,
 )
 
-from . import _bulk, _cuda_carrier
+from . import _bulk, _cuda_carrier, _plain
 from ._bulk import OUT_OF_BAND_BYTES
+from ._view_reader import VIEW_READER_BYTES, ViewReader
 from .protocol import could_be_ctrl_c
 
 PROTOCOL = 5
@@ -144,10 +146,12 @@ class _Sender:
         "transfers",
     )
 
-    def __init__(self, receiver: int | None, threshold: int) -> None:
+    def __init__(
+        self, receiver: int | None, threshold: int, carriers: dict[type, ModuleType] | None = None
+    ) -> None:
         self.receiver = receiver
         self.threshold = threshold
-        self.carriers = _carrier_table()
+        self.carriers = _carrier_table() if carriers is None else carriers
         self.keepalive: list[Any] = []
         self.transfers: list[TensorRef] = []
         self.sink = _bulk.OutOfBand()
@@ -239,6 +243,66 @@ class _FastPickler(pickle.Pickler):
         # Before __init__: the C pickler reads its dispatch table there.
         self.dispatch_table = sender.dispatch_table()
         super().__init__(file, protocol=PROTOCOL, buffer_callback=sender.sink)
+
+
+class _Reused(threading.local):
+    """One thread's sender, pickler and file, kept between encodings:
+    building them is about half of encoding a call with a shared array.
+    Busy while in use (an encoding inside a reducer builds its own); kept
+    only after an encoding that succeeded with a small pickle, and then
+    emptied, so that nothing of a payload stays referenced and no large
+    file buffer stays allocated."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.sender: _Sender | None = None
+        self.pickler: _FastPickler | None = None
+        self.file = io.BytesIO()
+
+
+_reused = _Reused()
+#: Pickles longer than this are not kept by the reused file's buffer.
+_REUSED_FILE_BYTES = 64 << 10
+
+
+def _take_reused(receiver: int | None, threshold: int) -> _Sender | None:
+    """This thread's reused sender, rearmed for an encoding; None if busy."""
+    state = _reused
+    if state.busy:
+        return None
+    carriers = _carrier_table()
+    sender = state.sender
+    if sender is None or sender.carriers is not carriers:
+        sender = _Sender(receiver, threshold, carriers)
+        state.file = io.BytesIO()
+        state.pickler = _FastPickler(state.file, sender)
+        state.sender = sender
+    else:
+        sender.receiver, sender.threshold = receiver, threshold
+    state.busy = True
+    return sender
+
+
+def _dump_reused(obj: Any) -> bytes:
+    pickler = _reused.pickler
+    assert pickler is not None
+    pickler.dump(obj)
+    return _reused.file.getvalue()
+
+
+def _give_back(sender: _Sender, keep: bool) -> None:
+    """End an encoding with the reused sender: empty it for the next one
+    (its lists went out in the Encoded), or drop it."""
+    state = _reused
+    state.busy = False
+    if not keep or state.pickler is None:
+        state.sender = state.pickler = None
+        return
+    state.pickler.clear_memo()  # the memo refers to every object pickled
+    state.file.seek(0)
+    state.file.truncate()
+    sender.keepalive, sender.transfers, sender.copies = [], [], {}
+    sender.sink.buffers, sender.sink.nbytes = [], 0
 
 
 class _BytesPickler(_FastPickler):
@@ -345,65 +409,11 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
-#: Values made only of these types pickle the same with the plain C pickler,
-#: which skips building a pickler object: the common small call is cheaper.
-_SCALARS = frozenset({type(None), bool, int, float, complex, str})
-_STR = frozenset({str})
-#: Most elements :func:`_scan` looks at before it gives up and lets the
-#: pickler decide (which costs nothing more for plain data).
-_PLAIN_BUDGET = 4096
-_PLAIN, _BIG_BYTES, _OTHER, _OTHER_BIG_BYTES = range(4)
 #: In every pickle that names something in ``__main__`` (which a worker's
 #: ``__main__`` does not have): such payloads go through cloudpickle.
 _MAIN = b"__main__"
 #: Failures that keep their type through encode and decode (not "cannot serialize").
 _TYPED = (SharedMemoryError, DeviceError)
-
-
-def _scan(obj: Any) -> int:
-    """``_PLAIN`` if ``obj`` holds only scalars, small bytes, lists, tuples
-    and str-keyed dicts (the C pickler takes it as it is), ``_BIG_BYTES`` if
-    large ``bytes`` or ``bytearray`` are among them, ``_OTHER`` for anything
-    else (``_OTHER_BIG_BYTES`` if large bytes were seen before it).
-
-    Flat containers are checked at C speed (the set of their item types);
-    the walk stops after ``_PLAIN_BUDGET`` elements, so a huge argument costs
-    a bounded look.
-    """
-    budget = _PLAIN_BUDGET
-    found = _PLAIN
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind in _SCALARS:
-            continue
-        if kind is bytes or kind is bytearray:
-            if len(item) >= OUT_OF_BAND_BYTES:
-                found = _BIG_BYTES
-            continue
-        if kind is tuple or kind is list:
-            budget -= 1 + len(item)
-            if budget < 0:
-                return _OTHER_BIG_BYTES if found == _BIG_BYTES else _OTHER
-            if set(map(type, item)) <= _SCALARS:
-                continue
-            stack.extend(item)
-        elif kind is dict:
-            budget -= 1 + len(item)
-            if budget < 0 or not set(map(type, item)) <= _STR:
-                return _OTHER_BIG_BYTES if found == _BIG_BYTES else _OTHER
-            values = item.values()
-            if set(map(type, values)) <= _SCALARS:
-                continue
-            stack.extend(values)
-        else:
-            # A DLPack array of a library with no carrier (JAX...) is learned
-            # here, so the pickler's dispatch table names its type from now on.
-            if kind not in _host_arrays.judged:
-                _host_arrays.notice(kind)
-            return _OTHER_BIG_BYTES if found == _BIG_BYTES else _OTHER
-    return found
 
 
 def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> Encoded:
@@ -424,17 +434,23 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     receiver itself on decode.
     Raises SerializationError(direction="encode") on failure.
     """
-    found = _scan(obj)
-    if found == _PLAIN:
+    found = _plain.scan(obj)
+    if found == _plain.PLAIN:
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
-    sender = _Sender(receiver, threshold_bytes())
+    big_bytes = found in (_plain.BIG_BYTES, _plain.OTHER_BIG_BYTES)
+    threshold = threshold_bytes()
+    reused = None if big_bytes else _take_reused(receiver, threshold)
+    sender = _Sender(receiver, threshold) if reused is None else reused
+    keep = False
     try:
         try:
-            big_bytes = found in (_BIG_BYTES, _OTHER_BIG_BYTES)
-            payload = _dump(_BytesPickler if big_bytes else _FastPickler, obj, sender)
+            if reused is not None:
+                payload = _dump_reused(obj)
+            else:
+                payload = _dump(_BytesPickler if big_bytes else _FastPickler, obj, sender)
             # Plain pickle names functions and classes of ``__main__`` (which
             # the receiver's is not): only cloudpickle sends them by value.
-            retry = found != _BIG_BYTES and _MAIN in payload
+            retry = found != _plain.BIG_BYTES and _MAIN in payload
         except _TYPED:
             raise
         except Exception:
@@ -442,7 +458,9 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
         if retry:
             sender.reset()
             payload = _dump(_cloud_pickler_class(), obj, sender)
-        return sender.finish(payload, snapshot)
+        encoded = sender.finish(payload, snapshot)
+        keep = not retry and len(payload) <= _REUSED_FILE_BYTES
+        return encoded
     except _TYPED:
         # Out of shared memory (or cap), a CUDA failure: say so, not "cannot serialize".
         drop_transfers(sender.transfers)
@@ -452,6 +470,9 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
         raise SerializationError(
             f"cannot serialize {type(obj).__name__}: {exc}", direction="encode"
         ) from exc
+    finally:
+        if reused is not None:
+            _give_back(reused, keep)
 
 
 def _dump(pickler: type[Any], obj: Any, sender: _Sender) -> bytes:
@@ -511,8 +532,8 @@ def decode(
     # frame's view is read in place instead.
     source: Any = (
         io.BytesIO(payload)
-        if type(payload) is bytes or len(payload) < _VIEW_READER_BYTES
-        else _ViewReader(payload)
+        if type(payload) is bytes or len(payload) < VIEW_READER_BYTES
+        else ViewReader(payload)
     )
     try:
         if bulk is not None:
@@ -541,48 +562,6 @@ def blob_size(blob: Any) -> int:
         return len(blob)
     except TypeError:
         return 0
-
-
-#: Payloads from this size up are unpickled through _ViewReader.
-_VIEW_READER_BYTES = 1 << 20
-
-
-class _ViewReader:
-    """A read-only file over a buffer, for the unpickler, without copying it.
-
-    The unpickler reads small pieces with ``read`` and fills large objects
-    (bytes, arrays) with ``readinto``, so their bytes are copied once, from
-    the frame into the object.
-    """
-
-    __slots__ = ("_position", "_view")
-
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        self._view = memoryview(data).cast("B")
-        self._position = 0
-
-    def read(self, size: int = -1) -> bytes:
-        start = self._position
-        stop = len(self._view) if size < 0 else min(len(self._view), start + size)
-        self._position = stop
-        return bytes(self._view[start:stop])
-
-    def readinto(self, target: Any) -> int:
-        destination = memoryview(target).cast("B")
-        start = self._position
-        count = min(len(destination), len(self._view) - start)
-        destination[:count] = self._view[start : start + count]
-        self._position = start + count
-        return count
-
-    def readline(self) -> bytes:
-        start = self._position
-        view = self._view
-        end = start
-        while end < len(view) and view[end] != 0x0A:
-            end += 1
-        self._position = min(end + 1, len(view))
-        return bytes(view[start : self._position])
 
 
 def dumps_function(fn: Any) -> bytes:

@@ -178,3 +178,94 @@ def test_a_second_pass_reuses_the_copies_of_the_first(monkeypatch: pytest.Monkey
     back = codec.decode(encoded.blob)
     assert np.array_equal(back[0], big)
     assert snakepit.is_shared(back[0])
+
+
+class _Held:
+    """Importable, weakly referable: whether the encoder keeps a payload alive."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def test_the_reused_encoder_keeps_nothing_of_a_payload(shared: np.ndarray[Any, Any]) -> None:
+    import weakref
+
+    held = _Held(7)
+    alive = weakref.ref(held)
+    encoded = codec.encode(((shared, held), {}))
+    assert codec._reused.sender is not None  # kept for the next encoding
+    back = codec.decode(encoded.blob)
+    assert back[0][1].value == 7
+    del encoded, back, held
+    # Gone by reference counting: no memo, list or file of the reused
+    # encoder refers to it (no garbage collection needed).
+    assert alive() is None
+    assert not codec._reused.sender.keepalive
+    assert not codec._reused.sender.copies
+
+
+def test_an_encoding_inside_a_reducer_builds_its_own(shared: np.ndarray[Any, Any]) -> None:
+    inner: list[codec.Encoded] = []
+
+    class Nested:
+        def __reduce__(self) -> Any:
+            inner.append(codec.encode(((shared, _Held(1)), {})))
+            return (_Held, (2,))
+
+    encoded = codec.encode([shared, Nested(), _Held(3)])
+    outer = codec.decode(encoded.blob)
+    assert np.array_equal(outer[0], shared)
+    assert outer[1].value == 2
+    assert outer[2].value == 3
+    nested = codec.decode(inner[0].blob)
+    assert np.array_equal(nested[0][0], shared)
+    assert nested[0][1].value == 1
+    # Both encodings over: the next one reuses the encoder again.
+    assert not codec._reused.busy
+    assert codec.decode(codec.encode([_Held(4)]).blob)[0].value == 4
+
+
+def test_a_failed_encoding_leaves_the_next_one_whole(shared: np.ndarray[Any, Any]) -> None:
+    class Refuses:
+        def __reduce__(self) -> Any:
+            raise TypeError("not today")
+
+    with pytest.raises(SerializationError, match="not today"):
+        codec.encode([shared, _Held(1), Refuses()])
+    assert not codec._reused.busy
+    back = codec.decode(codec.encode([_Held(5), shared]).blob)
+    assert back[0].value == 5
+    assert np.array_equal(back[1], shared)
+
+
+def test_a_large_pickle_does_not_stay_in_the_reused_file() -> None:
+    big = [_Held(i) for i in range(20_000)]
+    encoded = codec.encode(big)
+    assert len(encoded.payload) > codec._REUSED_FILE_BYTES
+    assert codec._reused.sender is None  # dropped with its file buffer
+    assert [h.value for h in codec.decode(encoded.blob)] == list(range(20_000))
+    small = codec.encode([_Held(1)])
+    assert codec.decode(small.blob)[0].value == 1
+    assert codec._reused.sender is not None
+
+
+def test_threads_encode_at_once(shared: np.ndarray[Any, Any]) -> None:
+    import threading
+
+    failures: list[BaseException] = []
+
+    def run(seed: int) -> None:
+        try:
+            for i in range(300):
+                back = codec.decode(codec.encode([_Held(seed * 1000 + i), shared]).blob)
+                assert back[0].value == seed * 1000 + i
+                assert np.array_equal(back[1], shared)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures
