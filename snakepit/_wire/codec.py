@@ -536,6 +536,8 @@ def decode(
         else ViewReader(payload)
     )
     try:
+        if type(payload) is bytes and bulk is None and _needs_no_opener(payload):
+            return pickle.loads(payload, buffers=buffers or None)
         if bulk is not None:
             buffers = _bulk.open_spans(bulk, keep, borrowed)
         opener = _Opener(keep, borrowed)
@@ -552,6 +554,31 @@ def decode(
         raise SerializationError(
             f"cannot deserialize: {type(exc).__name__}: {exc}", direction="decode"
         ) from exc
+
+
+#: Pickles up to this size are looked at for descriptors and persistent ids
+#: before decoding (larger ones always go through the codec's unpickler).
+_PLAIN_DECODE_BYTES = 64 << 10
+#: In every pickle that names a descriptor; the persistent id opcodes
+#: (BINPERSID, and PERSID of protocol 0).
+_DESCRIPTOR_MARK, _PERSISTENT_OPCODES = b"_shared", (b"Q", b"P")
+
+
+def _needs_no_opener(payload: bytes) -> bool:
+    """Whether plain ``pickle.loads`` decodes ``payload`` as the codec's
+    unpickler would: a small pickle that names no descriptor (``_shared``)
+    and holds no persistent id opcode (a reply ``None``, plain arguments).
+    That skips building an unpickler and calling back into Python for each
+    class it names. The test is on bytes: a pickle that merely holds such a
+    byte in its data takes the full path, which decodes it the same. (A
+    forged pickle that builds the name at run time meets the real
+    ``_shared``, which refuses.)"""
+    return (
+        len(payload) <= _PLAIN_DECODE_BYTES
+        and _DESCRIPTOR_MARK not in payload
+        and _PERSISTENT_OPCODES[0] not in payload
+        and _PERSISTENT_OPCODES[1] not in payload
+    )
 
 
 def blob_size(blob: Any) -> int:

@@ -269,3 +269,27 @@ def test_threads_encode_at_once(shared: np.ndarray[Any, Any]) -> None:
     for thread in threads:
         thread.join(60)
     assert not failures, failures
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        ((1, "two"), {"three": 3.0}),
+        ["_shared", "snakepit.bytes", "PQ", b"PQ\x00"],  # the marks, as data
+        [Row(1, 2.0), Row(3, 4.0)],
+    ],
+    ids=["none", "plain-args", "marks-as-data", "classes"],
+)
+def test_small_plain_pickles_decode_the_same_either_way(value: Any) -> None:
+    payload = codec.encode(value).payload
+    fast = codec.decode(payload)
+    # The full unpickler's answer, for comparison.
+    slow = codec._Unpickler(io.BytesIO(payload), opener=codec._Opener(False, None), buffers=None)
+    assert fast == slow.load() == value
+
+
+def test_a_descriptor_in_a_small_pickle_still_opens(shared: np.ndarray[Any, Any]) -> None:
+    payload = codec.encode([shared]).payload
+    assert not codec._needs_no_opener(payload)
+    assert snakepit.is_shared(codec.decode(payload)[0])
