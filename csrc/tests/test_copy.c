@@ -63,27 +63,29 @@ static void test_stream_all_alignments(void)
         CHECK_EQ(sp_copy_stream_avx2(NULL, NULL, 1), 0); /* declines, touches nothing */
 }
 
-/* Above the switch: the public entry point streams; below it, memcpy. */
-static void test_copy_large_and_small(void)
+/* sp_copy of n bytes into dst + doff from src + soff: exactly n land. */
+static void check_public_copy(uint64_t n, size_t doff, size_t soff)
 {
-    uint64_t n = SP_COPY_STREAM_BYTES + 4096 + 17, i;
+    uint64_t i;
     uint8_t *src = (uint8_t *)malloc((size_t)n + 64);
     uint8_t *dst = (uint8_t *)malloc((size_t)n + 64);
     REQUIRE(src != NULL && dst != NULL);
     for (i = 0; i < n + 64; i++)
         src[i] = pattern((size_t)i);
     memset(dst, 0, (size_t)n + 64);
-    CHECK_EQ(sp_copy(dst + 48, src + 16, n), SP_OK);
-    CHECK(memcmp(dst + 48, src + 16, (size_t)n) == 0);
-    CHECK_EQ(dst[47], 0);
-    CHECK_EQ(dst[48 + n], 0);
-    memset(dst, 0, (size_t)n + 64);
-    CHECK_EQ(sp_copy(dst + 3, src + 5, 1000), SP_OK);
-    CHECK(memcmp(dst + 3, src + 5, 1000) == 0);
-    CHECK_EQ(dst[2], 0);
-    CHECK_EQ(dst[1003], 0);
+    CHECK_EQ(sp_copy(dst + doff, src + soff, n), SP_OK);
+    CHECK(memcmp(dst + doff, src + soff, (size_t)n) == 0);
+    CHECK_EQ(dst[doff - 1], 0);
+    CHECK_EQ(dst[doff + n], 0);
     free(src);
     free(dst);
+}
+
+/* Above the switch: the public entry point streams; below it, memcpy. */
+static void test_copy_large_and_small(void)
+{
+    check_public_copy(SP_COPY_STREAM_BYTES + 4096 + 17, 48, 16);
+    check_public_copy(1000, 3, 5);
 }
 
 /* The split copy: every thread count, destination offsets around a page
@@ -135,19 +137,7 @@ static void test_copy_thread_count(void)
 /* The public entry point above the split size. */
 static void test_copy_parallel(void)
 {
-    uint64_t n = SP_COPY_PARALLEL_BYTES + 4096 * 3 + 5, i;
-    uint8_t *src = (uint8_t *)malloc((size_t)n + 64);
-    uint8_t *dst = (uint8_t *)malloc((size_t)n + 64);
-    REQUIRE(src != NULL && dst != NULL);
-    for (i = 0; i < n + 64; i++)
-        src[i] = pattern((size_t)i);
-    memset(dst, 0, (size_t)n + 64);
-    CHECK_EQ(sp_copy(dst + 16, src + 48, n), SP_OK);
-    CHECK(memcmp(dst + 16, src + 48, (size_t)n) == 0);
-    CHECK_EQ(dst[15], 0);
-    CHECK_EQ(dst[16 + n], 0);
-    free(src);
-    free(dst);
+    check_public_copy(SP_COPY_PARALLEL_BYTES + 4096 * 3 + 5, 16, 48);
 }
 
 static void test_copy_rejects_bad_input(void)
