@@ -25,6 +25,13 @@ Wire records (plain tuples, pickled by Ray):
   driver's shared-memory descriptors, same node) or ``("ray", (args, kwargs))``
   (objects Ray carried); results go back the same way.
 * ``drain() -> events``; events are ``(event, measurements, metadata)``.
+
+A ``run`` request whose arguments are descriptors, and its ``"ok"`` reply
+with a result that is one too, travel as one ``bytes`` (the tuple pickled):
+Ray passes ``bytes`` through as they are, while it serializes a tuple
+field by field, which cost a no-op call about 150 us of its 850 (measured
+side by side on one actor). Requests and replies that carry objects for
+Ray to move (``"ray"``: large arrays go to its object store) stay tuples.
 """
 
 from __future__ import annotations
@@ -67,6 +74,34 @@ def portable_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = repr(value)
     return out
+
+
+def packed_request(request: tuple[Any, ...]) -> tuple[Any, ...] | bytes:
+    """A ``run`` request as Ray should carry it (see the module docs)."""
+    return pickle.dumps(request, protocol=5) if request[3][0] == "codec" else request
+
+
+def _unpacked_request(request: tuple[Any, ...] | bytes) -> tuple[Any, ...]:
+    if type(request) is bytes:
+        request = pickle.loads(request)
+    if type(request) is not tuple or len(request) != 7:
+        raise TypeError(f"malformed run request: {type(request).__name__}")
+    return request
+
+
+def _packed_reply(reply: tuple[Any, ...]) -> tuple[Any, ...] | bytes:
+    if reply[0] == "ok" and reply[1][0] == "codec":
+        return pickle.dumps(reply, protocol=5)
+    return reply
+
+
+def unpacked_reply(reply: tuple[Any, ...] | bytes) -> tuple[Any, ...]:
+    """A ``run`` reply as the host built it: ``(status, value, cause, events)``."""
+    if type(reply) is bytes:
+        reply = pickle.loads(reply)
+    if type(reply) is not tuple or len(reply) != 4:
+        raise TypeError(f"malformed run reply: {type(reply).__name__}")
+    return reply
 
 
 def _error_record(exc: BaseException) -> tuple[BaseException, BaseException | None]:
@@ -181,7 +216,7 @@ class SnakepitHost:
                 self._views[options] = view
         return view
 
-    def run(self, request: tuple[Any, ...]) -> tuple[Any, ...]:
+    def run(self, request: tuple[Any, ...] | bytes) -> tuple[Any, ...] | bytes:
         """Run one call on the local pool and wait for it (one Ray thread each).
 
         ``request`` is ``(call_id, fn_id, fn_blob, args, options, receiver,
@@ -189,7 +224,7 @@ class SnakepitHost:
         shared-memory descriptors; ``listening``: whether the driver has
         telemetry handlers.
         """
-        call_id, fn_id, fn_blob, args, options, receiver, listening = request
+        call_id, fn_id, fn_blob, args, options, receiver, listening = _unpacked_request(request)
         pool = self._pool
         assert pool is not None, "start() first"
         if listening != self._listening:
@@ -228,7 +263,7 @@ class SnakepitHost:
                 value = ("ray", value)
         except BaseException as exc:  # every failure is the call's result
             return ("err", *_error_record(exc), self._take_events())
-        return ("ok", value, None, self._take_events())
+        return _packed_reply(("ok", value, None, self._take_events()))
 
     def cancel(self, call_id: int, kill: bool) -> bool:
         """Cancel a running call of this host (see ``Pool.cancel``)."""

@@ -60,7 +60,7 @@ from snakepit.pool._pool import Pool, _pool_numbers
 from snakepit.pool._retry import RetryPolicy
 from snakepit.telemetry import _bus
 
-from ._host import portable_blob
+from ._host import packed_request, portable_blob, unpacked_reply
 from ._ray_data import adopt_result, payload_for
 from ._ray_env import import_ray
 from ._ray_errors import classify_ray_error
@@ -421,10 +421,10 @@ class RayPool(Pool):
         options = (call.timeout, call.idempotent, call.session, call.device)
         receiver = os.getpid() if host.same_memory else None
         call.started = time.monotonic()
+        listening = _bus.listening
+        request = (call.call_id, call.fn_id, call.fn_blob, payload, options, receiver, listening)
         try:
-            ref = host.actor.run.remote(
-                (call.call_id, call.fn_id, call.fn_blob, payload, options, receiver, _bus.listening)
-            )
+            ref = host.actor.run.remote(packed_request(request))
         except Exception as exc:
             self._settle(call, host, error=classify_ray_error(exc, node_id=host.node_id))
             return
@@ -461,7 +461,7 @@ class RayPool(Pool):
 
     def _replied(self, call: RayCall, host: Host, generation: int, future: Future[Any]) -> None:
         try:
-            status, value, cause, events = future.result()
+            status, value, cause, events = unpacked_reply(future.result())
         except BaseException as exc:
             error = classify_ray_error(exc, worker_id=host.first_slot, node_id=host.node_id)
             if isinstance(error, WorkerCrashedError):
