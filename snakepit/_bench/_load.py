@@ -272,6 +272,10 @@ def spin_case(loaded: bool) -> Case:
         ),
         group="spin",
         workers=WORKERS,
+        # Idle: both pools turn about (the machine's wake-up cost swings
+        # within a minute). Loaded: one after the other, so that the box
+        # has one busy process, not one per pool.
+        interleave=0 if loaded else 20,
         targets=(
             vs(
                 name,
