@@ -74,6 +74,7 @@ _ALIGNMENT = 64
 _PREEMPTED_GAP = 30e-6
 #: Most waits that sleep at once after spins that did not pay.
 _MAX_SPIN_PENALTY = 64
+_DONTWAIT = socket.MSG_DONTWAIT
 #: Whose involuntary context switches tell that a spinning reader's machine is busy.
 _RUSAGE_OF_THIS_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
@@ -130,6 +131,10 @@ class FrameReader:
     """
 
     def __init__(self, sock: socket.socket, spin_seconds: float = 0.0) -> None:
+        # A frame stream blocks until its frame comes: whatever
+        # socket.setdefaulttimeout() gave new sockets, this one has no timeout
+        # (which would also make each MSG_DONTWAIT poll wait first).
+        sock.settimeout(None)
         self.sock = sock
         self.spin_seconds = spin_seconds
         #: Waits left to sleep in ``recv`` at once, and the next such penalty
@@ -248,28 +253,26 @@ class FrameReader:
         machine thus costs one probe spin per that many waits; the probe is
         judged by its own spin, not by a preemption during the pause.
         """
-        sock = self.sock
+        # MSG_DONTWAIT polls without switching the socket to non-blocking
+        # and back (two more system calls per wait).
+        recv_into, chunk = self.sock.recv_into, self._chunk_view
         clock = time.perf_counter
         now = clock()
         deadline = now + self.spin_seconds
-        sock.setblocking(False)
-        try:
-            while True:
-                try:
-                    count = sock.recv_into(self._chunk_view)
-                except BlockingIOError:
-                    last, now = now, clock()
-                    if now < deadline and now - last < _PREEMPTED_GAP:
-                        continue
-                    self._spin_missed()
-                    return -1
-                if clock() - now < _PREEMPTED_GAP:
-                    self.spin_penalty = 1
-                else:
-                    self._spin_missed()
-                return count
-        finally:
-            sock.setblocking(True)
+        while True:
+            try:
+                count = recv_into(chunk, 0, _DONTWAIT)
+            except BlockingIOError:
+                last, now = now, clock()
+                if now < deadline and now - last < _PREEMPTED_GAP:
+                    continue
+                self._spin_missed()
+                return -1
+            if clock() - now < _PREEMPTED_GAP:
+                self.spin_penalty = 1
+            else:
+                self._spin_missed()
+            return count
 
     def _contended(self) -> bool:
         """Whether this thread lost its core to another since the last look.

@@ -8,6 +8,7 @@ next waits sleep in ``recv`` at once, for a doubling number of waits.
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
@@ -159,3 +160,27 @@ def test_a_preemption_during_a_back_off_does_not_extend_it(
     protocol.send_frame(left, _frame(3))
     assert bytes(reader.read() or b"") == _frame(3)
     assert spins[0] == 1  # the probe spun: judged by its own spin
+
+
+@pytest.mark.parametrize("spin_seconds", [0.0, 0.0005])
+def test_a_default_socket_timeout_does_not_reach_the_frame_stream(spin_seconds: float) -> None:
+    # User code may set a process-wide default before a pool makes its sockets.
+    socket.setdefaulttimeout(0.05)
+    try:
+        left, right = socket.socketpair()
+    finally:
+        socket.setdefaulttimeout(None)
+    with left, right:
+        assert right.gettimeout() == 0.05
+        reader = protocol.FrameReader(right, spin_seconds=spin_seconds)
+        frame = protocol.pack(protocol.MSG_RESULT, 7, None)
+        timer = threading.Timer(0.3, protocol.send_frame, (left, frame))
+        timer.start()
+        try:
+            # Waits past the default timeout for its frame, spinning first or not.
+            payload = reader.read()
+        finally:
+            timer.join()
+        assert payload is not None
+        assert protocol.unpack(payload)[1] == 7
+        assert right.gettimeout() is None
