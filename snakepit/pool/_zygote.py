@@ -360,6 +360,10 @@ class Zygote:
 
     def _launch(self) -> _Template:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Its reader blocks until the template speaks, whatever default
+        # timeout user code gave new sockets (one that fires reads as a
+        # dead template, and its workers die with it).
+        parent.settimeout(None)
         try:
             proc = subprocess.Popen(
                 [
