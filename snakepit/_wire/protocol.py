@@ -8,7 +8,9 @@ to answer to and never costs the connection.
 
 Supervisor → worker:
   ``(MSG_INIT, slot, (config_blob, ledger_ref))``  first frame after start
-  ``(MSG_CALL, call_id, (fn_id, fn_blob | None, args_blob))``
+  ``(MSG_CALL, call_id, (fn_id, fn_blob | None, args_blob[, trace, session[, spin]]))``
+  (``spin`` False: the pool is saturated, the worker waits for its next
+  call without polling first)
   ``(MSG_SHUTDOWN, 0, None)``
 Worker → supervisor:
   ``(MSG_READY, pid, None)``                      initializer done

@@ -54,6 +54,9 @@ class Call:
     #: Held while the waiting caller of a queued call sleeps: released when
     #: it may read its reply (``read_from``) or the call is over.
     waiter: Any = field(default=None, init=False)
+    #: Whether its caller and its worker may poll for the next frame (set at
+    #: dispatch: not while the pool is saturated, see ``Supervisor.spin_pays``).
+    spin: bool = field(default=True, init=False)
 
 
 #: ``module:qualname`` of a function, as telemetry names it.

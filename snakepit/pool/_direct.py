@@ -221,7 +221,7 @@ def read_reply(sup: Supervisor, call: Call) -> None:
         return
     handle = channel.handle
     frames = channel.frames
-    frames.spin_seconds = sup.caller_spin
+    frames.spin_seconds = sup.caller_spin if call.spin else 0.0
     try:
         while True:
             payload = frames.read()

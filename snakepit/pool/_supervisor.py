@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import socket
 import subprocess
 import threading
@@ -81,6 +82,14 @@ from ._zygote import Zygote
 
 __all__ = ["Supervisor"]
 
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 _Send = tuple[socket.socket, protocol.Frame, Call]
 #: States of a worker that has finished starting (an idle timeout may already
 #: have retired or parked it).
@@ -108,6 +117,7 @@ class Supervisor:
         self.name = name
         #: How long a caller reading its own reply polls first (see _direct.py).
         self.caller_spin = caller_spin
+        self._cpus = _usable_cpus()
         self._zygote = zygote  # forks workers when it can (see _zygote.py)
         self.handles = handles
         self.lock = threading.RLock()
@@ -217,13 +227,28 @@ class Supervisor:
                     self.timers.wake_locked()
                 body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
                 session = () if call.session is None else self.sessions.landed(call, handle)
-                if call.trace is not None or session:
+                call.spin = self._spin_pays_locked()
+                if not call.spin:
+                    body += (call.trace, session[0] if session else None, False)
+                elif call.trace is not None or session:
                     body += (call.trace, *session)
                 message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
                 if handle.sock is not None and handle.channel is not None:
                     claim_locked(self, call, handle.channel, call is direct)
                     sends.append((handle.sock, message, call))
         return sends
+
+    def _spin_pays_locked(self) -> bool:
+        """Whether callers and workers may poll for their next frame: only
+        while every call in flight can have a core for its worker and one
+        for its caller. On a saturated machine a polling worker keeps the
+        callers that would send it work off the CPU (4 threads on 2 workers
+        and 2 cores: p99 latency 1.3-3.8 ms with polling, 0.8-1.9 ms without)."""
+        busy = 0
+        for handle in self.handles:
+            if handle.state == "busy":
+                busy += 1
+        return 2 * busy <= self._cpus
 
     def _send_all(self, sends: list[_Send]) -> None:
         # Sent outside the lock, to the worker the call was given to: if that

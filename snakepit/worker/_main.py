@@ -135,6 +135,8 @@ class Worker:
         # supervisor sends each function once, so a later call retries here.
         self.unresolved: dict[int, bytes] = {}
         self.calls = 0
+        #: How long to poll for the next call (the pool's ``spin_seconds``).
+        self.spin_seconds = reader.spin_seconds
         # Memory limits checked after each call (see _limits.py), if any.
         self.limits: Limits | None = None
         # The pool's session_initializer (encoded, resolved at first use), its
@@ -224,6 +226,9 @@ class Worker:
             fn_id, fn_blob, args_blob, *extra = body
             trace_context = extra[0] if extra else None
             session = extra[1] if len(extra) > 1 else None
+            # Poll for the next call after this one only while the pool is
+            # not saturated (the supervisor says so with the call).
+            self.reader.spin_seconds = self.spin_seconds if len(extra) < 3 or extra[2] else 0.0
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is not None:
@@ -338,6 +343,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     install_warm_buffers()  # calls run in this thread
     reader.spin_seconds = config.get("spin_seconds", 0.0)
     worker = Worker(reader, supervisor_pid)
+    worker.spin_seconds = reader.spin_seconds
     if config.get("forward_events", True):
         # Events raised here (the ML helpers in user code, nested pools) reach
         # the supervisor's handlers, tagged with this worker's id there.
