@@ -133,9 +133,9 @@ class Pool(CallMethods, Executor):
     without an idle core, where spinning takes CPU from the very caller it
     waits for), makes the worker's next waits sleep at once, 1 then 2, 4,
     ... up to 64 waits, until a spin catches a call again. Nobody spins while
-    the pool is saturated (fewer than two CPUs per call in flight: one for
-    its worker, one for its caller), where polling would keep the callers
-    that send the next calls off the CPU.
+    the pool is saturated (fewer CPUs than busy workers plus threads waiting
+    in ``call``), where polling would keep the callers that send the next
+    calls off the CPU.
     ``repro_dir``: when set, every call that fails in a worker (it raised,
     crashed or timed out) leaves a standalone script there that makes the same
     call outside snakepit (see :func:`snakepit.telemetry.write_repro`); the

@@ -5,7 +5,7 @@ caller, or polling keeps the callers that would send work off the CPU."""
 from __future__ import annotations
 
 import types
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,30 +17,41 @@ from tests.pool import _spin_tasks
 SPIN = 0.0002
 
 
-def _pays(states: list[str], cpus: int) -> bool:
-    double = types.SimpleNamespace(
-        handles=[types.SimpleNamespace(state=state) for state in states], _cpus=cpus
-    )
+def _pays(calls: list[str], cpus: int) -> bool:
+    """``calls``: per worker, ``idle``, ``waited`` (a ``Pool.call`` runs there)
+    or ``submitted`` (a ``submit``)."""
+    handles = [
+        types.SimpleNamespace(
+            state="idle" if call == "idle" else "busy",
+            current=None
+            if call == "idle"
+            else types.SimpleNamespace(caller_waits=call == "waited"),
+        )
+        for call in calls
+    ]
+    double = types.SimpleNamespace(handles=handles, _cpus=cpus)
     return Supervisor._spin_pays_locked(double)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("states", "cpus", "pays"),
+    ("calls", "cpus", "pays"),
     [
-        (["busy", "idle"], 2, True),
-        (["busy", "busy"], 2, False),
-        (["busy", "busy"], 4, True),
-        (["busy", "busy", "busy"], 4, False),
-        (["idle", "starting"], 1, True),
-        (["busy"], 1, False),
-        (["busy"] * 8, 16, True),
-        (["busy"] * 9, 16, False),
+        (["waited", "idle"], 2, True),
+        (["waited", "waited"], 2, False),
+        (["submitted", "submitted"], 2, True),
+        (["waited", "submitted"], 2, False),
+        (["waited", "waited"], 4, True),
+        (["submitted"] * 3, 2, False),
+        (["idle", "idle"], 1, True),
+        (["waited"], 1, False),
+        (["waited"] * 8, 16, True),
+        (["waited"] * 9, 16, False),
     ],
 )
-def test_polling_pays_while_each_call_in_flight_has_two_cores(
-    states: list[str], cpus: int, pays: bool
+def test_polling_pays_while_each_call_in_flight_has_its_cores(
+    calls: list[str], cpus: int, pays: bool
 ) -> None:
-    assert _pays(states, cpus) is pays
+    assert _pays(calls, cpus) is pays
 
 
 def test_a_worker_polls_after_a_call_of_an_unsaturated_pool() -> None:
@@ -52,12 +63,23 @@ def test_a_worker_polls_after_a_call_of_an_unsaturated_pool() -> None:
 def test_a_saturated_pool_tells_its_workers_not_to_poll() -> None:
     with snakepit.Pool(2, spin_seconds=SPIN) as pool:
         pool._supervisor._cpus = 2
-        # Two calls at once: both workers busy, no core left for the callers.
-        futures: list[Future[Any]] = [
-            pool.submit(_spin_tasks.spin_after_this_call, 0.3) for _ in range(2)
-        ]
-        spins = sorted(future.result(timeout=30) for future in futures)
+        # Two threads in call() at once: both workers busy, and no core left
+        # for the callers.
+        with ThreadPoolExecutor(2) as threads:
+            waited = [
+                threads.submit(pool.call, _spin_tasks.spin_after_this_call, 0.3) for _ in range(2)
+            ]
+            spins = sorted(future.result(timeout=30) for future in waited)
         # The first went out alone (polling paid); the second saturated the pool.
         assert spins == [0.0, SPIN]
         # Alone again: the next call's worker polls after it.
         assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+
+
+def test_submitted_calls_leave_their_cores_to_the_workers() -> None:
+    with snakepit.Pool(2, spin_seconds=SPIN) as pool:
+        pool._supervisor._cpus = 2
+        futures: list[Future[Any]] = [
+            pool.submit(_spin_tasks.spin_after_this_call, 0.3) for _ in range(2)
+        ]
+        assert [future.result(timeout=30) for future in futures] == [SPIN, SPIN]
