@@ -81,12 +81,17 @@ def packed_request(request: tuple[Any, ...]) -> tuple[Any, ...] | bytes:
     return pickle.dumps(request, protocol=5) if request[3][0] == "codec" else request
 
 
+def _unpacked(message: tuple[Any, ...] | bytes, fields: int, what: str) -> tuple[Any, ...]:
+    """A request or reply as its sender built it: a tuple of ``fields``."""
+    if type(message) is bytes:
+        message = pickle.loads(message)
+    if type(message) is not tuple or len(message) != fields:
+        raise TypeError(f"malformed run {what}: {type(message).__name__}")
+    return message
+
+
 def _unpacked_request(request: tuple[Any, ...] | bytes) -> tuple[Any, ...]:
-    if type(request) is bytes:
-        request = pickle.loads(request)
-    if type(request) is not tuple or len(request) != 7:
-        raise TypeError(f"malformed run request: {type(request).__name__}")
-    return request
+    return _unpacked(request, 7, "request")
 
 
 def _packed_reply(reply: tuple[Any, ...]) -> tuple[Any, ...] | bytes:
@@ -97,11 +102,7 @@ def _packed_reply(reply: tuple[Any, ...]) -> tuple[Any, ...] | bytes:
 
 def unpacked_reply(reply: tuple[Any, ...] | bytes) -> tuple[Any, ...]:
     """A ``run`` reply as the host built it: ``(status, value, cause, events)``."""
-    if type(reply) is bytes:
-        reply = pickle.loads(reply)
-    if type(reply) is not tuple or len(reply) != 4:
-        raise TypeError(f"malformed run reply: {type(reply).__name__}")
-    return reply
+    return _unpacked(reply, 4, "reply")
 
 
 def _error_record(exc: BaseException) -> tuple[BaseException, BaseException | None]:
