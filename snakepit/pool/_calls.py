@@ -57,6 +57,9 @@ class Call:
     #: Whether its caller and its worker may poll for the next frame (set at
     #: dispatch: not while the pool is saturated, see ``Supervisor.spin_pays``).
     spin: bool = field(default=True, init=False)
+    #: Whether its overhead tells how well its way (``spin``) does: the call
+    #: before it went the same way (see ``_spin.py``).
+    spin_counts: bool = field(default=False, init=False)
 
 
 #: ``module:qualname`` of a function, as telemetry names it.

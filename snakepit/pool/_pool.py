@@ -135,7 +135,11 @@ class Pool(CallMethods, Executor):
     ... up to 64 waits, until a spin catches a call again. Nobody spins while
     the pool is saturated (fewer CPUs than busy workers plus threads waiting
     in ``call``), where polling would keep the callers that send the next
-    calls off the CPU.
+    calls off the CPU. Otherwise the pool measures: it runs its calls one way
+    (polling at first) and now and then a trial of eight calls the other
+    way, and switches when the other way's overhead is lower twice running
+    (with another busy process on the box, a wake-up is a cheap preemption
+    and polling only takes CPU).
     ``repro_dir``: when set, every call that fails in a worker (it raised,
     crashed or timed out) leaves a standalone script there that makes the same
     call outside snakepit (see :func:`snakepit.telemetry.write_repro`); the

@@ -39,11 +39,14 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         call_python_time = float(python_seconds)
     except (TypeError, ValueError) as exc:
         raise protocol.ProtocolError(f"malformed reply to call {call_id}") from exc
+    now = time.monotonic()
     with sup.lock:
         call = handle.current
         if call is None or call.call_id != call_id:
             return
         handle.current = None
+        if call.spin_counts:
+            sup.spin_choice.record_locked(call.spin, now - call.submitted - call_python_time)
         recycler = sup.recycler
         retiring = False
         if handle.timed_out or handle.cancelled:
@@ -58,7 +61,6 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         sends = sup._dispatch_locked() if not sup.stopping else []
         if sup.closed:
             sup.idle_changed.notify_all()  # shutdown() waits for the drain
-    now = time.monotonic()
     call.python_time = call_python_time
     sup._replies += 1
     if sup._replies % _PRUNE_EVERY == 0:

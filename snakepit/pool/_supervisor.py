@@ -76,6 +76,7 @@ from ._retry import RetryPolicy
 from ._sessions import SessionTracker
 from ._sessions import ended_on_purpose as _ended_on_purpose
 from ._shutdown import shut_down
+from ._spin import SpinChoice
 from ._timers import Action, Timers
 from ._watch import ProcessWatcher
 from ._zygote import Zygote
@@ -117,6 +118,8 @@ class Supervisor:
         self.name = name
         #: How long a caller reading its own reply polls first (see _direct.py).
         self.caller_spin = caller_spin
+        #: Whether unsaturated calls poll, measured (see _spin.py).
+        self.spin_choice = SpinChoice(caller_spin > 0)
         self._cpus = _usable_cpus()
         self._zygote = zygote  # forks workers when it can (see _zygote.py)
         self.handles = handles
@@ -228,6 +231,8 @@ class Supervisor:
                 body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
                 session = () if call.session is None else self.sessions.landed(call, handle)
                 call.spin = self._spin_pays_locked()
+                if call.spin:
+                    call.spin, call.spin_counts = self.spin_choice.choose_locked()
                 if not call.spin:
                     body += (call.trace, session[0] if session else None, False)
                 elif call.trace is not None or session:

@@ -1,0 +1,120 @@
+"""Whether a pool's calls poll for their next frame or sleep: measured, not guessed.
+
+Polling (``spin_seconds``) saves the wake-up of a sleeping process, which on
+an idle machine costs more than the call itself (a no-op round trip
+measured about 70 µs polling, 150-200 µs sleeping on a 2-core VM). With
+another busy process on the box the same wake-up is a cheap preemption of
+that process, and the polling now takes a core someone wants: 85 µs
+sleeping against 93-150 µs polling. Nothing the pool can read cheaply says
+which machine it is on at the moment, so :class:`SpinChoice` measures.
+
+Each call's overhead is its round trip less the time the worker spent in
+the function. The pool runs its calls one way (the *choice*) and now and
+then a short trial of the other: a few consecutive calls, the first of
+which is not counted (its worker still polled, or not, after the call
+before). When the trial's median overhead beats the choice's recent median
+by a margin twice running (a second trial follows the first at once: one
+trial is too easily won by a blip), the pool switches. A trial that confirms the choice makes the
+next one twice as rare, up to :data:`MAX_INTERVAL` calls; a switch starts
+over at :data:`FIRST_INTERVAL`. So the choice follows the machine within a
+few hundred calls, and the trials cost about 1% of a no-op call's time once
+the choice is settled. Intervals count calls, not seconds: the choice only
+matters while calls come back to back.
+
+The worker side backs off on its own as well (``FrameReader._spin_recv``):
+this decides whether a call may poll at all; the reader decides wait by
+wait whether polling catches anything.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+
+__all__ = ["SpinChoice"]
+
+#: Calls in one trial of the other way; the first is not counted.
+TRIAL_CALLS = 8
+#: Calls between trials: the first interval, and the longest one.
+FIRST_INTERVAL = 64
+MAX_INTERVAL = 1024
+#: The other way must beat the choice by this fraction to win a trial.
+MARGIN = 0.05
+
+
+class SpinChoice:
+    """Chooses, call by call, whether a call and its worker may poll (spin).
+
+    Used under the supervisor's lock: :meth:`choose_locked` at dispatch,
+    :meth:`record_locked` when the reply came.
+    """
+
+    __slots__ = (
+        "_due_in",
+        "_interval",
+        "_last",
+        "_leading",
+        "_recent",
+        "_trial",
+        "_trial_left",
+        "spin",
+    )
+
+    def __init__(self, enabled: bool) -> None:
+        #: The current choice (a pool with ``spin_seconds=0`` never spins).
+        self.spin = enabled
+        self._recent: deque[float] = deque(maxlen=TRIAL_CALLS)  # overheads of the choice
+        self._trial: list[float] = []  # overheads of the other way, in its trial
+        self._trial_left = 0  # calls of the trial still to send
+        self._interval = FIRST_INTERVAL
+        # None: spinning is off for good; no trial ever.
+        self._due_in: int | None = FIRST_INTERVAL if enabled else None
+        self._last: bool | None = None  # the way of the last call sent
+        self._leading = False  # the other way won the last trial
+
+    def choose_locked(self) -> tuple[bool, bool]:
+        """The way the next call goes (True: it polls), and whether its
+        overhead counts (the call before it went the same way)."""
+        if self._due_in is None:
+            return False, False
+        if self._trial_left:
+            self._trial_left -= 1
+            way = not self.spin
+        else:
+            self._due_in -= 1
+            if self._due_in <= 0 and len(self._recent) >= TRIAL_CALLS // 2:
+                self._trial.clear()
+                self._trial_left = TRIAL_CALLS - 1
+                way = not self.spin
+            else:
+                way = self.spin
+        counts = way == self._last
+        self._last = way
+        return way, counts
+
+    def record_locked(self, way: bool, overhead: float) -> None:
+        """A counted call that went ``way`` had this overhead (seconds)."""
+        if self._due_in is None:
+            return
+        if way == self.spin:
+            self._recent.append(overhead)
+            return
+        self._trial.append(overhead)
+        if self._trial_left or len(self._trial) < TRIAL_CALLS // 2:
+            return  # the trial is not over (its first call does not count)
+        trial = statistics.median(self._trial)
+        self._trial.clear()
+        if trial >= (1.0 - MARGIN) * statistics.median(self._recent):
+            self._leading = False
+            self._interval = min(2 * self._interval, MAX_INTERVAL)
+            self._due_in = self._interval
+        elif not self._leading:
+            # Once more, after the choice's own samples are fresh again.
+            self._leading = True
+            self._due_in = TRIAL_CALLS + 1
+        else:
+            self._leading = False
+            self.spin = way
+            self._recent.clear()
+            self._recent.append(trial)
+            self._interval = self._due_in = FIRST_INTERVAL

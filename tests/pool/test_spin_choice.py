@@ -1,0 +1,99 @@
+"""Whether unsaturated calls poll is measured: a pool runs short trials of
+the other way and switches when the other way is cheaper twice running."""
+
+from __future__ import annotations
+
+import itertools
+
+import snakepit
+from snakepit.pool import _spin
+from snakepit.pool._spin import SpinChoice
+from tests.pool import _spin_tasks
+
+SPIN = 0.0002
+
+
+def _drive(choice: SpinChoice, calls: int, cost: dict[bool, float]) -> list[bool]:
+    """Send ``calls`` calls one after another, each costing ``cost[way]``."""
+    ways = []
+    for _ in range(calls):
+        way, counts = choice.choose_locked()
+        ways.append(way)
+        if counts:
+            choice.record_locked(way, cost[way])
+    return ways
+
+
+def test_a_pool_that_does_not_spin_never_tries_it() -> None:
+    choice = SpinChoice(False)
+    assert _drive(choice, 5000, {True: 1e-6, False: 1.0}) == [False] * 5000
+
+
+def test_the_cheaper_way_wins_after_two_trials() -> None:
+    choice = SpinChoice(True)
+    ways = _drive(choice, 1000, {True: 100e-6, False: 50e-6})
+    assert choice.spin is False
+    # Spinning until the first trial; the two trials are all it took.
+    first_trial = ways.index(False)
+    assert first_trial >= _spin.FIRST_INTERVAL - 1
+    switched = first_trial + 2 * _spin.TRIAL_CALLS + _spin.TRIAL_CALLS + 1
+    assert ways[switched:].count(True) <= _spin.TRIAL_CALLS * 4
+    assert ways[first_trial : first_trial + _spin.TRIAL_CALLS] == [False] * _spin.TRIAL_CALLS
+
+
+def test_it_switches_back_when_the_machine_changes() -> None:
+    choice = SpinChoice(True)
+    _drive(choice, 1000, {True: 100e-6, False: 50e-6})
+    assert choice.spin is False
+    _drive(choice, 1000, {True: 30e-6, False: 50e-6})
+    assert choice.spin is True
+
+
+def test_a_choice_that_holds_is_tried_ever_more_rarely() -> None:
+    choice = SpinChoice(True)
+    ways = _drive(choice, 20_000, {True: 50e-6, False: 100e-6})
+    assert choice.spin is True
+    trial_calls = ways.count(False)
+    # Intervals double up to MAX_INTERVAL: a handful of trials, not one
+    # per FIRST_INTERVAL calls.
+    assert trial_calls <= _spin.TRIAL_CALLS * (20_000 // _spin.MAX_INTERVAL + 6)
+    late = ways[-4 * _spin.MAX_INTERVAL :]
+    assert 1 <= late.count(False) // _spin.TRIAL_CALLS <= 5
+
+
+def test_a_difference_within_the_margin_changes_nothing() -> None:
+    choice = SpinChoice(True)
+    _drive(choice, 5000, {True: 100e-6, False: (1 - _spin.MARGIN / 2) * 100e-6})
+    assert choice.spin is True
+
+
+def test_one_won_trial_is_not_enough() -> None:
+    choice = SpinChoice(True)
+    # A blip: the first trial's calls were cheap, later ones are not.
+    blip = {True: 100e-6, False: 1e-6}
+    ways = _drive(choice, _spin.FIRST_INTERVAL - 1 + _spin.TRIAL_CALLS, blip)
+    assert ways[-_spin.TRIAL_CALLS :] == [False] * _spin.TRIAL_CALLS
+    ways = _drive(choice, 400, {True: 100e-6, False: 200e-6})
+    assert choice.spin is True
+    assert ways.count(False) <= 3 * _spin.TRIAL_CALLS  # trials only
+
+
+def test_the_first_call_of_each_way_does_not_count() -> None:
+    choice = SpinChoice(True)
+    seen = []
+    for _ in range(3 * _spin.FIRST_INTERVAL):
+        way, counts = choice.choose_locked()
+        seen.append((way, counts))
+        if counts:
+            choice.record_locked(way, 1e-4 if way else 2e-4)
+    assert seen[0] == (True, False)
+    for before, (way, counts) in itertools.pairwise(seen):
+        assert counts is (way == before[0])
+
+
+def test_a_pool_that_chose_not_to_spin_tells_its_workers() -> None:
+    with snakepit.Pool(2, spin_seconds=SPIN) as pool:
+        pool._supervisor._cpus = 2  # as on a two-core machine
+        assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+        pool._supervisor.spin_choice.spin = False
+        assert pool.call(_spin_tasks.spin_after_this_call) == 0.0
