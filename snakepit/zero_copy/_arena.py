@@ -227,16 +227,20 @@ def _allocation_error(exc: _core.CoreError, nbytes: int) -> SnakepitError:
 def _normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
     # Exact type tests and builtins first (no generators, exceptions or ABC
     # checks on the common forms): this is the allocation hot path.
+    # (typing.cast is a call too: none on the way of a tuple.)
     kind = type(shape)
     result: tuple[int, ...]
-    if kind is int:
+    if kind is tuple:
+        result = tuple(map(operator.index, shape))  # type: ignore[arg-type]
+    elif kind is int:
         result = (cast(int, shape),)
-    elif kind is tuple or kind is list or isinstance(shape, Sequence):
+    elif kind is list or isinstance(shape, Sequence):
         result = tuple(map(operator.index, cast(Sequence[SupportsIndex], shape)))
     else:
         result = (operator.index(shape),)
-    if result and min(result) < 0:
-        raise ValueError(f"negative dimension in shape {result}")
+    for dim in result:
+        if dim < 0:
+            raise ValueError(f"negative dimension in shape {result}")
     return result
 
 

@@ -174,8 +174,25 @@ def test_ref_of_plain_array_explains_what_to_do() -> None:
 
 
 def test_negative_shape_is_rejected() -> None:
-    with pytest.raises(ValueError, match="negative"):
-        snakepit.empty((3, -1))
+    for shape in [(3, -1), [-2], -1, (np.int64(-4),)]:
+        with pytest.raises(ValueError, match="negative"):
+            snakepit.empty(shape)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 3), [2, 3], (np.int32(2), 3), range(2, 4), 6, np.int64(6), ()]
+)
+def test_every_form_of_shape_gives_a_tuple_of_ints(shape: object) -> None:
+    array = snakepit.empty(shape, "uint8")  # type: ignore[arg-type]
+    expected = np.empty(shape, "uint8").shape  # type: ignore[call-overload]
+    assert array.shape == expected
+    assert all(type(dim) is int for dim in array.shape)
+
+
+@pytest.mark.parametrize("shape", [(2.0, 3), 2.5, ("2",), None])
+def test_a_shape_of_non_integers_is_a_type_error(shape: object) -> None:
+    with pytest.raises(TypeError):
+        snakepit.empty(shape)  # type: ignore[arg-type]
 
 
 def test_array_over_refuses_shapes_beyond_its_buffer() -> None:
