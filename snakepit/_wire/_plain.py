@@ -12,6 +12,8 @@ from snakepit.zero_copy import _host_arrays
 
 from ._bulk import OUT_OF_BAND_BYTES
 
+#: The pickle protocol of every payload (out-of-band buffers need 5).
+PROTOCOL = 5
 #: Values made only of these types pickle the same with the plain C pickler,
 #: which skips building a pickler object: the common small call is cheaper.
 SCALARS = frozenset({type(None), bool, int, float, complex, str})

@@ -46,12 +46,12 @@ from snakepit.zero_copy._runtime import (
     threshold_bytes,
 )
 
-from . import _bulk, _cuda_carrier, _plain
+from . import _bulk, _cuda_carrier, _flat, _plain
 from ._bulk import OUT_OF_BAND_BYTES
+from ._plain import PROTOCOL
 from ._view_reader import VIEW_READER_BYTES, ViewReader
 from .protocol import could_be_ctrl_c
 
-PROTOCOL = 5
 _TAG_BYTES = "snakepit.bytes"
 _TAG_BYTEARRAY = "snakepit.bytearray"
 #: Whether results (encoded for a ``receiver``) send small arrays in bulk
@@ -88,6 +88,8 @@ class Encoded:
     transfers: list[TensorRef] = field(default_factory=list)
     buffers: list[pickle.PickleBuffer] = field(default_factory=list)
     bulk: tuple[Any, ...] | None = None
+    #: Descriptors of shared arrays beside a plain pickle (see ``_flat.py``).
+    slots: tuple[tuple[Any, ...], ...] = ()
 
     @property
     def blob(self) -> Blob:
@@ -97,6 +99,8 @@ class Encoded:
             payload = pickle.PickleBuffer(payload)
         if self.bulk is not None:
             return payload, (), self.bulk
+        if self.slots:
+            return payload, (), None, self.slots
         return payload, tuple(self.buffers)
 
     @property
@@ -434,6 +438,11 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     receiver itself on decode.
     Raises SerializationError(direction="encode") on failure.
     """
+    if receiver is None:
+        flat = _flat.encode(obj)  # call arguments: scalars and shared arrays
+        if flat is not None:
+            payload, arrays, slots = flat
+            return Encoded(payload, arrays, slots=slots)
     found = _plain.scan(obj)
     if found == _plain.PLAIN:
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
@@ -514,12 +523,14 @@ def decode(
     as it lives (results in the supervisor).
     Raises SerializationError(direction="decode") on failure.
     """
-    bulk = None
+    bulk = slots = None
     if type(blob) is tuple:
         if len(blob) == 3 and blob[1] == ():
             payload, buffers, bulk = blob
         elif len(blob) == 2 and type(blob[1]) is tuple:
             payload, buffers = blob
+        elif _flat.is_flat(blob):
+            payload, buffers, slots = blob[0], (), blob[3]
         else:
             raise SerializationError("malformed payload", direction="decode")
     else:
@@ -528,16 +539,18 @@ def decode(
         payload = payload.raw()
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise SerializationError(f"malformed payload {type(payload).__name__}", direction="decode")
-    # io.BytesIO shares a bytes object but copies anything else; a large
-    # frame's view is read in place instead.
-    source: Any = (
-        io.BytesIO(payload)
-        if type(payload) is bytes or len(payload) < VIEW_READER_BYTES
-        else ViewReader(payload)
-    )
     try:
+        if slots is not None:
+            return _flat.decode(payload, slots, keep, borrowed)
         if type(payload) is bytes and bulk is None and _needs_no_opener(payload):
             return pickle.loads(payload, buffers=buffers or None)
+        # io.BytesIO shares a bytes object but copies anything else; a large
+        # frame's view is read in place instead.
+        source: Any = (
+            io.BytesIO(payload)
+            if type(payload) is bytes or len(payload) < VIEW_READER_BYTES
+            else ViewReader(payload)
+        )
         if bulk is not None:
             buffers = _bulk.open_spans(bulk, keep, borrowed)
         opener = _Opener(keep, borrowed)

@@ -1,0 +1,189 @@
+"""Call arguments made of scalars and shared arrays: a plain pickle with the
+arrays' descriptors beside it (``_wire/_flat.py``), checked on decode."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import snakepit
+from snakepit._wire import _flat, codec
+from snakepit.errors import SerializationError
+from snakepit.zero_copy import _ref
+from tests.worker.test_codec_lean import _python_calls
+
+
+@pytest.fixture
+def shared() -> Iterator[np.ndarray[Any, Any]]:
+    array = snakepit.share(np.arange(256, dtype=np.float32))
+    yield array
+    del array
+
+
+@pytest.fixture
+def other() -> Iterator[np.ndarray[Any, Any]]:
+    array = snakepit.share(np.arange(12, dtype=np.int64).reshape(3, 4))
+    yield array
+    del array
+
+
+def test_shared_arrays_among_scalars_travel_beside_a_plain_pickle(
+    shared: np.ndarray[Any, Any], other: np.ndarray[Any, Any]
+) -> None:
+    rows = other[1:]
+    args = ((shared, 0.5, "x", None, rows), {"k": other, "n": 3, "none": None})
+    encoded = codec.encode(args)
+    blob = encoded.blob
+    assert _flat.is_flat(blob)
+    assert [slot for slot, *_ in blob[3]] == [0, 4, "k"]
+    # The caller keeps the arrays alive until the worker is done.
+    assert [id(array) for array in encoded.keepalive] == [id(shared), id(rows), id(other)]
+    # Plain: the C unpickler alone reads it (holes where the arrays were).
+    assert pickle.loads(blob[0]) == (
+        (None, 0.5, "x", None, None),
+        {"k": None, "n": 3, "none": None},
+    )
+    borrowed: list[Any] = []
+    back_args, back_kwargs = codec.decode(blob, borrowed=borrowed)
+    assert back_args[1:4] == (0.5, "x", None)
+    assert back_kwargs["n"] == 3
+    assert back_kwargs["none"] is None
+    assert np.array_equal(back_args[4], rows)
+    assert back_args[4].strides == rows.strides
+    assert len(borrowed) == 3
+    back_args[0][7] = 99.0
+    back_kwargs["k"][2, 3] = -1
+    # The same memory: no copy.
+    assert shared[7] == 99.0
+    assert other[2, 3] == -1
+
+
+def test_decoding_to_keep_gives_each_array_a_reference(shared: np.ndarray[Any, Any]) -> None:
+    blob = codec.encode(((shared,), {})).blob
+    (kept,), _ = codec.decode(blob, keep=True)
+    assert snakepit.is_shared(kept)
+    assert np.array_equal(kept, np.arange(256, dtype=np.float32))
+
+
+def test_it_costs_a_handful_of_python_calls(shared: np.ndarray[Any, Any]) -> None:
+    args = ((shared, 1, 2.0), {"axis": 0})
+    codec.encode(args)
+    blob = codec.encode(args).blob
+    codec.decode(blob)
+    assert _python_calls(lambda: codec.encode(args)) < 12
+    assert _python_calls(lambda: codec.decode(blob)) < 20
+
+
+def test_scalars_alone_are_one_plain_pickle() -> None:
+    encoded = codec.encode(((1, 2.5, "s", None, True), {"a": 1}))
+    assert encoded.blob == (encoded.payload, ())
+    assert pickle.loads(encoded.payload) == ((1, 2.5, "s", None, True), {"a": 1})
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: (([a],), {}),  # nested in a list
+        lambda a: ((np.arange(4),), {}),  # not in shared memory
+        lambda a: ((a.view(np.matrix),), {}),  # a subclass
+        lambda a: ((a, {"nested": 1}), {}),  # a dict among the arguments
+        lambda a: ((a, b"bytes"), {}),  # bytes: not a scalar here
+        lambda a: ((a,) * 20, {}),  # a long argument list
+        lambda a: ((a,), {1: a}),  # a keyword that is not a str
+        lambda a: [(a,), {}],  # not a tuple
+        lambda a: ((a,), {}, None),  # not two parts
+        lambda a: a,  # a bare array
+    ],
+    ids=[
+        "nested",
+        "not-shared",
+        "subclass",
+        "dict",
+        "bytes",
+        "long",
+        "int-keyword",
+        "list",
+        "three-parts",
+        "bare",
+    ],
+)
+def test_anything_else_goes_the_general_way_and_round_trips(
+    shared: np.ndarray[Any, Any], make: Callable[[np.ndarray[Any, Any]], Any]
+) -> None:
+    value = make(shared)
+    blob = codec.encode(value).blob
+    assert not _flat.is_flat(blob)
+    back = codec.decode(blob)
+    assert pickle.dumps(_plain(back)) == pickle.dumps(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with arrays as lists, to compare round trips."""
+    if isinstance(value, np.ndarray):
+        return ("array", type(value).__name__, value.tolist())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _flat_blob(holes: Any, slots: Any) -> tuple[Any, ...]:
+    return (pickle.dumps(holes, protocol=5), (), None, slots)
+
+
+@pytest.mark.parametrize(
+    ("holes", "slots", "needle"),
+    [
+        (((None,), {}), lambda f: ((1, *f),), "no hole"),  # out of range
+        (((None,), {}), lambda f: ((-1, *f),), "no hole"),
+        (((0.5,), {}), lambda f: ((0, *f),), "no hole"),  # not a hole
+        (((None,), {}), lambda f: ((0, *f), (0, *f)), "no hole"),  # twice
+        (((None,), {}), lambda f: (("k", *f),), "no hole"),  # no such keyword
+        (((None,), {}), lambda f: ((0.0, *f),), "no hole"),
+        (((None,), {}), lambda f: ((0, *f[:7]),), "malformed"),
+        (((None,), {}), lambda f: ([0, *f],), "malformed"),
+        (((None,), {}), lambda f: (), "without descriptors"),
+        (((None,), {}), lambda f: [(0, *f)], "without descriptors"),
+        ([None], lambda f: ((0, *f),), "not \\(args, kwargs\\)"),
+        (((None,), {}, 1), lambda f: ((0, *f),), "not \\(args, kwargs\\)"),
+        (((None,), {}), lambda f: ((0, f[0], -1, *f[2:]),), "region_size|size"),
+        (((None,), {}), lambda f: ((0, *f[:5], "float128", *f[6:]),), "dtype"),
+        (((None,), {}), lambda f: ((0, *f[:6], (1 << 40,), f[7]),), "block of"),
+        (((None,), {}), lambda f: ((0, f[0][:-4] + "dead", *f[1:]),), "dead"),
+    ],
+)
+def test_forged_flat_arguments_are_refused(
+    shared: np.ndarray[Any, Any],
+    holes: Any,
+    slots: Callable[[tuple[Any, ...]], Any],
+    needle: str,
+) -> None:
+    fields = _ref.fields_of(shared)
+    assert fields is not None
+    with pytest.raises(SerializationError, match=needle):
+        codec.decode(_flat_blob(holes, slots(fields)))
+    # The real one still opens.
+    (back,), _ = codec.decode(codec.encode(((shared,), {})).blob)
+    assert np.array_equal(back, shared)
+
+
+def test_a_pool_call_hands_shared_arguments_over_without_a_copy(
+    shared: np.ndarray[Any, Any], other: np.ndarray[Any, Any]
+) -> None:
+    with snakepit.Pool(1) as pool:
+        total = pool.call(_add_into, shared, 1.5, out=other)
+    assert total == float(np.arange(256, dtype=np.float32).sum())
+    assert shared[0] == 1.5  # the worker wrote into our memory
+    assert other[0, 0] == 7
+
+
+def _add_into(array: np.ndarray[Any, Any], value: float, *, out: np.ndarray[Any, Any]) -> float:
+    total = float(array.sum())
+    array += value
+    out[0, 0] = 7
+    return total
