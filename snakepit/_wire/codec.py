@@ -106,6 +106,8 @@ class Encoded:
     @property
     def size(self) -> int:
         """Bytes on the wire: the pickle and its out-of-band buffers."""
+        if not self.buffers:
+            return len(self.payload)
         return len(self.payload) + sum(buffer.raw().nbytes for buffer in self.buffers)
 
 

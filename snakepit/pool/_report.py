@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from snakepit import errors as snakepit_errors
+from snakepit.telemetry import _bus
 from snakepit.telemetry._bus import enabled, execute
 from snakepit.telemetry._events import (
     CALL_EXCEPTION,
@@ -65,7 +66,7 @@ class Reporter:
     # ------------------------------------------------------------------ calls
 
     def call_started(self, call: Call) -> None:
-        if enabled(CALL_START):
+        if _bus.emitting and enabled(CALL_START):
             execute(
                 CALL_START,
                 {"monotonic_time": call.submitted, "system_time": time.time()},
@@ -79,7 +80,7 @@ class Reporter:
 
     def encoded(self, what: str, duration: float, size: int, arrays: int) -> None:
         """Arguments encoded (``what="arguments"``) in the caller's thread."""
-        if enabled(SERIALIZE_STOP):
+        if _bus.emitting and enabled(SERIALIZE_STOP):
             execute(
                 SERIALIZE_STOP,
                 {"duration": duration, "bytes": size, "arrays": arrays},
@@ -88,7 +89,7 @@ class Reporter:
 
     def wants_decoded(self) -> bool:
         """Whether :meth:`decoded` would reach anybody (sizing a reply costs)."""
-        return enabled(SERIALIZE_STOP)
+        return _bus.emitting and enabled(SERIALIZE_STOP)
 
     def decoded(self, what: str, duration: float, size: int) -> None:
         """A reply (``"result"`` or ``"error"``) decoded in a reader thread."""
@@ -100,7 +101,7 @@ class Reporter:
             )
 
     def checked_out(self, call: Call) -> None:
-        if enabled(POOL_CHECKOUT):
+        if _bus.emitting and enabled(POOL_CHECKOUT):
             execute(
                 POOL_CHECKOUT,
                 {"queue_time": call.queue_time},
@@ -108,7 +109,7 @@ class Reporter:
             )
 
     def checked_in(self, call: Call, worker_id: int, busy_time: float) -> None:
-        if enabled(POOL_CHECKIN):
+        if _bus.emitting and enabled(POOL_CHECKIN):
             execute(
                 POOL_CHECKIN,
                 {"busy_time": busy_time},
@@ -125,7 +126,7 @@ class Reporter:
 
     def wants_outcome(self) -> bool:
         """Whether a successful call's :meth:`outcome` would reach anybody."""
-        return enabled(CALL_STOP)
+        return _bus.emitting and enabled(CALL_STOP)
 
     def outcome(self, call: Call, error: BaseException | None) -> None:
         """The call's end: ``call.stop`` or ``call.exception`` (and ``error``)."""

@@ -59,6 +59,9 @@ _forwarder: Forwarder | None = None
 #: Whether any handler is attached in this process: one attribute test for hot
 #: paths (shared-memory allocation) that emit nothing while nobody listens.
 listening = False
+#: Whether an event emitted here could reach anyone (a handler, or a worker's
+#: forwarder): hot paths test this before asking :func:`enabled`.
+emitting = False
 
 
 def _rebuild_locked() -> None:
@@ -69,6 +72,12 @@ def _rebuild_locked() -> None:
             table.setdefault(event, []).append(info)
     _table = {event: tuple(infos) for event, infos in table.items()}
     listening = bool(_table)
+    _update_emitting()
+
+
+def _update_emitting() -> None:
+    global emitting
+    emitting = listening or _forwarder is not None
 
 
 def _check_event(event: object) -> Event:
@@ -265,6 +274,7 @@ def set_forwarder(forwarder: Forwarder | None) -> None:
     """Also hand every event to ``forwarder`` (a worker sends them to its supervisor)."""
     global _forwarder
     _forwarder = forwarder
+    _update_emitting()
 
 
 _span_events: dict[Event, tuple[Event, Event, Event]] = {}
