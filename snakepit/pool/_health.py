@@ -31,7 +31,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from snakepit._util import StrEnum
 from snakepit.errors import ExitKind
@@ -116,10 +115,10 @@ class EntityStats:
         }
 
 
-class _Call(NamedTuple):
-    # Only what the window's ratios read: the per-entity totals hold the rest.
-    time: float
-    ok: bool
+#: A call in the window: ``(time, ok)``, only what the window's ratios read
+#: (the per-entity totals hold the rest). A plain tuple: a named one costs
+#: a Python-level call to make, once per pool call.
+_Call = tuple[float, bool]
 
 
 @dataclass(frozen=True)
@@ -243,7 +242,7 @@ class HealthMonitor:
         """Drop what left the window; whether any crash did."""
         horizon = now - self.window
         calls = self._calls
-        while calls and calls[0].time < horizon:
+        while calls and calls[0][0] < horizon:
             calls.popleft()
         crashes = self._crashes
         if not crashes or crashes[0].time >= horizon:
@@ -310,7 +309,7 @@ class HealthMonitor:
         crashes = len(self._crashes)
         segfaults = self._segfaults()
         calls = len(self._calls)
-        failures = sum(1 for c in self._calls if not c.ok)
+        failures = sum(1 for _, ok in self._calls if not ok)
         ratio = failures / calls if calls >= self.min_calls else None
         w = f"{self.window:g} s"
         if crashes >= self.critical_crashes:
@@ -347,8 +346,8 @@ class HealthMonitor:
             # Alerts change only with the crash count (they fire when a crash
             # is recorded and re-arm when crashes leave the window).
             alerts = self._check_alerts(now, None) if self._prune(now) else []
-            self._calls.append(_Call(now, ok))
-            key = self._device_key(device)
+            self._calls.append((now, ok))
+            key = device if device is not None else "default"
             worker = self._workers.get(worker_id)
             if worker is None:
                 worker = self._workers[worker_id] = EntityStats()
@@ -434,7 +433,7 @@ class HealthMonitor:
             now, alerts = self._refresh()
             status, reasons = self._status_locked()
             calls = len(self._calls)
-            failures = sum(1 for c in self._calls if not c.ok)
+            failures = sum(1 for _, ok in self._calls if not ok)
             by_kind: dict[str, int] = {}
             for crash in self._crashes:
                 by_kind[crash.kind] = by_kind.get(crash.kind, 0) + 1

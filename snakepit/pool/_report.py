@@ -66,7 +66,7 @@ class Reporter:
     # ------------------------------------------------------------------ calls
 
     def call_started(self, call: Call) -> None:
-        if _bus.emitting and enabled(CALL_START):
+        if CALL_START in _bus.reaching:
             execute(
                 CALL_START,
                 {"monotonic_time": call.submitted, "system_time": time.time()},
@@ -80,7 +80,7 @@ class Reporter:
 
     def encoded(self, what: str, duration: float, size: int, arrays: int) -> None:
         """Arguments encoded (``what="arguments"``) in the caller's thread."""
-        if _bus.emitting and enabled(SERIALIZE_STOP):
+        if SERIALIZE_STOP in _bus.reaching:
             execute(
                 SERIALIZE_STOP,
                 {"duration": duration, "bytes": size, "arrays": arrays},
@@ -89,7 +89,7 @@ class Reporter:
 
     def wants_decoded(self) -> bool:
         """Whether :meth:`decoded` would reach anybody (sizing a reply costs)."""
-        return _bus.emitting and enabled(SERIALIZE_STOP)
+        return SERIALIZE_STOP in _bus.reaching
 
     def decoded(self, what: str, duration: float, size: int) -> None:
         """A reply (``"result"`` or ``"error"``) decoded in a reader thread."""
@@ -101,7 +101,7 @@ class Reporter:
             )
 
     def checked_out(self, call: Call) -> None:
-        if _bus.emitting and enabled(POOL_CHECKOUT):
+        if POOL_CHECKOUT in _bus.reaching:
             execute(
                 POOL_CHECKOUT,
                 {"queue_time": call.queue_time},
@@ -109,7 +109,7 @@ class Reporter:
             )
 
     def checked_in(self, call: Call, worker_id: int, busy_time: float) -> None:
-        if _bus.emitting and enabled(POOL_CHECKIN):
+        if POOL_CHECKIN in _bus.reaching:
             execute(
                 POOL_CHECKIN,
                 {"busy_time": busy_time},
@@ -126,7 +126,7 @@ class Reporter:
 
     def wants_outcome(self) -> bool:
         """Whether a successful call's :meth:`outcome` would reach anybody."""
-        return _bus.emitting and enabled(CALL_STOP)
+        return CALL_STOP in _bus.reaching
 
     def outcome(self, call: Call, error: BaseException | None) -> None:
         """The call's end: ``call.stop`` or ``call.exception`` (and ``error``)."""

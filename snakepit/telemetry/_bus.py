@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -59,9 +59,18 @@ _forwarder: Forwarder | None = None
 #: Whether any handler is attached in this process: one attribute test for hot
 #: paths (shared-memory allocation) that emit nothing while nobody listens.
 listening = False
-#: Whether an event emitted here could reach anyone (a handler, or a worker's
-#: forwarder): hot paths test this before asking :func:`enabled`.
-emitting = False
+
+
+class _Everything:
+    """Holds every event: a forwarder takes them all."""
+
+    def __contains__(self, event: object) -> bool:
+        return True
+
+
+#: ``event in reaching`` is :func:`enabled` without a function call, for
+#: paths that run on every pool call.
+reaching: Container[Event] = {}
 
 
 def _rebuild_locked() -> None:
@@ -72,12 +81,12 @@ def _rebuild_locked() -> None:
             table.setdefault(event, []).append(info)
     _table = {event: tuple(infos) for event, infos in table.items()}
     listening = bool(_table)
-    _update_emitting()
+    _update_reaching()
 
 
-def _update_emitting() -> None:
-    global emitting
-    emitting = listening or _forwarder is not None
+def _update_reaching() -> None:
+    global reaching
+    reaching = _Everything() if _forwarder is not None else _table
 
 
 def _check_event(event: object) -> Event:
@@ -274,7 +283,7 @@ def set_forwarder(forwarder: Forwarder | None) -> None:
     """Also hand every event to ``forwarder`` (a worker sends them to its supervisor)."""
     global _forwarder
     _forwarder = forwarder
-    _update_emitting()
+    _update_reaching()
 
 
 _span_events: dict[Event, tuple[Event, Event, Event]] = {}
