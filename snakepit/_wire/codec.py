@@ -440,6 +440,8 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     receiver itself on decode.
     Raises SerializationError(direction="encode") on failure.
     """
+    if type(obj) in _plain.SCALARS:  # a result None, a number: nothing to walk
+        return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
     if receiver is None:
         flat = _flat.encode(obj)  # call arguments: scalars and shared arrays
         if flat is not None:
