@@ -143,6 +143,8 @@ class FrameReader:
         #: (see :meth:`_spin_recv`).
         self.spin_skips = 0
         self.spin_penalty = 1
+        #: The last spin missed too (a miss alone costs no back-off).
+        self._missed_last = False
         self._switches = -1  # involuntary context switches at the last look
         self.buffer = bytearray()
         self._chunk = bytearray(_CHUNK_BYTES)
@@ -247,11 +249,15 @@ class FrameReader:
         else wants. A spin that ends empty, or that lost its core meanwhile
         (a gap between two polls: the scheduler ran someone else, so the
         machine is oversubscribed and the spin delays the very peer it waits
-        for), is a miss: the next ``spin_penalty`` waits sleep at once, and
-        the penalty doubles up to :data:`_MAX_SPIN_PENALTY`; a catch resets
-        it. So does any involuntary context switch of this thread since the
-        last look (:meth:`_contended`): spinning on a machine without an idle
-        core takes CPU from others, the caller's threads included. A busy
+        for), is a miss. A miss right after a miss makes the next
+        ``spin_penalty`` waits sleep at once, and the penalty doubles up to
+        :data:`_MAX_SPIN_PENALTY`; a catch resets it. (A miss alone is a
+        pause between two bursts of calls: backing off there would make the
+        second call of each burst wake a sleeping process.) An involuntary
+        context switch of this thread since the last look
+        (:meth:`_contended`) counts as a miss too: spinning on a machine
+        without an idle core takes CPU from others, the caller's threads
+        included. A busy
         machine thus costs one probe spin per that many waits; the probe is
         judged by its own spin, not by a preemption during the pause.
         """
@@ -272,6 +278,7 @@ class FrameReader:
                 return -1
             if clock() - now < _PREEMPTED_GAP:
                 self.spin_penalty = 1
+                self._missed_last = False
             else:
                 self._spin_missed()
             return count
@@ -290,6 +297,12 @@ class FrameReader:
         return contended
 
     def _spin_missed(self) -> None:
+        if not self._missed_last:
+            # One miss after a catch is a pause in the calls, or a peer that
+            # slept through it: the next burst polls from its first frame.
+            # Only a second miss in a row starts backing off.
+            self._missed_last = True
+            return
         self.spin_skips = self.spin_penalty
         self.spin_penalty = min(2 * self.spin_penalty, _MAX_SPIN_PENALTY)
 

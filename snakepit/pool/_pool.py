@@ -131,8 +131,9 @@ class Pool(CallMethods, Executor):
     itself where it does not pay: a spin that catches nothing, or a worker
     that lost its core to another process since its last spin (a machine
     without an idle core, where spinning takes CPU from the very caller it
-    waits for), makes the worker's next waits sleep at once, 1 then 2, 4,
-    ... up to 64 waits, until a spin catches a call again. Nobody spins while
+    waits for), right after another such miss makes the worker's next waits
+    sleep at once, 1 then 2, 4, ... up to 64 waits, until a spin catches a
+    call again (one miss alone is a pause between bursts of calls). Nobody spins while
     the pool is saturated (fewer CPUs than busy workers plus threads waiting
     in ``call``), where polling would keep the callers that send the next
     calls off the CPU. Otherwise the pool measures: it runs its calls one way

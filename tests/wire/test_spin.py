@@ -1,8 +1,10 @@
 """A spinning FrameReader backs off when its spins do not pay (issue 13).
 
 Spinning helps only while it catches the next frame on a core nobody else
-wants; a spin that ends empty, or that lost its core meanwhile, makes the
-next waits sleep in ``recv`` at once, for a doubling number of waits.
+wants; a spin that ends empty, or that lost its core meanwhile, right after
+another such miss makes the next waits sleep in ``recv`` at once, for a
+doubling number of waits. One miss alone (a pause between bursts of calls)
+costs nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def test_an_empty_spin_makes_the_next_waits_sleep_and_doubles(
 ) -> None:
     left, right = pair
     reader = _CountingReader(right, spin_seconds=0.0005)
-    assert reader._spin_recv() == -1  # nothing came: a miss
+    assert reader._spin_recv() == -1  # nothing came: a miss, alone so far
+    assert (reader.spin_skips, reader.spin_penalty) == (0, 1)
+    assert reader._spin_recv() == -1  # a second in a row
     assert (reader.spin_skips, reader.spin_penalty) == (1, 2)
     reader.spins = 0
     for ident in range(3):
@@ -85,6 +89,7 @@ def test_a_spin_that_lost_its_core_stops_at_once(
         return next(ticks) * 1e-3
 
     monkeypatch.setattr(protocol.time, "perf_counter", clock)
+    reader._missed_last = True  # the spin before missed too
     assert reader._spin_recv() == -1
     # Long before its 10 s budget: the first gap ended it.
     assert polls <= 3
@@ -104,6 +109,28 @@ def test_skipped_spins_still_block_for_the_frame(
     assert reader.spin_skips == 4
     left.close()
     assert reader.read() is None
+
+
+def test_one_miss_alone_costs_no_back_off(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pause between two bursts of calls: the spin waiting through it ends
+    # empty, and the next burst still polls from its first frame.
+    left, right = pair
+    ticks = iter(range(1_000_000))
+    monkeypatch.setattr(protocol.time, "perf_counter", lambda: next(ticks) * 1e-6)
+    reader = _CountingReader(right, spin_seconds=0.0002)
+    assert reader._spin_recv() == -1
+    reader.spins = 0
+    protocol.send_frame(left, _frame(1))
+    assert bytes(reader.read() or b"") == _frame(1)
+    assert reader.spins == 1  # it polled, and caught the frame
+    assert (reader.spin_skips, reader.spin_penalty) == (0, 1)
+    # A catch ends the streak: the next miss is alone again.
+    assert reader._spin_recv() == -1
+    assert reader.spin_skips == 0
+    assert reader._spin_recv() == -1
+    assert reader.spin_skips == 1
 
 
 def _count_spins(reader: protocol.FrameReader, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -133,6 +160,7 @@ def test_a_process_that_lost_its_core_does_not_spin(
     reader = protocol.FrameReader(right, spin_seconds=0.0005)
     assert not reader._contended()  # the first look only takes the count
     assert not reader._contended()
+    reader._missed_last = True  # the spin before missed
     spins = _count_spins(reader, monkeypatch)
     protocol.send_frame(left, _frame(3))
     assert bytes(reader.read() or b"") == _frame(3)
