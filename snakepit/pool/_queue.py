@@ -45,6 +45,15 @@ class CallQueue:
             self._sessions[session] = handle
         return handle
 
+    def empty(self) -> bool:
+        """Whether no call waits at all (checked before every dispatch)."""
+        if self._shared:
+            return False
+        for handle in self._handles:  # noqa: SIM110 (no generator: every reply asks)
+            if handle.queue:
+                return False
+        return True
+
     def next_for(self, handle: WorkerHandle) -> Call | None:
         """The next call ``handle`` should run, taken off its queue."""
         if handle.queue:

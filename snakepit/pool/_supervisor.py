@@ -207,7 +207,9 @@ class Supervisor:
             wait_turn(self, call)
 
     def _dispatch_locked(self, direct: Call | None = None) -> list[_Send]:
-        sends = []
+        sends: list[_Send] = []
+        if self._queue.empty():
+            return sends  # after most replies: nothing waits
         for handle in self.handles:
             while handle.state == "idle":
                 call = self._queue.next_for(handle)
