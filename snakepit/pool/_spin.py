@@ -8,17 +8,18 @@ that process, and the polling now takes a core someone wants: 85 µs
 sleeping against 93-150 µs polling. Nothing the pool can read cheaply says
 which machine it is on at the moment, so :class:`SpinChoice` measures.
 
-Each call's overhead is its round trip less the time the worker spent in
-the function. The pool runs its calls one way (the *choice*) and now and
-then a short trial of the other: a few consecutive calls, the first of
-which is not counted (its worker still polled, or not, after the call
-before). When the trial's median overhead beats the choice's recent median
-by a margin twice running (a second trial follows the first at once: one
-trial is too easily won by a blip), the pool switches. A trial that confirms the choice makes the
-next one twice as rare, up to :data:`MAX_INTERVAL` calls; a switch starts
-over at :data:`FIRST_INTERVAL`. So the choice follows the machine within a
-few hundred calls, and the trials cost about 1% of a no-op call's time once
-the choice is settled. Intervals count calls, not seconds: the choice only
+Each call's overhead is the time from its submission to its reply, less
+the time the worker spent in the function. The pool runs its calls one way
+(the *choice*) and now and then a short trial of the other: a few
+consecutive calls, the first of which is not counted (its worker still
+polled, or not, after the call before). When the trial's median overhead
+beats the choice's recent median by a margin twice running (a second trial
+follows the first at once: one trial is too easily won by a blip), the pool
+switches. A trial that confirms the choice makes the next one twice as
+rare, up to :data:`MAX_INTERVAL` calls; a switch starts over at
+:data:`FIRST_INTERVAL`. So the choice follows the machine within a few
+hundred calls, and the trials cost about 1% of a no-op call's time once the
+choice is settled. Intervals count calls, not seconds: the choice only
 matters while calls come back to back.
 
 The worker side backs off on its own as well (``FrameReader._spin_recv``):
