@@ -35,6 +35,14 @@ class _CountingReader(protocol.FrameReader):
         return self.contended
 
 
+def _steady_reader(sock: socket.socket, monkeypatch: pytest.MonkeyPatch) -> _CountingReader:
+    """A reader spinning 200 µs on a clock that ticks a microsecond per
+    reading: no poll looks preempted, however loaded the machine."""
+    ticks = iter(range(1_000_000))
+    monkeypatch.setattr(protocol.time, "perf_counter", lambda: next(ticks) * 1e-6)
+    return _CountingReader(sock, spin_seconds=0.0002)
+
+
 def test_an_empty_spin_makes_the_next_waits_sleep_and_doubles(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
@@ -59,10 +67,7 @@ def test_penalty_doubles_up_to_its_cap_and_a_catch_resets_it(
     pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     left, right = pair
-    ticks = iter(range(1_000_000))
-    # A microsecond per reading: no poll looks preempted on a loaded machine.
-    monkeypatch.setattr(protocol.time, "perf_counter", lambda: next(ticks) * 1e-6)
-    reader = _CountingReader(right, spin_seconds=0.0002)
+    reader = _steady_reader(right, monkeypatch)
     for _ in range(10):
         reader.spin_skips = 0
         assert reader._spin_recv() == -1
@@ -117,9 +122,7 @@ def test_one_miss_alone_costs_no_back_off(
     # A pause between two bursts of calls: the spin waiting through it ends
     # empty, and the next burst still polls from its first frame.
     left, right = pair
-    ticks = iter(range(1_000_000))
-    monkeypatch.setattr(protocol.time, "perf_counter", lambda: next(ticks) * 1e-6)
-    reader = _CountingReader(right, spin_seconds=0.0002)
+    reader = _steady_reader(right, monkeypatch)
     assert reader._spin_recv() == -1
     reader.spins = 0
     protocol.send_frame(left, _frame(1))
