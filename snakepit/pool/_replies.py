@@ -45,8 +45,11 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         if call is None or call.call_id != call_id:
             return
         handle.current = None
-        if call.spin_counts:
-            sup.spin_choice.record_locked(call.spin, now - call.submitted - call_python_time)
+        if call.spin_counts and call.attempt == 1:
+            # Waiting in the queue is not the call's overhead (a retry's
+            # ``submitted`` is its first attempt's: not counted at all).
+            overhead = now - call.submitted - call.queue_time - call_python_time
+            sup.spin_choice.record_locked(call.spin, overhead)
         recycler = sup.recycler
         retiring = False
         if handle.timed_out or handle.cancelled:

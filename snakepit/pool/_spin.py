@@ -9,7 +9,7 @@ sleeping against 93-150 µs polling. Nothing the pool can read cheaply says
 which machine it is on at the moment, so :class:`SpinChoice` measures.
 
 Each call's overhead is the time from its submission to its reply, less
-the time the worker spent in the function. The pool runs its calls one way
+its time in the queue and the time the worker spent in the function. The pool runs its calls one way
 (the *choice*) and now and then a short trial of the other: a few
 consecutive calls, the first of which is not counted (its worker still
 polled, or not, after the call before). When the trial's median overhead
@@ -29,6 +29,7 @@ wait whether polling catches anything.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 
@@ -94,8 +95,12 @@ class SpinChoice:
         return way, counts
 
     def record_locked(self, way: bool, overhead: float) -> None:
-        """A counted call that went ``way`` had this overhead (seconds)."""
-        if self._due_in is None:
+        """A counted call that went ``way`` had this overhead (seconds).
+
+        A figure that is not a real duration (a worker's function time is
+        its word: NaN, infinite, more than the round trip) is ignored.
+        """
+        if self._due_in is None or not 0.0 <= overhead < math.inf:
             return
         if way == self.spin:
             self._recent.append(overhead)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -22,4 +23,20 @@ class SlowToFree:
 def touch(value: SlowToFree) -> str:
     """Arm ``value``'s release (in the worker) and return at once."""
     Path(value.path).write_text("called")
+    return "done"
+
+
+class DiesWhenFreed:
+    """Freed in the worker (only there: ``armed`` is set by the call), it ends the process."""
+
+    armed = False
+
+    def __del__(self) -> None:
+        if self.armed:
+            os._exit(9)
+
+
+def arm(value: DiesWhenFreed) -> str:
+    """Make ``value``'s release end this worker, and return at once."""
+    value.armed = True
     return "done"

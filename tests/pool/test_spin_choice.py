@@ -78,6 +78,21 @@ def test_one_won_trial_is_not_enough() -> None:
     assert ways.count(False) <= 3 * _spin.TRIAL_CALLS  # trials only
 
 
+def test_figures_that_are_no_durations_are_ignored() -> None:
+    choice = SpinChoice(True)
+    _drive(choice, 200, {True: 100e-6, False: 200e-6})
+    assert choice.spin is True
+    # A worker that reports more function time than the round trip, or NaN:
+    # none of it may make the other way look cheaper.
+    for bad in (-1e-3, float("nan"), float("-inf"), float("inf")):
+        for _ in range(400):
+            way, counts = choice.choose_locked()
+            if counts:
+                choice.record_locked(way, 100e-6 if way else bad)
+        assert choice.spin is True
+        assert all(0 < value < 1 for value in choice._recent)
+
+
 def test_the_first_call_of_each_way_does_not_count() -> None:
     choice = SpinChoice(True)
     seen = []

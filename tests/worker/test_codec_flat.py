@@ -187,3 +187,53 @@ def _add_into(array: np.ndarray[Any, Any], value: float, *, out: np.ndarray[Any,
     array += value
     out[0, 0] = 7
     return total
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda b: b.T,
+        lambda b: b[::2, ::3],
+        lambda b: b[::-1],
+        lambda b: b[:0],
+        lambda b: b.reshape(-1)[5:6].reshape(()),
+    ],
+    ids=["transposed", "strided", "negative-stride", "empty", "zero-d"],
+)
+def test_views_and_odd_scalars_round_trip(view: Callable[[Any], Any]) -> None:
+    base = snakepit.share(np.arange(24, dtype=np.float64).reshape(4, 6))
+    array = view(base)
+    blob = codec.encode(((array, float("nan"), -float("inf"), -0.0), {"big": 10**40})).blob
+    assert _flat.is_flat(blob)
+    (back, nan, inf, zero), kwargs = codec.decode(blob)
+    assert back.shape == array.shape
+    assert back.strides == array.strides
+    assert np.array_equal(back, array)
+    assert np.isnan(nan)
+    assert inf == -float("inf")
+    assert str(zero) == "-0.0"
+    assert kwargs == {"big": 10**40}
+
+
+def test_a_worker_that_dies_holding_flat_arguments_loses_nothing(
+    shared: np.ndarray[Any, Any],
+) -> None:
+    from snakepit.errors import WorkerCrashedError
+
+    with snakepit.Pool(1) as pool:
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_crash_with, shared, 1)
+        # What the worker wrote before dying stays; the next worker opens
+        # the same memory again.
+        assert shared[0] == -5.0
+        expected = float(shared.sum())
+        out = snakepit.share(np.zeros((3, 4)))
+        assert pool.call(_add_into, shared, 0.0, out=out) == expected
+        assert out[0, 0] == 7
+
+
+def _crash_with(array: np.ndarray[Any, Any], code: int) -> None:
+    import os
+
+    array[0] = -5.0  # written into the caller's memory before the crash
+    os._exit(code + 136)
