@@ -8,6 +8,7 @@ real Ray starts only under ``make bench`` (its session checks loopback).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -219,7 +220,20 @@ def test_preload_variants_appear_once_pool_accepts_preload(
     assert "preload=['numpy']" in variant.title
     assert all(target.limit is None for target in variant.targets)  # the goals are the default's
     default = next(c for c in _lifecycle.lifecycle_cases() if c.name == "startup")
-    assert all(target.limit is not None for target in default.targets)
+    goals = [target for target in default.targets if target.baseline != ("startup", "floor")]
+    assert all(target.limit is not None for target in goals)
+    # The floor: a fresh python importing what the pool preloads.
+    floors = {c.name: c.impls[-1].label for c in _lifecycle.lifecycle_cases()}
+    assert floors["startup-preload-none"] == "a fresh python importing nothing"
+    assert floors["startup-preload-numpy"] == "a fresh python importing numpy"
+    assert floors["startup"] == "a fresh python importing numpy"
+
+
+@pytest.mark.parametrize("modules", [(), ("json", "numpy")])
+def test_the_start_up_floor_runs_a_fresh_python(modules: tuple[str, ...]) -> None:
+    assert _lifecycle._importing(modules)() is True
+    with pytest.raises(subprocess.CalledProcessError):
+        _lifecycle._importing(("no_such_module_here",))()
 
 
 def test_pipe_floor_answers_and_its_child_exits() -> None:

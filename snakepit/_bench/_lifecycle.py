@@ -12,6 +12,8 @@ import contextlib
 import gc
 import inspect
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +41,7 @@ from snakepit._bench._model import (
 )
 from snakepit._bench._peers import LOKY, loky_executor
 from snakepit.errors import WorkerCrashedError
+from snakepit.pool._zygote import default_preload
 
 #: The issue's goals for start-up (2 workers, until the first call returns)
 #: and for a 1-worker crash until the next good call, in seconds.
@@ -169,6 +172,18 @@ def _fork_start() -> Any:
     return executor
 
 
+def _importing(modules: tuple[str, ...]) -> Any:
+    """What no start-up can beat: a fresh interpreter that imports ``modules``
+    (the pool's preload) and exits."""
+
+    def run() -> bool:
+        code = f"import {', '.join(modules)}" if modules else "pass"
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return True
+
+    return run
+
+
 def _loky_start() -> Any:
     executor = loky_executor(WORKERS)
     expect(executor.submit(tasks.noop).result(), None, "first call")
@@ -202,7 +217,10 @@ def startup_case(suffix: str = "", **pool_kwargs: Any) -> Case:
             "150 ms at loky's 383 ms",
             peer="loky",
         ),
+        vs(name, f"{label} / python importing its preload", None, peer="floor"),
     )
+    asked = pool_kwargs.get("preload", "auto")
+    preload = default_preload() if asked == "auto" else tuple(asked)
     return Case(
         name,
         title,
@@ -218,6 +236,11 @@ def startup_case(suffix: str = "", **pool_kwargs: Any) -> Case:
                 "loky.ProcessPoolExecutor",
                 _startup(_loky_start, lambda ex: ex.shutdown(wait=True, kill_workers=True)),
                 requires=LOKY,
+            ),
+            Impl(
+                "floor",
+                f"a fresh python importing {', '.join(preload) or 'nothing'}",
+                _startup(_importing(preload), lambda started: None),
             ),
         ),
         group="startup",

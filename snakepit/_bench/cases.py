@@ -324,6 +324,19 @@ def zero_copy_case(nbytes: int) -> Case:
         """The same pool's no-op call, timed in the same loop (turn about)."""
         yield noop_calls(env.pool(), rounds=200, quick_rounds=20, warmup=5)
 
+    @contextlib.contextmanager
+    def fresh(env: Env) -> Iterator[Timed]:
+        """The same pool, a plain (not shared) array of the same size."""
+        pool, plain = env.pool(), _plain_bytes(nbytes)
+        yield Timed(
+            pool.call,
+            (tasks.first_element, plain),
+            rounds=200,
+            quick_rounds=20,
+            warmup=5,
+            check=_check_mark("fresh hand-off"),
+        )
+
     too_slow = None
     if nbytes >= PICKLE_LIMIT:
         too_slow = f"pickling {label} through ProcessPoolExecutor's pipe takes seconds a round"
@@ -337,6 +350,12 @@ def zero_copy_case(nbytes: int) -> Case:
                 (name, "noop"),
                 1.25,
                 "within 1.25x",
+            ),
+            Target(
+                "call with a fresh 1 KiB array / no-op call",
+                (name, "fresh"),
+                (name, "noop"),
+                None,
             ),
         )
     elif nbytes == 100 * MIB:
@@ -361,7 +380,10 @@ def zero_copy_case(nbytes: int) -> Case:
             Impl("pickle", "pickle via ProcessPoolExecutor", pickled, skip=too_slow),
             Impl("shared_memory", "multiprocessing.shared_memory + ProcessPoolExecutor", segment),
             *(
-                [Impl("noop", "the same snakepit.Pool, a no-op call (interleaved)", noop)]
+                [
+                    Impl("noop", "the same snakepit.Pool, a no-op call (interleaved)", noop),
+                    Impl("fresh", "the same snakepit.Pool, a plain numpy array", fresh),
+                ]
                 if nbytes == KIB
                 else []
             ),

@@ -1,23 +1,29 @@
-"""Call arguments whose arrays are already shared, top level: no pickler hooks.
+"""Call arguments of scalars and plain arrays, top level: no pickler hooks.
 
 The common call with an array hands over an array that lives in shared
-memory already (``snakepit.zeros``, ``share``, a result passed on), next to
-a few scalars: ``pool.call(fn, array, 0.5, axis=1)``. Through the codec's
-pickler that costs a pickler with a dispatch table, a call back into Python
-for the array and, on the other side, an unpickler whose ``find_class``
-opens the descriptor: more than the rest of a no-op call's encoding and
-decoding together. Here the arguments are pickled by the plain C pickler
-with ``None`` where each array was, and the arrays' descriptors travel
-beside the pickle as flat tuples of strings and ints (the frame's own
+memory already (``snakepit.zeros``, ``share``, a result passed on), or a
+small fresh one (a feature vector), next to a few scalars:
+``pool.call(fn, array, 0.5, axis=1)``. Through the codec's pickler that
+costs a pickler with a dispatch table, a call back into Python for the
+array and, on the other side, an unpickler whose ``find_class`` opens the
+descriptor or numpy's reconstructor: more than the rest of a no-op call's
+encoding and decoding together. Here the arguments are pickled by the plain
+C pickler with ``None`` where each array was, and each array travels beside
+the pickle as a flat tuple of strings, ints and bytes (the frame's own
 pickling writes them at C speed)::
 
     (pickle of (args, kwargs) with None for each array, (), None,
      ((slot, region, region size, offset, nbytes, byte offset, dtype,
-       shape, strides), ...))
+       shape, strides), ...         # an array in shared memory
+      (slot, dtype, shape, data), ...))  # a small C-contiguous one
 
-``slot`` is the argument's position (an int) or its keyword (a str).
-Anything else (an array nested in a list, one not in shared memory, a
-tensor, an object of a class) goes the codec's general way.
+``slot`` is the argument's position (an int) or its keyword (a str). A
+small array is one the general way pickles inline too (below
+``OUT_OF_BAND_BYTES``); its data is copied now, into a ``bytearray`` when
+the array is writable (it arrives writable, as through pickle) or ``bytes``
+when it is read-only. Anything else (an array nested in a list, a larger
+fresh one, a non-contiguous one, a tensor, an object of a class) goes the
+codec's general way.
 """
 
 from __future__ import annotations
@@ -29,14 +35,26 @@ import numpy as np
 
 from snakepit.errors import DtypeError
 from snakepit.zero_copy._mapping import RefMode
-from snakepit.zero_copy._ref import array_from_fields, fields_of
+from snakepit.zero_copy._ref import (
+    array_from_fields,
+    array_from_inline,
+    fields_of,
+    inline_fields_of,
+)
 
+from ._bulk import OUT_OF_BAND_BYTES
 from ._plain import PROTOCOL, SCALARS
 
-__all__ = ["decode", "encode", "is_flat"]
+__all__ = ["decode", "encode", "encode_result", "inline_bytes", "is_flat"]
 
-#: Descriptor fields after the slot (see :data:`snakepit.zero_copy._ref.Fields`).
+#: Descriptor fields after the slot: an array in shared memory (see
+#: :data:`snakepit.zero_copy._ref.Fields`), a small one with its data.
 _FIELDS = 8
+_INLINE_FIELDS = 3
+#: What a result's flat pickle of ``(args, kwargs)`` stands for (call
+#: arguments have None there): ``args[0]``, ``args`` or ``kwargs``.
+VALUE, TUPLE, DICT = "value", "tuple", "dict"
+_FORMS = (None, VALUE, TUPLE, DICT)
 #: Most arguments looked at: a long argument list goes the general way.
 _MOST_ARGUMENTS = 16
 
@@ -45,27 +63,60 @@ Slots = tuple[tuple[Any, ...], ...]
 
 def encode(obj: Any) -> tuple[bytes, list[Any], Slots] | None:
     """``(pickle, arrays to keep alive, descriptors)`` for call arguments
-    ``(args, kwargs)`` made of scalars and shared numpy arrays (no
-    descriptors: a plain pickle of scalars); None for anything else."""
+    ``(args, kwargs)`` made of scalars, shared numpy arrays and small
+    C-contiguous ones (no descriptors: a plain pickle of scalars); None for
+    anything else."""
     if type(obj) is not tuple or len(obj) != 2:
         return None
     args, kwargs = obj
     if type(args) is not tuple or type(kwargs) is not dict:
         return None
+    return _parts(args, kwargs, shared=True)
+
+
+def encode_result(value: Any) -> tuple[bytes, str, Slots] | None:
+    """``(pickle, form, descriptors)`` for a result that is a small fresh
+    array, or a tuple or str-keyed dict of scalars and such arrays, with at
+    least one array; None for anything else. Shared arrays go the general
+    way: a result's blocks travel with a reference for the caller."""
+    kind = type(value)
+    args: tuple[Any, ...] = ()
+    kwargs: dict[Any, Any] = {}
+    if kind is np.ndarray:
+        form, args = VALUE, (value,)
+    elif kind is tuple:
+        form, args = TUPLE, value
+    elif kind is dict:
+        form, kwargs = DICT, value
+    else:
+        return None
+    parts = _parts(args, kwargs, shared=False)
+    if parts is None or not parts[2]:
+        return None  # scalars alone: the general way's plain pickle
+    return parts[0], form, parts[2]
+
+
+def _parts(
+    args: tuple[Any, ...], kwargs: dict[Any, Any], *, shared: bool
+) -> tuple[bytes, list[Any], Slots] | None:
     if len(args) + len(kwargs) > _MOST_ARGUMENTS:
         return None
     slots: list[tuple[Any, ...]] = []
-    arrays: list[Any] = []
+    # Shared arrays (to keep alive), copied ones (each once: pickle would
+    # give one array for ``fn(x, out=x)``, two copies would not).
+    arrays: list[Any] | None = [] if shared else None
+    copied: list[Any] = []
     for slot, value in enumerate(args):
-        if type(value) not in SCALARS and not _described(slot, value, slots, arrays):
+        if type(value) not in SCALARS and not _described(slot, value, slots, arrays, copied):
             return None
     for slot, value in kwargs.items():
         if type(slot) is not str:
             return None
-        if type(value) not in SCALARS and not _described(slot, value, slots, arrays):
+        if type(value) not in SCALARS and not _described(slot, value, slots, arrays, copied):
             return None
+    kept = [] if arrays is None else arrays
     if not slots:
-        return pickle.dumps(obj, protocol=PROTOCOL), arrays, ()  # scalars only: plain
+        return pickle.dumps((args, kwargs), protocol=PROTOCOL), kept, ()  # scalars: plain
     holes = list(args)
     named = dict(kwargs)
     for slot, *_ in slots:
@@ -73,11 +124,15 @@ def encode(obj: Any) -> tuple[bytes, list[Any], Slots] | None:
             holes[slot] = None
         else:
             named[slot] = None
-    return pickle.dumps((tuple(holes), named), protocol=PROTOCOL), arrays, tuple(slots)
+    return pickle.dumps((tuple(holes), named), protocol=PROTOCOL), kept, tuple(slots)
 
 
 def _described(
-    slot: int | str, value: Any, slots: list[tuple[Any, ...]], arrays: list[Any]
+    slot: int | str,
+    value: Any,
+    slots: list[tuple[Any, ...]],
+    arrays: list[Any] | None,
+    copied: list[Any],
 ) -> bool:
     if type(value) is not np.ndarray:
         return False
@@ -86,23 +141,41 @@ def _described(
     except DtypeError:
         return False  # a dtype that cannot be named: pickled
     if fields is None:
-        return False
+        if any(value is seen for seen in copied):
+            return False
+        inline = inline_fields_of(value, OUT_OF_BAND_BYTES)
+        if inline is None:
+            return False
+        slots.append((slot, *inline))  # a copy: nothing to keep alive
+        copied.append(value)
+        return True
+    if arrays is None:
+        return False  # a result's shared array: the general way
     slots.append((slot, *fields))
     arrays.append(value)
     return True
 
 
+def inline_bytes(slots: Slots) -> int:
+    """Bytes of array data that travel in ``slots`` (small arrays' copies)."""
+    return sum(len(slot[-1]) for slot in slots if len(slot) == 1 + _INLINE_FIELDS)
+
+
 def is_flat(blob: tuple[Any, ...]) -> bool:
-    """Whether a received blob has the form :func:`encode` gives."""
-    return len(blob) == 4 and blob[1] == () and blob[2] is None
+    """Whether a received blob has the form :func:`encode` or
+    :func:`encode_result` gives."""
+    return len(blob) == 4 and blob[1] == () and blob[2] in _FORMS
 
 
-def decode(payload: Any, slots: Any, keep: bool, borrowed: list[Any] | None) -> Any:
-    """The ``(args, kwargs)`` of a flat blob, each array over its shared block.
+def decode(payload: Any, form: Any, slots: Any, keep: bool, borrowed: list[Any] | None) -> Any:
+    """The ``(args, kwargs)`` of a flat blob, each array over its shared
+    block or over its own data.
 
     Everything from the other process is checked: the pickle must give a
     tuple and a dict, each descriptor must name a hole (a ``None``) in them
-    and its fields must describe a valid block (as any descriptor's).
+    and its fields must describe a valid block (as any descriptor's) or
+    hold as many bytes as the dtype and shape need. A result (``form``
+    not None) holds only small arrays, and the parts its form stands for.
     """
     value = pickle.loads(payload)
     if (
@@ -117,7 +190,10 @@ def decode(payload: Any, slots: Any, keep: bool, borrowed: list[Any] | None) -> 
     args, kwargs = list(value[0]), value[1]
     mode: RefMode = "acquire" if keep else "borrow"
     for descriptor in slots:
-        if type(descriptor) is not tuple or len(descriptor) != 1 + _FIELDS:
+        if type(descriptor) is not tuple or len(descriptor) not in (
+            1 + _FIELDS,
+            1 + _INLINE_FIELDS,
+        ):
             raise pickle.UnpicklingError(f"malformed flat descriptor {descriptor!r:.200}")
         slot = descriptor[0]
         if type(slot) is int and 0 <= slot < len(args) and args[slot] is None:
@@ -126,9 +202,22 @@ def decode(payload: Any, slots: Any, keep: bool, borrowed: list[Any] | None) -> 
             target = kwargs
         else:
             raise pickle.UnpicklingError(f"flat descriptor for no hole: {slot!r:.100}")
+        if len(descriptor) == 1 + _INLINE_FIELDS:
+            target[slot] = array_from_inline(descriptor[1:])  # its own data
+            continue
+        if form is not None:
+            raise pickle.UnpicklingError("a flat result with a shared array")
         array = array_from_fields(descriptor[1:], mode)
         target[slot] = array
         if not keep and borrowed is not None:
             # The call that keeps it keeps it referenced (see codec.decode).
             borrowed.append(array)
-    return tuple(args), kwargs
+    if form is None:
+        return tuple(args), kwargs
+    if form == VALUE and len(args) == 1 and not kwargs:
+        return args[0]
+    if form == TUPLE and not kwargs:
+        return tuple(args)
+    if form == DICT and not args:
+        return kwargs
+    raise pickle.UnpicklingError(f"a flat result that is not a {form}")

@@ -88,8 +88,10 @@ class Encoded:
     transfers: list[TensorRef] = field(default_factory=list)
     buffers: list[pickle.PickleBuffer] = field(default_factory=list)
     bulk: tuple[Any, ...] | None = None
-    #: Descriptors of shared arrays beside a plain pickle (see ``_flat.py``).
+    #: Descriptors of arrays beside a plain pickle (see ``_flat.py``), and
+    #: what that pickle stands for in a result's.
     slots: tuple[tuple[Any, ...], ...] = ()
+    form: str | None = None
 
     @property
     def blob(self) -> Blob:
@@ -100,12 +102,15 @@ class Encoded:
         if self.bulk is not None:
             return payload, (), self.bulk
         if self.slots:
-            return payload, (), None, self.slots
+            return payload, (), self.form, self.slots
         return payload, tuple(self.buffers)
 
     @property
     def size(self) -> int:
-        """Bytes on the wire: the pickle and its out-of-band buffers."""
+        """Bytes on the wire: the pickle and its out-of-band buffers (or
+        the data of small arrays beside a flat pickle)."""
+        if self.slots:
+            return len(self.payload) + _flat.inline_bytes(self.slots)
         if not self.buffers:
             return len(self.payload)
         return len(self.payload) + sum(buffer.raw().nbytes for buffer in self.buffers)
@@ -443,10 +448,15 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     if type(obj) in _plain.SCALARS:  # a result None, a number: nothing to walk
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
     if receiver is None:
-        flat = _flat.encode(obj)  # call arguments: scalars and shared arrays
+        flat = _flat.encode(obj)  # call arguments: scalars and plain arrays
         if flat is not None:
             payload, arrays, slots = flat
             return Encoded(payload, arrays, slots=slots)
+    else:
+        result = _flat.encode_result(obj)  # small arrays, alone or in a tuple or dict
+        if result is not None:
+            payload, form, slots = result
+            return Encoded(payload, slots=slots, form=form)
     found = _plain.scan(obj)
     if found == _plain.PLAIN:
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
@@ -527,14 +537,14 @@ def decode(
     as it lives (results in the supervisor).
     Raises SerializationError(direction="decode") on failure.
     """
-    bulk = slots = None
+    bulk = slots = form = None
     if type(blob) is tuple:
         if len(blob) == 3 and blob[1] == ():
             payload, buffers, bulk = blob
         elif len(blob) == 2 and type(blob[1]) is tuple:
             payload, buffers = blob
         elif _flat.is_flat(blob):
-            payload, buffers, slots = blob[0], (), blob[3]
+            payload, buffers, form, slots = blob[0], (), blob[2], blob[3]
         else:
             raise SerializationError("malformed payload", direction="decode")
     else:
@@ -545,7 +555,7 @@ def decode(
         raise SerializationError(f"malformed payload {type(payload).__name__}", direction="decode")
     try:
         if slots is not None:
-            return _flat.decode(payload, slots, keep, borrowed)
+            return _flat.decode(payload, form, slots, keep, borrowed)
         if type(payload) is bytes and bulk is None and _needs_no_opener(payload):
             return pickle.loads(payload, buffers=buffers or None)
         # io.BytesIO shares a bytes object but copies anything else; a large

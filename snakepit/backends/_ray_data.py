@@ -182,8 +182,8 @@ def portable_blob(blob: codec.Blob) -> codec.Blob:
     head = bytes(payload.raw()) if isinstance(payload, pickle.PickleBuffer) else bytes(payload)
     if len(blob) == 3:
         return (head, (), blob[2])
-    if len(blob) == 4:  # shared arrays' descriptors beside the pickle: plain data
-        return (head, (), None, blob[3])
+    if len(blob) == 4:  # arrays' descriptors beside the pickle: plain data
+        return (head, (), blob[2], blob[3])
     return (head, tuple(bytes(part) for part in blob[1]))
 
 

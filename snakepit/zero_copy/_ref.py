@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from snakepit import _core
-from snakepit.errors import InvalidDescriptorError, SharedMemoryError
+from snakepit.errors import DtypeError, InvalidDescriptorError, SharedMemoryError
 
 from . import _dlpack, _mapping
 from ._dtypes import SUPPORTED_DTYPES, dtype_name, numpy_dtype
@@ -493,6 +493,40 @@ def array_from_fields(fields: tuple[Any, ...], mode: RefMode) -> np.ndarray[Any,
         False,
         "attach block",
     )
+
+
+#: Fields of a small array whose data travels with them (see ``_wire/_flat.py``).
+InlineFields = tuple[str, tuple[int, ...], bytes | bytearray]
+
+
+def inline_fields_of(array: np.ndarray[Any, Any], most_bytes: int) -> InlineFields | None:
+    """A C-contiguous array of a shareable dtype below ``most_bytes``: its
+    dtype name, shape and a copy of its data (``bytearray`` if the array is
+    writable, as pickle gives it back); None for any other array."""
+    if array.nbytes >= most_bytes or not array.flags.c_contiguous:
+        return None
+    try:
+        name = _cached_dtype_name(array.dtype)
+    except DtypeError:
+        return None
+    data = bytearray(array.data) if array.flags.writeable else array.tobytes()
+    return name, array.shape, data
+
+
+def array_from_inline(fields: tuple[Any, ...]) -> np.ndarray[Any, Any]:
+    """The array that :data:`InlineFields` from another process describe,
+    over their data (checked first: InvalidDescriptorError if malformed)."""
+    if len(fields) != 3:
+        raise InvalidDescriptorError(f"malformed inline array {fields!r:.200}")
+    dtype, shape, data = fields
+    problem = layout_problem(dtype, shape, shape)  # strides: any ints, checked as shape
+    if problem is None and type(data) is not bytes and type(data) is not bytearray:
+        problem = f"inline data of type {type(data).__name__}"
+    if problem is None and len(data) != math.prod(shape) * numpy_dtype(dtype).itemsize:
+        problem = f"{len(data)} bytes of data for shape {shape!r} of {dtype}"
+    if problem is not None:
+        raise InvalidDescriptorError(f"invalid inline array: {problem}")
+    return np.frombuffer(data, dtype=numpy_dtype(dtype)).reshape(shape)
 
 
 def tensor_ref_of(array: np.ndarray[Any, Any]) -> TensorRef:

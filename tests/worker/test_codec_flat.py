@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import snakepit
-from snakepit._wire import _flat, codec
+from snakepit._wire import _bulk, _flat, codec
 from snakepit.errors import SerializationError
 from snakepit.zero_copy import _ref
 from tests.worker.test_codec_lean import _python_calls
@@ -88,7 +88,12 @@ def test_scalars_alone_are_one_plain_pickle() -> None:
     "make",
     [
         lambda a: (([a],), {}),  # nested in a list
-        lambda a: ((np.arange(4),), {}),  # not in shared memory
+        lambda a: ((np.zeros(_bulk.OUT_OF_BAND_BYTES, np.uint8),), {}),  # fresh, not small
+        lambda a: ((np.arange(8)[::2],), {}),  # fresh, strided
+        lambda a: ((np.asfortranarray(np.ones((3, 4))),), {}),  # fresh, Fortran order
+        lambda a: ((np.arange(4, dtype=">i4"),), {}),  # fresh, not native byte order
+        lambda a: ((np.array([1, "a"], dtype=object),), {}),  # fresh, objects
+        lambda a: ((np.zeros(2, dtype=[("x", "f4"), ("y", "i2")]),), {}),  # fresh, records
         lambda a: ((a.view(np.matrix),), {}),  # a subclass
         lambda a: ((a, {"nested": 1}), {}),  # a dict among the arguments
         lambda a: ((a, b"bytes"), {}),  # bytes: not a scalar here
@@ -100,7 +105,12 @@ def test_scalars_alone_are_one_plain_pickle() -> None:
     ],
     ids=[
         "nested",
-        "not-shared",
+        "fresh-large",
+        "fresh-strided",
+        "fresh-fortran",
+        "fresh-big-endian",
+        "fresh-object",
+        "fresh-record",
         "subclass",
         "dict",
         "bytes",
