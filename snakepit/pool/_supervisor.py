@@ -254,12 +254,17 @@ class Supervisor:
         latency 2.1-3.8 ms with polling, 1.6-2.6 ms without); a ``submit``
         caller needs no core while its call runs (a chunked map keeps its
         polling workers)."""
+        cpus = self._cpus
+        if 2 * len(self.handles) <= cpus:
+            return True  # even every worker busy with a waiting caller fits
         needed = 0
         for handle in self.handles:
             if handle.state == "busy":
                 current = handle.current
                 needed += 2 if current is not None and current.caller_waits else 1
-        return needed <= self._cpus
+                if needed > cpus:
+                    return False
+        return True
 
     def _send_all(self, sends: list[_Send]) -> None:
         # Sent outside the lock, to the worker the call was given to: if that

@@ -46,6 +46,11 @@ def _pays(calls: list[str], cpus: int) -> bool:
         (["waited"], 1, False),
         (["waited"] * 8, 16, True),
         (["waited"] * 9, 16, False),
+        (["waited"] * 4, 8, True),  # a small pool on a large machine always fits
+        (["idle"] * 64, 2, True),
+        (["waited"] * 3 + ["idle"] * 61, 4, False),  # found before the idle ones
+        (["idle"] * 61 + ["waited"] * 3, 4, False),
+        (["idle"] * 60 + ["submitted"] * 4, 4, True),
     ],
 )
 def test_polling_pays_while_each_call_in_flight_has_its_cores(
