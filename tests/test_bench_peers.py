@@ -236,6 +236,19 @@ def test_the_start_up_floor_runs_a_fresh_python(modules: tuple[str, ...]) -> Non
         _lifecycle._importing(("no_such_module_here",))()
 
 
+def test_one_busy_process_serves_every_pool_of_a_loaded_case() -> None:
+    shared = _load.SharedBusyProcess()
+    with shared() as first:
+        with shared() as second:
+            assert second is first  # the two pools' turns share one
+            assert first.poll() is None
+        assert first.poll() is None  # the other still runs its turn
+    assert first.wait(timeout=5) is not None  # the last one out stopped it
+    with shared() as again:
+        assert again is not first  # a later case starts its own
+    assert again.wait(timeout=5) is not None
+
+
 def test_pipe_floor_answers_and_its_child_exits() -> None:
     before = {child.pid for child in psutil.Process().children()}
     with _load.pipe_pingpong(Env()) as timed:

@@ -242,12 +242,38 @@ def busy_process() -> Iterator[subprocess.Popen[bytes]]:
         _stop(child, kill=True)
 
 
+class SharedBusyProcess:
+    """One :func:`busy_process` for every implementation of a case prepared
+    at once (turn about): started by the first to enter, stopped by the last
+    to leave, so the box has one busy process whoever is being timed."""
+
+    def __init__(self) -> None:
+        self._users = 0
+        self._stack = contextlib.ExitStack()
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[subprocess.Popen[bytes]]:
+        """The running busy process, while this block runs."""
+        if self._users == 0:
+            self._child = self._stack.enter_context(busy_process())
+        self._users += 1
+        try:
+            yield self._child
+        finally:
+            self._users -= 1
+            if self._users == 0:
+                self._stack.close()
+
+
+_shared_busy = SharedBusyProcess()
+
+
 def _noop_under(loaded: bool, pool_kwargs: dict[str, Any]) -> Prepare:
     @contextlib.contextmanager
     def prepare(env: Env) -> Iterator[Timed]:
         with snakepit.Pool(workers=WORKERS, **pool_kwargs) as pool:
             warm(pool.submit, WORKERS)
-            with busy_process() if loaded else contextlib.nullcontext():
+            with _shared_busy() if loaded else contextlib.nullcontext():
                 yield noop_calls(pool, rounds=300, quick_rounds=30, warmup=20)
 
     return prepare
@@ -272,10 +298,9 @@ def spin_case(loaded: bool) -> Case:
         ),
         group="spin",
         workers=WORKERS,
-        # Idle: both pools turn about (the machine's wake-up cost swings
-        # within a minute). Loaded: one after the other, so that the box
-        # has one busy process, not one per pool.
-        interleave=0 if loaded else 20,
+        # Both pools turn about (the machine's wake-up cost swings within
+        # a minute); loaded, they share one busy process.
+        interleave=20,
         targets=(
             vs(
                 name,
