@@ -56,19 +56,19 @@ cdef class SharedBuffer:
         self.exports -= 1
 
 
-def array_over(SharedBuffer buffer, tuple shape, cnp.dtype dtype):
+def array_over(SharedBuffer buffer, tuple shape, object dtype):
     """A writable C-contiguous array over the start of ``buffer``, keeping it alive.
 
     The same as ``numpy.ndarray(shape, dtype, buffer)`` without the Python
     constructor's argument parsing (the allocation hot path).
     """
-    cdef cnp.npy_intp dims[64]
+    cdef Py_ssize_t dims[64]
     cdef Py_ssize_t nd = len(shape), i
     cdef Py_ssize_t nbytes = dtype.itemsize
     if nd > 64:
         raise ValueError("more than 64 dimensions")
     for i in range(nd):
-        dims[i] = <cnp.npy_intp>shape[i]
+        dims[i] = <Py_ssize_t>shape[i]
         if dims[i] < 0:
             raise ValueError("negative dimension")
         if dims[i] and nbytes > buffer.length // dims[i]:
@@ -76,18 +76,14 @@ def array_over(SharedBuffer buffer, tuple shape, cnp.dtype dtype):
         nbytes *= dims[i]
     if nbytes > buffer.length or buffer.readonly:
         raise ValueError("shape does not fit in the (writable) buffer")
-    Py_INCREF(dtype)  # PyArray_NewFromDescr steals it
-    array = PyArray_NewFromDescr(&PyArray_Type, <PyArray_Descr *>dtype, <int>nd, dims, NULL,
-                                 <void *>buffer.ptr, cnp.NPY_ARRAY_CARRAY, NULL)
-    cnp.set_array_base(array, buffer)
-    return array
+    return sp_np_array_over(dtype, <int>nd, dims, <void *>buffer.ptr, buffer)
 
 
 # Below this a copy is cheaper than letting go of the GIL and taking it back.
 cdef Py_ssize_t _NOGIL_COPY_BYTES = 64 << 10
 
 
-def copy_into(cnp.ndarray destination, cnp.ndarray source):
+def copy_into(object destination, object source):
     """Copy the C-contiguous ``source`` into the C-contiguous, writable
     ``destination`` of the same byte size (dtypes are the caller's concern).
 
@@ -96,19 +92,13 @@ def copy_into(cnp.ndarray destination, cnp.ndarray source):
     shared block is not); large copies release the GIL.
     """
     cdef void *dst
-    cdef const void *src
-    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(source)
+    cdef void *src
+    cdef Py_ssize_t nbytes, dst_bytes
     cdef int status
-    if not cnp.PyArray_IS_C_CONTIGUOUS(source) or not cnp.PyArray_IS_C_CONTIGUOUS(destination):
-        raise ValueError("copy_into needs C-contiguous arrays")
-    if not cnp.PyArray_ISWRITEABLE(destination):
-        raise ValueError("copy_into needs a writable destination")
-    if cnp.PyArray_NBYTES(destination) != nbytes:
-        raise ValueError(
-            f"copy_into of {nbytes} bytes into {cnp.PyArray_NBYTES(destination)} bytes"
-        )
-    dst = cnp.PyArray_DATA(destination)
-    src = cnp.PyArray_DATA(source)
+    sp_np_contiguous(source, 0, &src, &nbytes)
+    sp_np_contiguous(destination, 1, &dst, &dst_bytes)
+    if dst_bytes != nbytes:
+        raise ValueError(f"copy_into of {nbytes} bytes into {dst_bytes} bytes")
     if nbytes >= _NOGIL_COPY_BYTES:
         with nogil:
             status = sp_copy(dst, src, <uint64_t>nbytes)

@@ -8,7 +8,6 @@ the C status code (a :class:`Status`) and errno, and
 
 import enum
 
-cimport numpy as cnp
 from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.pycapsule cimport (
@@ -24,16 +23,71 @@ from libc.string cimport memcpy, memset
 
 from snakepit._core.includes.core cimport *
 
-cnp.import_array()
+# numpy's C API is loaded on first use, not at import: a worker that never
+# touches an array never imports numpy (``cimport numpy`` would, at import).
+cdef extern from *:
+    """
+    #include <numpy/arrayobject.h>
 
-cdef extern from "numpy/arrayobject.h":
-    # Declared here: Cython's numpy.pxd leaves these out. Steals `descr`.
-    PyTypeObject PyArray_Type
-    ctypedef struct PyArray_Descr:
-        pass
-    object PyArray_NewFromDescr(PyTypeObject *subtype, PyArray_Descr *descr, int nd,
-                                cnp.npy_intp *dims, cnp.npy_intp *strides, void *data,
-                                int flags, PyObject *obj)
+    /* 0 once numpy's C API is loaded (importing numpy), -1 with an exception. */
+    static int sp_np_ready(void) {
+        if (PyArray_API != NULL)
+            return 0;
+        return _import_array();
+    }
+
+    /* A C-contiguous array of `descr` over `data`, keeping `base` alive:
+       NULL with an exception if `descr` is not a dtype. */
+    static PyObject *sp_np_array_over(PyObject *descr, int nd, Py_ssize_t *dims,
+                                      void *data, PyObject *base) {
+        PyObject *array;
+        if (sp_np_ready() < 0)
+            return NULL;
+        if (!PyArray_DescrCheck(descr)) {
+            PyErr_SetString(PyExc_TypeError, "array_over needs a numpy dtype");
+            return NULL;
+        }
+        Py_INCREF(descr); /* stolen */
+        array = PyArray_NewFromDescr(&PyArray_Type, (PyArray_Descr *)descr, nd,
+                                     (npy_intp *)dims, NULL, data, NPY_ARRAY_CARRAY, NULL);
+        if (array == NULL)
+            return NULL;
+        Py_INCREF(base); /* stolen */
+        if (PyArray_SetBaseObject((PyArrayObject *)array, base) < 0) {
+            Py_DECREF(array);
+            return NULL;
+        }
+        return array;
+    }
+
+    /* The data and byte size of a C-contiguous array (writable if asked):
+       0, or -1 with an exception. */
+    static int sp_np_contiguous(PyObject *obj, int writable, void **data, Py_ssize_t *nbytes) {
+        PyArrayObject *array;
+        if (sp_np_ready() < 0)
+            return -1;
+        if (!PyArray_Check(obj)) {
+            PyErr_Format(PyExc_TypeError, "copy_into needs numpy arrays, not %s",
+                         Py_TYPE(obj)->tp_name);
+            return -1;
+        }
+        array = (PyArrayObject *)obj;
+        if (!PyArray_IS_C_CONTIGUOUS(array)) {
+            PyErr_SetString(PyExc_ValueError, "copy_into needs C-contiguous arrays");
+            return -1;
+        }
+        if (writable && !PyArray_ISWRITEABLE(array)) {
+            PyErr_SetString(PyExc_ValueError, "copy_into needs a writable destination");
+            return -1;
+        }
+        *data = PyArray_DATA(array);
+        *nbytes = (Py_ssize_t)PyArray_NBYTES(array);
+        return 0;
+    }
+    """
+    int sp_np_ready() except -1
+    object sp_np_array_over(object descr, int nd, Py_ssize_t *dims, void *data, object base)
+    int sp_np_contiguous(object obj, int writable, void **data, Py_ssize_t *nbytes) except -1
 
 REGION_HEADER_SIZE = SP_REGION_HEADER_SIZE
 BLOCK_HEADER_SIZE = SP_BLOCK_HEADER_SIZE

@@ -6,7 +6,7 @@ cdef extern from *:
     """
     #include <stdlib.h>
     #include <string.h>
-    #include <numpy/arrayobject.h>
+    /* numpy/arrayobject.h: included by _core.pyx, which loads its C API. */
 
     /* One cache per process, made once and never destroyed: arrays that
        hold its buffers may outlive any Python object. */
@@ -84,6 +84,7 @@ def install_warm_allocator(uint64_t min_bytes, uint64_t cache_bytes):
     global _warm_capsule
     if min_bytes == 0:
         raise ValueError("min_bytes must be > 0")
+    sp_np_ready()
     _check(sp_np_warm_init(min_bytes, cache_bytes), "create warm cache")
     if _warm_capsule is None:
         _warm_capsule = sp_np_handler_capsule()
@@ -95,6 +96,7 @@ def install_warm_allocator(uint64_t min_bytes, uint64_t cache_bytes):
 
 def warm_allocator_active():
     """Whether numpy allocates from the warm cache in this thread's context."""
+    # Set only after numpy's C API was loaded (install_warm_allocator).
     return _warm_capsule is not None and sp_np_get_handler() is _warm_capsule
 
 
