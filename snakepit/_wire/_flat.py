@@ -85,14 +85,18 @@ def encode_result(value: Any) -> tuple[bytes, str, Slots] | None:
     if kind is np.ndarray:
         form, args = VALUE, (value,)
     elif kind is tuple:
+        if np.ndarray not in set(map(type, value)):  # at C speed: most tuples hold none
+            return None
         form, args = TUPLE, value
     elif kind is dict:
+        if np.ndarray not in set(map(type, value.values())):
+            return None
         form, kwargs = DICT, value
     else:
         return None
     parts = _parts(args, kwargs, shared=False)
-    if parts is None or not parts[2]:
-        return None  # scalars alone: the general way's plain pickle
+    if parts is None:
+        return None
     return parts[0], form, parts[2]
 
 
@@ -114,9 +118,12 @@ def _parts(
             return None
         if type(value) not in SCALARS and not _described(slot, value, slots, arrays, copied):
             return None
-    kept = [] if arrays is None else arrays
-    if not slots:
-        return pickle.dumps((args, kwargs), protocol=PROTOCOL), kept, ()  # scalars: plain
+    if arrays is None:
+        if not slots:
+            return None  # a result of scalars: the general way's plain pickle
+        arrays = []
+    elif not slots:
+        return pickle.dumps((args, kwargs), protocol=PROTOCOL), arrays, ()  # scalars: plain
     holes = list(args)
     named = dict(kwargs)
     for slot, *_ in slots:
@@ -124,7 +131,7 @@ def _parts(
             holes[slot] = None
         else:
             named[slot] = None
-    return pickle.dumps((tuple(holes), named), protocol=PROTOCOL), kept, tuple(slots)
+    return pickle.dumps((tuple(holes), named), protocol=PROTOCOL), arrays, tuple(slots)
 
 
 def _described(
