@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+from sphinx.application import Sphinx
+
 from snakepit._version import __version__
 
 # docs/_ext holds local extensions: snakepit_events generates the telemetry
@@ -50,3 +52,19 @@ nitpick_ignore_regex = [
 html_theme_options = {"page_width": "1160px", "body_max_width": "none"}
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
+
+
+def _numpy_for_annotations(app: Sphinx, obj: object, bound_method: bool) -> None:
+    """Let autodoc resolve ``np.ndarray`` in signatures: snakepit's modules
+    import numpy as ``np`` under ``TYPE_CHECKING`` only (a worker imports it
+    on first use), so their globals lack the name autodoc evaluates."""
+    namespace = getattr(obj, "__globals__", None)
+    if isinstance(namespace, dict) and "TYPE_CHECKING" in namespace and "np" not in namespace:
+        import numpy
+
+        namespace["np"] = numpy
+
+
+def setup(app: Sphinx) -> None:
+    """Sphinx's hook for this configuration."""
+    app.connect("autodoc-before-process-signature", _numpy_for_annotations)

@@ -3,6 +3,8 @@
 * :func:`format_bytes`: the one way snakepit writes a byte count for people
   (error messages, log lines, ``snakepit doctor``, ``snakepit hardware``).
 * :data:`DTYPE_NAMES`: the element types a shared array may have.
+* :func:`loaded_ndarray`: ``numpy.ndarray`` once something imported numpy
+  (before that no object can be an array, and nothing here imports it).
 * :class:`StrEnum`: the base of snakepit's string enums (``ExitKind``,
   ``HealthStatus``, ``CircuitState``), whose members are their values:
   ``ExitKind.segfault == "segfault"`` and ``str(ExitKind.segfault)`` is
@@ -14,7 +16,7 @@ from __future__ import annotations
 import enum
 import sys
 
-__all__ = ["DTYPE_NAMES", "StrEnum", "format_bytes"]
+__all__ = ["DTYPE_NAMES", "StrEnum", "format_bytes", "loaded_ndarray"]
 
 #: The element types snakepit shares (by these names in descriptors, DLPack
 #: and advice texts): numpy's names, plus bfloat16.
@@ -37,6 +39,12 @@ DTYPE_NAMES: tuple[str, ...] = (
 )
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def loaded_ndarray() -> type | None:
+    """``numpy.ndarray`` if numpy is imported in this process, else None."""
+    numpy = sys.modules.get("numpy")
+    return None if numpy is None else getattr(numpy, "ndarray", None)
 
 
 def format_bytes(n: float | None) -> str:

@@ -3,8 +3,9 @@
 They live in an importable module of the package (not in ``bench/``, which
 an installed user does not have) so that snakepit workers and
 ``concurrent.futures.ProcessPoolExecutor`` workers both resolve them by name.
-Only the standard library and numpy are imported here: a worker that runs
-them pays for nothing else.
+Only the standard library is imported here, numpy by the tasks that use
+it: a worker that runs them pays for nothing else (a pool started without
+a preload starts without numpy, as its no-op call needs none).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import faulthandler
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def ignore_sigint() -> None:
@@ -67,6 +69,8 @@ def shm_first_element(name: str, shape: tuple[int, ...], dtype: str) -> float:
     # Here, not at the top: it imports much of multiprocessing (~10 ms),
     # which every other task's worker would pay for at its first call.
     from multiprocessing import shared_memory
+
+    import numpy as np
 
     segment = shared_memory.SharedMemory(name=name)
     try:

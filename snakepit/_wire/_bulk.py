@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit.errors import InvalidDescriptorError
 from snakepit.zero_copy._arena import empty

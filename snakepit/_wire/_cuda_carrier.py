@@ -28,9 +28,10 @@ import importlib
 import pickle
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit._util import DTYPE_NAMES
 from snakepit.errors import InvalidDescriptorError, SnakepitError, UnshareableMemoryError
@@ -81,6 +82,8 @@ def _described(obj: Any) -> Described | None:
     CUDA object, with its producing stream synchronised (``holder`` keeps the
     memory alive: the object, or what DLPack gave for it); None if it is not
     one this carrier takes (the codec then pickles it as its type defines)."""
+    import numpy as np
+
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.Tensor):
         if not obj.is_cuda or obj.layout != torch.strided or obj.requires_grad:
@@ -143,6 +146,8 @@ def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    import numpy as np
+
     count = 1
     for dim in shape:
         count *= dim
@@ -301,6 +306,8 @@ class LocalCudaView:
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
+        import numpy as np
+
         dtype = np.dtype(self.ref.dtype if self.ref.dtype != "bfloat16" else "<V2")
         return {
             "shape": self.ref.shape,

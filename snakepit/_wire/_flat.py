@@ -29,9 +29,11 @@ codec's general way.
 from __future__ import annotations
 
 import pickle
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    pass
 
 from snakepit.errors import DtypeError
 from snakepit.zero_copy._mapping import RefMode
@@ -79,17 +81,21 @@ def encode_result(value: Any) -> tuple[bytes, str, Slots] | None:
     array, or a tuple or str-keyed dict of scalars and such arrays, with at
     least one array; None for anything else. Shared arrays go the general
     way: a result's blocks travel with a reference for the caller."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return None  # numpy not imported: no array to send
+    ndarray = numpy.ndarray
     kind = type(value)
     args: tuple[Any, ...] = ()
     kwargs: dict[Any, Any] = {}
-    if kind is np.ndarray:
+    if kind is ndarray:
         form, args = VALUE, (value,)
     elif kind is tuple:
-        if np.ndarray not in set(map(type, value)):  # at C speed: most tuples hold none
+        if ndarray not in set(map(type, value)):  # at C speed: most tuples hold none
             return None
         form, args = TUPLE, value
     elif kind is dict:
-        if np.ndarray not in set(map(type, value.values())):
+        if ndarray not in set(map(type, value.values())):
             return None
         form, kwargs = DICT, value
     else:
@@ -110,13 +116,19 @@ def _parts(
     # give one array for ``fn(x, out=x)``, two copies would not).
     arrays: list[Any] | None = [] if shared else None
     copied: list[Any] = []
+    numpy = sys.modules.get("numpy")  # not imported: no array among them
+    ndarray = None if numpy is None else numpy.ndarray
     for slot, value in enumerate(args):
-        if type(value) not in SCALARS and not _described(slot, value, slots, arrays, copied):
+        if type(value) not in SCALARS and not _described(
+            slot, value, ndarray, slots, arrays, copied
+        ):
             return None
     for slot, value in kwargs.items():
         if type(slot) is not str:
             return None
-        if type(value) not in SCALARS and not _described(slot, value, slots, arrays, copied):
+        if type(value) not in SCALARS and not _described(
+            slot, value, ndarray, slots, arrays, copied
+        ):
             return None
     if arrays is None:
         if not slots:
@@ -137,11 +149,13 @@ def _parts(
 def _described(
     slot: int | str,
     value: Any,
+    ndarray: type | None,
     slots: list[tuple[Any, ...]],
     arrays: list[Any] | None,
     copied: list[Any],
 ) -> bool:
-    if type(value) is not np.ndarray:
+    kind = type(value)
+    if ndarray is None or kind is not ndarray:
         return False
     try:
         fields = fields_of(value)

@@ -27,9 +27,10 @@ import pickle
 import threading
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit._core import bytes_copy
 from snakepit.errors import DeviceError, DtypeError, SerializationError, SharedMemoryError

@@ -81,7 +81,7 @@ def supported() -> bool:
 
 
 def default_preload() -> tuple[str, ...]:
-    """What ``preload="auto"`` imports: numpy (workers import it anyway)."""
+    """What ``preload="auto"`` imports: numpy, which most calls bring."""
     import importlib.util
 
     return ("numpy",) if importlib.util.find_spec("numpy") is not None else ()

@@ -28,7 +28,7 @@ from snakepit.telemetry._gpu import report_torch_memory
 from snakepit.telemetry._propagation import activated, active_carrier
 from snakepit.worker import _output as worker_output
 from snakepit.zero_copy._runtime import (
-    LeaseLedger,
+    LazyLedger,
     array_from_ref,
     configure,
     drain_cuda,
@@ -147,6 +147,8 @@ class Worker:
         self.sessions: set[str] = set()
         self.forward_logging = False
         self._logs_installed = False
+        #: numpy's warm allocator is still to be installed (numpy not imported yet).
+        self.warm_pending = False
         # User code may emit telemetry from its own threads while we answer.
         self._send_lock = threading.Lock()
 
@@ -245,6 +247,10 @@ class Worker:
                 self.start_session(session)
             # Arguments are borrowed: the supervisor keeps them alive for the call.
             args, kwargs = codec.decode(args_blob, borrowed=borrowed)
+            if self.warm_pending and "numpy" in sys.modules:
+                # numpy came with a call (not preloaded): its allocator now.
+                self.warm_pending = False
+                install_warm_buffers()
             if self.forward_logging and not self._logs_installed:
                 self.install_log_forwarding()  # the function's module may use logging
             started = time.perf_counter()
@@ -338,14 +344,18 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     config_blob, ledger_ref = blob
     config = codec.decode(config_blob)
     # The ledger is the supervisor's memory, lent for our whole life.
-    install_ledger(LeaseLedger(array_from_ref(ledger_ref, mode="borrow")))
+    install_ledger(LazyLedger(lambda: array_from_ref(ledger_ref, mode="borrow")))
     for entry in reversed(config.get("sys_path", [])):
         if entry not in sys.path:
             sys.path.insert(0, entry)
     configure(threshold_bytes=config["threshold_bytes"])
-    install_warm_buffers()  # calls run in this thread
     reader.spin_seconds = config.get("spin_seconds", 0.0)
     worker = Worker(reader, supervisor_pid)
+    # Calls run in this thread. Without numpy (not preloaded), the first
+    # call that brings it installs the allocator (see handle_call).
+    worker.warm_pending = "numpy" not in sys.modules
+    if not worker.warm_pending:
+        install_warm_buffers()
     worker.spin_seconds = reader.spin_seconds
     if config.get("forward_events", True):
         # Events raised here (the ML helpers in user code, nested pools) reach

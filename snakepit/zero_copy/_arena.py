@@ -16,9 +16,10 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, SupportsIndex, cast
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit import _core
 from snakepit.errors import SharedMemoryError, SnakepitError
@@ -305,6 +306,8 @@ def _report_allocation(array: np.ndarray[Any, Any], nbytes: int) -> None:
 
 def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     """A zero-filled array in shared memory (blocks are reused, so we clear)."""
+    import numpy as np
+
     array = empty(shape, dtype)
     array.reshape(-1).view(np.uint8).fill(0)
     return array
@@ -312,6 +315,8 @@ def zeros(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
 
 def is_shared_array(array: object) -> bool:
     """Whether ``array`` is a numpy view of snakepit shared memory."""
+    import numpy as np
+
     return isinstance(array, np.ndarray) and shared_buffer(array) is not None
 
 
@@ -321,6 +326,8 @@ def share_array(array: Any) -> np.ndarray[Any, Any]:
     An array in a region that is gone by name (its owner, a worker, died) is
     copied too: it is valid here, but no other process could open it.
     """
+    import numpy as np
+
     source = np.asarray(array)
     if sendable_buffer(source) is not None:
         return source

@@ -18,9 +18,10 @@ import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit.errors import InvalidDescriptorError, SharedMemoryError
 
@@ -217,6 +218,8 @@ def _pandas_faithful(frame: Any) -> bool:
     cheaper than Arrow; they are refused too. The rest is checked on the
     empty frame: dtypes, index type and names, and columns must come back.
     """
+    import numpy as np
+
     dtypes = list(frame.dtypes)
     index = frame.index
     if any(_is_object(dtype) for dtype in [*dtypes, *_index_dtypes(index)]):
@@ -239,6 +242,8 @@ def _pandas_faithful(frame: Any) -> bool:
 
 
 def _is_object(dtype: Any) -> bool:
+    import numpy as np
+
     return isinstance(dtype, np.dtype) and dtype.kind == "O"
 
 

@@ -26,9 +26,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit._core import CoreError, CudaDriver
 from snakepit.errors import DeviceError, InvalidDescriptorError, SnakepitError

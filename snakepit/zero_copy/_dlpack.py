@@ -27,9 +27,10 @@ Python specification (and numpy) read them:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit._core import owned_dlpack
 

@@ -21,9 +21,10 @@ import contextlib
 import importlib
 import sys
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit.errors import DtypeError, InvalidDescriptorError
 
@@ -56,6 +57,8 @@ judged: set[type] = set()
 def notice(kind: type) -> None:
     """Learn ``kind`` if it is a DLPack array type of a library with no
     carrier of its own (the codec calls this for types it does not know)."""
+    import numpy as np
+
     global _learned_types
     if kind in judged:
         return
@@ -104,6 +107,8 @@ def to_block(obj: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str] | Non
     """The shared array holding ``obj``'s data (itself if already shared),
     and the library to rebuild it with; None to pickle ``obj`` (small, not on
     the CPU, or a layout numpy cannot view)."""
+    import numpy as np
+
     entry = _rebuilt.get(id(obj))
     if entry is not None and entry[0]() is obj:
         block = entry[1]()

@@ -14,16 +14,17 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakValueDictionary
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit import _core
 
 from ._dtypes import numpy_dtype
 from ._errors import core_error, core_errors
-from ._ledger import LeaseLedger
+from ._ledger import LazyLedger, LeaseLedger
 
 SHM_DIR = "/dev/shm"
 
@@ -45,7 +46,7 @@ class _Mappings:
         # name elsewhere, so they are copied when sent on.
         self.unlinked: set[str] = set()
         # In a worker: where references on the supervisor's blocks are noted.
-        self.ledger: LeaseLedger | None = None
+        self.ledger: LeaseLedger | LazyLedger | None = None
 
 
 state = _Mappings()
@@ -58,13 +59,15 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def install_ledger(ledger: LeaseLedger | None) -> None:
+def install_ledger(ledger: LeaseLedger | LazyLedger | None) -> None:
     """Note this process's references on foreign blocks in ``ledger`` (workers)."""
     state.ledger = ledger
 
 
 def shared_buffer(array: object) -> _core.SharedBuffer | None:
     """The shared buffer under a numpy array (through its bases), or None."""
+    import numpy as np
+
     obj: object = array
     while obj is not None:
         if isinstance(obj, _core.SharedBuffer):
@@ -156,6 +159,8 @@ def view(
     block alive); ``"adopt"`` takes over a reference the sender already added
     for us (results in transit).
     """
+    import numpy as np
+
     try:
         region = attach(region_name, region_size)
         keepalive: object = None

@@ -18,22 +18,32 @@ as they are, others at or above the threshold are copied in once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from snakepit._util import loaded_ndarray
 from snakepit.errors import DtypeError, InvalidDescriptorError
 
 from ._arena import share_array
 from ._mapping import sendable_buffer
 
+if TYPE_CHECKING:
+    import numpy as np
+
 tag = "snakepit.array"
-_TYPES: frozenset[type] = frozenset({np.ndarray})
+_TYPES: list[frozenset[type]] = []  # {numpy.ndarray}, once numpy is imported
+_NO_TYPES: frozenset[type] = frozenset()
 
 
 def types() -> frozenset[type]:
-    """``{numpy.ndarray}``: subclasses are pickled as they define."""
-    return _TYPES
+    """``{numpy.ndarray}`` (subclasses are pickled as they define), or none
+    while numpy is not imported."""
+    if _TYPES:
+        return _TYPES[0]
+    ndarray = loaded_ndarray()
+    if ndarray is None:
+        return _NO_TYPES
+    _TYPES.append(frozenset({ndarray}))
+    return _TYPES[0]
 
 
 #: ``extra`` of an array the receiver must get read-only (see :func:`keep_readonly`).

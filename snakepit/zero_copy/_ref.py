@@ -14,9 +14,10 @@ import math
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit import _core
 from snakepit.errors import DtypeError, InvalidDescriptorError, SharedMemoryError
@@ -302,6 +303,8 @@ def dlpack_capsule(ref: TensorRef, *, readonly: bool = False, **protocol: Any) -
 
     ``copy=True`` exports a private copy of the view (IS_COPIED, writable).
     """
+    import numpy as np
+
     _checked(ref)
     if protocol.get("copy"):
         if protocol.get("stream") is not None:
@@ -516,6 +519,8 @@ def inline_fields_of(array: np.ndarray[Any, Any], most_bytes: int) -> InlineFiel
 def array_from_inline(fields: tuple[Any, ...]) -> np.ndarray[Any, Any]:
     """The array that :data:`InlineFields` from another process describe,
     over their data (checked first: InvalidDescriptorError if malformed)."""
+    import numpy as np
+
     if len(fields) != 3:
         raise InvalidDescriptorError(f"malformed inline array {fields!r:.200}")
     dtype, shape, data = fields
@@ -531,6 +536,8 @@ def array_from_inline(fields: tuple[Any, ...]) -> np.ndarray[Any, Any]:
 
 def tensor_ref_of(array: np.ndarray[Any, Any]) -> TensorRef:
     """The TensorRef of an array that lives in snakepit shared memory."""
+    import numpy as np
+
     if not isinstance(array, np.ndarray):
         raise TypeError(f"ref_of() needs a numpy array, not {type(array).__name__}")
     buffer = _mapping.shared_buffer(array)

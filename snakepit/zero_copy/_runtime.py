@@ -9,7 +9,7 @@ from ._arena import configure, install_warm_buffers, threshold_bytes, zeros
 from ._cuda_leases import drain as _drain
 from ._cuda_leases import settle as settle_cuda
 from ._gc import collect_garbage, drop_held_references, prune_mappings
-from ._ledger import LEDGER_BYTES, LeaseLedger
+from ._ledger import LEDGER_BYTES, LazyLedger, LeaseLedger
 from ._mapping import install_ledger, retain
 from ._ref import array_from_ref, describe, drop_transfer_ref, take_transfer_ref, tensor_ref_of
 
@@ -28,6 +28,7 @@ def drain_cuda() -> bool:
 
 __all__ = [
     "LEDGER_BYTES",
+    "LazyLedger",
     "LeaseLedger",
     "array_from_ref",
     "collect_garbage",

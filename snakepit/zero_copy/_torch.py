@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import sys
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit._util import DTYPE_NAMES
 from snakepit.errors import InvalidDescriptorError
 
+from . import _dtypes
 from ._arena import share_array
-from ._dtypes import BFLOAT16
 
 #: The codec's name for this carrier (see _numpy.py for the carrier protocol).
 tag = "snakepit.torch"
@@ -41,6 +42,7 @@ _shared_storage: weakref.WeakValueDictionary[int, np.ndarray[Any, Any]] = (
 
 
 def _over(array: np.ndarray[Any, Any], dtype_name: str) -> Any:
+    import numpy as np
     import torch  # the sender sent a tensor: the receiver needs torch to rebuild it
 
     if dtype_name == "bfloat16":
@@ -53,6 +55,8 @@ def _over(array: np.ndarray[Any, Any], dtype_name: str) -> Any:
 
 def _shared_view(tensor: Any) -> np.ndarray[Any, Any] | None:
     """``tensor`` as a numpy view of the shared array under its storage, if any."""
+    import numpy as np
+
     array = _shared_storage.get(tensor.untyped_storage().data_ptr())
     if array is None or not array.flags.c_contiguous:
         return None
@@ -141,7 +145,7 @@ def shared_copy(tensor: Any, threshold: int) -> tuple[np.ndarray[Any, Any], str]
         return None
     data = tensor.detach().resolve_conj().resolve_neg()
     # numpy has no bfloat16: its bits travel as snakepit's tagged 2-byte type.
-    bits = data.view(torch.int16).numpy().view(BFLOAT16) if name == "bfloat16" else None
+    bits = data.view(torch.int16).numpy().view(_dtypes.BFLOAT16) if name == "bfloat16" else None
     return share_array(data.numpy() if bits is None else bits), name
 
 
@@ -171,7 +175,7 @@ def tensor_over(array: np.ndarray[Any, Any], dtype_name: object) -> Any:
     if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
         raise InvalidDescriptorError(f"unsupported torch dtype {dtype_name!r} in a descriptor")
     if dtype_name == "bfloat16":
-        if array.dtype != BFLOAT16:
+        if array.dtype != _dtypes.BFLOAT16:
             raise InvalidDescriptorError(f"a bfloat16 tensor arrived as {array.dtype}")
     elif array.dtype.name != dtype_name:  # numpy and torch share these names
         raise InvalidDescriptorError(f"a {dtype_name} tensor arrived as {array.dtype}")

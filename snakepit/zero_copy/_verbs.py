@@ -9,9 +9,10 @@ process that never touches them never pays for them.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from snakepit.errors import SharedMemoryError
 
@@ -44,6 +45,8 @@ def share(obj: Any) -> Any:
     gone by name (its owner, a worker, died) is copied too: it is valid here,
     but no other process could open it.
     """
+    import numpy as np
+
     if type(obj) is np.ndarray:
         return share_array(obj)
     if _is_tensor(obj):
@@ -62,6 +65,8 @@ def ref_of(obj: Any) -> Any:
     process's reference on the block. SharedMemoryError if ``obj`` is not in
     shared memory (:func:`share` it first), TypeError for other types.
     """
+    import numpy as np
+
     if type(obj) is np.ndarray:
         return tensor_ref_of(obj)
     if _arrow.is_shared_table(obj) or _is_arrow(obj):
@@ -98,6 +103,8 @@ def from_ref(ref: Any, *, mode: RefMode = "acquire", readonly: bool = False) -> 
 
 def is_shared(obj: object) -> bool:
     """Whether ``obj`` (array, tensor or table) lives in snakepit shared memory."""
+    import numpy as np
+
     if isinstance(obj, np.ndarray):
         return is_shared_array(obj)
     if _arrow.is_shared_table(obj):
@@ -118,6 +125,8 @@ def from_dlpack(obj: Any) -> np.ndarray[Any, Any] | CudaArray:
     with ``__dlpack__`` and ``__cuda_array_interface__`` (no copy, and neither
     torch nor CuPy is imported).
     """
+    import numpy as np
+
     if isinstance(obj, TensorRef):
         return array_from_ref(obj)
     if isinstance(obj, np.ndarray) and is_shared_array(obj):
