@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import snakepit
-from snakepit._bench import tasks
+from snakepit._bench import numpy_tasks, tasks
 from snakepit._bench._model import (
     WORKERS,
     BenchError,
@@ -184,17 +184,23 @@ def _importing(modules: tuple[str, ...]) -> Any:
     return run
 
 
-def _loky_start() -> Any:
-    executor = loky_executor(WORKERS)
-    expect(executor.submit(tasks.noop).result(), None, "first call")
-    return executor
+def _loky_start(first_call: Any) -> Any:
+    def start() -> Any:
+        executor = loky_executor(WORKERS)
+        expect(executor.submit(first_call).result(), None, "first call")
+        return executor
+
+    return start
 
 
 def startup_case(suffix: str = "", **pool_kwargs: Any) -> Case:
     """A pool of 2 workers, from the constructor until its first call returns.
 
-    Peers: ``ProcessPoolExecutor`` with fork (the fastest start there is)
-    and loky's executor. Only the defaults carry the issue's goals; other
+    Peers: ``ProcessPoolExecutor`` with fork (the fastest start there is);
+    loky's executor running a no-op from a module that imports nothing, and
+    from one that imports numpy (as ML code's modules do, and as in the run
+    the goal comes from); and, as the floor, a fresh python importing the
+    pool's preload. Only the defaults carry the issue's goals; other
     ``pool_kwargs`` (``preload=...``) are shown for information.
     """
     name = _suffixed("startup", suffix)
@@ -212,11 +218,12 @@ def startup_case(suffix: str = "", **pool_kwargs: Any) -> Case:
         ),
         vs(
             name,
-            f"{label} / loky",
+            f"{label} / loky, no-op's module importing numpy",
             STARTUP_VS_LOKY if goals else None,
             "150 ms at loky's 383 ms",
-            peer="loky",
+            peer="loky-numpy",
         ),
+        vs(name, f"{label} / loky", None, peer="loky"),
         vs(name, f"{label} / python importing its preload", None, peer="floor"),
     )
     asked = pool_kwargs.get("preload", "auto")
@@ -234,7 +241,18 @@ def startup_case(suffix: str = "", **pool_kwargs: Any) -> Case:
             Impl(
                 "loky",
                 "loky.ProcessPoolExecutor",
-                _startup(_loky_start, lambda ex: ex.shutdown(wait=True, kill_workers=True)),
+                _startup(
+                    _loky_start(tasks.noop), lambda ex: ex.shutdown(wait=True, kill_workers=True)
+                ),
+                requires=LOKY,
+            ),
+            Impl(
+                "loky-numpy",
+                "loky.ProcessPoolExecutor, the no-op's module importing numpy",
+                _startup(
+                    _loky_start(numpy_tasks.noop),
+                    lambda ex: ex.shutdown(wait=True, kill_workers=True),
+                ),
                 requires=LOKY,
             ),
             Impl(
