@@ -500,16 +500,22 @@ class Supervisor:
             )
             return
         channel = Channel(handle, generation, proc, sock, self.lock)
+        stale = None
         with self.lock:
             closed = self._is_stopping()  # may have changed since the check above
             if not closed:
                 handle.proc = proc
                 handle.sock = sock
                 handle.channel = channel
-                handle.fault_log = fault_log
+                # The last process's log, if this start overtook the handling
+                # of its exit (a parked worker woken at once): that handling
+                # sees another generation and returns, so nobody reads it.
+                stale, handle.fault_log = handle.fault_log, fault_log
             handle.known_fns = set()
             handle.timed_out = False
             handle.cancelled = False
+        if stale is not None:
+            stale.close()
         if closed:
             # The pool shut down while this worker was starting.
             fault_log.close()
