@@ -3,6 +3,8 @@
 * :func:`format_bytes`: the one way snakepit writes a byte count for people
   (error messages, log lines, ``snakepit doctor``, ``snakepit hardware``).
 * :data:`DTYPE_NAMES`: the element types a shared array may have.
+* :func:`lazy_names`: a package's ``__getattr__`` and ``__dir__`` for names
+  that load on first use (PEP 562).
 * :func:`loaded_ndarray`: ``numpy.ndarray`` once something imported numpy
   (before that no object can be an array, and nothing here imports it).
 * :class:`StrEnum`: the base of snakepit's string enums (``ExitKind``,
@@ -14,9 +16,12 @@
 from __future__ import annotations
 
 import enum
+import importlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["DTYPE_NAMES", "StrEnum", "format_bytes", "loaded_ndarray"]
+__all__ = ["DTYPE_NAMES", "StrEnum", "format_bytes", "lazy_names", "loaded_ndarray"]
 
 #: The element types snakepit shares (by these names in descriptors, DLPack
 #: and advice texts): numpy's names, plus bfloat16.
@@ -39,6 +44,28 @@ DTYPE_NAMES: tuple[str, ...] = (
 )
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def lazy_names(
+    package: str, modules: dict[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package``, whose public names
+    load from ``modules`` (name -> defining module) on first use. A loaded
+    name is stored in ``namespace`` (the package's globals), so later
+    lookups skip ``__getattr__``."""
+
+    def getattr_(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def dir_() -> list[str]:
+        return sorted(set(namespace) | set(namespace.get("__all__", ())))
+
+    return getattr_, dir_
 
 
 def loaded_ndarray() -> type | None:

@@ -66,3 +66,13 @@ def test_util_imports_nothing_from_snakepit() -> None:
         for alias in node.names
     } | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {name for name in imported if name.split(".")[0] == "snakepit"}
+
+
+def test_lazy_names_load_once_and_refuse_unknown_ones() -> None:
+    namespace: dict[str, object] = {"__all__": ["dumps"], "here": 1}
+    getattr_, dir_ = _util.lazy_names("pkg", {"dumps": "json"}, namespace)
+    assert getattr_("dumps") is json.dumps
+    assert namespace["dumps"] is json.dumps  # later lookups skip __getattr__
+    assert dir_() == ["__all__", "dumps", "here"]
+    with pytest.raises(AttributeError, match="module 'pkg' has no attribute 'loads'"):
+        getattr_("loads")
