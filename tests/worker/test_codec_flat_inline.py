@@ -296,3 +296,21 @@ def _make_result(form: str) -> Any:
     frozen = np.zeros(2)
     frozen.flags.writeable = False
     return {"x": array, "frozen": frozen}
+
+
+def test_a_worker_that_dies_holding_small_arrays_loses_nothing() -> None:
+    from snakepit.errors import WorkerCrashedError
+
+    array = np.arange(4.0)
+    with snakepit.Pool(1) as pool:
+        with pytest.raises(WorkerCrashedError):
+            pool.call(_die_with, array, scale=2.0)
+        assert array.tolist() == [0.0, 1.0, 2.0, 3.0]  # the worker had a copy
+        assert pool.call(_double_and_sum, array, scale=2.0) == 12.0
+
+
+def _die_with(array: np.ndarray[Any, Any], *, scale: float) -> None:
+    import os
+
+    array *= scale
+    os._exit(134)

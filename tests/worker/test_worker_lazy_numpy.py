@@ -89,3 +89,22 @@ def test_a_lazy_ledger_opens_on_first_use_only() -> None:
     lazy.clear()
     assert lazy.held() == []
     assert opened == [1]
+
+
+def test_a_worker_killed_holding_a_block_first_opened_its_ledger() -> None:
+    from snakepit import zero_copy
+    from snakepit.errors import WorkerCrashedError
+    from tests.worker._numpy_free import die, keep
+
+    shared = snakepit.share(np.arange(4.0))
+    ref = zero_copy.ref_of(shared)
+    with snakepit.Pool(1, preload=[]) as pool:
+        pool.call(keep, shared)
+        assert zero_copy.block_refcount(ref) == 2  # the worker's own, in its ledger
+        with pytest.raises(WorkerCrashedError):
+            pool.call(die)
+        # The dead worker's reference (recorded in a ledger it opened lazily)
+        # was dropped by the supervisor: only ours is left.
+        assert zero_copy.block_refcount(ref) == 1
+        assert pool.call(first, shared) == 0.0
+    ref.release()
