@@ -33,12 +33,14 @@ import contextlib
 import mmap
 import pickle
 import resource
+import select
 import signal
 import socket
 import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 MSG_INIT = "init"
@@ -146,6 +148,8 @@ class FrameReader:
         #: The last spin missed too (a miss alone costs no back-off).
         self._missed_last = False
         self._switches = -1  # involuntary context switches at the last look
+        #: ``poll`` of a poller of the socket, made on the first spin.
+        self._poller: Callable[[int], list[tuple[int, int]]] | None = None
         self.buffer = bytearray()
         self._chunk = bytearray(_CHUNK_BYTES)
         self._chunk_view = memoryview(self._chunk)
@@ -261,27 +265,32 @@ class FrameReader:
         machine thus costs one probe spin per that many waits; the probe is
         judged by its own spin, not by a preemption during the pause.
         """
-        # MSG_DONTWAIT polls without switching the socket to non-blocking
-        # and back (two more system calls per wait).
-        recv_into, chunk = self.sock.recv_into, self._chunk_view
+        # poll(2) with no timeout looks without a failed recv per look: each
+        # of those raised BlockingIOError, and building it (its strerror,
+        # decoded from the locale) cost three times the look itself.
+        ready = self._poller
+        if ready is None:
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+            ready = self._poller = poller.poll
         clock = time.perf_counter
         now = clock()
         deadline = now + self.spin_seconds
-        while True:
-            try:
-                count = recv_into(chunk, 0, _DONTWAIT)
-            except BlockingIOError:
-                last, now = now, clock()
-                if now < deadline and now - last < _PREEMPTED_GAP:
-                    continue
+        while not ready(0):
+            last, now = now, clock()
+            if now >= deadline or now - last >= _PREEMPTED_GAP:
                 self._spin_missed()
                 return -1
-            if clock() - now < _PREEMPTED_GAP:
-                self.spin_penalty = 1
-                self._missed_last = False
-            else:
-                self._spin_missed()
-            return count
+        if clock() - now < _PREEMPTED_GAP:
+            self.spin_penalty = 1
+            self._missed_last = False
+        else:
+            self._spin_missed()
+        try:
+            # Ready: bytes, the end of the stream or its error, at once.
+            return self.sock.recv_into(self._chunk_view, 0, _DONTWAIT)
+        except BlockingIOError:
+            return -1  # nothing after all: the caller's recv waits
 
     def _contended(self) -> bool:
         """Whether this thread lost its core to another since the last look.

@@ -9,6 +9,7 @@ costs nothing.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 
@@ -215,3 +216,67 @@ def test_a_default_socket_timeout_does_not_reach_the_frame_stream(spin_seconds: 
         assert payload is not None
         assert protocol.unpack(payload)[1] == 7
         assert right.gettimeout() is None
+
+
+def test_a_frame_that_arrives_while_the_reader_spins_is_caught_by_the_spin(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    left, right = pair
+    caught: list[int] = []
+    # A microsecond per reading: the sender thread taking the GIL between
+    # two looks does not look like a lost core.
+    ticks = itertools.count()
+    monkeypatch.setattr(protocol.time, "perf_counter", lambda: next(ticks) * 1e-6)
+
+    class _Reader(_CountingReader):
+        def _spin_recv(self) -> int:
+            caught.append(super()._spin_recv())
+            return caught[-1]
+
+    reader = _Reader(right, spin_seconds=5.0)
+    sender = threading.Timer(0.002, protocol.send_frame, (left, _frame(4)))
+    sender.start()
+    try:
+        assert bytes(reader.read() or b"") == _frame(4)
+    finally:
+        sender.join()
+    # The spin's own recv took the bytes (not the blocking recv after it).
+    assert caught == [len(_frame(4)) + 8]
+    assert right.getblocking()
+
+
+def test_the_end_of_the_stream_during_a_spin_is_the_end(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    left, right = pair
+    reader = _CountingReader(right, spin_seconds=5.0)
+    closer = threading.Timer(0.002, left.close)
+    closer.start()
+    try:
+        assert reader.read() is None
+    finally:
+        closer.join()
+    assert reader.spins == 1
+
+
+def test_a_spin_looks_without_a_failed_recv_per_look(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each look is a poll: a recv that fails (BlockingIOError, whose
+    message is decoded from the locale each time) cost three times more."""
+    _, right = pair
+    reader = _steady_reader(right, monkeypatch)
+    receives = 0
+
+    class _Counting(socket.socket):
+        def recv_into(self, *args: object, **kwargs: object) -> int:
+            nonlocal receives
+            receives += 1
+            return super().recv_into(*args, **kwargs)  # type: ignore[arg-type]
+
+    reader.sock = _Counting(fileno=socket.dup(right.fileno()))
+    try:
+        assert reader._spin_recv() == -1  # 200 looks, nothing came
+    finally:
+        reader.sock.close()
+    assert receives == 0
