@@ -147,6 +147,9 @@ class FrameReader:
         self.spin_penalty = 1
         #: The last spin missed too (a miss alone costs no back-off).
         self._missed_last = False
+        #: Waits that wanted to poll and did not catch their frame by polling
+        #: (a miss, a lost core, a back-off): how a busy machine shows here.
+        self.polls_lost = 0
         self._switches = -1  # involuntary context switches at the last look
         #: ``poll`` of a poller of the socket, made on the first spin.
         self._poller: Callable[[int], list[tuple[int, int]]] | None = None
@@ -188,6 +191,7 @@ class FrameReader:
         if self.spin_seconds and not self.buffer:
             if self.spin_skips:
                 self.spin_skips -= 1
+                self.polls_lost += 1
                 if not self.spin_skips:
                     # The probe after a back-off is judged by its own spin,
                     # not by switches all through the pause (where one
@@ -306,6 +310,7 @@ class FrameReader:
         return contended
 
     def _spin_missed(self) -> None:
+        self.polls_lost += 1
         if not self._missed_last:
             # One miss after a catch is a pause in the calls, or a peer that
             # slept through it: the next burst polls from its first frame.

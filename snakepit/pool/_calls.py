@@ -60,6 +60,9 @@ class Call:
     #: Whether its overhead tells how well its way (``spin``) does: the call
     #: before it went the same way (see ``_spin.py``).
     spin_counts: bool = field(default=False, init=False)
+    #: Its caller polled for the reply and did not catch it by polling
+    #: (``FrameReader.polls_lost``): the machine had no core to spare.
+    poll_lost: bool = field(default=False, init=False)
 
 
 #: ``module:qualname`` of a function, as telemetry names it.

@@ -224,9 +224,11 @@ def read_reply(sup: Supervisor, call: Call) -> None:
     frames.spin_seconds = sup.caller_spin if call.spin else 0.0
     try:
         while True:
+            polls_lost = frames.polls_lost
             payload = frames.read()
             if payload is None:
                 break  # the worker is gone; its reader reaps it
+            call.poll_lost = frames.polls_lost != polls_lost
             handle.take_frame(sup, channel, payload)
             del payload
             with sup.lock:

@@ -49,7 +49,7 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
             # Waiting in the queue is not the call's overhead (a retry's
             # ``submitted`` is its first attempt's: not counted at all).
             overhead = now - call.submitted - call.queue_time - call_python_time
-            sup.spin_choice.record_locked(call.spin, overhead)
+            sup.spin_choice.record_locked(call.spin, overhead, call.poll_lost)
         recycler = sup.recycler
         retiring = False
         if handle.timed_out or handle.cancelled:

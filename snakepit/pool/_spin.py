@@ -22,6 +22,11 @@ hundred calls, and the trials cost about 1% of a no-op call's time once the
 choice is settled. Intervals count calls, not seconds: the choice only
 matters while calls come back to back.
 
+A trial of polling ends as soon as two of its calls did not catch their
+reply by polling (their caller's core was taken, or its poll backed off):
+on a machine without a core to spare it only costs (it confirms the
+choice, as a trial lost by its median does).
+
 The worker side backs off on its own as well (``FrameReader._spin_recv``):
 this decides whether a call may poll at all; the reader decides wait by
 wait whether polling catches anything.
@@ -42,6 +47,8 @@ FIRST_INTERVAL = 64
 MAX_INTERVAL = 1024
 #: The other way must beat the choice by this fraction to win a trial.
 MARGIN = 0.05
+#: A trial of polling whose counted calls lose this many polls is lost.
+TRIAL_LOST = 2
 
 
 class SpinChoice:
@@ -59,6 +66,7 @@ class SpinChoice:
         "_recent",
         "_trial",
         "_trial_left",
+        "_trial_lost",
         "spin",
     )
 
@@ -68,6 +76,7 @@ class SpinChoice:
         self._recent: deque[float] = deque(maxlen=TRIAL_CALLS)  # overheads of the choice
         self._trial: list[float] = []  # overheads of the other way, in its trial
         self._trial_left = 0  # calls of the trial still to send
+        self._trial_lost = 0  # counted calls of a polling trial that lost their poll
         self._interval = FIRST_INTERVAL
         # None: spinning is off for good; no trial ever.
         self._due_in: int | None = FIRST_INTERVAL if enabled else None
@@ -86,6 +95,7 @@ class SpinChoice:
             self._due_in -= 1
             if self._due_in <= 0 and len(self._recent) >= TRIAL_CALLS // 2:
                 self._trial.clear()
+                self._trial_lost = 0
                 self._trial_left = TRIAL_CALLS - 1
                 way = not self.spin
             else:
@@ -94,8 +104,9 @@ class SpinChoice:
         self._last = way
         return way, counts
 
-    def record_locked(self, way: bool, overhead: float) -> None:
-        """A counted call that went ``way`` had this overhead (seconds).
+    def record_locked(self, way: bool, overhead: float, poll_lost: bool = False) -> None:
+        """A counted call that went ``way`` had this overhead (seconds);
+        ``poll_lost``: its caller polled for the reply and did not catch it so.
 
         A figure that is not a real duration (a worker's function time is
         its word: NaN, infinite, more than the round trip) is ignored.
@@ -106,14 +117,19 @@ class SpinChoice:
             self._recent.append(overhead)
             return
         self._trial.append(overhead)
+        if way and poll_lost:
+            self._trial_lost += 1
+            if self._trial_lost >= TRIAL_LOST:
+                self._trial_left = 0
+                self._trial.clear()
+                self._confirmed()
+                return
         if self._trial_left or len(self._trial) < TRIAL_CALLS // 2:
             return  # the trial is not over (its first call does not count)
         trial = statistics.median(self._trial)
         self._trial.clear()
         if trial >= (1.0 - MARGIN) * statistics.median(self._recent):
-            self._leading = False
-            self._interval = min(2 * self._interval, MAX_INTERVAL)
-            self._due_in = self._interval
+            self._confirmed()
         elif not self._leading:
             # Once more, after the choice's own samples are fresh again.
             self._leading = True
@@ -124,3 +140,9 @@ class SpinChoice:
             self._recent.clear()
             self._recent.append(trial)
             self._interval = self._due_in = FIRST_INTERVAL
+
+    def _confirmed(self) -> None:
+        """The trial lost: the choice holds, and the next trial is twice as rare."""
+        self._leading = False
+        self._interval = min(2 * self._interval, MAX_INTERVAL)
+        self._due_in = self._interval

@@ -78,6 +78,42 @@ def test_one_won_trial_is_not_enough() -> None:
     assert ways.count(False) <= 3 * _spin.TRIAL_CALLS  # trials only
 
 
+def test_a_polling_trial_whose_polls_are_lost_ends_at_once() -> None:
+    choice = SpinChoice(True)
+    _drive(choice, 1000, {True: 100e-6, False: 50e-6})
+    assert choice.spin is False
+    # Busy machine: every polling call of a trial misses its reply by
+    # polling; its cheap-looking figures must not matter, and the trial
+    # stops after TRIAL_LOST of them.
+    runs = []
+    for _ in range(4 * _spin.MAX_INTERVAL):
+        way, counts = choice.choose_locked()
+        if way and (not runs or not runs[-1]):
+            runs.append(0)
+        if way:
+            runs[-1] += 1
+        elif runs and runs[-1]:
+            runs.append(0)
+        if counts:
+            choice.record_locked(way, 1e-6 if way else 50e-6, poll_lost=way)
+    assert choice.spin is False
+    trials = [run for run in runs if run]
+    assert trials
+    assert all(run <= _spin.TRIAL_LOST + 1 for run in trials)
+    # Lost trials make the next one rarer, as lost medians do.
+    assert len(trials) <= 4 * _spin.MAX_INTERVAL // _spin.FIRST_INTERVAL // 2
+
+
+def test_lost_polls_of_the_choice_itself_end_no_trial() -> None:
+    choice = SpinChoice(True)
+    for _ in range(3 * _spin.FIRST_INTERVAL):
+        way, counts = choice.choose_locked()
+        if counts:
+            choice.record_locked(way, 100e-6 if way else 200e-6, poll_lost=way)
+    assert choice.spin is True
+    assert choice._interval > _spin.FIRST_INTERVAL  # a trial ran, by its median
+
+
 def test_figures_that_are_no_durations_are_ignored() -> None:
     choice = SpinChoice(True)
     _drive(choice, 200, {True: 100e-6, False: 200e-6})
