@@ -168,6 +168,13 @@ int sp_block_ref(const sp_region *region, uint64_t data_offset, int delta,
 /* statvfs(shm_dir or "/dev/shm"): total and available bytes. */
 int sp_shm_space(const char *shm_dir, uint64_t *total, uint64_t *available);
 
+/* ---- scheduling ---- */
+
+/* The CPU the calling thread runs on (sched_getcpu: a vDSO read, no system
+ * call on Linux), or -1 where the system cannot say. A hint only: the
+ * thread may move right after. */
+int sp_current_cpu(void);
+
 /* ---- arena ---- */
 
 typedef struct sp_arena sp_arena;

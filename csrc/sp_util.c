@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -37,6 +38,12 @@ SP_API const char *sp_strerror(int status)
     case SP_ERR_UNSHAREABLE: return "CUDA memory cannot be shared by IPC";
     default: return "unknown error";
     }
+}
+
+SP_API int sp_current_cpu(void)
+{
+    int cpu = sched_getcpu();
+    return cpu >= 0 ? cpu : -1;
 }
 
 SP_API int sp_last_errno(void)

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,16 @@ static void test_shm_space(void)
     CHECK_EQ(sp_shm_space("/nonexistent-dir-snakepit", &total, &avail),
              SP_ERR_NOTFOUND);
     CHECK_EQ(sp_last_errno(), ENOENT);
+}
+
+static void test_current_cpu(void)
+{
+    cpu_set_t allowed;
+    int cpu = sp_current_cpu();
+    CHECK(cpu >= 0);
+    /* The thread runs on a CPU it may run on. */
+    CHECK_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    CHECK(CPU_ISSET(cpu, &allowed));
 }
 
 /* ---- tests: regions ---- */
@@ -1237,6 +1248,7 @@ int main(void)
     RUN(test_strerror);
     RUN(test_name_validate);
     RUN(test_shm_space);
+    RUN(test_current_cpu);
     RUN(test_region_roundtrip);
     RUN(test_region_detach_edge);
     RUN(test_region_mode_0600);

@@ -196,6 +196,11 @@ def unlink(name):
     _check(sp_region_unlink(raw), "unlink", name)
 
 
+def current_cpu():
+    """The CPU this thread runs on now, or -1 where the system cannot say."""
+    return sp_current_cpu()
+
+
 def shm_space(shm_dir=None):
     """(total, available) bytes of the shared-memory filesystem."""
     cdef uint64_t total = 0, available = 0

@@ -9,14 +9,14 @@ to answer to and never costs the connection.
 Supervisor → worker:
   ``(MSG_INIT, slot, (config_blob, ledger_ref))``  first frame after start
   ``(MSG_CALL, call_id, (fn_id, fn_blob | None, args_blob[, trace, session[, spin]]))``
-  (``spin`` False: the pool is saturated, the worker waits for its next
-  call without polling first)
+  (``spin`` False: the pool is saturated, or the worker shares its
+  caller's CPU; the worker waits for its next call without polling first)
   ``(MSG_SHUTDOWN, 0, None)``
 Worker → supervisor:
   ``(MSG_READY, pid, None)``                      initializer done
   ``(MSG_INIT_FAILED, pid, error_record_blob)``   initializer raised
-  ``(MSG_RESULT, call_id, (value_blob, python_seconds))``
-  ``(MSG_ERROR, call_id, (error_record_blob, python_seconds))``
+  ``(MSG_RESULT, call_id, (value_blob, python_seconds, cpu))``
+  ``(MSG_ERROR, call_id, (error_record_blob, python_seconds, cpu))``
   ``(MSG_EVENT, 0, (event, measurements, metadata))`` telemetry raised in the
   worker, plain values only (forwarded to the supervisor's event bus)
   ``(MSG_LOG, 0, record)``  a ``logging`` record of the worker, plain values
@@ -24,7 +24,8 @@ Worker → supervisor:
   ``(MSG_RETIRE, 0, (reason, resident_bytes))``  sent before a reply: the
   worker is over its memory limit and asks to be replaced after that reply
 
-``python_seconds`` is the time the worker spent in the called function.
+``python_seconds`` is the time the worker spent in the called function;
+``cpu`` the CPU it answered from (-1: unknown).
 """
 
 from __future__ import annotations

@@ -122,6 +122,8 @@ class WorkerHandle:
         self.tasks = 0
         self.retire: tuple[str, int | None] | None = None
         self.idle_since = 0.0
+        #: The CPU the worker answered its last call from (-1: none yet).
+        self.cpu = -1
 
     @property
     def pid(self) -> int | None:

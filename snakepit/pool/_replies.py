@@ -35,8 +35,10 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
     """A result or an error for ``handle``'s current call: free the worker
     (and give it the next call), record the verdicts, complete the call."""
     try:
-        blob, python_seconds = body
+        blob, python_seconds, cpu = body
         call_python_time = float(python_seconds)
+        if type(cpu) is not int:
+            raise TypeError(f"cpu {cpu!r}")
     except (TypeError, ValueError) as exc:
         raise protocol.ProtocolError(f"malformed reply to call {call_id}") from exc
     now = time.monotonic()
@@ -45,6 +47,7 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         if call is None or call.call_id != call_id:
             return
         handle.current = None
+        handle.cpu = cpu
         if call.spin_counts and call.attempt == 1:
             # Waiting in the queue is not the call's overhead (a retry's
             # ``submitted`` is its first attempt's: not counted at all).

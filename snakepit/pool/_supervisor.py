@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from snakepit import _core
 from snakepit._wire import codec, protocol
 from snakepit.errors import (
     CircuitOpenError,
@@ -233,7 +234,12 @@ class Supervisor:
                 body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
                 session = () if call.session is None else self.sessions.landed(call, handle)
                 call.spin = self._spin_pays_locked()
-                if call.spin:
+                if call.spin and handle.cpu >= 0 and handle.cpu == _core.current_cpu():
+                    # Sharing a CPU, one side's polling only delays the other:
+                    # both sleep (see _spin.py), whatever the choice is.
+                    call.spin = call.spin_counts = False
+                    self.spin_choice.passed_locked()
+                elif call.spin:
                     call.spin, call.spin_counts = self.spin_choice.choose_locked()
                 if not call.spin:
                     body += (call.trace, session[0] if session else None, False)

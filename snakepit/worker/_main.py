@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from snakepit import _core
 from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
@@ -155,7 +156,9 @@ class Worker:
     def send(self, tag: str, ident: int, value: Any, python_seconds: float | None = None) -> None:
         """Encode ``value`` (results: blocks we own travel with a reference) and send.
 
-        Replies to calls (``python_seconds`` given) carry the time the function ran.
+        Replies to calls (``python_seconds`` given) carry the time the function
+        ran, and the CPU this thread answers from (whether the caller shares
+        it decides whether the next call polls: see ``pool/_spin.py``).
         """
         try:
             # Sent right away: array data may go out of band, uncopied.
@@ -176,7 +179,11 @@ class Worker:
             # memory, too large): tell the caller, stay alive.
             tag = protocol.MSG_ERROR
             encoded = codec.encode(exception_to_record(_unsendable_result(exc, value)))
-        body = encoded.blob if python_seconds is None else (encoded.blob, python_seconds)
+        body = (
+            encoded.blob
+            if python_seconds is None
+            else (encoded.blob, python_seconds, _core.current_cpu())
+        )
         frame = protocol.pack(tag, ident, body)
         with self._send_lock:
             protocol.send_frame(self.sock, frame)

@@ -4,9 +4,15 @@ the other way and switches when the other way is cheaper twice running."""
 from __future__ import annotations
 
 import itertools
+import os
+from typing import Any
+
+import pytest
 
 import snakepit
+from snakepit._wire import protocol
 from snakepit.pool import _spin
+from snakepit.pool._replies import handle_reply
 from snakepit.pool._spin import SpinChoice
 from tests.pool import _spin_tasks
 
@@ -148,3 +154,64 @@ def test_a_pool_that_chose_not_to_spin_tells_its_workers() -> None:
         assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
         pool._supervisor.spin_choice.spin = False
         assert pool.call(_spin_tasks.spin_after_this_call) == 0.0
+
+
+def test_a_call_that_passed_the_choice_makes_the_next_one_not_count() -> None:
+    choice = SpinChoice(True)
+    assert choice.choose_locked() == (True, False)
+    assert choice.choose_locked() == (True, True)
+    choice.passed_locked()  # a call went without polling, outside the choice
+    assert choice.choose_locked() == (True, False)
+    assert choice.choose_locked() == (True, True)
+
+
+def test_workers_report_the_cpu_they_answer_from() -> None:
+    with snakepit.Pool(1, spin_seconds=SPIN) as pool:
+        (handle,) = pool._supervisor.handles
+        assert handle.cpu == -1
+        pool.call(_spin_tasks.spin_after_this_call)
+        assert handle.cpu in os.sched_getaffinity(0)
+
+
+def test_a_worker_sharing_its_callers_cpu_does_not_poll() -> None:
+    # Caller and worker pinned to one CPU take turns on it: a poll on one
+    # side only delays the other, so neither polls, whatever the choice.
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        with snakepit.Pool(1, spin_seconds=SPIN) as pool:
+            supervisor = pool._supervisor
+            supervisor._cpus = 2  # as on a two-core machine
+            # Its first call: the worker's CPU is not known yet.
+            assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+            assert supervisor.spin_choice.spin is True
+            for _ in range(5):
+                assert pool.call(_spin_tasks.spin_after_this_call) == 0.0
+    finally:
+        os.sched_setaffinity(0, allowed)
+    # Not pinned, the pool spins again (its worker is on whatever CPU).
+    with snakepit.Pool(1, spin_seconds=SPIN) as pool:
+        pool._supervisor._cpus = 2
+        pool._supervisor.handles[0].cpu = -2  # never the caller's CPU
+        assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        (b"", 0.0),
+        (b"", 0.0, "3"),
+        (b"", 0.0, 1.0),
+        (b"", 0.0, True),
+        (b"", 0.0, None),
+        (b"", 0.0, 2, 0),
+    ],
+)
+def test_a_reply_without_a_plain_cpu_number_is_a_protocol_error(body: tuple[Any, ...]) -> None:
+    with snakepit.Pool(1) as pool:
+        supervisor = pool._supervisor
+        (handle,) = supervisor.handles
+        with pytest.raises(protocol.ProtocolError, match="malformed reply"):
+            handle_reply(supervisor, handle, protocol.MSG_RESULT, 1, body)
+        assert handle.cpu == -1
+        assert pool.call(_spin_tasks.spin_after_this_call) >= 0.0  # the pool is unharmed

@@ -77,6 +77,7 @@ cdef extern from "snakepit_core.h" nogil:
                      int64_t *new_count)
 
     int sp_shm_space(const char *shm_dir, uint64_t *total, uint64_t *available)
+    int sp_current_cpu() nogil
 
     ctypedef struct sp_arena:
         pass
