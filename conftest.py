@@ -6,11 +6,26 @@ At the repository root so both suites share it; pytest also puts the root on
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from snakepit.testing import leaked_segments, reap_leaked_workers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _interrupts_raise() -> Iterator[None]:
+    """Ctrl-C raises ``KeyboardInterrupt`` here even where the suite was
+    started as a background job: a shell without job control starts those
+    with SIGINT ignored, which Python then leaves ignored, and the tests that
+    interrupt a waiting call would see nothing."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -140,7 +140,9 @@ class Pool(CallMethods, Executor):
     (polling at first) and now and then a trial of eight calls the other
     way, and switches when the other way's overhead is lower twice running
     (with another busy process on the box, a wake-up is a cheap preemption
-    and polling only takes CPU).
+    and polling only takes CPU). Whatever the choice, a call does not poll
+    when its worker answered the last call from the CPU the call is sent
+    from: sharing a CPU, one side's polling only delays the other.
     ``repro_dir``: when set, every call that fails in a worker (it raised,
     crashed or timed out) leaves a standalone script there that makes the same
     call outside snakepit (see :func:`snakepit.telemetry.write_repro`); the
