@@ -175,6 +175,17 @@ int sp_shm_space(const char *shm_dir, uint64_t *total, uint64_t *available);
  * thread may move right after. */
 int sp_current_cpu(void);
 
+/* ---- streams ---- */
+
+/* Receive up to `len` bytes from the stream socket `fd` into `buf`, waiting
+ * for all of them unless a signal or the end of the stream comes first.
+ * SP_OK with *received >= 1: that many arrived (fewer than `len`: call again
+ * for the rest, after running signal handlers); SP_OK with *received == 0:
+ * the stream ended. SP_ERR_OS on failure (sp_last_errno(): EINTR when a
+ * signal came before any byte); SP_ERR_INVALID for a NULL buffer, a zero
+ * length or a negative fd. */
+int sp_recv_some(int fd, void *buf, size_t len, size_t *received);
+
 /* ---- arena ---- */
 
 typedef struct sp_arena sp_arena;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static _Thread_local int sp_tls_errno;
@@ -44,6 +45,24 @@ SP_API int sp_current_cpu(void)
 {
     int cpu = sched_getcpu();
     return cpu >= 0 ? cpu : -1;
+}
+
+SP_API int sp_recv_some(int fd, void *buf, size_t len, size_t *received)
+{
+    ssize_t got;
+    if (received == NULL)
+        return sp_fail(SP_ERR_INVALID, EINVAL);
+    *received = 0;
+    if (buf == NULL || len == 0 || fd < 0)
+        return sp_fail(SP_ERR_INVALID, fd < 0 ? EBADF : EINVAL);
+    /* MSG_WAITALL: one call for the whole length, unless a signal or the end
+     * of the stream cuts it short (then the caller runs its signal handlers
+     * and asks for the rest). */
+    got = recv(fd, buf, len, MSG_WAITALL);
+    if (got < 0)
+        return sp_fail(SP_ERR_OS, errno);
+    *received = (size_t)got;
+    return SP_OK;
 }
 
 SP_API int sp_last_errno(void)

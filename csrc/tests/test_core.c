@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -170,6 +171,60 @@ static void test_current_cpu(void)
     /* The thread runs on a CPU it may run on. */
     CHECK_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
     CHECK(CPU_ISSET(cpu, &allowed));
+}
+
+static void *write_pattern(void *arg)
+{
+    int fd = *(int *)arg;
+    unsigned char chunk[4096];
+    size_t sent = 0, total = 3u << 20;
+    while (sent < total) {
+        size_t n = sizeof chunk, i;
+        ssize_t done;
+        for (i = 0; i < n; i++)
+            chunk[i] = (unsigned char)((sent + i) * 7u);
+        done = write(fd, chunk, n);
+        if (done <= 0)
+            break;
+        sent += (size_t)done;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void test_recv_some(void)
+{
+    int fds[2];
+    pthread_t writer;
+    size_t total = 3u << 20, have = 0, got = 99, i, bad = 0;
+    unsigned char *buf = malloc(total + 16);
+    CHECK(buf != NULL);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    CHECK_EQ(pthread_create(&writer, NULL, write_pattern, &fds[1]), 0);
+    /* Everything the writer sent, in as few calls as the kernel allows. */
+    while (have < total) {
+        CHECK_EQ(sp_recv_some(fds[0], buf + have, total - have, &got), SP_OK);
+        CHECK(got >= 1);
+        have += got;
+    }
+    CHECK_EQ(have, total);
+    for (i = 0; i < total; i++)
+        bad += buf[i] != (unsigned char)(i * 7u);
+    CHECK_EQ(bad, 0);
+    /* The writer closed its end: the stream has ended. */
+    CHECK_EQ(sp_recv_some(fds[0], buf, 16, &got), SP_OK);
+    CHECK_EQ(got, 0);
+    CHECK_EQ(pthread_join(writer, NULL), 0);
+    CHECK_EQ(sp_recv_some(fds[0], NULL, 16, &got), SP_ERR_INVALID);
+    CHECK_EQ(sp_recv_some(fds[0], buf, 0, &got), SP_ERR_INVALID);
+    CHECK_EQ(sp_recv_some(-1, buf, 16, &got), SP_ERR_INVALID);
+    CHECK_EQ(sp_recv_some(fds[0], buf, 16, NULL), SP_ERR_INVALID);
+    close(fds[0]);
+    /* A closed descriptor: the OS error, with its errno. */
+    CHECK_EQ(sp_recv_some(fds[0], buf, 16, &got), SP_ERR_OS);
+    CHECK_EQ(sp_last_errno(), EBADF);
+    CHECK_EQ(got, 0);
+    free(buf);
 }
 
 /* ---- tests: regions ---- */
@@ -1249,6 +1304,7 @@ int main(void)
     RUN(test_name_validate);
     RUN(test_shm_space);
     RUN(test_current_cpu);
+    RUN(test_recv_some);
     RUN(test_region_roundtrip);
     RUN(test_region_detach_edge);
     RUN(test_region_mode_0600);

@@ -9,6 +9,8 @@ the C status code (a :class:`Status`) and errno, and
 import enum
 
 from cpython.buffer cimport PyBUF_WRITABLE
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport EINTR
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.pycapsule cimport (
     PyCapsule_GetPointer,
@@ -250,6 +252,40 @@ def bytes_copy(const uint8_t[::1] source):
         if size >= _HUGE_PAGE_COPY_BYTES:
             sp_advise_huge_pages(data, size)
         memcpy(data, &source[0], size)
+    return result
+
+
+def recv_bytes(int fd, Py_ssize_t size, const uint8_t[::1] prefix):
+    """A new ``bytes`` of ``size``: ``prefix``, then the rest received from
+    the stream socket ``fd`` straight into it (no buffer in between), without
+    the GIL; None if the stream ends first.
+
+    A signal interrupts the wait only to run its Python handler (which may
+    raise); receiving then goes on. A failing receive raises CoreError
+    (``Status.OS``, its errno).
+    """
+    cdef Py_ssize_t have = prefix.shape[0]
+    cdef size_t got = 0
+    cdef int status
+    if size <= 0 or have > size:
+        raise ValueError(f"recv_bytes of {size} bytes after a prefix of {have}")
+    result = PyBytes_FromStringAndSize(NULL, size)
+    cdef char *data = PyBytes_AS_STRING(result)
+    with nogil:
+        if size >= _HUGE_PAGE_COPY_BYTES:
+            sp_advise_huge_pages(data, size)
+        if have:
+            memcpy(data, &prefix[0], have)
+    while have < size:
+        with nogil:
+            status = sp_recv_some(fd, data + have, size - have, &got)
+        if status == SP_OK:
+            if got == 0:
+                return None
+            have += got
+        elif sp_last_errno() != EINTR:
+            _check(status, "recv")
+        PyErr_CheckSignals()
     return result
 
 

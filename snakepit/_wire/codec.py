@@ -415,7 +415,9 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         if type(pid) is tuple and len(pid) == 2:
             if pid[0] == _TAG_BYTES:
-                return bytes_copy(pid[1])
+                # A ``bytes`` the frame reader received on its own is the value.
+                data = pid[1]
+                return data if type(data) is bytes else bytes_copy(data)
             if pid[0] == _TAG_BYTEARRAY:
                 return bytearray(pid[1])
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")

@@ -44,6 +44,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from snakepit import _core
+
 MSG_INIT = "init"
 MSG_READY = "ready"
 MSG_INIT_FAILED = "init_failed"
@@ -74,6 +76,14 @@ _FIRST_GROWTH = 1 << 20
 _SPARE_BYTES = 128 << 20
 #: Out-of-band buffers start at multiples of this within a frame.
 _ALIGNMENT = 64
+#: Set in a buffer's length in the frame table: the buffer is a ``bytes``
+#: object's data (see :func:`pack`).
+_BYTES_FLAG = 1 << 63
+#: A ``bytes`` buffer of a large frame from this size up is received into a
+#: ``bytes`` of its own (see :meth:`FrameReader._read_large`). Above what a
+#: frame's first reads can hold (a chunk, and what was left of the one
+#: before), so that at most its start has arrived with them.
+_OWN_BYTES = 1 << 20
 #: A pause this long between two polls of a spinning reader means the
 #: scheduler gave its core to someone else (a poll takes about a microsecond).
 _PREEMPTED_GAP = 30e-6
@@ -91,7 +101,21 @@ Frame = list[bytes | memoryview]
 the raw bytes of each out-of-band buffer in it."""
 
 
-Payload = bytearray | mmap.mmap | memoryview
+class SplitFrame:
+    """A large frame whose ``bytes`` buffers arrived in objects of their own.
+
+    ``frame`` holds the rest at the frame's offsets (never written where an
+    owned buffer lies: those pages are never committed), ``owned`` maps a
+    buffer's index to its ``bytes``, ``size`` is the frame's length.
+    """
+
+    __slots__ = ("frame", "owned", "size")
+
+    def __init__(self, frame: mmap.mmap | memoryview, owned: dict[int, bytes], size: int) -> None:
+        self.frame, self.owned, self.size = frame, owned, size
+
+
+Payload = bytearray | mmap.mmap | memoryview | SplitFrame
 """A received frame's bytes, owned by the caller (large frames are mappings)."""
 
 
@@ -214,30 +238,91 @@ class FrameReader:
         zero-filled, and a page is committed only when received bytes land
         in it. The mapping of the last large frame is reused once nothing
         refers to it any more (its pages are warm: no page faults).
+
+        A ``bytes`` buffer of :data:`_OWN_BYTES` or more is received straight
+        into a new ``bytes`` object instead, which the decoder hands out as
+        it is: that buffer lands in memory once, not in the mapping and then
+        in a copy of it (fresh pages cost as much as the copy itself).
         """
         buffer = self.buffer
         self.intact = False
         # Everything pending belongs to this frame (it is not complete yet).
         filled = len(buffer) - _HEADER.size
+        spans = self._owned_spans(size, filled)
         frame = self._take_spare()
         if frame is None:
             frame = mmap.mmap(-1, min(size, max(2 * filled, _FIRST_GROWTH)), flags=mmap.MAP_PRIVATE)
             _prefer_huge_pages(frame)
-        frame[:filled] = memoryview(buffer)[_HEADER.size :]
-        del buffer[:]
-        while filled < size:
-            if filled == len(frame):
-                frame.resize(min(size, 2 * filled))
-                _prefer_huge_pages(frame)
-            count = self.sock.recv_into(memoryview(frame)[filled:size])
-            if count == 0:
+        ahead = min(filled, spans[0][1]) if spans else filled
+        if ahead > len(frame):
+            frame.resize(min(size, max(ahead, 2 * len(frame))))
+        frame[:ahead] = memoryview(buffer)[_HEADER.size : _HEADER.size + ahead]
+        owned: dict[int, bytes] = {}
+        position = ahead
+        try:
+            for index, start, length in spans:
+                frame = self._receive_into(frame, position, start, size)
+                # Its start may have come with the frame's first bytes (a
+                # copy of those: less than a chunk).
+                arrived = buffer[_HEADER.size + start : _HEADER.size + filled]
+                try:
+                    data = _core.recv_bytes(self.sock.fileno(), length, arrived)
+                except _core.CoreError as exc:
+                    # The stream itself failed (reset, closed): it is lost.
+                    raise ProtocolError(f"cannot receive a frame: {exc}") from exc
+                if data is None:
+                    raise ProtocolError("connection closed in the middle of a frame")
+                owned[index] = data
+                position = start + length
+            del buffer[:]
+            frame = self._receive_into(frame, position, size, size)
+        except BaseException:
+            with contextlib.suppress(BufferError):
                 frame.close()
-                raise ProtocolError("connection closed in the middle of a frame")
-            filled += count
+            raise
         if len(frame) <= _SPARE_BYTES:
             self._spare = frame
         self.intact = True
-        return memoryview(frame)[:size] if len(frame) > size else frame
+        received = memoryview(frame)[:size] if len(frame) > size else frame
+        return SplitFrame(received, owned, size) if owned else received
+
+    def _receive_into(self, frame: mmap.mmap, position: int, end: int, size: int) -> mmap.mmap:
+        """Receive the frame's bytes ``[position, end)`` into ``frame``, grown
+        (by doubling, never beyond ``size``) as they arrive."""
+        while position < end:
+            if position >= len(frame):
+                frame.resize(min(size, max(2 * len(frame), position + _FIRST_GROWTH)))
+                _prefer_huge_pages(frame)
+            count = self.sock.recv_into(memoryview(frame)[position : min(end, len(frame))])
+            if count == 0:
+                raise ProtocolError("connection closed in the middle of a frame")
+            position += count
+        return frame
+
+    def _owned_spans(self, size: int, filled: int) -> list[tuple[int, int, int]]:
+        """``(index, start, length)`` of each ``bytes`` buffer of the frame
+        whose length ``size`` arrived with a start of ``filled`` bytes, from
+        :data:`_OWN_BYTES` up; none where those bytes do not hold the whole
+        table or it does not fit the frame (:func:`unpack` says what is wrong)."""
+        buffer, base = self.buffer, _HEADER.size
+        if filled < _TABLE.size:
+            return []
+        count, envelope_size = _TABLE.unpack_from(buffer, base)
+        table_end = _TABLE.size + count * _LENGTH.size
+        if count == 0 or table_end > filled:
+            return []
+        spans = []
+        offset = table_end + envelope_size
+        for index in range(count):
+            (length,) = _LENGTH.unpack_from(buffer, base + _TABLE.size + index * _LENGTH.size)
+            offset += -offset % _ALIGNMENT
+            flagged, length = length & _BYTES_FLAG, length & ~_BYTES_FLAG
+            if offset + length > size:
+                return []
+            if flagged and length >= _OWN_BYTES and offset + length > filled:
+                spans.append((index, offset, length))
+            offset += length
+        return spans
 
     def _take_spare(self) -> mmap.mmap | None:
         spare, self._spare = self._spare, None
@@ -365,7 +450,12 @@ def pack(tag: str, ident: int, blob: Any) -> Frame:
         return [_TABLE.pack(0, len(envelope)) + envelope]
     raws = [item.raw() for item in buffers]
     table = _TABLE.pack(len(raws), len(envelope))
-    table += b"".join(_LENGTH.pack(raw.nbytes) for raw in raws)
+    # A ``bytes`` object's buffer is flagged: the reader may receive it into
+    # a ``bytes`` of its own, which decodes without a copy.
+    table += b"".join(
+        _LENGTH.pack(raw.nbytes | _BYTES_FLAG if type(raw.obj) is bytes else raw.nbytes)
+        for raw in raws
+    )
     parts: Frame = [table + envelope]
     offset = len(parts[0])
     for raw in raws:
@@ -382,14 +472,22 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
 
     Out-of-band buffers come back as memoryviews into ``payload`` (no copy).
     """
+    owned: dict[int, bytes] = {}
+    size: int | None = None
+    if isinstance(payload, SplitFrame):
+        data: bytearray | mmap.mmap | memoryview | bytes = payload.frame
+        owned, size = payload.owned, payload.size
+    else:
+        data = payload
     try:
-        count, envelope_size = _TABLE.unpack_from(payload)
+        count, envelope_size = _TABLE.unpack_from(data)
         if count == 0:  # the common frame: no out-of-band buffers
-            if _TABLE.size + envelope_size != len(payload):
+            if _TABLE.size + envelope_size != len(data) or owned:
                 raise ProtocolError("frame length disagrees with its table")
-            envelope = pickle.loads(memoryview(payload)[_TABLE.size :])
+            envelope = pickle.loads(memoryview(data)[_TABLE.size :])
         else:
-            envelope = _unpack_with_buffers(memoryview(payload).cast("B"), count, envelope_size)
+            view = memoryview(data).cast("B")
+            envelope = _unpack_with_buffers(view, count, envelope_size, owned, size)
     except ProtocolError:
         raise
     except BaseException as exc:
@@ -408,21 +506,36 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
     return envelope
 
 
-def _unpack_with_buffers(view: memoryview, count: int, envelope_size: int) -> Any:
-    """The envelope of a frame with ``count`` out-of-band buffers."""
+def _unpack_with_buffers(
+    view: memoryview,
+    count: int,
+    envelope_size: int,
+    owned: dict[int, bytes],
+    size: int | None,
+) -> Any:
+    """The envelope of a frame with ``count`` out-of-band buffers; ``owned``
+    (of a :class:`SplitFrame` of ``size`` bytes) those that arrived apart."""
     start = _TABLE.size
     envelope_start = start + count * _LENGTH.size
     if envelope_start + envelope_size > len(view):
         raise ProtocolError("frame is shorter than its table announces")
-    buffers = []
+    total = len(view) if size is None else size
+    buffers: list[memoryview | bytes] = []
     offset = envelope_start + envelope_size
     for index in range(count):
         (length,) = _LENGTH.unpack_from(view, start + index * _LENGTH.size)
+        length &= ~_BYTES_FLAG
         offset += -offset % _ALIGNMENT
-        if offset + length > len(view):
+        apart = owned.get(index)
+        if apart is not None:
+            if len(apart) != length:
+                raise ProtocolError("a buffer received apart disagrees with the table")
+            buffers.append(apart)
+        elif offset + length > min(total, len(view)):
             raise ProtocolError("frame is shorter than the buffers it announces")
-        buffers.append(view[offset : offset + length])
+        else:
+            buffers.append(view[offset : offset + length])
         offset += length
-    if offset != len(view):
-        raise ProtocolError(f"frame has {len(view) - offset} bytes beyond its buffers")
+    if offset != total or len(owned) > count:
+        raise ProtocolError(f"frame has {total - offset} bytes beyond its buffers")
     return pickle.loads(view[envelope_start : envelope_start + envelope_size], buffers=buffers)

@@ -20,3 +20,7 @@ def log_later(delay: float, message: str) -> int:
 
 def big_bytes(size: int) -> bytes:
     return b"\x5a" * size
+
+
+def big_bytearray(size: int) -> bytearray:
+    return bytearray(b"\x5a" * size)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import snakepit
+from snakepit._wire import protocol
 from snakepit.errors import (
     CallCancelledError,
     WorkerCrashedError,
@@ -251,15 +252,38 @@ class _InterruptingSocket:
         return getattr(self._sock, name)
 
 
-def test_an_interrupt_in_the_middle_of_a_frame_cancels_the_call() -> None:
+def _interrupting_recv_bytes(after: int) -> Callable[..., Any]:
+    """A test double of ``_core.recv_bytes``: receives ``after`` bytes of the
+    buffer for real, then raises KeyboardInterrupt (as a Ctrl-C would)."""
+    real = protocol._core.recv_bytes
+
+    def recv_bytes(fd: int, size: int, prefix: Any) -> bytes | None:
+        real(fd, after, prefix)
+        raise KeyboardInterrupt
+
+    return recv_bytes
+
+
+@pytest.mark.parametrize("result", ["bytearray", "bytes"])
+def test_an_interrupt_in_the_middle_of_a_frame_cancels_the_call(
+    result: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bytearray arrives in the frame's mapping, a large bytes in an object
+    # of its own: an interrupt in either loses only that call.
     with snakepit.Pool(workers=1, terminate_grace=0.2) as pool:
         assert pool.call(_tasks.add, 1, 1) == 2
         handle = pool._supervisor.handles[0]
         assert handle.channel is not None
         frames = handle.channel.frames
-        frames.sock = _InterruptingSocket(frames.sock, 4 << 20)  # type: ignore[assignment]
+        if result == "bytearray":
+            frames.sock = _InterruptingSocket(frames.sock, 4 << 20)  # type: ignore[assignment]
+            task: Callable[[int], Any] = _direct_tasks.big_bytearray
+        else:
+            monkeypatch.setattr(protocol._core, "recv_bytes", _interrupting_recv_bytes(4 << 20))
+            task = _direct_tasks.big_bytes
         with pytest.raises(KeyboardInterrupt):
-            pool.call(_direct_tasks.big_bytes, 32 << 20)
+            pool.call(task, 32 << 20)
+        monkeypatch.undo()
         assert _eventually(lambda: pool.stats()["cancelled"] == 1)
         assert pool.stats()["crashes"] == 0
         assert len(pool.call(_direct_tasks.big_bytes, 1 << 20)) == 1 << 20

@@ -78,6 +78,7 @@ cdef extern from "snakepit_core.h" nogil:
 
     int sp_shm_space(const char *shm_dir, uint64_t *total, uint64_t *available)
     int sp_current_cpu() nogil
+    int sp_recv_some(int fd, void *buf, size_t len, size_t *received) nogil
 
     ctypedef struct sp_arena:
         pass
