@@ -54,9 +54,19 @@ def _decoded(reader: protocol.FrameReader) -> tuple[Any, protocol.Payload]:
     return codec.decode(blob, keep=True), payload
 
 
-@pytest.mark.parametrize("size", [OWN, OWN + 1, 3 * OWN + 17, 40 * OWN])
-def test_a_large_bytes_result_arrives_as_its_own_object(
-    pair: tuple[socket.socket, socket.socket], size: int
+@pytest.mark.parametrize(
+    ("size", "apart"),
+    [
+        (200 << 10, False),
+        (OWN - 1, False),
+        (OWN, True),
+        (OWN + 1, True),
+        (3 * OWN + 17, True),
+        (40 * OWN, True),
+    ],
+)
+def test_a_bytes_result_from_the_threshold_up_arrives_as_its_own_object(
+    pair: tuple[socket.socket, socket.socket], size: int, apart: bool
 ) -> None:
     left, right = pair
     data = os.urandom(size)
@@ -65,23 +75,11 @@ def test_a_large_bytes_result_arrives_as_its_own_object(
     sender.join()
     assert type(value) is bytes
     assert value == data
-    assert isinstance(payload, protocol.SplitFrame)
-    # The decoded value is the very object the reader filled: no copy.
-    assert value is payload.owned[0]
-
-
-@pytest.mark.parametrize("size", [OWN - 1, 200 << 10])
-def test_smaller_bytes_stay_in_the_frame(
-    pair: tuple[socket.socket, socket.socket], size: int
-) -> None:
-    left, right = pair
-    data = os.urandom(size)
-    sender = _send_later(left, [_result_frame(data)])
-    value, payload = _decoded(protocol.FrameReader(right))
-    sender.join()
-    assert type(value) is bytes
-    assert value == data
-    assert not isinstance(payload, protocol.SplitFrame)
+    assert isinstance(payload, protocol.SplitFrame) is apart
+    if apart:
+        # The decoded value is the very object the reader filled: no copy.
+        assert isinstance(payload, protocol.SplitFrame)
+        assert value is payload.owned[0]
 
 
 def test_every_kind_of_buffer_in_one_frame(pair: tuple[socket.socket, socket.socket]) -> None:
