@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 
@@ -20,6 +21,11 @@ def log_later(delay: float, message: str) -> int:
 
 def big_bytes(size: int) -> bytes:
     return b"\x5a" * size
+
+
+def seeded_bytes(size: int, seed: int) -> bytes:
+    """``size`` pseudo-random bytes that the caller can make again."""
+    return random.Random(seed).randbytes(size)
 
 
 def big_bytearray(size: int) -> bytearray:

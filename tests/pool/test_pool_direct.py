@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import random
 import signal
 import socket
 import threading
@@ -299,3 +300,15 @@ def test_a_cancelled_call_is_not_read_by_its_caller(pool: snakepit.Pool) -> None
     with pytest.raises(CallCancelledError):
         future.result(timeout=10)
     assert [pool.call(_tasks.add, i, 2) for i in range(4)] == [2, 3, 4, 5]
+
+
+def test_large_bytes_results_arrive_whole_whoever_reads_them(pool: snakepit.Pool) -> None:
+    """Results of 1 MiB and more arrive in bytes of their own: exact, through
+    the caller's own read and the reader thread's, one after another."""
+    sizes = [(1 << 20) - 1, 1 << 20, (5 << 20) + 3, 17 << 20]
+    for seed, size in enumerate(sizes):
+        expected = random.Random(seed).randbytes(size)
+        assert pool.call(_direct_tasks.seeded_bytes, size, seed) == expected
+        future = pool.submit(_direct_tasks.seeded_bytes, size, seed)
+        assert future.result(timeout=30) == expected
+    assert pool.stats()["crashes"] == 0
