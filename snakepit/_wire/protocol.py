@@ -41,7 +41,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from snakepit import _core
@@ -304,24 +304,20 @@ class FrameReader:
         whose length ``size`` arrived with a start of ``filled`` bytes, from
         :data:`_OWN_BYTES` up; none where those bytes do not hold the whole
         table or it does not fit the frame (:func:`unpack` says what is wrong)."""
-        buffer, base = self.buffer, _HEADER.size
+        buffer = self.buffer
         if filled < _TABLE.size:
             return []
-        count, envelope_size = _TABLE.unpack_from(buffer, base)
-        table_end = _TABLE.size + count * _LENGTH.size
-        if count == 0 or table_end > filled:
+        count, envelope_size = _TABLE.unpack_from(buffer, _HEADER.size)
+        if count == 0 or _TABLE.size + count * _LENGTH.size > filled:
             return []
         spans = []
-        offset = table_end + envelope_size
-        for index in range(count):
-            (length,) = _LENGTH.unpack_from(buffer, base + _TABLE.size + index * _LENGTH.size)
-            offset += -offset % _ALIGNMENT
-            flagged, length = length & _BYTES_FLAG, length & ~_BYTES_FLAG
-            if offset + length > size:
+        for index, start, length, is_bytes in _table_spans(
+            buffer, _HEADER.size, count, envelope_size
+        ):
+            if start + length > size:
                 return []
-            if flagged and length >= _OWN_BYTES and offset + length > filled:
-                spans.append((index, offset, length))
-            offset += length
+            if is_bytes and length >= _OWN_BYTES and start + length > filled:
+                spans.append((index, start, length))
         return spans
 
     def _take_spare(self) -> mmap.mmap | None:
@@ -472,7 +468,8 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
 
     Out-of-band buffers come back as memoryviews into ``payload`` (no copy).
     """
-    owned: dict[int, bytes] = {}
+    # Nothing more for the common frame than a type check.
+    owned: dict[int, bytes] | None = None
     size: int | None = None
     if isinstance(payload, SplitFrame):
         data: bytearray | mmap.mmap | memoryview | bytes = payload.frame
@@ -506,11 +503,24 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
     return envelope
 
 
+def _table_spans(
+    data: Any, base: int, count: int, envelope_size: int
+) -> Iterator[tuple[int, int, int, bool]]:
+    """``(index, start, length, is_bytes)`` of each out-of-band buffer a frame
+    table announces (``data[base:]`` is the frame; offsets are the frame's)."""
+    offset = _TABLE.size + count * _LENGTH.size + envelope_size
+    for index in range(count):
+        (length,) = _LENGTH.unpack_from(data, base + _TABLE.size + index * _LENGTH.size)
+        offset += -offset % _ALIGNMENT
+        yield index, offset, length & ~_BYTES_FLAG, bool(length & _BYTES_FLAG)
+        offset += length & ~_BYTES_FLAG
+
+
 def _unpack_with_buffers(
     view: memoryview,
     count: int,
     envelope_size: int,
-    owned: dict[int, bytes],
+    owned: dict[int, bytes] | None,
     size: int | None,
 ) -> Any:
     """The envelope of a frame with ``count`` out-of-band buffers; ``owned``
@@ -522,20 +532,17 @@ def _unpack_with_buffers(
     total = len(view) if size is None else size
     buffers: list[memoryview | bytes] = []
     offset = envelope_start + envelope_size
-    for index in range(count):
-        (length,) = _LENGTH.unpack_from(view, start + index * _LENGTH.size)
-        length &= ~_BYTES_FLAG
-        offset += -offset % _ALIGNMENT
-        apart = owned.get(index)
+    for index, offset, length, _ in _table_spans(view, 0, count, envelope_size):
+        apart = owned.get(index) if owned else None
         if apart is not None:
             if len(apart) != length:
                 raise ProtocolError("a buffer received apart disagrees with the table")
             buffers.append(apart)
-        elif offset + length > min(total, len(view)):
+        elif offset + length > len(view):
             raise ProtocolError("frame is shorter than the buffers it announces")
         else:
             buffers.append(view[offset : offset + length])
         offset += length
-    if offset != total or len(owned) > count:
+    if offset != total:
         raise ProtocolError(f"frame has {total - offset} bytes beyond its buffers")
     return pickle.loads(view[envelope_start : envelope_start + envelope_size], buffers=buffers)
