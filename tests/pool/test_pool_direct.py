@@ -312,3 +312,38 @@ def test_large_bytes_results_arrive_whole_whoever_reads_them(pool: snakepit.Pool
         future = pool.submit(_direct_tasks.seeded_bytes, size, seed)
         assert future.result(timeout=30) == expected
     assert pool.stats()["crashes"] == 0
+
+
+@pytest.mark.parametrize("way", ["call", "submit"])
+def test_a_worker_killed_in_the_middle_of_a_large_bytes_result(
+    way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL while its result's bytes are half received (by the caller, or
+    by the reader thread): that call fails as a crash, the worker is
+    replaced, nothing waits for the rest."""
+    real = protocol._core.recv_bytes
+
+    with snakepit.Pool(workers=1) as pool:
+        (pid,) = pool.worker_pids()
+
+        def recv_bytes(fd: int, size: int, prefix: Any) -> bytes | None:
+            # A test double: half of the buffer for real, then the kill.
+            head = real(fd, size // 2, prefix)
+            os.kill(pid, signal.SIGKILL)
+            rest = real(fd, size - size // 2, b"")
+            return None if head is None or rest is None else head + rest
+
+        monkeypatch.setattr(protocol._core, "recv_bytes", recv_bytes)
+
+        def run() -> Any:
+            if way == "call":
+                return pool.call(_direct_tasks.big_bytes, 32 << 20)
+            return pool.submit(_direct_tasks.big_bytes, 32 << 20).result(timeout=30)
+
+        with pytest.raises(WorkerCrashedError):
+            run()
+        monkeypatch.undo()
+        assert pool.call(_direct_tasks.seeded_bytes, 3 << 20, 7) == random.Random(7).randbytes(
+            3 << 20
+        )
+        assert pool.worker_pids() != [pid]
