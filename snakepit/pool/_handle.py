@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from snakepit._wire import codec, protocol
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from ._calls import Call
     from ._direct import Channel
 
-__all__ = ["Owner", "WorkerHandle", "read_fault_log"]
+__all__ = ["Ends", "Owner", "Started", "WorkerHandle", "read_fault_log", "start_processes"]
 
 #: Most bytes of a worker's fault log read back (all threads' stacks).
 _FAULT_LOG_LIMIT = 64 << 10
@@ -75,6 +76,59 @@ def read_fault_log(log: IO[bytes] | None) -> str | None:
         except OSError:
             return None
     return text or None
+
+
+#: A new process's ends: the supervisor's socket, the worker's, its fault log.
+Ends = tuple[socket.socket, socket.socket, IO[bytes]]
+#: A started process: it, the supervisor's socket and its fault log.
+Started = tuple[WorkerProcess, socket.socket, IO[bytes]]
+
+
+def close_ends(ends: Ends) -> None:
+    """Close a new process's ends (it did not start)."""
+    for resource in ends:
+        with contextlib.suppress(OSError):
+            resource.close()
+
+
+def start_processes(
+    handles: Sequence[WorkerHandle], zygote: Zygote | None
+) -> list[Started | OSError | subprocess.SubprocessError]:
+    """Start a process for each of ``handles``: forked by ``zygote`` where it
+    can (all requested at once, see :meth:`Zygote.spawn_many`), else fresh.
+
+    Each entry, in the order of ``handles``, is the started process or the
+    error that kept it from starting (out of descriptors or processes), with
+    nothing left open.
+    """
+    outcomes: list[Started | OSError | subprocess.SubprocessError | None] = []
+    opened: dict[int, Ends] = {}
+    try:
+        for position, handle in enumerate(handles):
+            try:
+                opened[position] = handle.open_ends()
+                outcomes.append(None)
+            except OSError as exc:
+                outcomes.append(exc)
+        forked: list[WorkerProcess | None] = [None] * len(opened)
+        if zygote is not None and opened:
+            requests = [
+                (handles[position].env, ends[1].fileno(), ends[2].fileno())
+                for position, ends in opened.items()
+            ]
+            forked = list(zygote.spawn_many(requests))
+    except BaseException:
+        for ends in opened.values():
+            close_ends(ends)
+        raise
+    for (position, ends), process in zip(opened.items(), forked, strict=True):
+        try:
+            outcomes[position] = handles[position].launch(ends, process)
+        except (OSError, subprocess.SubprocessError) as exc:
+            outcomes[position] = exc
+    started = [outcome for outcome in outcomes if outcome is not None]
+    assert len(started) == len(handles)  # every position filled in
+    return started
 
 
 class WorkerHandle:
@@ -130,15 +184,10 @@ class WorkerHandle:
         """The current process's pid, if one is running."""
         return self.proc.pid if self.proc is not None else None
 
-    def start_process(
-        self, zygote: Zygote | None = None
-    ) -> tuple[WorkerProcess, socket.socket, IO[bytes]]:
-        """Start a worker for this position: forked by ``zygote`` where it
-        can, else ``python -m snakepit.worker`` (a fresh interpreter).
+    def open_ends(self) -> Ends:
+        """The socket pair and fault log of a new process for this position.
 
-        Returns the process, the supervisor's end of its socket pair and its
-        fault log. Raises OSError or SubprocessError (out of descriptors or
-        processes) with nothing left open.
+        Raises OSError (out of descriptors) with nothing left open.
         """
         opened: list[Any] = []
         try:
@@ -147,12 +196,23 @@ class WorkerHandle:
             # The worker's faulthandler writes here where native code crashed
             # (or where a timed-out call was stuck); read back after it died.
             fault_log = tempfile.TemporaryFile(prefix="snakepit-fault-")  # noqa: SIM115 - closed when the worker exits
-            opened.append(fault_log)
-            forked = (
-                zygote.spawn(self.env, child_sock.fileno(), fault_log.fileno())
-                if zygote is not None
-                else None
-            )
+        except BaseException:
+            for resource in opened:
+                with contextlib.suppress(OSError):
+                    resource.close()
+            raise
+        return parent_sock, child_sock, fault_log
+
+    def launch(self, ends: Ends, forked: WorkerProcess | None) -> Started:
+        """The process serving ``ends``: ``forked`` by the template, else a
+        fresh interpreter (``python -m snakepit.worker``).
+
+        Returns the process, the supervisor's end of its socket pair and its
+        fault log. Raises OSError or SubprocessError (out of descriptors or
+        processes) with ``ends`` closed.
+        """
+        parent_sock, child_sock, fault_log = ends
+        try:
             proc: WorkerProcess = forked or subprocess.Popen(
                 [
                     sys.executable,
@@ -170,9 +230,7 @@ class WorkerHandle:
                 start_new_session=True,
             )
         except BaseException:
-            for resource in opened:
-                with contextlib.suppress(OSError):
-                    resource.close()
+            close_ends(ends)
             raise
         child_sock.close()
         return proc, parent_sock, fault_log

@@ -61,10 +61,12 @@ from ._direct import (
 )
 from ._exits import ExitKind, classify_exit, oom_kill_count
 from ._handle import (
+    Started,
     WorkerHandle,
     kill_if_alive,
     on_process_exit,
     read_fault_log,
+    start_processes,
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
@@ -157,10 +159,9 @@ class Supervisor:
         self.sessions = SessionTracker(self, reinitialize=session_initializer)
 
     def start(self) -> None:
-        """Start the monitor thread and, on it, every worker."""
+        """Start the monitor thread and, on it, every worker (forked side by side)."""
         self.timers.start()
-        for handle in self.handles:
-            self.timers.schedule(0.0, functools.partial(self._spawn, handle))
+        self.timers.schedule(0.0, functools.partial(self._spawn, *self.handles))
 
     # ------------------------------------------------------------ dispatch
 
@@ -482,19 +483,31 @@ class Supervisor:
 
     # ----------------------------------------------------- worker lifecycle
 
-    def _spawn(self, handle: WorkerHandle) -> None:
-        """Start a worker process in ``handle`` (runs on the monitor thread)."""
+    def _spawn(self, *handles: WorkerHandle) -> None:
+        """Start a worker process in each of ``handles`` (runs on the monitor thread)."""
+        starting: list[tuple[WorkerHandle, int]] = []
         with self.lock:
             if self.stopping:
                 return
-            handle.state = "starting"
-            handle.generation += 1
-            generation = handle.generation
-            handle.spawned = time.monotonic()
-        handle.oom_before = oom_kill_count()
-        try:
-            proc, sock, fault_log = handle.start_process(self._zygote)
-        except (OSError, subprocess.SubprocessError) as exc:
+            for handle in handles:
+                handle.state = "starting"
+                handle.generation += 1
+                handle.spawned = time.monotonic()
+                starting.append((handle, handle.generation))
+        oom_before = oom_kill_count()
+        for handle in handles:
+            handle.oom_before = oom_before
+        outcomes = start_processes(handles, self._zygote)
+        for (handle, generation), outcome in zip(starting, outcomes, strict=True):
+            self._started(handle, generation, outcome)
+
+    def _started(
+        self,
+        handle: WorkerHandle,
+        generation: int,
+        outcome: Started | OSError | subprocess.SubprocessError,
+    ) -> None:
+        if isinstance(outcome, BaseException):
             # Out of file descriptors or processes: count it as a crash, so a
             # restart is planned with backoff (and the position is given up
             # on after too many), and queued calls wait no further than that.
@@ -502,9 +515,10 @@ class Supervisor:
                 handle,
                 generation,
                 None,
-                init_error=WorkerUnavailableError(f"could not start a worker: {exc}"),
+                init_error=WorkerUnavailableError(f"could not start a worker: {outcome}"),
             )
             return
+        proc, sock, fault_log = outcome
         channel = Channel(handle, generation, proc, sock, self.lock)
         stale = None
         with self.lock:

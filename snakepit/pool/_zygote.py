@@ -41,7 +41,7 @@ import cloudpickle  # noqa: F401
 
 from snakepit.worker import _blas
 
-__all__ = ["ForkedProcess", "WorkerProcess", "Zygote", "default_preload", "supported"]
+__all__ = ["ForkedProcess", "Request", "WorkerProcess", "Zygote", "default_preload", "supported"]
 
 _log = logging.getLogger(__name__)
 
@@ -52,7 +52,12 @@ _MAX_STARTS = 5
 _HELLO_TIMEOUT = 120.0
 #: Seconds to wait for the template to answer a fork request.
 _SPAWN_TIMEOUT = 30.0
+#: Fork requests sent before their replies are read (see Zygote.spawn_many).
+_AHEAD = 8
 _MAX_MESSAGE = 1 << 16
+
+#: What a fork request needs: the worker's environment, its socket and its fault log.
+Request = tuple[Mapping[str, str], int, int]
 
 
 class WorkerProcess(Protocol):
@@ -253,6 +258,55 @@ class Zygote:
         Returns None where the template cannot do it (the caller starts a
         fresh interpreter); the descriptors stay the caller's either way.
         """
+        return self.spawn_many([(env, sock_fd, fault_fd)])[0]
+
+    def spawn_many(self, requests: Sequence[Request]) -> list[ForkedProcess | None]:
+        """:meth:`spawn` for several workers at once, in order.
+
+        Every request is sent before any reply is read, so the template
+        forks them back to back (a pool's first workers start side by side)
+        instead of one per round trip through this thread. At most
+        :data:`_AHEAD` wait at a time: each holds two descriptors in flight.
+        """
+        forked: list[ForkedProcess | None] = []
+        for first in range(0, len(requests), _AHEAD):
+            forked += self._spawn_batch(requests[first : first + _AHEAD])
+        return forked
+
+    def _spawn_batch(self, requests: Sequence[Request]) -> list[ForkedProcess | None]:
+        messages = [self._request(env) for env, _, _ in requests]
+        forked: list[ForkedProcess | None] = [None] * len(requests)
+        # A request too large for one message gets a fresh interpreter.
+        pending = [i for i, message in enumerate(messages) if message is not None]
+        with self._lock:
+            # A template that died just before the requests (killed with its
+            # workers, whose restart this is) is replaced once, right away.
+            for _ in range(2):
+                template = self._launched() if pending else None
+                if template is None:
+                    break
+                # Sent before the template has finished importing: it forks
+                # as soon as it is ready, without waiting for our answer.
+                sent = 0
+                for i in pending:
+                    _, sock_fd, fault_fd = requests[i]
+                    message = messages[i]
+                    assert message is not None  # pending holds only the ones that fit
+                    try:
+                        socket.send_fds(template.ctl, [message], [sock_fd, fault_fd])
+                    except OSError:
+                        break  # it died: _greet or the retry below says so
+                    sent += 1
+                if not template.greeted and not self._greet(template):
+                    break
+                unanswered = self._collect(template, pending[:sent], forked)
+                if not unanswered and sent == len(pending):
+                    break
+                self._stop_locked()  # dead, broken or stuck
+                pending = unanswered + pending[sent:]
+        return forked
+
+    def _request(self, env: Mapping[str, str]) -> bytes | None:
         changes: dict[str, str | None] = {k: v for k, v in env.items() if self.env.get(k) != v}
         changes.update({k: None for k in self.env if k not in env})
         try:
@@ -260,37 +314,28 @@ class Zygote:
         except OSError:
             cwd = None  # removed: the worker keeps the template's
         request = pickle.dumps(("spawn", changes, cwd))
-        if len(request) > _MAX_MESSAGE:
-            return None  # the variables that differ do not fit one message
-        with self._lock:
-            # A template that died just before the request (killed with its
-            # workers, whose restart this is) is replaced once, right away.
-            for _ in range(2):
-                template = self._launched()
-                if template is None:
-                    return None
-                # Sent before the template has finished importing: it forks
-                # as soon as it is ready, without waiting for our answer.
-                try:
-                    socket.send_fds(template.ctl, [request], [sock_fd, fault_fd])
-                    sent = True
-                except OSError:
-                    sent = False  # it died: _greet or the retry below says so
-                if not template.greeted and not self._greet(template):
-                    return None
-                try:
-                    reply = template.replies.get(timeout=_SPAWN_TIMEOUT) if sent else None
-                except queue.Empty:
-                    reply = None
-                if isinstance(reply, ForkedProcess):
-                    return reply
-                if isinstance(reply, str):
-                    _log.warning(
-                        "snakepit %s: the template could not fork a worker: %s", self.name, reply
-                    )
-                    return None
-                self._stop_locked()  # dead, broken or stuck
-            return None
+        # None: the variables that differ do not fit one message.
+        return request if len(request) <= _MAX_MESSAGE else None
+
+    def _collect(
+        self, template: _Template, sent: list[int], forked: list[ForkedProcess | None]
+    ) -> list[int]:
+        """Read the replies to ``sent``, in order, into ``forked``; the
+        requests left unanswered because the template died or got stuck."""
+        for position, i in enumerate(sent):
+            try:
+                reply = template.replies.get(timeout=_SPAWN_TIMEOUT)
+            except queue.Empty:
+                reply = None
+            if isinstance(reply, ForkedProcess):
+                forked[i] = reply
+            elif isinstance(reply, str):
+                _log.warning(
+                    "snakepit %s: the template could not fork a worker: %s", self.name, reply
+                )
+            else:
+                return sent[position:]
+        return []
 
     def close(self) -> None:
         """Stop the template (its remaining workers die with it); no more forks."""

@@ -131,6 +131,34 @@ def _fresh_count(max_threads: int) -> int:
     return max(1, min(count, max_threads))
 
 
+#: OpenBLAS's thread globals and its MAX_THREADS, found once by the template
+#: (:func:`find_in_template`): each worker then only writes two ints.
+_Found = tuple[ctypes.c_int, ctypes.c_int, int]
+_found: _Found | None = None
+
+
+def _find() -> _Found | None:
+    lib = _loaded_openblas()
+    found = _globals(lib) if lib is not None else None
+    max_threads = _max_threads(lib) if lib is not None else None
+    if found is None or max_threads is None:
+        return None  # numpy was not preloaded: the worker loads it with its own environment
+    return (*found, max_threads)
+
+
+def find_in_template() -> None:
+    """In a pinned template, after its preloads: find what workers restore.
+
+    Looking it up reads ``/proc/self/maps`` and asks OpenBLAS for its
+    configuration, 1-4 ms that each forked worker would otherwise spend
+    before it is ready. The ctypes objects stay valid in a fork (same
+    addresses).
+    """
+    global _found
+    if _PINNED:
+        _found = _find()
+
+
 def restore_in_worker() -> None:
     """In a worker forked from a pinned template: OpenBLAS's count as a fresh one would have it.
 
@@ -138,12 +166,10 @@ def restore_in_worker() -> None:
     """
     if not _PINNED:
         return
-    lib = _loaded_openblas()
-    found = _globals(lib) if lib is not None else None
-    max_threads = _max_threads(lib) if lib is not None else None
-    if found is None or max_threads is None:
-        return  # numpy was not preloaded: the worker loads it with its own environment
+    found = _found if _found is not None else _find()
+    if found is None:
+        return
+    cpu_number, num_threads, max_threads = found
     count = _fresh_count(max_threads)
-    cpu_number, num_threads = found
     cpu_number.value = count
     num_threads.value = count

@@ -25,7 +25,6 @@ from snakepit._wire import codec, protocol
 from snakepit._wire._pickling import resolve
 from snakepit.errors import SerializationError, SharedMemoryError
 from snakepit.telemetry import _bus as telemetry_bus
-from snakepit.telemetry._gpu import report_torch_memory
 from snakepit.telemetry._propagation import activated, active_carrier
 from snakepit.worker import _output as worker_output
 from snakepit.zero_copy._runtime import (
@@ -58,6 +57,18 @@ def attach_argument_shapes(
     from snakepit.errors._remote import attach_argument_shapes as attach
 
     attach(record, args, kwargs)
+
+
+def report_torch_memory() -> None:
+    """See :func:`snakepit.telemetry._gpu.report_torch_memory`: loaded with torch.
+
+    The GPU telemetry module costs a worker's start about 2 ms of imports,
+    and a process without torch has nothing for it to report.
+    """
+    if "torch" in sys.modules:
+        from snakepit.telemetry._gpu import report_torch_memory as report
+
+        report()
 
 
 def exception_to_record(exc: BaseException) -> dict[str, object]:

@@ -38,7 +38,9 @@ import threading
 import warnings
 from typing import Any
 
-from snakepit.worker import _blas, _main
+# _logs: every worker installs log forwarding at its start once logging is
+# loaded, which snakepit's own imports do: imported here once, not per fork.
+from snakepit.worker import _blas, _logs, _main  # noqa: F401
 
 #: Largest request or reply; requests carry only the variables that differ.
 MAX_MESSAGE = 1 << 16
@@ -47,13 +49,15 @@ _REQUEST_FDS = 2
 #: Modules a worker imports on first use, which the template imports once
 #: it has been idle this long (its first workers are out by then): error
 #: records and their parsers (``snakepit.errors._remote.DEFERRED_IMPORTS``),
-#: cloudpickle (a function or result sent by value), psutil.
+#: cloudpickle (a function or result sent by value), psutil, the torch
+#: memory report (once torch is loaded).
 DEFERRED_IMPORTS = (
     "snakepit.errors._remote",
     "snakepit.errors._parse",
     "snakepit.errors._probe",
     "cloudpickle",
     "psutil",
+    "snakepit.telemetry._gpu",
 )
 _IDLE_SECONDS = 0.05
 
@@ -284,6 +288,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=fd)
     failed = _preload(argv[2:])
+    _blas.find_in_template()
     threads = thread_count()
     _send(ctl, ("hello", os.getpid(), failed, threads))
     if threads > 1:
