@@ -44,3 +44,31 @@ def test_forked_workers_have_the_thread_count_of_a_fresh_interpreter(
     assert got == {expected}
     assert expected[1] == env.get("OPENBLAS_NUM_THREADS")
     assert expected[2] is None
+
+
+def test_the_template_finds_openblas_once_and_workers_only_write_its_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not _pinnable():
+        pytest.skip("numpy's BLAS here is not an OpenBLAS with the globals the pin restores")
+    monkeypatch.setattr(_blas, "_PINNED", True)
+    monkeypatch.setattr(_blas, "_found", None)
+    _blas.find_in_template()
+    found = _blas._found
+    assert found is not None
+    cpu_number, num_threads, max_threads = found
+    before = (cpu_number.value, num_threads.value)
+
+    def no_lookup() -> None:
+        raise AssertionError("a worker looked OpenBLAS up again")
+
+    monkeypatch.setattr(_blas, "_find", no_lookup)
+    wanted = 1 if before != (1, 1) else 2  # a count it does not have yet
+    if wanted > max_threads:
+        pytest.skip("this OpenBLAS runs one thread at most")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", str(wanted))
+    try:
+        _blas.restore_in_worker()
+        assert (cpu_number.value, num_threads.value) == (wanted, wanted)
+    finally:
+        cpu_number.value, num_threads.value = before
