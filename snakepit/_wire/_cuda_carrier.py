@@ -18,7 +18,10 @@ call's in-place writes. Lifetime: :mod:`snakepit.zero_copy._cuda_leases`.
 
 Neither torch nor CuPy is imported here: the sender holds one of their
 tensors (so has the library), and the receiver imports the library the
-descriptor names, as the torch CPU carrier does.
+descriptor names, as the torch CPU carrier does. snakepit's own CUDA
+modules are imported with the first CUDA object sent or received: a
+process that never sees one (most workers) does not pay ~3 ms of imports
+for them at its start.
 """
 
 from __future__ import annotations
@@ -33,14 +36,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from snakepit.zero_copy._cuda import CudaIPCTensor, GPUTensorRef
+
 from snakepit._util import DTYPE_NAMES
 from snakepit.errors import InvalidDescriptorError, SnakepitError, UnshareableMemoryError
 from snakepit.telemetry import _bus
 from snakepit.telemetry._events import CUDA_COPY
-from snakepit.zero_copy import _cuda_leases
-from snakepit.zero_copy._cuda import DLPACK_CUDA, CudaIPCTensor, GPUTensorRef, export_cuda
-from snakepit.zero_copy._cuda_arrays import CudaArray
-from snakepit.zero_copy._cuda_memory import export_cuda_copy
 from snakepit.zero_copy._dtypes import dtype_name
 from snakepit.zero_copy._mapping import RefMode
 from snakepit.zero_copy._ref import array_from_fields, fields_of
@@ -50,13 +51,35 @@ TAG = "snakepit.cuda"
 tag = TAG
 #: How the receiver rebuilds what arrives (the sender's library).
 LIBRARIES = frozenset({"torch", "cupy", "cuda"})
-_GPU_FIELDS = tuple(field.name for field in dataclasses.fields(GPUTensorRef))
+_CUDA_MODULE = "snakepit.zero_copy._cuda"
+_NO_TYPES: frozenset[type] = frozenset()
+_types: frozenset[type] | None = None
+_gpu_fields: tuple[str, ...] | None = None
 
 
 def types() -> frozenset[type]:
     """Carrier protocol (see ``zero_copy/_numpy.py``): snakepit's own CUDA views,
-    which reach :func:`reduce` like any other CUDA array."""
-    return _TYPES
+    which reach :func:`reduce` like any other CUDA array. None exists before
+    the module that defines them is loaded, so until then there are none."""
+    global _types
+    if _types is None:
+        cuda = sys.modules.get(_CUDA_MODULE)
+        if cuda is None:
+            return _NO_TYPES
+        from snakepit.zero_copy._cuda_arrays import CudaArray
+
+        _types = frozenset({cuda.CudaIPCTensor, CudaArray, LocalCudaView})
+    return _types
+
+
+def _fields() -> tuple[str, ...]:
+    """The fields of a GPUTensorRef, in order (what a descriptor carries)."""
+    global _gpu_fields
+    if _gpu_fields is None:
+        from snakepit.zero_copy._cuda import GPUTensorRef
+
+        _gpu_fields = tuple(field.name for field in dataclasses.fields(GPUTensorRef))
+    return _gpu_fields
 
 
 def to_block(obj: Any, threshold: int) -> None:
@@ -99,6 +122,9 @@ def _described(obj: Any) -> Described | None:
         torch.cuda.current_stream(device).synchronize()
         strides = tuple(stride * size for stride in obj.stride())
         return obj.data_ptr(), tuple(obj.shape), name, strides, device, "torch", obj
+    from snakepit.zero_copy import _cuda_leases
+    from snakepit.zero_copy._cuda import DLPACK_CUDA
+
     try:
         kind, device = obj.__dlpack_device__()
         if int(kind) != DLPACK_CUDA:
@@ -126,6 +152,9 @@ def _described(obj: Any) -> Described | None:
 
 def _from_dlpack(obj: Any) -> Described | None:
     """A CUDA producer with DLPack only (no ``__cuda_array_interface__``)."""
+    from snakepit.zero_copy import _cuda_leases
+    from snakepit.zero_copy._cuda_arrays import CudaArray
+
     try:
         array = CudaArray.from_dlpack(obj)
     except (BufferError, TypeError, ValueError):
@@ -164,6 +193,10 @@ def reduce(sender: Any, obj: Any) -> Any:
     found = _described(obj)
     if found is None:
         return None
+    from snakepit.zero_copy import _cuda_leases
+    from snakepit.zero_copy._cuda import export_cuda
+    from snakepit.zero_copy._cuda_memory import export_cuda_copy
+
     ptr, shape, name, strides, device, library, holder = found
     if _nbytes(shape, name) < sender.threshold or ptr == 0:
         return None
@@ -187,7 +220,7 @@ def reduce(sender: Any, obj: Any) -> Any:
     fields = fields_of(token)
     assert fields is not None  # a token is a block of its producer's arena
     transferred = sender._transferred(fields, token)
-    values = tuple(getattr(ref, field) for field in _GPU_FIELDS)
+    values = tuple(getattr(ref, field) for field in _fields())
     return _shared, (TAG, transferred, values, library, fields)
 
 
@@ -248,14 +281,17 @@ def checked(value: Any, failures: list[BaseException]) -> Any:
 def _opened(
     fields: tuple[Any, ...], keep: bool, borrowed: list[np.ndarray[Any, Any]] | None
 ) -> Any:
+    from snakepit.zero_copy import _cuda_leases
+    from snakepit.zero_copy._cuda import GPUTensorRef
+
     if len(fields) != 5 or fields[0] != TAG or type(fields[1]) is not bool:
         raise InvalidDescriptorError(f"malformed CUDA descriptor {fields[:2]!r}")
     _, transferred, values, library, token_fields = fields
     if library not in LIBRARIES or type(values) is not tuple or type(token_fields) is not tuple:
         raise InvalidDescriptorError(f"malformed CUDA descriptor for library {library!r}")
-    if len(values) != len(_GPU_FIELDS):
+    if len(values) != len(_fields()):
         raise InvalidDescriptorError(
-            f"a GPUTensorRef has {len(_GPU_FIELDS)} fields, not {len(values)}"
+            f"a GPUTensorRef has {len(_fields())} fields, not {len(values)}"
         )
     ref = GPUTensorRef(*values)
     ref.validate()
@@ -318,6 +354,8 @@ class LocalCudaView:
         }
 
     def __dlpack_device__(self) -> tuple[int, int]:
+        from snakepit.zero_copy._cuda import DLPACK_CUDA
+
         return (DLPACK_CUDA, self.ref.device_id)
 
 
@@ -338,6 +376,3 @@ def _rebuilt(view: CudaIPCTensor, library: str) -> Any:
         return module.as_tensor(view, device=f"cuda:{device}")
     with module.cuda.Device(device):
         return module.asarray(view)  # CuPy keeps `view` as the memory's owner
-
-
-_TYPES: frozenset[type] = frozenset({CudaIPCTensor, CudaArray, LocalCudaView})

@@ -17,10 +17,11 @@ worker's traceback chained as ``__cause__``. :func:`configure` decides what
 is shown. :class:`ExitKind` names how a worker process ended.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from snakepit.errors._base import RemoteTraceback, SnakepitError
 from snakepit.errors._config import ErrorSettings, configure, settings
 from snakepit.errors._hierarchy import (
-    CallCancelledError,
     CircuitOpenError,
     DeviceError,
     DeviceMismatchError,
@@ -77,3 +78,17 @@ __all__ = [
     "configure",
     "settings",
 ]
+
+if TYPE_CHECKING:
+    from snakepit.errors._cancelled import CallCancelledError
+
+
+def __getattr__(name: str) -> Any:
+    # CallCancelledError derives from concurrent.futures.CancelledError, whose
+    # import (logging with it) a worker's start need not pay: loaded on first use.
+    if name == "CallCancelledError":
+        from snakepit.errors._cancelled import CallCancelledError
+
+        globals()[name] = CallCancelledError
+        return CallCancelledError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

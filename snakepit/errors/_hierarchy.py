@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from concurrent import futures
 
 from snakepit._util import format_bytes
 from snakepit.errors import _advice
@@ -523,32 +522,6 @@ class PoolClosedError(WorkerUnavailableError, RuntimeError):
 
     def _default_suggestion(self) -> str | None:
         return _advice.POOL_CLOSED
-
-
-@error_class
-class CallCancelledError(SnakepitError, futures.CancelledError):
-    """The call was cancelled (:meth:`snakepit.Pool.cancel`) after it started.
-
-    Also a :class:`concurrent.futures.CancelledError`, so ``except
-    CancelledError`` code written for executors keeps working; the future
-    itself is *finished* with this error (``cancelled()`` is False), as the
-    stdlib reserves the cancelled state for calls that never ran.
-
-    Attributes:
-        worker_id: The worker slot the call was running on, when it had one.
-    """
-
-    __match_args__ = ("worker_id",)
-
-    worker_id: int | None = None
-
-    def __post_init__(self) -> None:
-        self.worker_id = _optional_int(self.worker_id)
-        super().__post_init__()
-
-    def _default_message(self) -> str:
-        where = f" on worker {self.worker_id}" if self.worker_id is not None else ""
-        return f"the call was cancelled while it ran{where}"
 
 
 # ------------------------------------------------------------------------ circuit

@@ -27,6 +27,7 @@ from snakepit.errors._base import (
     registered_classes,
     remote_class,
 )
+from snakepit.errors._cancelled import CallCancelledError  # noqa: F401 - registered by name
 from snakepit.errors._hierarchy import (
     DeviceMismatchError,
     DeviceNotAvailableError,

@@ -38,9 +38,7 @@ import threading
 import warnings
 from typing import Any
 
-# _logs: every worker installs log forwarding at its start once logging is
-# loaded, which snakepit's own imports do: imported here once, not per fork.
-from snakepit.worker import _blas, _logs, _main  # noqa: F401
+from snakepit.worker import _blas, _main
 
 #: Largest request or reply; requests carry only the variables that differ.
 MAX_MESSAGE = 1 << 16
@@ -50,9 +48,15 @@ _REQUEST_FDS = 2
 #: it has been idle this long (its first workers are out by then): error
 #: records and their parsers (``snakepit.errors._remote.DEFERRED_IMPORTS``),
 #: cloudpickle (a function or result sent by value), psutil, the torch
-#: memory report (once torch is loaded).
+#: memory report (once torch is loaded), log forwarding (once logging is:
+#: the error records load it), the CUDA carrier's modules (the first CUDA
+#: object sent or received loads them).
 DEFERRED_IMPORTS = (
     "snakepit.errors._remote",
+    "snakepit.worker._logs",
+    "snakepit.zero_copy._cuda_leases",
+    "snakepit.zero_copy._cuda_arrays",
+    "snakepit.zero_copy._cuda_memory",
     "snakepit.errors._parse",
     "snakepit.errors._probe",
     "cloudpickle",

@@ -5,9 +5,9 @@ has no need of them. One import site keeps that plumbing out of the public
 ``snakepit.zero_copy``.
 """
 
+import sys
+
 from ._arena import configure, install_warm_buffers, threshold_bytes, zeros
-from ._cuda_leases import drain as _drain
-from ._cuda_leases import settle as settle_cuda
 from ._gc import collect_garbage, drop_held_references, prune_mappings
 from ._ledger import LEDGER_BYTES, LazyLedger, LeaseLedger
 from ._mapping import install_ledger, retain
@@ -21,9 +21,22 @@ ref_of = tensor_ref_of
 CUDA_DRAIN_SECONDS = 1.5
 
 
+#: Where device memory is received and exported: a process that has not
+#: loaded it (the CUDA carrier loads it with the first CUDA object) has none.
+_CUDA_LEASES = "snakepit.zero_copy._cuda_leases"
+
+
+def settle_cuda() -> None:
+    """See :func:`snakepit.zero_copy._cuda_leases.settle` (nothing before it is loaded)."""
+    leases = sys.modules.get(_CUDA_LEASES)
+    if leases is not None:
+        leases.settle()
+
+
 def drain_cuda() -> bool:
     """Wait (bounded) until no process holds CUDA memory this one exported."""
-    return _drain(CUDA_DRAIN_SECONDS)
+    leases = sys.modules.get(_CUDA_LEASES)
+    return True if leases is None else bool(leases.drain(CUDA_DRAIN_SECONDS))
 
 
 __all__ = [

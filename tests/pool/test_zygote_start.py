@@ -152,3 +152,35 @@ def test_a_worker_starts_without_what_it_needs_only_later(preload: list[str] | N
         with pytest.raises(KeyError):
             pool.call(_zygote_tasks.lookup_missing)
         assert pool.call(_zygote_tasks.loaded, ["snakepit.errors._remote"]) == [True]
+
+
+#: What a worker that sees no CUDA object, no torch and no cancelled call
+#: never needs (each would cost its start milliseconds of imports).
+_UNNEEDED = (
+    "concurrent.futures",
+    "logging",
+    "snakepit.errors._cancelled",
+    "snakepit.telemetry._gpu",
+    "snakepit.zero_copy._cuda",
+    "snakepit.zero_copy._cuda_leases",
+)
+
+
+@pytest.mark.parametrize("preload", [None, []], ids=["fresh", "forked"])
+def test_a_worker_starts_without_cuda_logging_or_the_cancel_error(
+    preload: list[str] | None,
+) -> None:
+    with snakepit.Pool(workers=1, preload=preload) as pool:
+        assert pool.call(_zygote_tasks.loaded, list(_UNNEEDED)) == [False] * len(_UNNEEDED)
+
+
+def test_the_cancel_error_loads_on_first_use_and_records_find_it() -> None:
+    code = (
+        "import sys, snakepit.errors as e; "
+        "assert 'snakepit.errors._cancelled' not in sys.modules; "
+        "from snakepit.errors._remote import exception_to_record, record_to_exception; "
+        "error = record_to_exception(exception_to_record(e.CallCancelledError(worker_id=2))); "
+        "assert type(error) is e.CallCancelledError and error.worker_id == 2, error; "
+        "import concurrent.futures as f; assert isinstance(error, f.CancelledError)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -251,7 +251,7 @@ class _Forged:
     """Pickles to a CUDA descriptor with some fields replaced."""
 
     def __init__(self, ref: Any, token: np.ndarray[Any, Any], **change: Any) -> None:
-        values = {name: getattr(ref, name) for name in _cuda_carrier._GPU_FIELDS}
+        values = {name: getattr(ref, name) for name in _cuda_carrier._fields()}
         values.update(change)
         fields = zero_copy._ref.fields_of(token)
         self.descriptor = (_cuda_carrier.TAG, False, tuple(values.values()), "cuda", fields)

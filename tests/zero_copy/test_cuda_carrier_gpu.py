@@ -164,7 +164,7 @@ def test_a_worker_that_cannot_see_the_gpu_says_so(torch: Any) -> None:
 
 class _Forged:
     def __init__(self, ref: Any, token: Any, **change: Any) -> None:
-        values = {name: getattr(ref, name) for name in _cuda_carrier._GPU_FIELDS}
+        values = {name: getattr(ref, name) for name in _cuda_carrier._fields()}
         values.update(change)
         self.descriptor = (
             _cuda_carrier.TAG,
