@@ -30,7 +30,6 @@ import dataclasses
 import functools
 import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -61,12 +60,9 @@ from ._direct import (
 )
 from ._exits import ExitKind, classify_exit, oom_kill_count
 from ._handle import (
-    Started,
     WorkerHandle,
     kill_if_alive,
-    on_process_exit,
     read_fault_log,
-    start_processes,
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
@@ -79,6 +75,7 @@ from ._retry import RetryPolicy
 from ._sessions import SessionTracker
 from ._sessions import ended_on_purpose as _ended_on_purpose
 from ._shutdown import shut_down
+from ._spawn import spawn_workers
 from ._spin import SpinChoice
 from ._timers import Action, Timers
 from ._watch import ProcessWatcher
@@ -485,69 +482,7 @@ class Supervisor:
 
     def _spawn(self, *handles: WorkerHandle) -> None:
         """Start a worker process in each of ``handles`` (runs on the monitor thread)."""
-        starting: list[tuple[WorkerHandle, int]] = []
-        with self.lock:
-            if self.stopping:
-                return
-            for handle in handles:
-                handle.state = "starting"
-                handle.generation += 1
-                handle.spawned = time.monotonic()
-                starting.append((handle, handle.generation))
-        oom_before = oom_kill_count()
-        for handle in handles:
-            handle.oom_before = oom_before
-        outcomes = start_processes(handles, self._zygote)
-        for (handle, generation), outcome in zip(starting, outcomes, strict=True):
-            self._started(handle, generation, outcome)
-
-    def _started(
-        self,
-        handle: WorkerHandle,
-        generation: int,
-        outcome: Started | OSError | subprocess.SubprocessError,
-    ) -> None:
-        if isinstance(outcome, BaseException):
-            # Out of file descriptors or processes: count it as a crash, so a
-            # restart is planned with backoff (and the position is given up
-            # on after too many), and queued calls wait no further than that.
-            self.worker_exited(
-                handle,
-                generation,
-                None,
-                init_error=WorkerUnavailableError(f"could not start a worker: {outcome}"),
-            )
-            return
-        proc, sock, fault_log = outcome
-        channel = Channel(handle, generation, proc, sock, self.lock)
-        stale = None
-        with self.lock:
-            closed = self._is_stopping()  # may have changed since the check above
-            if not closed:
-                handle.proc = proc
-                handle.sock = sock
-                handle.channel = channel
-                # The last process's log, if this start overtook the handling
-                # of its exit (a parked worker woken at once): that handling
-                # sees another generation and returns, so nobody reads it.
-                stale, handle.fault_log = handle.fault_log, fault_log
-            handle.known_fns = set()
-            handle.timed_out = False
-            handle.cancelled = False
-        if stale is not None:
-            stale.close()
-        if closed:
-            # The pool shut down while this worker was starting.
-            fault_log.close()
-            sock.close()
-            proc.kill()
-            proc.wait()
-            return
-        self._watcher.watch(proc.pid, functools.partial(on_process_exit, proc.pid, sock))
-        init = (self._init_config.blob, zero_copy.ref_of(handle.ledger_memory))
-        with contextlib.suppress(OSError):
-            protocol.send_frame(sock, protocol.pack(protocol.MSG_INIT, handle.index, init))
-        handle.start_reader(self, channel, self._restarts.grace)
+        spawn_workers(self, handles)
 
     def _plan_restart(self, handle: WorkerHandle) -> None:
         policy = self._restarts
