@@ -101,15 +101,14 @@ def start_processes(
     error that kept it from starting (out of descriptors or processes), with
     nothing left open.
     """
-    outcomes: list[Started | OSError | subprocess.SubprocessError | None] = []
+    outcomes: dict[int, Started | OSError | subprocess.SubprocessError] = {}
     opened: dict[int, Ends] = {}
     try:
         for position, handle in enumerate(handles):
             try:
                 opened[position] = handle.open_ends()
-                outcomes.append(None)
             except OSError as exc:
-                outcomes.append(exc)
+                outcomes[position] = exc
         forked: list[WorkerProcess | None] = [None] * len(opened)
         if zygote is not None and opened:
             requests = [
@@ -126,9 +125,7 @@ def start_processes(
             outcomes[position] = handles[position].launch(ends, process)
         except (OSError, subprocess.SubprocessError) as exc:
             outcomes[position] = exc
-    started = [outcome for outcome in outcomes if outcome is not None]
-    assert len(started) == len(handles)  # every position filled in
-    return started
+    return [outcomes[position] for position in range(len(handles))]
 
 
 class WorkerHandle:

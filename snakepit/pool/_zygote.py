@@ -13,7 +13,7 @@ The template is started lazily by the first worker start, on the pool's
 monitor thread (``PR_SET_PDEATHSIG`` follows the thread that started a
 process: that thread lives as long as the pool), and closed by shutdown.
 Whenever it cannot fork (not Linux, it failed to start, it runs a thread
-after preloading, it died and its restarts failed too) :meth:`Zygote.spawn`
+after preloading, it died and its restarts failed too) :meth:`Zygote.spawn_many`
 returns None and the pool starts a fresh interpreter as before.
 """
 
@@ -229,7 +229,7 @@ class _Template:
 class Zygote:
     """One pool's template process: started on demand, forks workers on request.
 
-    Only the pool's monitor thread calls :meth:`spawn`: the template dies
+    Only the pool's monitor thread calls :meth:`spawn_many`: the template dies
     when the thread that started it ends (see the module docstring).
     """
 
@@ -252,16 +252,11 @@ class Zygote:
         template = self._template
         return template.proc.pid if template is not None and template.alive() else None
 
-    def spawn(self, env: Mapping[str, str], sock_fd: int, fault_fd: int) -> ForkedProcess | None:
-        """Fork a worker that serves ``sock_fd`` with the environment ``env``.
-
-        Returns None where the template cannot do it (the caller starts a
-        fresh interpreter); the descriptors stay the caller's either way.
-        """
-        return self.spawn_many([(env, sock_fd, fault_fd)])[0]
-
     def spawn_many(self, requests: Sequence[Request]) -> list[ForkedProcess | None]:
-        """:meth:`spawn` for several workers at once, in order.
+        """Fork a worker for each request: it serves the request's socket with
+        its environment. In order, the forked process, or None where the
+        template cannot do it (the caller starts a fresh interpreter); the
+        descriptors stay the caller's either way.
 
         Every request is sent before any reply is read, so the template
         forks them back to back (a pool's first workers start side by side)

@@ -187,3 +187,54 @@ def test_subprocess_errors_are_outcomes_not_raises(monkeypatch: pytest.MonkeyPat
         assert isinstance(outcomes[0], subprocess.SubprocessError)
         monkeypatch.undo()
         assert pool.call(_tasks.add, 1, 1) == 2
+
+
+def test_a_template_killed_before_it_answers_leaves_no_request_waiting(
+    zygote: Zygote, ends: _Ends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed after the requests went out and before any reply is read: each
+    # request still gets an answer (a worker forked before the kill, which
+    # died with the template, or one of its replacement), and nothing waits
+    # for the full reply timeout.
+    monkeypatch.setattr(_zygote, "_SPAWN_TIMEOUT", 20.0)
+    real = Zygote._collect
+    killed: list[int] = []
+
+    def collect(self: Zygote, template: Any, sent: list[int], forked: list[Any]) -> list[int]:
+        if not killed:
+            killed.append(template.proc.pid)
+            template.proc.kill()
+            template.proc.wait(timeout=30)
+        return real(self, template, sent, forked)
+
+    monkeypatch.setattr(Zygote, "_collect", collect)
+    made = ends.make(3)
+    forked = zygote.spawn_many(_requests(made))
+    assert killed
+    for child, (_, theirs, _) in zip(forked, made, strict=True):
+        if child is None:
+            continue  # left to a fresh interpreter: allowed
+        if psutil.pid_exists(child.pid) and child.returncode is None:
+            assert psutil.Process(child.pid).ppid() == zygote.pid != killed[0]
+            assert _served_by(child, theirs)
+        else:
+            assert child.wait(timeout=30) != 0  # died with the killed template
+
+
+def test_an_interrupted_start_closes_every_end_it_opened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with snakepit.Pool(workers=3) as pool:
+        zygote = pool._supervisor._zygote
+        assert zygote is not None
+
+        def interrupted(requests: Any) -> Any:
+            raise KeyboardInterrupt  # a BaseException, mid-start
+
+        before = len(os.listdir("/proc/self/fd"))
+        monkeypatch.setattr(zygote, "spawn_many", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            _handle.start_processes(pool._supervisor.handles, zygote)
+        assert len(os.listdir("/proc/self/fd")) == before
+        monkeypatch.undo()
+        assert pool.call(_tasks.add, 2, 2) == 4
