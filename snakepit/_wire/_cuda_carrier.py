@@ -42,6 +42,7 @@ from snakepit._util import DTYPE_NAMES
 from snakepit.errors import InvalidDescriptorError, SnakepitError, UnshareableMemoryError
 from snakepit.telemetry import _bus
 from snakepit.telemetry._events import CUDA_COPY
+from snakepit.zero_copy._dlpack import DL_CUDA
 from snakepit.zero_copy._dtypes import dtype_name
 from snakepit.zero_copy._mapping import RefMode
 from snakepit.zero_copy._ref import array_from_fields, fields_of
@@ -122,13 +123,15 @@ def _described(obj: Any) -> Described | None:
         torch.cuda.current_stream(device).synchronize()
         strides = tuple(stride * size for stride in obj.stride())
         return obj.data_ptr(), tuple(obj.shape), name, strides, device, "torch", obj
-    from snakepit.zero_copy import _cuda_leases
-    from snakepit.zero_copy._cuda import DLPACK_CUDA
-
     try:
         kind, device = obj.__dlpack_device__()
-        if int(kind) != DLPACK_CUDA:
-            return None
+        if int(kind) != DL_CUDA:
+            return None  # host memory (a small numpy array): no CUDA module loads
+    except Exception:
+        return None
+    from snakepit.zero_copy import _cuda_leases
+
+    try:
         if not hasattr(obj, "__cuda_array_interface__"):
             return _from_dlpack(obj)
         interface = obj.__cuda_array_interface__

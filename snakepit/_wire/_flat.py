@@ -61,6 +61,8 @@ _FORMS = (None, VALUE, TUPLE, DICT)
 _MOST_ARGUMENTS = 16
 
 Slots = tuple[tuple[Any, ...], ...]
+#: The keys of keyword arguments.
+_STR = frozenset({str})
 
 
 def encode(obj: Any) -> tuple[bytes, list[Any], Slots] | None:
@@ -73,6 +75,12 @@ def encode(obj: Any) -> tuple[bytes, list[Any], Slots] | None:
     args, kwargs = obj
     if type(args) is not tuple or type(kwargs) is not dict:
         return None
+    if SCALARS.issuperset(map(type, args)) and (
+        not kwargs
+        or (_STR.issuperset(map(type, kwargs)) and SCALARS.issuperset(map(type, kwargs.values())))
+    ):
+        # Most calls: scalars alone, seen at C speed, are one plain pickle.
+        return pickle.dumps(obj, protocol=PROTOCOL), [], ()
     return _parts(args, kwargs, shared=True)
 
 

@@ -75,7 +75,7 @@ received frame when it arrives (see :mod:`snakepit._wire.protocol`); or
 it, see :mod:`snakepit._wire._bulk`)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Encoded:
     """A payload plus what must stay alive until the receiver is done with it.
 
@@ -542,10 +542,18 @@ def decode(
     """
     bulk = slots = form = None
     if type(blob) is tuple:
-        if len(blob) == 3 and blob[1] == ():
-            payload, buffers, bulk = blob
-        elif len(blob) == 2 and type(blob[1]) is tuple:
+        if len(blob) == 2 and type(blob[1]) is tuple:
             payload, buffers = blob
+            if not buffers and type(payload) is bytes and _needs_no_opener(payload):
+                try:  # the common reply and call: a small plain pickle
+                    return pickle.loads(payload)
+                except BaseException as exc:
+                    error = _undecodable(exc)
+                    if error is exc:
+                        raise
+                    raise error from exc
+        elif len(blob) == 3 and blob[1] == ():
+            payload, buffers, bulk = blob
         elif _flat.is_flat(blob):
             payload, buffers, form, slots = blob[0], (), blob[2], blob[3]
         else:
@@ -574,16 +582,23 @@ def decode(
         value = _Unpickler(source, opener=opener, buffers=buffers).load()
         return _cuda_carrier.checked(value, opener.failures)
     except BaseException as exc:
-        # A payload may unpickle into a raised SystemExit or KeyboardInterrupt
-        # (a __reduce__ that calls sys.exit): that is bad data, not a request
-        # to stop. Only a real Ctrl-C, which reaches the main thread, goes on.
-        if isinstance(exc, DeviceError) or (
-            isinstance(exc, KeyboardInterrupt) and could_be_ctrl_c()
-        ):
+        error = _undecodable(exc)
+        if error is exc:
             raise
-        raise SerializationError(
-            f"cannot deserialize: {type(exc).__name__}: {exc}", direction="decode"
-        ) from exc
+        raise error from exc
+
+
+def _undecodable(exc: BaseException) -> BaseException:
+    """What decoding raises for ``exc``: a SerializationError, unless it is a
+    DeviceError or a real Ctrl-C. A payload may unpickle into a raised
+    SystemExit or KeyboardInterrupt (a __reduce__ that calls sys.exit): that
+    is bad data, not a request to stop. Only a real Ctrl-C, which reaches the
+    main thread, goes on."""
+    if isinstance(exc, DeviceError) or (isinstance(exc, KeyboardInterrupt) and could_be_ctrl_c()):
+        return exc
+    return SerializationError(
+        f"cannot deserialize: {type(exc).__name__}: {exc}", direction="decode"
+    )
 
 
 #: Pickles up to this size are looked at for descriptors and persistent ids

@@ -195,6 +195,8 @@ class HealthMonitor:
         self._crashes: deque[_Crash] = deque(maxlen=max_events)
         self._workers: dict[int, EntityStats] = {}
         self._devices: dict[str, EntityStats] = {}
+        #: ``(worker_id, device)`` -> both of their stats: one lookup per call.
+        self._stats_of: dict[tuple[int, str | None], tuple[EntityStats, EntityStats]] = {}
         #: The pool whose alerts these are (set by the first pool that uses it).
         self.pool: str | None = None
         self._crash_alert_active = False
@@ -345,20 +347,22 @@ class HealthMonitor:
             now = self._clock()
             # Alerts change only with the crash count (they fire when a crash
             # is recorded and re-arm when crashes leave the window).
-            alerts = self._check_alerts(now, None) if self._prune(now) else []
+            alerts = self._check_alerts(now, None) if self._prune(now) else None
             self._calls.append((now, ok))
-            key = device if device is not None else "default"
-            worker = self._workers.get(worker_id)
-            if worker is None:
-                worker = self._workers[worker_id] = EntityStats()
-            per_device = self._devices.get(key)
-            if per_device is None:
-                per_device = self._devices[key] = EntityStats()
-            for stats in (worker, per_device):
-                stats.calls += 1
-                stats.total_duration += duration
-                if not ok:
-                    stats.failures += 1
+            pair = self._stats_of.get((worker_id, device))
+            if pair is None:
+                pair = self._stats_of[(worker_id, device)] = (
+                    self._workers.setdefault(worker_id, EntityStats()),
+                    self._devices.setdefault(self._device_key(device), EntityStats()),
+                )
+            worker, per_device = pair
+            worker.calls += 1
+            worker.total_duration += duration
+            per_device.calls += 1
+            per_device.total_duration += duration
+            if not ok:
+                worker.failures += 1
+                per_device.failures += 1
         if alerts:
             self._emit(alerts)
 
@@ -469,6 +473,7 @@ class HealthMonitor:
             self._crashes.clear()
             self._workers.clear()
             self._devices.clear()
+            self._stats_of.clear()
             self._crash_alert_active = False
             self._segfault_alert_active = False
             self._alerts_fired = 0

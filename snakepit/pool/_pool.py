@@ -516,11 +516,15 @@ class Pool(CallMethods, Executor):
     def _function(self, fn: Callable[..., Any] | str) -> tuple[int, bytes, str]:
         """The id, serialized form and name of ``fn``, serialized once per pool."""
         key: Any = ("spec", fn) if isinstance(fn, str) else ("obj", id(fn))
-        with self._lock:
-            entry = self._functions.get(key)
-            if entry is not None and (isinstance(fn, str) or entry[2] is fn):
+        # No lock to look up: the cache's operations are atomic (keys are
+        # tuples of str and int), and an entry evicted meanwhile stays valid.
+        entry = self._functions.get(key)
+        if entry is not None and (entry[2] is fn or isinstance(fn, str)):
+            try:  # noqa: SIM105 (contextlib.suppress: three more calls on every call)
                 self._functions.move_to_end(key)
-                return entry[0], entry[1], entry[3]
+            except KeyError:
+                pass  # evicted by another thread: the next call serializes it again
+            return entry[0], entry[1], entry[3]
         blob = codec.dumps_function(fn)
         fn_id = next(self._fn_ids)
         name = function_name(fn)

@@ -180,10 +180,16 @@ class Supervisor:
             elif self._all_unhealthy():
                 error = self._unavailable()
             elif (error := self.sessions.admit(call)) is None:
-                self._queue.put(call)
                 # A caller that waits reads its reply itself (see _direct.py).
                 direct = call if call.caller_waits and call.attempt == 1 else None
-                sends = self._dispatch_locked(direct)
+                handle = self._idle_for_locked(call)
+                if handle is not None:  # what dispatch would choose, without queueing
+                    if call.attempt == 1:
+                        call.outer.set_running_or_notify_cancel()  # not yet returned
+                    sends = self._give_locked(handle, call, direct, [])
+                else:
+                    self._queue.put(call)
+                    sends = self._dispatch_locked(direct)
                 if self.recycler is not None and not call.dispatched:
                     self.recycler.wake_locked(self, call)  # a parked worker may run it
                 if direct is not None and not call.dispatched:
@@ -217,36 +223,54 @@ class Supervisor:
                 if call.attempt == 1 and not call.outer.set_running_or_notify_cancel():
                     self.circuits.release(call.device)
                     continue  # cancelled while queued
-                blob = None if call.fn_id in handle.known_fns else call.fn_blob
-                handle.known_fns.add(call.fn_id)
-                handle.state = "busy"
-                handle.current = call
-                call.dispatched = time.monotonic()
-                call.queue_time = call.dispatched - call.enqueued
-                call.worker_id = handle.index
-                if call.timeout is not None:
-                    # The monitor watches each worker's one deadline: no timer
-                    # per call piles up when calls finish in time.
-                    call.deadline = call.dispatched + call.timeout
-                    self.timers.wake_locked()
-                body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
-                session = () if call.session is None else self.sessions.landed(call, handle)
-                call.spin = self._spin_pays_locked()
-                if call.spin and handle.cpu >= 0 and handle.cpu == _core.current_cpu():
-                    # Sharing a CPU, one side's polling only delays the other:
-                    # both sleep (see _spin.py), whatever the choice is.
-                    call.spin = call.spin_counts = False
-                    self.spin_choice.passed_locked()
-                elif call.spin:
-                    call.spin, call.spin_counts = self.spin_choice.choose_locked()
-                if not call.spin:
-                    body += (call.trace, session[0] if session else None, False)
-                elif call.trace is not None or session:
-                    body += (call.trace, *session)
-                message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
-                if handle.sock is not None and handle.channel is not None:
-                    claim_locked(self, call, handle.channel, call is direct)
-                    sends.append((handle.sock, message, call))
+                self._give_locked(handle, call, direct, sends)
+        return sends
+
+    def _idle_for_locked(self, call: Call) -> WorkerHandle | None:
+        """The idle worker dispatch would give ``call`` to with nothing
+        queued, or None (a session's call, a queue, no idle worker)."""
+        if call.session is not None or not self._queue.empty():
+            return None
+        device = call.device
+        for handle in self.handles:
+            if handle.state == "idle" and (device is None or device == handle.device):
+                return handle
+        return None
+
+    def _give_locked(
+        self, handle: WorkerHandle, call: Call, direct: Call | None, sends: list[_Send]
+    ) -> list[_Send]:
+        """Make ``call`` the idle ``handle``'s current call; add its frame to ``sends``."""
+        blob = None if call.fn_id in handle.known_fns else call.fn_blob
+        handle.known_fns.add(call.fn_id)
+        handle.state = "busy"
+        handle.current = call
+        call.dispatched = time.monotonic()
+        call.queue_time = call.dispatched - call.enqueued
+        call.worker_id = handle.index
+        if call.timeout is not None:
+            # The monitor watches each worker's one deadline: no timer
+            # per call piles up when calls finish in time.
+            call.deadline = call.dispatched + call.timeout
+            self.timers.wake_locked()
+        body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
+        session = () if call.session is None else self.sessions.landed(call, handle)
+        call.spin = self._spin_pays_locked()
+        if call.spin and handle.cpu >= 0 and handle.cpu == _core.current_cpu():
+            # Sharing a CPU, one side's polling only delays the other:
+            # both sleep (see _spin.py), whatever the choice is.
+            call.spin = call.spin_counts = False
+            self.spin_choice.passed_locked()
+        elif call.spin:
+            call.spin, call.spin_counts = self.spin_choice.choose_locked()
+        if not call.spin:
+            body += (call.trace, session[0] if session else None, False)
+        elif call.trace is not None or session:
+            body += (call.trace, *session)
+        message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
+        if handle.sock is not None and handle.channel is not None:
+            claim_locked(self, call, handle.channel, call is direct)
+            sends.append((handle.sock, message, call))
         return sends
 
     def _spin_pays_locked(self) -> bool:

@@ -31,6 +31,8 @@ from collections.abc import Callable
 __all__ = ["ProcessWatcher", "kill_group"]
 
 _ONCE = select.EPOLLIN | select.EPOLLONESHOT if hasattr(select, "epoll") else 0
+#: Worker deaths are watched by pid (and idle sockets can be).
+_SUPPORTED = hasattr(os, "pidfd_open") and hasattr(select, "epoll")
 
 
 def kill_group(pgid: int) -> None:
@@ -60,7 +62,7 @@ class ProcessWatcher:
     @staticmethod
     def supported() -> bool:
         """Whether worker deaths are watched by pid (and idle sockets can be)."""
-        return hasattr(os, "pidfd_open") and hasattr(select, "epoll")
+        return _SUPPORTED
 
     def watch(self, pid: int, on_exit: Callable[[], None]) -> None:
         """Start watching ``pid``; does nothing where pidfds are unavailable."""
@@ -80,7 +82,8 @@ class ProcessWatcher:
     def arm(self, fd: int, on_readable: Callable[[], None]) -> bool:
         """Run ``on_readable()`` once, when ``fd`` next has something to read
         (at once if it has now); False when that cannot be watched here."""
-        if not self.supported() or self._epoll is None:
+        epoll = self._epoll
+        if not _SUPPORTED or epoll is None:
             return False
         with self._lock:
             if self._closed:
@@ -88,11 +91,11 @@ class ProcessWatcher:
             try:
                 if fd in self._sockets:
                     try:
-                        self._epoll.modify(fd, _ONCE)
+                        epoll.modify(fd, _ONCE)
                     except FileNotFoundError:  # closed unforgotten: a new socket
-                        self._epoll.register(fd, _ONCE)
+                        epoll.register(fd, _ONCE)
                 else:
-                    self._epoll.register(fd, _ONCE)
+                    epoll.register(fd, _ONCE)
             except OSError:
                 return False
             self._sockets[fd] = on_readable
@@ -100,10 +103,11 @@ class ProcessWatcher:
 
     def disarm(self, fd: int) -> None:
         """Cancel an :meth:`arm` that has not fired (it may still fire meanwhile)."""
+        epoll = self._epoll
         with self._lock:
-            if fd in self._sockets and self._epoll is not None and not self._closed:
+            if fd in self._sockets and epoll is not None and not self._closed:
                 try:  # noqa: SIM105 (contextlib.suppress: three more calls on every call)
-                    self._epoll.modify(fd, 0)
+                    epoll.modify(fd, 0)
                 except OSError:
                     pass
 

@@ -47,3 +47,8 @@ def blas_state() -> tuple[int | None, str | None, str | None]:
     square = np.ones((300, 300))
     square @ square
     return openblas_threads(), os.environ.get("OPENBLAS_NUM_THREADS"), os.environ.get(PIN_ENV)
+
+
+def echo(value: object) -> object:
+    """``value`` itself, back."""
+    return value

@@ -245,3 +245,14 @@ def test_concurrent_recording() -> None:
 def test_invalid_configuration(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         HealthMonitor(**kwargs)  # type: ignore[arg-type]
+
+
+def test_calls_after_a_reset_are_counted_afresh() -> None:
+    monitor, _, _ = _monitor()
+    monitor.record_call(0, "cuda:0", True, 0.5)
+    monitor.reset()
+    monitor.record_call(0, "cuda:0", False, 0.25)
+    stats = monitor.worker_stats(0)
+    assert (stats.calls, stats.failures, stats.total_duration) == (1, 1, 0.25)
+    device = monitor.device_stats("cuda:0")
+    assert (device.calls, device.failures) == (1, 1)

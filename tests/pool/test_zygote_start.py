@@ -174,6 +174,24 @@ def test_a_worker_starts_without_cuda_logging_or_the_cancel_error(
         assert pool.call(_zygote_tasks.loaded, list(_UNNEEDED)) == [False] * len(_UNNEEDED)
 
 
+def test_small_host_arrays_both_ways_load_no_cuda_module() -> None:
+    import numpy as np
+
+    cuda = [name for name in _UNNEEDED if "cuda" in name]
+    with snakepit.Pool(workers=1, preload=[]) as pool:
+        # In a list, each array too small for shared memory goes through the
+        # general pickler's reducer, in the arguments and in the result.
+        back = pool.call(_zygote_tasks.echo, [np.arange(3)])
+        assert np.array_equal(back[0], np.arange(3))
+        assert pool.call(_zygote_tasks.loaded, cuda) == [False] * len(cuda)
+    code = (
+        "import sys, numpy as np; from snakepit._wire import codec; "
+        "codec.decode(codec.encode([np.arange(3)]).blob); codec.encode([np.arange(3)]); "
+        f"assert not [m for m in {cuda!r} if m in sys.modules], sys.modules.keys()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_the_cancel_error_loads_on_first_use_and_records_find_it() -> None:
     code = (
         "import sys, snakepit.errors as e; "

@@ -247,3 +247,45 @@ def _crash_with(array: np.ndarray[Any, Any], code: int) -> None:
 
     array[0] = -5.0  # written into the caller's memory before the crash
     os._exit(code + 136)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [((), {}), ((1, 2.5, "s", None, True, 3j), {}), ((), {"a": 1, "b": "x"}), ((1,), {"k": None})],
+    ids=["none", "positional", "keywords", "both"],
+)
+def test_scalar_arguments_are_one_plain_pickle_without_a_walk(
+    arguments: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_walk(*_: Any, **__: Any) -> None:
+        raise AssertionError("scalars alone need no walk over the arguments")
+
+    monkeypatch.setattr(_flat, "_parts", no_walk)
+    encoded = codec.encode(arguments, snapshot=False)
+    assert encoded.blob == (encoded.payload, ())
+    assert pickle.loads(encoded.payload) == arguments
+    assert codec.decode(encoded.blob) == arguments
+
+
+class _Text(str):
+    """Not exactly a ``str``: pickled by class, so not a scalar."""
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [(([1],), {}), ((_Text("x"),), {}), ((), {"a": [1]}), ((), {1: 2})],
+    ids=["list", "str-subclass", "list-keyword", "int-key"],
+)
+def test_anything_but_scalars_is_walked(arguments: Any) -> None:
+    walked: list[Any] = []
+    real = _flat._parts
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        walked.append(args)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_flat, "_parts", counting)
+        encoded = codec.encode(arguments, snapshot=False)
+    assert walked
+    assert codec.decode(encoded.blob) == arguments

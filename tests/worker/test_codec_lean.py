@@ -293,3 +293,25 @@ def test_a_descriptor_in_a_small_pickle_still_opens(shared: np.ndarray[Any, Any]
     payload = codec.encode([shared]).payload
     assert not codec._needs_no_opener(payload)
     assert snakepit.is_shared(codec.decode(payload)[0])
+
+
+class _Exits:
+    """Unpickles into a raised SystemExit (a ``__reduce__`` that calls sys.exit)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return sys.exit, (3,)
+
+
+@pytest.mark.parametrize("form", ["bare", "blob"])
+def test_a_small_pickle_that_exits_is_only_bad_data(form: str) -> None:
+    payload = pickle.dumps(_Exits(), protocol=5)
+    assert codec._needs_no_opener(payload)  # the plain way decodes it
+    blob: Any = payload if form == "bare" else (payload, ())
+    with pytest.raises(SerializationError, match="SystemExit") as caught:
+        codec.decode(blob)
+    assert isinstance(caught.value.__cause__, SystemExit)
+
+
+def test_a_broken_small_pickle_is_a_serialization_error() -> None:
+    with pytest.raises(SerializationError, match="cannot deserialize"):
+        codec.decode((pickle.dumps([1, 2, 3], protocol=5)[:-3], ()))
