@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from snakepit._wire import codec
 from snakepit._wire._pickling import name_of
+
+from ._waited import Outcome
 
 __all__ = ["Call", "function_name"]
 
@@ -27,7 +28,7 @@ class Call:
     session: str | None
     idempotent: bool
     attempt: int
-    outer: Future[Any]
+    outer: Outcome
     function: str = "?"
     deadline: float | None = None
     submitted: float = field(default_factory=time.monotonic)

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import functools
 import signal
-from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import InvalidStateError
+from typing import TYPE_CHECKING
 
 from snakepit.errors import CallCancelledError
 
 from ._handle import kill_if_alive
+from ._waited import Outcome
 
 if TYPE_CHECKING:
     from ._calls import Call
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["cancel_call", "cancel_running", "worker_cancelled"]
 
 
-def cancel_call(sup: Supervisor, future: Future[Any], *, kill: bool) -> bool:
+def cancel_call(sup: Supervisor, future: Outcome, *, kill: bool) -> bool:
     """Cancel the call behind ``future``; whether it was cancelled (see the module)."""
     if future.done():
         return False
@@ -100,7 +101,7 @@ def worker_cancelled(sup: Supervisor, handle: WorkerHandle, call: Call | None) -
 # ------------------------------------------------------------------ internals
 
 
-def _take_waiting(sup: Supervisor, future: Future[Any]) -> Call | None:
+def _take_waiting(sup: Supervisor, future: Outcome) -> Call | None:
     """The call of ``future`` if it waits (queue or retry backoff), taken out."""
     call = sup._queue.take(future)
     if call is not None:
@@ -112,7 +113,7 @@ def _take_waiting(sup: Supervisor, future: Future[Any]) -> Call | None:
     return None
 
 
-def _running_handle(sup: Supervisor, future: Future[Any]) -> WorkerHandle | None:
+def _running_handle(sup: Supervisor, future: Outcome) -> WorkerHandle | None:
     for handle in sup.handles:
         if handle.current is not None and handle.current.outer is future:
             return handle

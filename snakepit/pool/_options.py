@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from ._map import map_calls
 from ._timeouts import checked_timeout
+from ._waited import Outcome
 
 __all__ = ["UNSET", "CallMethods", "CallOptions", "PoolView", "checked_timeout"]
 
@@ -107,7 +108,7 @@ class _Submitter(Protocol):
         *,
         caller_waits: bool = False,
         future: Future[Any] | None = None,
-    ) -> Future[Any]: ...
+    ) -> Outcome: ...
 
     def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool: ...
 
@@ -141,7 +142,7 @@ class CallMethods:
 
     def _submit_waited(
         self, fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[Any]:
+    ) -> Outcome:
         # ``submit`` for a caller that waits for the result at once, and so
         # may read the reply itself (the pool's ``caller_waits``).
         raise NotImplementedError
@@ -248,11 +249,13 @@ class PoolView(CallMethods):
     def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> Future[Any]: ...
     def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker with this view's options."""
-        return self._pool._submit(fn, args, kwargs, self._options)
+        future: Future[Any] = Future()
+        self._pool._submit(fn, args, kwargs, self._options, future=future)
+        return future
 
     def _submit_waited(
         self, fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[Any]:
+    ) -> Outcome:
         return self._pool._submit(fn, args, kwargs, self._options, caller_waits=True)
 
     def cancel(self, future: Future[Any], /, *, kill: bool = True) -> bool:

@@ -51,6 +51,7 @@ from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
 from ._startup import abandon, check_devices, wait_started
 from ._supervisor import Supervisor
+from ._waited import Outcome, WaitedFuture
 from ._zygote import zygote_for
 
 __all__ = ["Pool"]
@@ -346,11 +347,13 @@ class Pool(CallMethods, Executor):
         to ``fn``; options for the call itself (timeout, retry, session,
         device) go through :meth:`options`.
         """
-        return self._submit(fn, args, kwargs, DEFAULT_OPTIONS)
+        future: Future[Any] = Future()
+        self._submit(fn, args, kwargs, DEFAULT_OPTIONS, future=future)
+        return future
 
     def _submit_waited(
         self, fn: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[Any]:
+    ) -> Outcome:
         return self._submit(fn, args, kwargs, DEFAULT_OPTIONS, caller_waits=True)
 
     def options(
@@ -382,13 +385,16 @@ class Pool(CallMethods, Executor):
         *,
         caller_waits: bool = False,
         future: Future[Any] | None = None,
-    ) -> Future[Any]:
+    ) -> Outcome:
         # ``caller_waits``: the caller waits for the result at once (it may
-        # read the reply itself); ``future``: the Future to complete, made
-        # by a caller that must know it before the call may block.
+        # read the reply itself; unless given a Future, it gets the leaner
+        # WaitedFuture); ``future``: the Future to complete, made by a
+        # caller that must know it before the call may block.
         timeout = options.timeout_or(self._timeout)
         idempotent, session, device = options.idempotent, options.session, options.device
-        outer: Future[Any] = Future() if future is None else future
+        outer: Outcome = (
+            (WaitedFuture() if caller_waits else Future()) if future is None else future
+        )
         if self._supervisor.closed:
             raise PoolClosedError("cannot submit to a pool that was shut down")
         fn_id, fn_blob, name = self._function(fn)

@@ -8,11 +8,10 @@ worker when it names none). Guarded by the supervisor's lock.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future
-from typing import Any
 
 from ._calls import Call
 from ._handle import WorkerHandle
+from ._waited import Outcome
 
 __all__ = ["CallQueue"]
 
@@ -74,7 +73,7 @@ class CallQueue:
             self._shared.clear()
         return failed
 
-    def take(self, future: Future[Any]) -> Call | None:
+    def take(self, future: Outcome) -> Call | None:
         """Take the waiting call of ``future`` off its queue (None: not waiting)."""
         for queue in (self._shared, *(h.queue for h in self._handles)):
             for call in queue:
