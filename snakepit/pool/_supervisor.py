@@ -252,7 +252,7 @@ class Supervisor:
             # The monitor watches each worker's one deadline: no timer
             # per call piles up when calls finish in time.
             call.deadline = call.dispatched + call.timeout
-            self.timers.wake_locked()
+            self.timers.deadline_locked(call.deadline)
         body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
         session = () if call.session is None else self.sessions.landed(call, handle)
         call.spin = self._spin_pays_locked()

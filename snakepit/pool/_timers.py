@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,10 @@ class Timers:
         self._deadlines = deadlines
         self._wakeup = threading.Condition(lock)
         self._done = False
+        #: When the thread next wakes by itself: +inf while it waits with no
+        #: timeout, -inf while it runs (it looks at everything before it
+        #: sleeps again). Nothing due before then needs to wake it.
+        self._wakes_at = -math.inf
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def __len__(self) -> int:
@@ -54,11 +59,20 @@ class Timers:
 
     def schedule_locked(self, delay: float, action: Action) -> None:
         """:meth:`schedule`, for a caller that holds the supervisor's lock."""
-        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._sequence), action))
-        self._wakeup.notify_all()
+        when = time.monotonic() + delay
+        heapq.heappush(self._heap, (when, next(self._sequence), action))
+        if when < self._wakes_at:
+            self._wakeup.notify_all()
+
+    def deadline_locked(self, deadline: float) -> None:
+        """A call's deadline was set (the caller holds the lock): wake the
+        thread only if it would sleep past it. Calls with a timeout, one
+        after another, then wake it once per timeout, not once per call."""
+        if deadline < self._wakes_at:
+            self._wakeup.notify_all()
 
     def wake_locked(self) -> None:
-        """A deadline changed: look again (the caller holds the lock)."""
+        """Something changed that the thread must see now (the caller holds the lock)."""
         self._wakeup.notify_all()
 
     def finish(self) -> None:
@@ -97,7 +111,9 @@ class Timers:
                             return
                         if wait is not None:
                             wait = min(max(wait, 0.0), MAX_SLEEP)
+                        self._wakes_at = math.inf if wait is None else time.monotonic() + wait
                         self._wakeup.wait(timeout=wait)
+                        self._wakes_at = -math.inf
                 action()
             except Exception:
                 logging.getLogger(__name__).exception("snakepit monitor action failed")
