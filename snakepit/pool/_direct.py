@@ -16,7 +16,11 @@ Who reads a worker's stream is its :class:`Channel`'s ``reads``:
 * ``nobody``: the worker is idle. Its reader thread sleeps on ``turn``, and
   the pool's watcher (``_watch.py``) has the socket armed: whatever an idle
   worker sends (a log line, an event, the end of its stream) hands the
-  stream back to the thread;
+  stream back to the thread. A caller that read its own reply does not arm
+  the socket itself: the monitor arms every such socket still idle
+  :data:`ARM_AFTER` seconds later (one ``epoll_ctl`` each way saved on
+  every call to a busy pool; what an idle worker sends waits that long at
+  most);
 * ``caller``: a thread in ``Pool.call`` reads until its call is over
   (:func:`read_reply`): it sent the call to an idle worker itself, or its
   call waited in the queue and the stream's reader handed the stream over
@@ -50,13 +54,18 @@ if TYPE_CHECKING:
     from ._supervisor import Supervisor
     from ._zygote import WorkerProcess
 
-__all__ = ["Channel", "Waiter", "read_reply", "wait_turn"]
+__all__ = ["ARM_AFTER", "Channel", "Waiter", "read_reply", "wait_turn"]
+
+#: Seconds after a caller read its reply before the monitor arms its idle
+#: worker's socket (a worker that gets the next call before then never is).
+ARM_AFTER = 0.005
 
 
 class Channel:
     """One worker process's stream, and who reads it now (see the module)."""
 
     __slots__ = (
+        "armed",
         "fd",
         "frames",
         "generation",
@@ -82,6 +91,8 @@ class Channel:
         self.fd = sock.fileno()
         self.frames = protocol.FrameReader(sock)
         self.reads = "thread"
+        #: The watcher has the socket armed (only while ``reads`` is "nobody").
+        self.armed = False
         self.turn = threading.Condition(lock)
         #: Read until the end of the stream, never giving it away (a stop).
         self.to_end = False
@@ -120,7 +131,9 @@ def claim_locked(sup: Supervisor, call: Call, channel: Channel, caller: bool) ->
     """
     if channel.reads != "nobody":
         return
-    sup._watcher.disarm(channel.fd)
+    if channel.armed:
+        channel.armed = False
+        sup._watcher.disarm(channel.fd)
     if caller:
         channel.reads = "caller"
         call.read_from = channel
@@ -136,8 +149,9 @@ def stop_locked(channel: Channel | None) -> None:
             _wake_locked(channel)
 
 
-def _park_locked(sup: Supervisor, channel: Channel) -> None:
-    """Give the stream to nobody if its worker is idle and nothing is pending."""
+def _park_locked(sup: Supervisor, channel: Channel, *, later: bool = False) -> None:
+    """Give the stream to nobody if its worker is idle and nothing is pending;
+    ``later``: the monitor arms the socket soon (see the module)."""
     handle = channel.handle
     if (
         channel.to_end
@@ -148,8 +162,30 @@ def _park_locked(sup: Supervisor, channel: Channel) -> None:
         or channel.frames.buffer
     ):
         return
-    if sup._watcher.arm(channel.fd, functools.partial(_readable, sup, channel)):
+    if later and sup._watcher.supported():
         channel.reads = "nobody"
+        if not sup.unarmed:
+            sup.timers.schedule_locked(ARM_AFTER, functools.partial(_arm_idle, sup))
+        sup.unarmed.add(channel)
+    elif sup._watcher.arm(channel.fd, functools.partial(_readable, sup, channel)):
+        channel.reads = "nobody"
+        channel.armed = True
+
+
+def _arm_idle(sup: Supervisor) -> None:
+    """On the monitor: arm the sockets of workers still idle since their
+    callers read their replies (the rest have calls again, or ended)."""
+    with sup.lock:
+        channels, sup.unarmed = sup.unarmed, set()
+        for channel in channels:
+            if channel.reads != "nobody" or channel.armed:
+                continue
+            if channel.handle.channel is not channel or channel.to_end:
+                _wake_locked(channel)  # replaced or stopping: its reader reads on
+            elif sup._watcher.arm(channel.fd, functools.partial(_readable, sup, channel)):
+                channel.armed = True
+            else:
+                _wake_locked(channel)  # the watcher is closed: read on the thread
 
 
 class Waiter:
@@ -190,12 +226,14 @@ def _hand_over_locked(channel: Channel) -> bool:
 
 def _wake_locked(channel: Channel) -> None:
     channel.reads = "thread"
+    channel.armed = False
     channel.turn.notify()
 
 
 def _readable(sup: Supervisor, channel: Channel) -> None:
     """On the watcher: an idle worker sent something (or ended)."""
     with sup.lock:
+        channel.armed = False  # it fired: armed once only
         if channel.reads == "nobody":
             _wake_locked(channel)
 
@@ -238,7 +276,7 @@ def read_reply(sup: Supervisor, call: Call) -> None:
                 if _hand_over_locked(channel):
                     return
                 channel.reads = "thread"
-                _park_locked(sup, channel)
+                _park_locked(sup, channel, later=True)
                 if channel.reads == "thread":
                     channel.turn.notify()
                 return

@@ -151,6 +151,8 @@ class Supervisor:
         self._retrying: dict[int, Call] = {}
         self._replies = 0
         self._watcher = ProcessWatcher(f"snakepit-watch-{name}")
+        #: Idle workers' channels the monitor is to arm soon (see ``_direct``).
+        self.unarmed: set[Channel] = set()
         # Workers replaced on purpose (max tasks, memory, idle): see _recycle.py.
         self.recycler = Recycler(recycle) if recycle is not None and recycle.recycles else None
         self.sessions = SessionTracker(self, reinitialize=session_initializer)

@@ -30,6 +30,7 @@ from snakepit.errors import (
     WorkerTimeoutError,
     WorkerUnavailableError,
 )
+from snakepit.pool import _direct
 from snakepit.pool._watch import ProcessWatcher
 
 from . import _direct_tasks, _tasks
@@ -178,6 +179,47 @@ def test_an_idle_worker_is_still_heard(
     assert pool.call(_direct_tasks.log_later, 0.3, "said while idle") == 1
     assert _eventually(lambda: any(r.getMessage() == "said while idle" for r in caplog.records))
     assert pool.call(_tasks.add, 2, 3) == 5
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.001], ids=["at-once", "before-armed"])
+def test_a_worker_heard_right_after_its_reply(
+    pool: snakepit.Pool, caplog: pytest.LogCaptureFixture, delay: float
+) -> None:
+    # Said before the monitor arms the idle worker's socket (see ARM_AFTER).
+    caplog.set_level(logging.WARNING)
+    assert pool.call(_direct_tasks.log_later, delay, "said at once") == 1
+    assert _eventually(lambda: any(r.getMessage() == "said at once" for r in caplog.records))
+
+
+def test_a_worker_killed_right_after_its_reply_is_replaced(pool: snakepit.Pool) -> None:
+    victim = pool.call(_tasks.pid)
+    os.kill(victim, signal.SIGKILL)  # before its socket is armed again
+    assert _eventually(lambda: pool.stats()["crashes"] == 1)
+    assert _eventually(lambda: len(pool.worker_pids()) == 2 and victim not in pool.worker_pids())
+    assert [pool.call(_tasks.add, i, 0) for i in range(6)] == list(range(6))
+
+
+def test_calls_one_after_another_leave_the_socket_unarmed(pool: snakepit.Pool) -> None:
+    supervisor = pool._supervisor
+    watcher = supervisor._watcher
+    arms: list[int] = []
+    original = watcher.arm
+
+    def counting(fd: int, on_readable: Callable[[], None]) -> bool:
+        arms.append(fd)
+        return original(fd, on_readable)
+
+    watcher.arm = counting  # type: ignore[method-assign]
+    calls = 200
+    started = time.monotonic()
+    for i in range(calls):
+        assert pool.call(_tasks.add, i, 1) == i + 1
+    took = time.monotonic() - started
+    # At most one arming per monitor pass (every ARM_AFTER seconds), not one per call.
+    assert len(arms) <= 2 * (took / _direct.ARM_AFTER + 1), (len(arms), took)
+    assert len(arms) < calls
+    channels = [h.channel for h in supervisor.handles if h.channel is not None]
+    assert _eventually(lambda: all(c.reads == "nobody" and c.armed for c in channels))
 
 
 def test_an_idle_worker_killed_from_outside_is_replaced(pool: snakepit.Pool) -> None:
