@@ -25,7 +25,6 @@ lock; events are emitted, futures completed and frames sent outside it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -43,12 +42,10 @@ from snakepit.errors import (
     SnakepitError,
     WorkerUnavailableError,
 )
-from snakepit.zero_copy import _runtime as zero_copy
-from snakepit.zero_copy._runtime import collect_garbage, prune_mappings
 
 from ._calls import Call
-from ._cancel import worker_cancelled
 from ._circuit import CircuitBreakerRegistry
+from ._deaths import worker_exited
 from ._direct import (
     Channel,
     Waiter,
@@ -58,11 +55,9 @@ from ._direct import (
     reader_turn,
     wait_turn,
 )
-from ._exits import ExitKind, classify_exit, oom_kill_count
 from ._handle import (
     WorkerHandle,
     kill_if_alive,
-    read_fault_log,
 )
 from ._health import HealthMonitor
 from ._queue import CallQueue
@@ -70,10 +65,9 @@ from ._recycle import RecyclePolicy, Recycler
 from ._replies import handle_reply
 from ._report import Reporter
 from ._repro import write_call_repro
-from ._restarts import RestartPolicy, exit_error
+from ._restarts import RestartPolicy
 from ._retry import RetryPolicy
 from ._sessions import SessionTracker
-from ._sessions import ended_on_purpose as _ended_on_purpose
 from ._shutdown import shut_down
 from ._spawn import spawn_workers
 from ._spin import SpinChoice
@@ -405,133 +399,14 @@ class Supervisor:
         *,
         init_error: SnakepitError | None = None,
     ) -> None:
-        """The worker's process is gone (or never started): classify, clean up, restart."""
-        oom_after = oom_kill_count()
-        oom = (
-            handle.oom_before is not None
-            and oom_after is not None
-            and oom_after > handle.oom_before
-        )
-        info = classify_exit(
-            returncode, timed_out=handle.timed_out, oom_killed=oom, cancelled=handle.cancelled
-        )
-        pid = handle.pid
-        with self.lock:
-            if generation != handle.generation:
-                return
-            call, handle.current = handle.current, None
-            handle.proc = None
-            handle.sock = None
-            handle.channel = None
-            fault_log, handle.fault_log = handle.fault_log, None
-            handle.last_exit = info
-            # Workers the pool itself stopped (shutdown without waiting) did
-            # not crash, whatever signal ended them.
-            expected = info.kind is ExitKind.cancelled or (
-                self.stopping and (info.kind is ExitKind.normal or handle.stopped_by_pool)
-            )
-            if call is not None and not expected:
-                info = handle.last_exit = info.during_call()
-            recycled = None
-            if not expected and self.recycler is not None:
-                recycled = self.recycler.exited_locked(handle, call)
-            if expected:
-                handle.state = "stopped"
-            elif recycled is None:
-                handle.state = "crashed"
-                handle.init_error = init_error
-                self.counters["crashes"] += 1
-                if call is None:
-                    # A call that kills its worker gets the crash as its error;
-                    # only deaths no call explains (starting, initializer, idle)
-                    # are a crash loop that backs off and gives the slot up.
-                    self._restarts.note_crash(handle.crash_times, time.monotonic())
-            self.idle_changed.notify_all()
-        native_traceback = read_fault_log(fault_log)
-        if pid is not None:
-            # The dead worker's references go with it: drop those it held on
-            # others' blocks, unlink its own regions (our mappings of them stay
-            # valid) and drop unused mappings.
-            with contextlib.suppress(Exception):
-                zero_copy.drop_held_references(handle.ledger)
-            with contextlib.suppress(Exception):
-                collect_garbage(owner_pid=pid)
-            with contextlib.suppress(Exception):
-                prune_mappings()
-        if self.stopping and all(other.proc is None for other in self.handles):
-            self._watcher.close()  # the last worker of a pool shutting down is gone
-        if info.kind is ExitKind.cancelled:
-            ended = _ended_on_purpose(handle, "cancelled")
-            self.sessions.lost(handle, ended, generation=generation, pid=pid)
-            worker_cancelled(self, handle, call)  # stopped on request: not a crash
-            return
-        if expected:
-            if call is not None:
-                self.finish(
-                    call, WorkerUnavailableError("the pool was shut down while the call ran")
-                )
-            self.report_size()
-            return
-        if self.recycler is not None and recycled is not None:
-            ended = _ended_on_purpose(handle, recycled[0])
-            self.sessions.lost(handle, ended, generation=generation, pid=pid)
-            self.recycler.replaced(self, handle, pid, recycled, time.monotonic() - handle.spawned)
-            self.report_size()
-            return
-        self.report.worker_crashed(
-            handle.index,
-            pid,
-            handle.device,
-            info,
-            call.call_id if call is not None else None,
-            time.monotonic() - handle.spawned,
-            call.function if call is not None else None,
-        )
-        self.report_size()
-        self.health.record_crash(handle.index, handle.device, info.kind.value)
-        lost = functools.partial(
-            exit_error,
-            info,
-            timeout=call.timeout if call is not None else None,
-            worker_id=handle.index,
-            pid=pid,
-            native_traceback=native_traceback,
-        )
-        self.sessions.lost(handle, lost(), generation=generation, pid=pid)
-        if call is not None:
-            error = lost()
-            self.circuits.record(call.device, False)
-            self.finish(call, error)
-        self._plan_restart(handle)
+        """The worker's process is gone (or never started): see ``_deaths``."""
+        worker_exited(self, handle, generation, returncode, init_error)
 
     # ----------------------------------------------------- worker lifecycle
 
     def _spawn(self, *handles: WorkerHandle) -> None:
         """Start a worker process in each of ``handles`` (runs on the monitor thread)."""
         spawn_workers(self, handles)
-
-    def _plan_restart(self, handle: WorkerHandle) -> None:
-        policy = self._restarts
-        with self.lock:
-            if self.stopping:
-                return
-            crashes = len(handle.crash_times)
-            delay: float | None = None  # stays None: no restart
-            if policy.gives_up(crashes):
-                handle.state = "unhealthy"
-                failed = self._queue.give_up(handle, everyone=self._all_unhealthy())
-                error = self._unavailable()
-                self.idle_changed.notify_all()
-            else:
-                failed = []
-                delay = policy.delay(crashes)
-                handle.restarts += 1
-                self.counters["restarts"] += 1
-                self.timers.schedule_locked(delay, functools.partial(self._spawn, handle))
-        if delay is not None:
-            self.report.worker_restarting(handle.index, crashes, delay)
-        for call in failed:
-            self.finish(call, error)
 
     def _is_stopping(self) -> bool:
         return self.stopping

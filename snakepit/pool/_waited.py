@@ -44,8 +44,8 @@ class WaitedFuture:
         with _changing:
             if self._state == _CANCELLED:
                 return False
-            if self._state != _PENDING:
-                raise RuntimeError(f"future in unexpected state {self._state}")
+            if self._state != _PENDING:  # Future raises RuntimeError: a bug either way
+                raise InvalidStateError(f"the call is not pending: {self!r}")
             self._state = _RUNNING
             return True
 

@@ -15,7 +15,7 @@ import pytest
 
 import snakepit
 from snakepit import zero_copy
-from snakepit._wire import codec
+from snakepit._wire import _decode, codec
 from snakepit.errors import InvalidDescriptorError, SerializationError
 
 KIB = 1 << 10
@@ -285,13 +285,15 @@ def test_small_plain_pickles_decode_the_same_either_way(value: Any) -> None:
     payload = codec.encode(value).payload
     fast = codec.decode(payload)
     # The full unpickler's answer, for comparison.
-    slow = codec._Unpickler(io.BytesIO(payload), opener=codec._Opener(False, None), buffers=None)
+    slow = _decode._Unpickler(
+        io.BytesIO(payload), opener=_decode._Opener(False, None), buffers=None
+    )
     assert fast == slow.load() == value
 
 
 def test_a_descriptor_in_a_small_pickle_still_opens(shared: np.ndarray[Any, Any]) -> None:
     payload = codec.encode([shared]).payload
-    assert not codec._needs_no_opener(payload)
+    assert not _decode._needs_no_opener(payload)
     assert snakepit.is_shared(codec.decode(payload)[0])
 
 
@@ -305,7 +307,7 @@ class _Exits:
 @pytest.mark.parametrize("form", ["bare", "blob"])
 def test_a_small_pickle_that_exits_is_only_bad_data(form: str) -> None:
     payload = pickle.dumps(_Exits(), protocol=5)
-    assert codec._needs_no_opener(payload)  # the plain way decodes it
+    assert _decode._needs_no_opener(payload)  # the plain way decodes it
     blob: Any = payload if form == "bare" else (payload, ())
     with pytest.raises(SerializationError, match="SystemExit") as caught:
         codec.decode(blob)
