@@ -146,7 +146,8 @@ def _parts(
         return pickle.dumps((args, kwargs), protocol=PROTOCOL), arrays, ()  # scalars: plain
     holes = list(args)
     named = dict(kwargs)
-    for slot, *_ in slots:
+    for descriptor in slots:
+        slot = descriptor[0]
         if type(slot) is int:
             holes[slot] = None
         else:

@@ -428,7 +428,7 @@ class Pool(CallMethods, Executor):
         call.args_blob = encoded.blob
         call.keepalive = encoded.keepalive
         call.borrows_caller_memory = not idempotent and bool(encoded.buffers)
-        report.encoded("arguments", call.serialize_time, encoded.size, len(encoded.keepalive))
+        report.encoded("arguments", call.serialize_time, encoded)
         self._supervisor.start_attempt(call)
         return outer
 

@@ -33,6 +33,8 @@ from snakepit.telemetry._events import (
 from snakepit.telemetry._failures import ensure_failure_logging
 
 if TYPE_CHECKING:
+    from snakepit._wire.codec import Encoded
+
     from ._calls import Call
     from ._exits import ExitInfo
 
@@ -78,12 +80,13 @@ class Reporter:
                 },
             )
 
-    def encoded(self, what: str, duration: float, size: int, arrays: int) -> None:
-        """Arguments encoded (``what="arguments"``) in the caller's thread."""
+    def encoded(self, what: str, duration: float, encoded: Encoded) -> None:
+        """Arguments encoded (``what="arguments"``) in the caller's thread
+        (sized only when somebody listens: that walks the descriptors)."""
         if SERIALIZE_STOP in _bus.reaching:
             execute(
                 SERIALIZE_STOP,
-                {"duration": duration, "bytes": size, "arrays": arrays},
+                {"duration": duration, "bytes": encoded.size, "arrays": len(encoded.keepalive)},
                 {"direction": "encode", "what": what},
             )
 
