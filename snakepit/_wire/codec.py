@@ -59,6 +59,7 @@ __all__ = [
     "drop_transfers",
     "dumps_function",
     "encode",
+    "scalar_blob",
     "snapshot",
 ]
 
@@ -431,6 +432,16 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     finally:
         if reused is not None:
             _give_back(reused, keep)
+
+
+def scalar_blob(value: Any) -> Blob | None:
+    """The blob :func:`encode` gives a small scalar (a reply ``None``, a
+    number, a short string), made without an :class:`Encoded`; None for
+    anything else."""
+    if type(value) not in _plain.SCALARS:
+        return None
+    payload = pickle.dumps(value, protocol=PROTOCOL)
+    return (payload, ()) if len(payload) < OUT_OF_BAND_BYTES else None
 
 
 def _dump(pickler: type[Any], obj: Any, sender: _Sender) -> bytes:

@@ -171,6 +171,22 @@ class Worker:
         ran, and the CPU this thread answers from (whether the caller shares
         it decides whether the next call polls: see ``pool/_spin.py``).
         """
+        blob = codec.scalar_blob(value)  # most replies: None, a number
+        encoded = None
+        if blob is None:
+            tag, encoded = self._encoded(tag, value)
+            blob = encoded.blob
+        body = blob if python_seconds is None else (blob, python_seconds, _core.current_cpu())
+        frame = protocol.pack(tag, ident, body)
+        with self._send_lock:
+            protocol.send_frame(self.sock, frame)
+        # `encoded.keepalive` dies here: blocks in transit carry a reference
+        # for the supervisor to adopt.
+        del encoded
+
+    def _encoded(self, tag: str, value: Any) -> tuple[str, codec.Encoded]:
+        """``value`` encoded, or (a result that cannot be sent) the error
+        that says why, with the tag to send it under."""
         try:
             # Sent right away: array data may go out of band, uncopied.
             encoded = codec.encode(value, receiver=self.supervisor_pid, snapshot=False)
@@ -190,16 +206,7 @@ class Worker:
             # memory, too large): tell the caller, stay alive.
             tag = protocol.MSG_ERROR
             encoded = codec.encode(exception_to_record(_unsendable_result(exc, value)))
-        body = (
-            encoded.blob
-            if python_seconds is None
-            else (encoded.blob, python_seconds, _core.current_cpu())
-        )
-        frame = protocol.pack(tag, ident, body)
-        with self._send_lock:
-            protocol.send_frame(self.sock, frame)
-        # `encoded.keepalive` dies here: blocks in transit carry a reference
-        # for the supervisor to adopt.
+        return tag, encoded
 
     def forward_event(
         self, event: tuple[str, ...], measurements: Mapping[str, float], metadata: Mapping[str, Any]

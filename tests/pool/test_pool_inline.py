@@ -219,3 +219,13 @@ def test_large_replies_reuse_warm_frame_memory(
     for _ in range(20):
         assert len(pool.call(_tasks.make_bytes, MIB)) == MIB
     assert len(fresh) <= 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 7, 2.5, "short", "s" * (1 << 20), "é" * (1 << 19)],
+    ids=["none", "int", "float", "short-str", "str-1MiB", "str-wide"],
+)
+def test_scalar_results_of_every_size_come_back(pool: snakepit.Pool, value: Any) -> None:
+    # Small ones skip the encoder (codec.scalar_blob); large ones go its way.
+    assert pool.call(_tasks.identity, value) == value

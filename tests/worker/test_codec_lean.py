@@ -15,7 +15,7 @@ import pytest
 
 import snakepit
 from snakepit import zero_copy
-from snakepit._wire import _decode, codec
+from snakepit._wire import _bulk, _decode, codec
 from snakepit.errors import InvalidDescriptorError, SerializationError
 
 KIB = 1 << 10
@@ -317,3 +317,20 @@ def test_a_small_pickle_that_exits_is_only_bad_data(form: str) -> None:
 def test_a_broken_small_pickle_is_a_serialization_error() -> None:
     with pytest.raises(SerializationError, match="cannot deserialize"):
         codec.decode((pickle.dumps([1, 2, 3], protocol=5)[:-3], ()))
+
+
+@pytest.mark.parametrize("value", [None, 0, -7, 2.5, True, 1j, "", "text"])
+def test_a_small_scalar_is_the_blob_encode_gives(value: Any) -> None:
+    blob = codec.scalar_blob(value)
+    assert blob == codec.encode(value).blob
+    assert codec.decode(blob) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[1], (1,), {"a": 1}, b"x", "x" * _bulk.OUT_OF_BAND_BYTES, Row(1, 2.0)],
+    ids=["list", "tuple", "dict", "bytes", "large-str", "object"],
+)
+def test_anything_else_has_no_scalar_blob(value: Any) -> None:
+    assert codec.scalar_blob(value) is None
+    assert codec.decode(codec.encode(value).blob) == value
