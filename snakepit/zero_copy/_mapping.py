@@ -173,9 +173,15 @@ def view(
         raise core_error(exc, operation, name=region_name) from None
     if keepalive is not None:
         state.holders[(region_name, offset)] = buffer
+    resolved = numpy_dtype(dtype)
+    if not readonly and not byte_offset and _c_order(shape, strides, resolved.itemsize):
+        # Most blocks: the core makes the array without numpy's argument
+        # parsing (about an eighth of the time), as for a new allocation.
+        made: np.ndarray[Any, Any] = _core.array_over(buffer, shape, resolved)
+        return made
     array: np.ndarray[Any, Any] = np.ndarray(
         shape,
-        dtype=numpy_dtype(dtype),
+        dtype=resolved,
         buffer=memoryview(buffer),
         offset=byte_offset,
         strides=strides,
@@ -183,6 +189,18 @@ def view(
     if readonly:
         array.flags.writeable = False
     return array
+
+
+def _c_order(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> bool:
+    """Whether ``strides`` are exactly the C-order strides of ``shape``."""
+    if len(shape) == 1:
+        return strides[0] == itemsize  # the common block (lengths checked already)
+    step = itemsize
+    for index in range(len(shape) - 1, -1, -1):
+        if strides[index] != step:
+            return False
+        step *= shape[index]
+    return True
 
 
 def retain(array: np.ndarray[Any, Any]) -> None:

@@ -7,7 +7,9 @@ import os
 import secrets
 from collections.abc import Iterator
 from multiprocessing import shared_memory
+from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -168,3 +170,35 @@ def test_random_descriptors_never_crash(
     low, high = ref.extent()
     assert 0 <= low <= high <= ref.nbytes
     assert view.nbytes <= max(ref.nbytes, 0) or view.size == 0
+
+
+def _views(base: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    grid = base[:60].reshape(3, 4, 5)
+    return {
+        "1-d": base,
+        "3-d": grid,
+        "offset": base[7:19],
+        "strided": base[::3],
+        "transposed": grid.T,
+        "size-1-dim": base[:5].reshape(5, 1),
+        "0-d": base[3:4].reshape(()),
+        "empty": base[:0],
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["1-d", "3-d", "offset", "strided", "transposed", "size-1-dim", "0-d", "empty"]
+)
+@pytest.mark.parametrize("readonly", [False, True])
+def test_an_opened_block_has_the_senders_layout(name: str, readonly: bool) -> None:
+    base = snakepit.share(np.arange(64, dtype=np.float64))
+    view = _views(base)[name]
+    opened = snakepit.from_ref(snakepit.ref_of(view), mode="acquire", readonly=readonly)
+    assert (opened.shape, opened.strides, opened.dtype) == (view.shape, view.strides, view.dtype)
+    assert np.array_equal(opened, view)
+    assert opened.flags.writeable is not readonly
+    assert snakepit.is_shared(opened)
+    if not readonly and opened.size:
+        first = (0,) * opened.ndim
+        opened[first] = -1.0  # the same memory
+        assert view[first] == -1.0
