@@ -167,18 +167,19 @@ class Supervisor:
             self.finish(call, exc)
             return
         with self.lock:
+            handle = None
             if self.stopping:
                 error: SnakepitError | None = WorkerUnavailableError("the pool was shut down")
             elif call.device is not None and not any(h.device == call.device for h in self.handles):
                 error = DeviceNotAvailableError(
                     f"no worker of this pool runs on device {call.device!r}"
                 )
-            elif self._all_unhealthy():
+            # An idle worker is a healthy one: the common call looks no further.
+            elif (handle := self._idle_for_locked(call)) is None and self._all_unhealthy():
                 error = self._unavailable()
             elif (error := self.sessions.admit(call)) is None:
                 # A caller that waits reads its reply itself (see _direct.py).
                 direct = call if call.caller_waits and call.attempt == 1 else None
-                handle = self._idle_for_locked(call)
                 if handle is not None:  # what dispatch would choose, without queueing
                     if call.attempt == 1:
                         call.outer.set_running_or_notify_cancel()  # not yet returned
@@ -186,16 +187,17 @@ class Supervisor:
                 else:
                     self._queue.put(call)
                     sends = self._dispatch_locked(direct)
-                if self.recycler is not None and not call.dispatched:
-                    self.recycler.wake_locked(self, call)  # a parked worker may run it
-                if direct is not None and not call.dispatched:
-                    # Its caller sleeps until the call's worker hands it the
-                    # stream, or the call is over (see _direct.py).
-                    call.waiter = Waiter()
-                if call.borrows_caller_memory and not call.dispatched:
-                    # Left waiting: copy the arrays before ``submit`` returns
-                    # (under the lock, so no reply thread sends it meanwhile).
-                    call.args_blob = codec.snapshot(call.args_blob)
+                if not call.dispatched:
+                    if self.recycler is not None:
+                        self.recycler.wake_locked(self, call)  # a parked worker may run it
+                    if direct is not None:
+                        # Its caller sleeps until the call's worker hands it the
+                        # stream, or the call is over (see _direct.py).
+                        call.waiter = Waiter()
+                    if call.borrows_caller_memory:
+                        # Left waiting: copy the arrays before ``submit`` returns
+                        # (under the lock, so no reply thread sends it meanwhile).
+                        call.args_blob = codec.snapshot(call.args_blob)
                 call.borrows_caller_memory = False
         if error is not None:
             self.circuits.release(call.device)  # no verdict on the worker path
@@ -314,7 +316,9 @@ class Supervisor:
             with self.lock:
                 if not self._is_stopping():  # may have changed since the check above
                     self.counters["retries"] += 1
-                    retry = dataclasses.replace(call, attempt=call.attempt + 1, deadline=None)
+                    retry = dataclasses.replace(
+                        call, attempt=call.attempt + 1, deadline=None, dispatched=0.0
+                    )
                     self._retrying[retry.call_id] = retry
                     self.timers.schedule_locked(delay, functools.partial(self._run_retry, retry))
                     return

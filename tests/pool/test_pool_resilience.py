@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +78,24 @@ def test_idempotent_calls_are_retried_after_a_crash(tmp_path: Path) -> None:
         with pytest.raises(WorkerCrashedError):
             pool.call(_tasks.flaky, str(tmp_path / "b"))  # not idempotent: no retry
         assert pool.stats()["retries"] == 1
+
+
+def test_a_retry_is_a_new_attempt_not_yet_dispatched(tmp_path: Path) -> None:
+    # A retry that has to wait must look undispatched: a parked worker is
+    # woken for it and its caller waits for its turn (white-box).
+    policy = RetryPolicy(max_attempts=2, base_delay=0.01, jitter=0.0)
+    with snakepit.Pool(workers=1, retry=policy) as pool:
+        supervisor = pool._supervisor
+        seen: list[tuple[int, float]] = []
+        original = supervisor.start_attempt
+
+        def start_attempt(call: Any) -> None:
+            seen.append((call.attempt, call.dispatched))
+            original(call)
+
+        supervisor.start_attempt = start_attempt  # type: ignore[method-assign]
+        assert pool.options(idempotent=True).call(_tasks.flaky, str(tmp_path / "a")) == "recovered"
+        assert seen == [(1, 0.0), (2, 0.0)]
 
 
 def test_health_reports_crashes() -> None:
