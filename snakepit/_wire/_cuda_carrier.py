@@ -43,7 +43,7 @@ from snakepit.errors import InvalidDescriptorError, SnakepitError, UnshareableMe
 from snakepit.telemetry import _bus
 from snakepit.telemetry._events import CUDA_COPY
 from snakepit.zero_copy._dlpack import DL_CUDA
-from snakepit.zero_copy._dtypes import dtype_name
+from snakepit.zero_copy._dtypes import c_strides, dtype_name
 from snakepit.zero_copy._mapping import RefMode
 from snakepit.zero_copy._ref import array_from_fields, fields_of
 
@@ -140,7 +140,7 @@ def _described(obj: Any) -> Described | None:
         name = dtype_name(np.dtype(interface["typestr"]))
         given = interface.get("strides")
         strides = (
-            _c_strides(shape, np.dtype(interface["typestr"]).itemsize)
+            c_strides(shape, np.dtype(interface["typestr"]).itemsize)
             if given is None
             else tuple(int(s) for s in given)
         )
@@ -166,15 +166,6 @@ def _from_dlpack(obj: Any) -> Described | None:
     # default stream, which is waited for here.
     _cuda_leases.synchronize(array.device_id, 1)
     return array.ptr, array.shape, array.dtype, array.strides, array.device_id, "cuda", array
-
-
-def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    strides = []
-    step = itemsize
-    for dim in reversed(shape):
-        strides.append(step)
-        step *= max(dim, 1)
-    return tuple(reversed(strides))
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:

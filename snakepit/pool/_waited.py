@@ -106,7 +106,11 @@ class WaitedFuture:
     def _wait(self, timeout: float | None) -> None:
         if self._state < _CANCELLED:
             over = self._over
-            if not over.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            # None or inf: no limit (a lock refuses timeouts past TIMEOUT_MAX).
+            wait = (
+                -1.0 if timeout is None or timeout >= threading.TIMEOUT_MAX else max(0.0, timeout)
+            )
+            if not over.acquire(timeout=wait):
                 raise TimeoutError()
             over.release()  # for anyone else asking
         if self._state == _CANCELLED:

@@ -53,7 +53,7 @@ from snakepit.errors import (
 )
 
 from . import _cuda_devices, _dlpack
-from ._dtypes import dtype_name, numpy_dtype
+from ._dtypes import c_strides, dtype_name, numpy_dtype
 from ._errors import DEFAULT_DRIVER, DRIVER_ENV, core_error, core_errors
 from ._ref import MAX_FIELD, StridedDescriptor, layout_problem, view_extent
 
@@ -83,15 +83,6 @@ def cuda_driver(path: str | None = None) -> CudaDriver:
                 driver = CudaDriver.load(chosen)
             _drivers[chosen] = driver
     return driver
-
-
-def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    strides: list[int] = []
-    step = itemsize
-    for dim in reversed(shape):
-        strides.append(step)
-        step *= max(dim, 1)
-    return tuple(reversed(strides))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +240,7 @@ def export_cuda(
     name = dtype if isinstance(dtype, str) else dtype_name(dtype)
     shape = tuple(shape)
     if strides is None:
-        strides = _contiguous_strides(shape, numpy_dtype(name).itemsize)
+        strides = c_strides(shape, numpy_dtype(name).itemsize)
     if type(device_id) is not int or not 0 <= device_id < CUDA_MAX_DEVICES:
         raise ValueError(f"device_id must be an int in [0, {CUDA_MAX_DEVICES}), got {device_id!r}")
     drv = driver if driver is not None else cuda_driver()
@@ -438,7 +429,7 @@ class CudaIPCTensor:
     def __cuda_array_interface__(self) -> dict[str, Any]:
         ref = self.ref
         dtype = numpy_dtype(ref.dtype)
-        contiguous = ref.strides == _contiguous_strides(ref.shape, dtype.itemsize)
+        contiguous = ref.strides == c_strides(ref.shape, dtype.itemsize)
         return {
             "shape": ref.shape,
             # numpy spells bfloat16 as a raw 2-byte type ("<V2").

@@ -22,8 +22,8 @@ from typing import Any
 from snakepit._core import DLPACK_FLAG_READ_ONLY, CoreError, DLPackImport, Status
 
 from . import _dlpack
-from ._cuda import DLPACK_CUDA, _contiguous_strides, cuda_driver, device_copier
-from ._dtypes import numpy_dtype
+from ._cuda import DLPACK_CUDA, cuda_driver, device_copier
+from ._dtypes import c_strides, numpy_dtype
 
 
 def _capsule_of(producer: Any) -> Any:
@@ -66,7 +66,7 @@ class CudaArray:
         itemsize = numpy_dtype(self.dtype).itemsize
         shape = tensor.shape
         if tensor.strides is None:
-            self.strides = _contiguous_strides(shape, itemsize)
+            self.strides = c_strides(shape, itemsize)
         else:
             self.strides = tuple(s * itemsize for s in tensor.strides)
         self._tensor = tensor

@@ -18,12 +18,11 @@ from snakepit._core import CudaDriver
 from ._cuda import (
     CudaBuffer,
     GPUTensorRef,
-    _contiguous_strides,
     cuda_driver,
     device_copy,
     export_cuda,
 )
-from ._dtypes import dtype_name, numpy_dtype
+from ._dtypes import c_strides, dtype_name, numpy_dtype
 
 
 def export_cuda_copy(
@@ -51,7 +50,7 @@ def export_cuda_copy(
     name = dtype if isinstance(dtype, str) else dtype_name(dtype)
     shape = tuple(shape)
     if strides is None:
-        strides = _contiguous_strides(shape, numpy_dtype(name).itemsize)
+        strides = c_strides(shape, numpy_dtype(name).itemsize)
     strides = tuple(strides)
     drv = driver if driver is not None else cuda_driver()
     buffer, copy_ptr = device_copy(drv, device_id, ptr, shape, name, strides, stream)

@@ -1,4 +1,4 @@
-"""The dtypes a TensorRef may carry, and their numpy representation."""
+"""The dtypes a TensorRef may carry, their numpy representation, and C-order strides."""
 
 from __future__ import annotations
 
@@ -78,3 +78,14 @@ def resolve_dtype(dtype: object) -> np.dtype[Any]:
     except TypeError as exc:
         raise DtypeError(expected=", ".join(SUPPORTED_DTYPES), got=repr(dtype)) from exc
     return table[dtype_name(resolved)]
+
+
+def c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """The byte strides of a C-contiguous array of ``shape`` (a dimension of
+    0 counts as 1, so every stride stays a real step)."""
+    strides: list[int] = []
+    step = itemsize
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 from snakepit import _core
 
-from ._dtypes import numpy_dtype
+from ._dtypes import c_strides, numpy_dtype
 from ._errors import core_error, core_errors
 from ._ledger import LazyLedger, LeaseLedger
 
@@ -195,12 +195,7 @@ def _c_order(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) ->
     """Whether ``strides`` are exactly the C-order strides of ``shape``."""
     if len(shape) == 1:
         return strides[0] == itemsize  # the common block (lengths checked already)
-    step = itemsize
-    for index in range(len(shape) - 1, -1, -1):
-        if strides[index] != step:
-            return False
-        step *= shape[index]
-    return True
+    return strides == c_strides(shape, itemsize)
 
 
 def retain(array: np.ndarray[Any, Any]) -> None:

@@ -99,6 +99,18 @@ def test_a_result_not_there_yet_times_out(kind: Kind) -> None:
     assert future.result(timeout=0) == "late"
 
 
+def test_a_negative_timeout_is_no_wait(kind: Kind) -> None:
+    future = kind()
+    with pytest.raises(TimeoutError):
+        future.result(timeout=-1.0)
+
+
+def test_an_infinite_timeout_waits_for_the_result() -> None:
+    future = WaitedFuture()
+    threading.Timer(0.05, future.set_result, ("late",)).start()
+    assert future.result(timeout=float("inf")) == "late"
+
+
 def test_every_waiting_thread_wakes_with_the_result(kind: Kind) -> None:
     future = kind()
     got: list[Any] = []
