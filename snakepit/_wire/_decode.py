@@ -177,8 +177,10 @@ def _undecodable(exc: BaseException) -> BaseException:
 #: before decoding (larger ones always go through the codec's unpickler).
 _PLAIN_DECODE_BYTES = 64 << 10
 #: In every pickle that names a descriptor; the persistent id opcodes
-#: (BINPERSID, and PERSID of protocol 0).
-_DESCRIPTOR_MARK, _PERSISTENT_OPCODES = b"_shared", (b"Q", b"P")
+#: (BINPERSID ``Q``, and PERSID ``P`` of protocol 0), as byte values: ``int in
+#: bytes`` is a ``memchr``, while ``bytes in bytes`` first tries the needle as
+#: an integer and raises and clears a TypeError inside CPython (3.11) every time.
+_DESCRIPTOR_MARK, _BINPERSID, _PERSID = b"_shared", ord("Q"), ord("P")
 
 
 def _needs_no_opener(payload: bytes) -> bool:
@@ -192,9 +194,9 @@ def _needs_no_opener(payload: bytes) -> bool:
     ``_shared``, which refuses.)"""
     return (
         len(payload) <= _PLAIN_DECODE_BYTES
-        and _DESCRIPTOR_MARK not in payload
-        and _PERSISTENT_OPCODES[0] not in payload
-        and _PERSISTENT_OPCODES[1] not in payload
+        and payload.find(_DESCRIPTOR_MARK) < 0
+        and _BINPERSID not in payload
+        and _PERSID not in payload
     )
 
 

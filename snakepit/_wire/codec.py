@@ -59,6 +59,7 @@ __all__ = [
     "drop_transfers",
     "dumps_function",
     "encode",
+    "inband",
     "scalar_blob",
     "snapshot",
 ]
@@ -384,6 +385,15 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
     if type(obj) in _plain.SCALARS:  # a result None, a number: nothing to walk
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))
     if receiver is None:
+        if (  # a call without arguments (a no-op, a control call): pickled once
+            type(obj) is tuple
+            and len(obj) == 2
+            and type(obj[0]) is tuple
+            and not obj[0]
+            and type(obj[1]) is dict
+            and not obj[1]
+        ):
+            return Encoded(_NO_ARGUMENTS_PAYLOAD)
         flat = _flat.encode(obj)  # call arguments: scalars and plain arrays
         if flat is not None:
             payload, arrays, slots = flat
@@ -409,7 +419,7 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
                 payload = _dump(_BytesPickler if big_bytes else _FastPickler, obj, sender)
             # Plain pickle names functions and classes of ``__main__`` (which
             # the receiver's is not): only cloudpickle sends them by value.
-            retry = found != _plain.BIG_BYTES and _MAIN in payload
+            retry = found != _plain.BIG_BYTES and payload.find(_MAIN) >= 0
         except _TYPED:
             raise
         except Exception:
@@ -442,6 +452,17 @@ def scalar_blob(value: Any) -> Blob | None:
         return None
     payload = pickle.dumps(value, protocol=PROTOCOL)
     return (payload, ()) if len(payload) < OUT_OF_BAND_BYTES else None
+
+
+#: The pickle of a call's ``(args, kwargs)`` when it has neither.
+_NO_ARGUMENTS_PAYLOAD = pickle.dumps(((), {}), protocol=PROTOCOL)
+
+
+def inband(blob: Blob) -> bool:
+    """Whether ``blob`` holds no out-of-band buffer (a small pickle, its
+    arrays' descriptors or small data beside it): its frame can be packed
+    with ``protocol.pack(..., inband=True)``."""
+    return len(blob) in (2, 4) and type(blob[0]) is bytes and not blob[1]
 
 
 def _dump(pickler: type[Any], obj: Any, sender: _Sender) -> bytes:

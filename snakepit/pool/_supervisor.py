@@ -265,7 +265,9 @@ class Supervisor:
             body += (call.trace, session[0] if session else None, False)
         elif call.trace is not None or session:
             body += (call.trace, *session)
-        message = protocol.pack(protocol.MSG_CALL, call.call_id, body)
+        message = protocol.pack(
+            protocol.MSG_CALL, call.call_id, body, inband=codec.inband(call.args_blob)
+        )
         if handle.sock is not None and handle.channel is not None:
             claim_locked(self, call, handle.channel, call is direct)
             sends.append((handle.sock, message, call))

@@ -177,7 +177,7 @@ class Worker:
             tag, encoded = self._encoded(tag, value)
             blob = encoded.blob
         body = blob if python_seconds is None else (blob, python_seconds, _core.current_cpu())
-        frame = protocol.pack(tag, ident, body)
+        frame = protocol.pack(tag, ident, body, inband=encoded is None or codec.inband(blob))
         with self._send_lock:
             protocol.send_frame(self.sock, frame)
         # `encoded.keepalive` dies here: blocks in transit carry a reference

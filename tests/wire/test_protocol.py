@@ -187,3 +187,20 @@ def test_spinning_reader_still_blocks_and_sees_eof(
     left.close()
     assert reader.read() is None
     assert right.getblocking()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [(1, None, (b"args", ())), (b"x" * 70_000, 2.5, 3), (1, pickle.PickleBuffer(b"y" * 70_000))],
+    ids=["call", "large-bytes", "stray-buffer"],
+)
+def test_an_inband_frame_unpacks_as_the_general_one(body: Any) -> None:
+    inband = protocol.pack(protocol.MSG_CALL, 5, body, inband=True)
+    general = protocol.pack(protocol.MSG_CALL, 5, body)
+    assert len(inband) == 1  # one part: nothing beside the envelope
+    tag, ident, got = protocol.unpack(_joined(inband))
+    _, _, expected = protocol.unpack(_joined(general))
+    # A PickleBuffer that was there anyway arrives copied into the envelope.
+    plain = tuple(bytes(v) if isinstance(v, (memoryview, pickle.PickleBuffer)) else v for v in got)
+    assert (tag, ident) == (protocol.MSG_CALL, 5)
+    assert plain == tuple(bytes(v) if isinstance(v, memoryview) else v for v in expected)

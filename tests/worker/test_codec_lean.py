@@ -334,3 +334,36 @@ def test_a_small_scalar_is_the_blob_encode_gives(value: Any) -> None:
 def test_anything_else_has_no_scalar_blob(value: Any) -> None:
     assert codec.scalar_blob(value) is None
     assert codec.decode(codec.encode(value).blob) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [((), {}), ((1,), {}), ((), {"a": 1}), [(), {}], ((), {}, None)],
+    ids=["none", "one-arg", "one-kwarg", "list", "three"],
+)
+def test_arguments_without_any_decode_as_they_were(value: Any) -> None:
+    encoded = codec.encode(value)
+    assert codec.decode(encoded.blob) == value
+    assert codec.inband(encoded.blob)
+
+
+def test_a_blob_with_buffers_is_not_inband() -> None:
+    blob = codec.encode(b"z" * (4 * _bulk.OUT_OF_BAND_BYTES)).blob
+    assert not codec.inband(blob)
+    assert codec.decode(blob) == b"z" * (4 * _bulk.OUT_OF_BAND_BYTES)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [pickle.dumps(b"Q"), pickle.dumps("P"), pickle.dumps("_shared"), b"x" * (65 << 10)],
+    ids=["binpersid-byte", "persid-byte", "mark", "large"],
+)
+def test_the_opcode_bytes_or_the_mark_in_data_take_the_full_path(payload: bytes) -> None:
+    assert not _decode._needs_no_opener(payload)
+
+
+def test_a_pair_that_starts_with_an_array_is_not_taken_for_no_arguments() -> None:
+    value = (np.arange(3.0), {})
+    back = codec.decode(codec.encode(value).blob)
+    assert np.array_equal(back[0], value[0])
+    assert back[1] == {}
