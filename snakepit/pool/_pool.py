@@ -398,21 +398,23 @@ class Pool(CallMethods, Executor):
         if self._supervisor.closed:
             raise PoolClosedError("cannot submit to a pool that was shut down")
         fn_id, fn_blob, name = self._function(fn)
+        # Positional: a class called with keywords builds a dict of them and
+        # unpacks it again for ``__init__`` (a third of the construction).
         call = Call(
-            call_id=next(self._call_ids),
-            fn_id=fn_id,
-            fn_blob=fn_blob,
-            args_blob=(b"", ()),
-            keepalive=[],
-            timeout=timeout,
-            device=device,
-            session=session,
-            idempotent=idempotent,
-            attempt=1,
-            outer=outer,
-            function=name,
-            caller_waits=caller_waits,
+            next(self._call_ids),  # call_id
+            fn_id,
+            fn_blob,
+            (b"", ()),  # args_blob, set once encoded
+            [],  # keepalive
+            timeout,
+            device,
+            session,
+            idempotent,
+            1,  # attempt
+            outer,
+            name,  # function
         )
+        call.caller_waits = caller_waits
         report = self._supervisor.report
         report.call_started(call)
         call.trace = carrier_for_call(self.name, call.call_id)

@@ -251,7 +251,6 @@ class Supervisor:
             # per call piles up when calls finish in time.
             call.deadline = call.dispatched + call.timeout
             self.timers.deadline_locked(call.deadline)
-        body: tuple[Any, ...] = (call.fn_id, blob, call.args_blob)
         session = () if call.session is None else self.sessions.landed(call, handle)
         call.spin = self._spin_pays_locked()
         if call.spin and handle.cpu >= 0 and handle.cpu == _core.current_cpu():
@@ -261,13 +260,25 @@ class Supervisor:
             self.spin_choice.passed_locked()
         elif call.spin:
             call.spin, call.spin_counts = self.spin_choice.choose_locked()
-        if not call.spin:
-            body += (call.trace, session[0] if session else None, False)
-        elif call.trace is not None or session:
-            body += (call.trace, *session)
-        message = protocol.pack(
-            protocol.MSG_CALL, call.call_id, body, inband=codec.inband(call.args_blob)
-        )
+        args_blob = call.args_blob
+        if (
+            blob is None
+            and call.trace is None
+            and not session
+            and len(args_blob) == 2
+            and not args_blob[1]
+            and type(args_blob[0]) is bytes
+        ):  # a known function, small arguments: the compact frame
+            message = protocol.pack_call(call.call_id, call.fn_id, args_blob[0], call.spin)
+        else:
+            body: tuple[Any, ...] = (call.fn_id, blob, args_blob)
+            if not call.spin:
+                body += (call.trace, session[0] if session else None, False)
+            elif call.trace is not None or session:
+                body += (call.trace, *session)
+            message = protocol.pack(
+                protocol.MSG_CALL, call.call_id, body, inband=codec.inband(args_blob)
+            )
         if handle.sock is not None and handle.channel is not None:
             claim_locked(self, call, handle.channel, call is direct)
             sends.append((handle.sock, message, call))

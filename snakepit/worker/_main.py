@@ -176,8 +176,11 @@ class Worker:
         if blob is None:
             tag, encoded = self._encoded(tag, value)
             blob = encoded.blob
-        body = blob if python_seconds is None else (blob, python_seconds, _core.current_cpu())
-        frame = protocol.pack(tag, ident, body, inband=encoded is None or codec.inband(blob))
+        if encoded is None and python_seconds is not None and tag == protocol.MSG_RESULT:
+            frame = protocol.pack_result(ident, blob[0], python_seconds, _core.current_cpu())
+        else:
+            body = blob if python_seconds is None else (blob, python_seconds, _core.current_cpu())
+            frame = protocol.pack(tag, ident, body, inband=encoded is None or codec.inband(blob))
         with self._send_lock:
             protocol.send_frame(self.sock, frame)
         # `encoded.keepalive` dies here: blocks in transit carry a reference

@@ -84,6 +84,10 @@ class _Exits:
         _framed(pickle.dumps(("call", 1, None))) + b"trailing",
         _framed(pickle.dumps(("call", 1, None)), 1 << 40),
         struct.pack("<IQ", 1 << 30, 0),
+        # Compact frames cut short of their fields.
+        struct.pack("<IQ", 0xFFFFFFFF, 7),
+        struct.pack("<IQd", 0xFFFFFFFE, 7, 1.0),
+        struct.pack("<IQ", 0xFFFFFFFD, 7),  # no such mark: read as a count
     ],
 )
 def test_malformed_envelopes_are_refused(payload: bytes) -> None:
@@ -204,3 +208,30 @@ def test_an_inband_frame_unpacks_as_the_general_one(body: Any) -> None:
     plain = tuple(bytes(v) if isinstance(v, (memoryview, pickle.PickleBuffer)) else v for v in got)
     assert (tag, ident) == (protocol.MSG_CALL, 5)
     assert plain == tuple(bytes(v) if isinstance(v, memoryview) else v for v in expected)
+
+
+@pytest.mark.parametrize("spin", [True, False])
+@pytest.mark.parametrize("arguments", [b"", pickle.dumps(((1, "x"), {"k": 2.0}), protocol=5)])
+def test_a_compact_call_unpacks_as_its_general_frame(spin: bool, arguments: bytes) -> None:
+    body: tuple[Any, ...] = (2**40 + 3, None, (arguments, ()))
+    if not spin:
+        body += (None, None, False)
+    general = protocol.unpack(_joined(protocol.pack(protocol.MSG_CALL, 2**62, body)))
+    compact = protocol.unpack(_joined(protocol.pack_call(2**62, 2**40 + 3, arguments, spin)))
+    assert compact == general
+    assert type(compact[2][2][0]) is bytes
+
+
+@pytest.mark.parametrize("cpu", [-1, 0, 63])
+def test_a_compact_result_unpacks_as_its_general_frame(cpu: int) -> None:
+    value = pickle.dumps(None, protocol=5)
+    body = ((value, ()), 1.25e-6, cpu)
+    general = protocol.unpack(_joined(protocol.pack(protocol.MSG_RESULT, 11, body)))
+    compact = protocol.unpack(_joined(protocol.pack_result(11, value, 1.25e-6, cpu)))
+    assert compact == general
+
+
+def test_a_compact_frame_with_buffers_received_apart_is_refused() -> None:
+    frame = _joined(protocol.pack_call(1, 2, b"args", True))
+    with pytest.raises(protocol.ProtocolError):
+        protocol.unpack(protocol.SplitFrame(memoryview(frame), {0: b"x"}, len(frame) + 1))
