@@ -21,6 +21,7 @@ from snakepit.zero_copy._ref import array_from_fields
 
 from . import _bulk, _cuda_carrier, _flat
 from ._carriers import BY_TAG, DESCRIPTOR_MODULE, TAG_BYTEARRAY, TAG_BYTES
+from ._plain import NO_ARGUMENTS_PAYLOAD, NONE_PAYLOAD
 from ._view_reader import VIEW_READER_BYTES, ViewReader
 from .protocol import could_be_ctrl_c
 
@@ -116,6 +117,10 @@ def decode(
     if type(blob) is tuple:
         if len(blob) == 2 and type(blob[1]) is tuple:
             payload, buffers = blob
+            if payload == NONE_PAYLOAD:
+                return None  # most replies
+            if payload == NO_ARGUMENTS_PAYLOAD:
+                return (), {}  # a call without arguments (a new dict: it is the callee's)
             if not buffers and type(payload) is bytes and _needs_no_opener(payload):
                 try:  # the common reply and call: a small plain pickle
                     return pickle.loads(payload)

@@ -6,6 +6,7 @@ pickled at once, without a pickler object or any call back into Python.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 from snakepit.zero_copy import _host_arrays
@@ -14,6 +15,11 @@ from ._bulk import OUT_OF_BAND_BYTES
 
 #: The pickle protocol of every payload (out-of-band buffers need 5).
 PROTOCOL = 5
+#: The pickles of a reply ``None`` and of a call's ``(args, kwargs)`` without
+#: either: made once when encoding, compared (a ``memcmp``) before anything is
+#: unpickled when decoding.
+NONE_PAYLOAD = pickle.dumps(None, protocol=PROTOCOL)
+NO_ARGUMENTS_PAYLOAD = pickle.dumps(((), {}), protocol=PROTOCOL)
 #: Values made only of these types pickle the same with the plain C pickler,
 #: which skips building a pickler object: the common small call is cheaper.
 SCALARS = frozenset({type(None), bool, int, float, complex, str})

@@ -393,7 +393,7 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
             and type(obj[1]) is dict
             and not obj[1]
         ):
-            return Encoded(_NO_ARGUMENTS_PAYLOAD)
+            return Encoded(_plain.NO_ARGUMENTS_PAYLOAD)
         flat = _flat.encode(obj)  # call arguments: scalars and plain arrays
         if flat is not None:
             payload, arrays, slots = flat
@@ -448,14 +448,12 @@ def scalar_blob(value: Any) -> Blob | None:
     """The blob :func:`encode` gives a small scalar (a reply ``None``, a
     number, a short string), made without an :class:`Encoded`; None for
     anything else."""
+    if value is None:
+        return _plain.NONE_PAYLOAD, ()
     if type(value) not in _plain.SCALARS:
         return None
     payload = pickle.dumps(value, protocol=PROTOCOL)
     return (payload, ()) if len(payload) < OUT_OF_BAND_BYTES else None
-
-
-#: The pickle of a call's ``(args, kwargs)`` when it has neither.
-_NO_ARGUMENTS_PAYLOAD = pickle.dumps(((), {}), protocol=PROTOCOL)
 
 
 def inband(blob: Blob) -> bool:

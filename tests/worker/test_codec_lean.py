@@ -367,3 +367,11 @@ def test_a_pair_that_starts_with_an_array_is_not_taken_for_no_arguments() -> Non
     back = codec.decode(codec.encode(value).blob)
     assert np.array_equal(back[0], value[0])
     assert back[1] == {}
+
+
+def test_each_decoding_of_no_arguments_gives_a_dict_of_its_own() -> None:
+    blob = codec.encode(((), {})).blob
+    first = codec.decode(blob)
+    first[1]["added"] = 1
+    assert codec.decode(blob) == ((), {})
+    assert codec.decode(codec.scalar_blob(None)) is None  # type: ignore[arg-type]
