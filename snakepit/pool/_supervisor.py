@@ -266,9 +266,8 @@ class Supervisor:
             and call.trace is None
             and not session
             and len(args_blob) == 2
-            and not args_blob[1]
-            and type(args_blob[0]) is bytes
-        ):  # a known function, small arguments: the compact frame
+            and codec.inband(args_blob)
+        ):  # a known function, arguments in one small pickle: the compact frame
             message = protocol.pack_call(call.call_id, call.fn_id, args_blob[0], call.spin)
         else:
             body: tuple[Any, ...] = (call.fn_id, blob, args_blob)
