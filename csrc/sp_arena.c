@@ -534,6 +534,9 @@ SP_API int sp_arena_alloc(sp_arena *arena, uint64_t nbytes, sp_block *out)
     if (arena == NULL || out == NULL)
         return sp_fail(SP_ERR_INVALID, EINVAL);
     memset(out, 0, sizeof *out);
+    /* More than the largest region holds: no free space would ever do. */
+    if (nbytes > SP_MAX_REGION_SIZE - SP_REGION_HEADER_SIZE - SP_BLOCK_HEADER_SIZE)
+        return sp_fail(SP_ERR_NOSPACE, ENOSPC);
     pthread_mutex_lock(&arena->mu);
     if (arena->unlinked) {
         pthread_mutex_unlock(&arena->mu);

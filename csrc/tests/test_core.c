@@ -998,6 +998,23 @@ static void test_arena_enospc(void)
     CHECK_EQ(count_shm_entries(getpid()), 0);
     CHECK_EQ(sp_arena_alloc(ar, 1000, &b), SP_OK);
     CHECK_EQ(sp_arena_release(ar, b.data), SP_OK);
+    {
+        /* Beyond the largest block a region holds, at and past the edge. */
+        static const uint64_t too_large[] = {
+            SP_MAX_REGION_SIZE - SP_REGION_HEADER_SIZE - SP_BLOCK_HEADER_SIZE + 1,
+            SP_MAX_REGION_SIZE - SP_BLOCK_HEADER_SIZE,
+            SP_MAX_REGION_SIZE,
+            SP_MAX_REGION_SIZE + 1,
+            UINT64_MAX - SP_BLOCK_HEADER_SIZE,
+            UINT64_MAX,
+        };
+        size_t i;
+        for (i = 0; i < sizeof too_large / sizeof too_large[0]; i++) {
+            CHECK_EQ(sp_arena_alloc(ar, too_large[i], &b), SP_ERR_NOSPACE);
+            CHECK_EQ(sp_last_errno(), ENOSPC);
+            CHECK(b.data == NULL);
+        }
+    }
     sp_arena_destroy(ar);
 }
 

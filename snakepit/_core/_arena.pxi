@@ -67,6 +67,29 @@ cdef class Arena:
 
     def alloc(self, uint64_t nbytes):
         """Allocate a block of ``nbytes`` (refcount 1, owned by the result)."""
+        return self._alloc(nbytes)
+
+    def alloc_array(self, tuple shape, object dtype):
+        """A C-contiguous array of ``shape`` and numpy ``dtype`` over a new block.
+
+        ``alloc``, ``Allocation.buffer`` and :func:`array_over` in one call
+        (the allocation hot path). A negative dimension or more than 64 is
+        ValueError; a size beyond what a region holds is CoreError(NOSPACE).
+        """
+        cdef Py_ssize_t dims[64]
+        cdef Py_ssize_t nd = _shape_dims(shape, dims), i
+        cdef uint64_t nbytes = <uint64_t>dtype.itemsize
+        for i in range(nd):
+            if dims[i] and nbytes > SP_MAX_REGION_SIZE // <uint64_t>dims[i]:
+                raise CoreError(SP_ERR_NOSPACE, ENOSPC, "allocate")
+            nbytes *= <uint64_t>dims[i]
+        cdef Allocation allocation = self._alloc(nbytes)
+        cdef SharedBuffer buffer = _make_buffer(allocation, allocation.data, allocation.nbytes, False,
+                                                allocation.region_name, allocation.data_offset,
+                                                allocation.region_size)
+        return sp_np_array_over(dtype, <int>nd, dims, <void *>allocation.data, buffer)
+
+    cdef Allocation _alloc(self, uint64_t nbytes):
         cdef sp_block block
         cdef int status
         self._require_open()

@@ -56,6 +56,18 @@ cdef class SharedBuffer:
         self.exports -= 1
 
 
+cdef Py_ssize_t _shape_dims(tuple shape, Py_ssize_t *dims) except -1:
+    """Fill ``dims`` (room for 64) from ``shape``; returns the number of dimensions."""
+    cdef Py_ssize_t nd = len(shape), i
+    if nd > 64:
+        raise ValueError("more than 64 dimensions")
+    for i in range(nd):
+        dims[i] = <Py_ssize_t>shape[i]
+        if dims[i] < 0:
+            raise ValueError("negative dimension")
+    return nd
+
+
 def array_over(SharedBuffer buffer, tuple shape, object dtype):
     """A writable C-contiguous array over the start of ``buffer``, keeping it alive.
 
@@ -63,14 +75,9 @@ def array_over(SharedBuffer buffer, tuple shape, object dtype):
     constructor's argument parsing (the allocation hot path).
     """
     cdef Py_ssize_t dims[64]
-    cdef Py_ssize_t nd = len(shape), i
+    cdef Py_ssize_t nd = _shape_dims(shape, dims), i
     cdef Py_ssize_t nbytes = dtype.itemsize
-    if nd > 64:
-        raise ValueError("more than 64 dimensions")
     for i in range(nd):
-        dims[i] = <Py_ssize_t>shape[i]
-        if dims[i] < 0:
-            raise ValueError("negative dimension")
         if dims[i] and nbytes > buffer.length // dims[i]:
             raise ValueError("shape does not fit in the buffer")
         nbytes *= dims[i]

@@ -10,7 +10,7 @@ import enum
 
 from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport EINTR
+from libc.errno cimport EINTR, ENOSPC
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.pycapsule cimport (
     PyCapsule_GetPointer,

@@ -267,23 +267,30 @@ def _resolve_cached(dtype: object) -> np.dtype[Any]:
 
 def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     """An uninitialised C-contiguous array allocated in shared memory."""
-    return _allocate(_normalize_shape(shape), _resolve_cached(dtype))
+    if type(shape) is not tuple:
+        shape = _normalize_shape(shape)
+    # A tuple goes to the core as it is: it checks each dimension as it reads it.
+    return _allocate(shape, _resolve_cached(dtype))
 
 
-def _allocate(dims: tuple[int, ...], resolved: np.dtype[Any]) -> np.ndarray[Any, Any]:
-    """:func:`empty` for a checked shape and a resolved dtype."""
-    nbytes = math.prod(dims) * resolved.itemsize
-    if nbytes > _core.MAX_REGION_SIZE:
-        # Beyond any region the core can map (and beyond 64-bit sizes).
-        too_large = _core.CoreError(_core.Status.NOSPACE, errno.ENOSPC, "allocate")
-        raise _allocation_error(too_large, nbytes)
+def _allocate(dims: tuple[SupportsIndex, ...], resolved: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """:func:`empty` for a resolved dtype."""
     try:
-        allocation = _get_arena().alloc(nbytes)
+        array: np.ndarray[Any, Any] = (_state.arena or _get_arena()).alloc_array(dims, resolved)
     except _core.CoreError as exc:
+        nbytes = math.prod(map(operator.index, dims)) * resolved.itemsize
         raise _allocation_error(exc, nbytes) from None
-    array: np.ndarray[Any, Any] = _core.array_over(allocation.buffer(), dims, resolved)
+    except (TypeError, ValueError, OverflowError) as exc:
+        checked = _normalize_shape(dims)  # names a negative or non-integer dimension
+        if not isinstance(exc, OverflowError):
+            raise
+        nbytes = math.prod(checked) * resolved.itemsize
+        if nbytes == 0:  # numpy cannot hold the dimension, even of an empty array
+            raise ValueError(f"a dimension of shape {checked} does not fit in 64 bits") from None
+        too_large = _core.CoreError(_core.Status.NOSPACE, errno.ENOSPC, "allocate")
+        raise _allocation_error(too_large, nbytes) from None
     if _bus.listening:  # one attribute test while nobody listens: this is the hot path
-        _report_allocation(array, nbytes)
+        _report_allocation(array, array.nbytes)
     return array
 
 

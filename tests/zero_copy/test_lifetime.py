@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -196,8 +198,37 @@ def test_trim_gives_back_cached_large_regions() -> None:
     assert not os.path.exists("/dev/shm" + ref.region)
 
 
-@pytest.mark.parametrize("shape", [(1 << 40,), (1 << 62,), (1 << 31, 1 << 31, 4)])
-def test_oversized_requests_are_typed_errors(shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1 << 40,),
+        (1 << 62,),
+        (1 << 31, 1 << 31, 4),
+        (1 << 63,),  # beyond a signed 64-bit dimension
+        (1 << 70, 2),
+        (3, 1 << 32, 1 << 32),
+        [1 << 40],
+        1 << 70,
+        (np.int64(1 << 40), 8),
+    ],
+)
+def test_oversized_requests_are_typed_errors(shape: Any) -> None:
+    before = zero_copy.arena_stats().get("live_blocks", 0)
     with pytest.raises(SharedMemoryExhaustedError) as info:
         snakepit.empty(shape, "float64")
-    assert info.value.requested == 8 * int(np.prod(shape, dtype=object))
+    dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+    assert info.value.requested == 8 * math.prod(int(dim) for dim in dims)
+    assert zero_copy.arena_stats().get("live_blocks", 0) == before  # nothing half-made
+
+
+def test_an_empty_array_with_a_dimension_beyond_64_bits_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="64 bits"):
+        snakepit.empty((0, 1 << 70), "float64")
+    assert snakepit.empty((0, 1 << 40), "float64").shape == (0, 1 << 40)
+
+
+def test_more_than_64_dimensions_are_a_value_error() -> None:
+    assert snakepit.empty((1,) * 64, "uint8").ndim == 64
+    for shape in [(1,) * 65, [1] * 65]:
+        with pytest.raises(ValueError, match="64 dimensions"):
+            snakepit.empty(shape, "uint8")

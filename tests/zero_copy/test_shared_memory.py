@@ -180,7 +180,17 @@ def test_negative_shape_is_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    "shape", [(2, 3), [2, 3], (np.int32(2), 3), range(2, 4), 6, np.int64(6), ()]
+    "shape",
+    [
+        (2, 3),
+        [2, 3],
+        (np.int32(2), 3),
+        (np.uint64(3), np.int8(2)),
+        range(2, 4),
+        6,
+        np.int64(6),
+        (),
+    ],
 )
 def test_every_form_of_shape_gives_a_tuple_of_ints(shape: object) -> None:
     array = snakepit.empty(shape, "uint8")  # type: ignore[arg-type]
@@ -206,3 +216,27 @@ def test_array_over_refuses_shapes_beyond_its_buffer() -> None:
             _core.array_over(buffer, shape, np.dtype(np.uint8))
     with pytest.raises(ValueError, match="fit"):
         _core.array_over(buffer, (1024,), np.dtype(np.float64))
+
+
+def test_alloc_array_checks_the_shape_it_reads() -> None:
+    from snakepit import _core
+
+    arena = _core.Arena()
+    try:
+        array = arena.alloc_array((3, np.int64(4)), np.dtype(np.float32))
+        assert array.shape == (3, 4)
+        assert array.flags.c_contiguous
+        assert array.flags.writeable
+        assert isinstance(array.base, _core.SharedBuffer)
+        assert array.base.nbytes == 48
+        del array
+        for shape, error in [((-1,), ValueError), ((1,) * 65, ValueError), ((1.5,), TypeError)]:
+            with pytest.raises(error):
+                arena.alloc_array(shape, np.dtype(np.uint8))
+        for shape in [(1 << 46,), (1 << 23, 1 << 23, 1 << 23)]:
+            with pytest.raises(_core.CoreError) as info:
+                arena.alloc_array(shape, np.dtype(np.uint8))
+            assert info.value.status == _core.Status.NOSPACE
+        assert arena.stats()["live_blocks"] == 0
+    finally:
+        arena.close()
