@@ -9,13 +9,16 @@ array and, on the other side, an unpickler whose ``find_class`` opens the
 descriptor or numpy's reconstructor: more than the rest of a no-op call's
 encoding and decoding together. Here the arguments are pickled by the plain
 C pickler with ``None`` where each array was, and each array travels beside
-the pickle as a flat tuple of strings, ints and bytes (the frame's own
-pickling writes them at C speed)::
+the pickle as a flat tuple::
 
     (pickle of (args, kwargs) with None for each array, (), None,
-     ((slot, region, region size, offset, nbytes, byte offset, dtype,
-       shape, strides), ...         # an array in shared memory
-      (slot, dtype, shape, data), ...))  # a small C-contiguous one
+     ((slot, packed fields), ...          # an array in shared memory
+      (slot, dtype, shape, data), ...))   # a small C-contiguous one
+
+An array in shared memory is described by its block's fields packed into
+bytes (:mod:`snakepit.zero_copy._packed`): the sender packs an array it
+sends again only once, the receiver checks a descriptor it received before
+only once.
 
 ``slot`` is the argument's position (an int) or its keyword (a str). A
 small array is one the general way pickles inline too (below
@@ -30,28 +33,21 @@ from __future__ import annotations
 
 import pickle
 import sys
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from snakepit.errors import DtypeError
 from snakepit.zero_copy._mapping import RefMode
-from snakepit.zero_copy._ref import (
-    array_from_fields,
-    array_from_inline,
-    fields_of,
-    inline_fields_of,
-)
+from snakepit.zero_copy._packed import array_from_packed, packed_of
+from snakepit.zero_copy._ref import array_from_inline, inline_fields_of
 
 from ._bulk import OUT_OF_BAND_BYTES
 from ._plain import PROTOCOL, SCALARS
 
 __all__ = ["decode", "encode", "encode_result", "inline_bytes", "is_flat"]
 
-#: Descriptor fields after the slot: an array in shared memory (see
-#: :data:`snakepit.zero_copy._ref.Fields`), a small one with its data.
-_FIELDS = 8
+#: Descriptor fields after the slot: an array in shared memory (its packed
+#: fields), a small one with its data.
+_FIELDS = 1
 _INLINE_FIELDS = 3
 #: What a result's flat pickle of ``(args, kwargs)`` stands for (call
 #: arguments have None there): ``args[0]``, ``args`` or ``kwargs``.
@@ -167,10 +163,10 @@ def _described(
     if ndarray is None or kind is not ndarray:
         return False
     try:
-        fields = fields_of(value)
+        packed = packed_of(value)
     except DtypeError:
         return False  # a dtype that cannot be named: pickled
-    if fields is None:
+    if packed is None:
         if any(value is seen for seen in copied):
             return False
         inline = inline_fields_of(value, OUT_OF_BAND_BYTES)
@@ -181,7 +177,7 @@ def _described(
         return True
     if arrays is None:
         return False  # a result's shared array: the general way
-    slots.append((slot, *fields))
+    slots.append((slot, packed))
     arrays.append(value)
     return True
 
@@ -237,7 +233,7 @@ def decode(payload: Any, form: Any, slots: Any, keep: bool, borrowed: list[Any] 
             continue
         if form is not None:
             raise pickle.UnpicklingError("a flat result with a shared array")
-        array = array_from_fields(descriptor[1:], mode)
+        array = array_from_packed(descriptor[1], mode)
         target[slot] = array
         if not keep and borrowed is not None:
             # The call that keeps it keeps it referenced (see codec.decode).

@@ -28,9 +28,11 @@ Worker → supervisor:
 ``cpu`` the CPU it answered from (-1: unknown).
 
 The two frames of a plain round trip (a call of a function the worker has,
-without trace or session, and its small result) travel compact: struct
-fields for the envelope instead of a pickle (:func:`pack_call`,
-:func:`pack_result`); :func:`unpack` gives the same envelopes for them.
+without trace or session, its arguments one small pickle or flat ones with
+shared arrays by position, and its small result) travel compact: struct
+fields for the envelope instead of a pickle (``_compact``: :func:`pack_call`,
+:func:`pack_flat_call`, :func:`pack_result`); :func:`unpack` gives the same
+envelopes for them.
 """
 
 from __future__ import annotations
@@ -51,16 +53,53 @@ from typing import Any
 
 from snakepit import _core
 
-MSG_INIT = "init"
-MSG_READY = "ready"
-MSG_INIT_FAILED = "init_failed"
-MSG_CALL = "call"
-MSG_RESULT = "result"
-MSG_ERROR = "error"
-MSG_SHUTDOWN = "shutdown"
-MSG_EVENT = "event"
-MSG_LOG = "log"
-MSG_RETIRE = "retire"
+__all__ = [
+    "EXIT_INIT_FAILED",
+    "MAX_FRAME_BYTES",
+    "MSG_CALL",
+    "MSG_ERROR",
+    "MSG_EVENT",
+    "MSG_INIT",
+    "MSG_INIT_FAILED",
+    "MSG_LOG",
+    "MSG_READY",
+    "MSG_RESULT",
+    "MSG_RETIRE",
+    "MSG_SHUTDOWN",
+    "Frame",
+    "FrameReader",
+    "Payload",
+    "ProtocolError",
+    "SplitFrame",
+    "could_be_ctrl_c",
+    "interrupt_call",
+    "pack",
+    "pack_call",
+    "pack_flat_call",
+    "pack_result",
+    "send_frame",
+    "unpack",
+]
+
+from . import _compact
+from ._compact import (
+    pack_call,
+    pack_flat_call,
+    pack_result,
+)
+from ._messages import (
+    MSG_CALL,
+    MSG_ERROR,
+    MSG_EVENT,
+    MSG_INIT,
+    MSG_INIT_FAILED,
+    MSG_LOG,
+    MSG_READY,
+    MSG_RESULT,
+    MSG_RETIRE,
+    MSG_SHUTDOWN,
+    ProtocolError,
+)
 
 _HEADER = struct.Struct("<Q")
 _TABLE = struct.Struct("<IQ")  # buffer count, envelope length
@@ -81,16 +120,6 @@ _FIRST_GROWTH = 1 << 20
 _SPARE_BYTES = 128 << 20
 #: Out-of-band buffers start at multiples of this within a frame.
 _ALIGNMENT = 64
-#: Compact frames: a call to a function the worker knows, with its arguments
-#: in one small pickle, and a reply of a small pickle, which is what a round trip is
-#: made of. Their envelope is struct fields instead of a pickle (whose set-up
-#: alone costs more than packing the rest). The table's buffer count is one
-#: of these marks, never a real count (a table of that many lengths is larger
-#: than any frame); the fields follow, then the pickle. They unpack into the
-#: same envelopes as the general frames (see the module).
-_COMPACT_CALL, _COMPACT_RESULT = 0xFFFFFFFF, 0xFFFFFFFE
-_CALL = struct.Struct("<IQQ?")  # mark, call id, function id, spin
-_RESULT = struct.Struct("<IQdq")  # mark, call id, python seconds, cpu
 #: Set in a buffer's length in the frame table: the buffer is a ``bytes``
 #: object's data (see :func:`pack`).
 _BYTES_FLAG = 1 << 63
@@ -132,10 +161,6 @@ class SplitFrame:
 
 Payload = bytearray | mmap.mmap | memoryview | SplitFrame
 """A received frame's bytes, owned by the caller (large frames are mappings)."""
-
-
-class ProtocolError(Exception):
-    """The peer sent something that is not a valid frame."""
 
 
 def send_frame(sock: socket.socket, frame: Frame | bytes) -> None:
@@ -486,30 +511,6 @@ def pack(tag: str, ident: int, blob: Any, *, inband: bool = False) -> Frame:
     return parts
 
 
-def pack_call(call_id: int, fn_id: int, arguments: bytes, spin: bool) -> Frame:
-    """The compact frame of ``(MSG_CALL, call_id, (fn_id, None, (arguments, ())))``
-    (``spin`` False: ``(..., None, None, False)``): a call of a function the
-    worker has, with arguments in one small pickle, no trace, no session."""
-    return [_CALL.pack(_COMPACT_CALL, call_id, fn_id, spin) + arguments]
-
-
-def pack_result(call_id: int, value: bytes, python_seconds: float, cpu: int) -> Frame:
-    """The compact frame of ``(MSG_RESULT, call_id, ((value, ()), python_seconds, cpu))``."""
-    return [_RESULT.pack(_COMPACT_RESULT, call_id, python_seconds, cpu) + value]
-
-
-def _unpack_compact(data: Any, mark: int) -> tuple[str, int, Any]:
-    view = memoryview(data)
-    if mark == _COMPACT_CALL:
-        _, call_id, fn_id, spin = _CALL.unpack_from(view)
-        arguments = (bytes(view[_CALL.size :]), ())
-        if spin:
-            return MSG_CALL, call_id, (fn_id, None, arguments)
-        return MSG_CALL, call_id, (fn_id, None, arguments, None, None, False)
-    _, call_id, python_seconds, cpu = _RESULT.unpack_from(view)
-    return MSG_RESULT, call_id, ((bytes(view[_RESULT.size :]), ()), python_seconds, cpu)
-
-
 def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
     """Open an envelope, checking its shape; ProtocolError if malformed.
 
@@ -529,10 +530,10 @@ def unpack(payload: Payload | bytes | memoryview) -> tuple[str, int, Any]:
             if _TABLE.size + envelope_size != len(data) or owned:
                 raise ProtocolError("frame length disagrees with its table")
             envelope = pickle.loads(memoryview(data)[_TABLE.size :])
-        elif count >= _COMPACT_RESULT:
+        elif count >= _compact.LOWEST_MARK:
             if owned:
                 raise ProtocolError("a compact frame with buffers received apart")
-            return _unpack_compact(data, count)
+            return _compact.unpack(data, count)
         else:
             view = memoryview(data).cast("B")
             envelope = _unpack_with_buffers(view, count, envelope_size, owned, size)

@@ -261,15 +261,17 @@ class Supervisor:
         elif call.spin:
             call.spin, call.spin_counts = self.spin_choice.choose_locked()
         args_blob = call.args_blob
-        if (
-            blob is None
-            and call.trace is None
-            and not session
-            and len(args_blob) == 2
-            and codec.inband(args_blob)
-        ):  # a known function, arguments in one small pickle: the compact frame
-            message = protocol.pack_call(call.call_id, call.fn_id, args_blob[0], call.spin)
-        else:
+        message = None
+        if blob is None and call.trace is None and not session and codec.inband(args_blob):
+            # A known function, arguments in one small pickle (or flat with
+            # shared arrays by position): the compact frame.
+            if len(args_blob) == 2:
+                message = protocol.pack_call(call.call_id, call.fn_id, args_blob[0], call.spin)
+            elif args_blob[2] is None:
+                message = protocol.pack_flat_call(
+                    call.call_id, call.fn_id, args_blob[0], args_blob[3], call.spin
+                )
+        if message is None:
             body: tuple[Any, ...] = (call.fn_id, blob, args_blob)
             if not call.spin:
                 body += (call.trace, session[0] if session else None, False)

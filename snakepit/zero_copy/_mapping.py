@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from weakref import WeakValueDictionary
 
 if TYPE_CHECKING:
@@ -66,6 +66,11 @@ def install_ledger(ledger: LeaseLedger | LazyLedger | None) -> None:
 
 def shared_buffer(array: object) -> _core.SharedBuffer | None:
     """The shared buffer under a numpy array (through its bases), or None."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and type(array) is numpy.ndarray:
+        base: object = cast("np.ndarray[Any, Any]", array).base
+        if type(base) is _core.SharedBuffer:  # made by the arena, or received
+            return base
     import numpy as np
 
     obj: object = array
@@ -159,14 +164,12 @@ def view(
     block alive); ``"adopt"`` takes over a reference the sender already added
     for us (results in transit).
     """
-    import numpy as np
-
     try:
         region = attach(region_name, region_size)
         keepalive: object = None
-        if mode == "acquire":
-            region.block_ref(offset, +1)
-        if mode in ("acquire", "adopt"):
+        if mode != "borrow":
+            if mode == "acquire":
+                region.block_ref(offset, +1)
             keepalive = Lease(region, offset)
         buffer = region.buffer(offset, nbytes, readonly, keepalive)
     except _core.CoreError as exc:
@@ -174,11 +177,21 @@ def view(
     if keepalive is not None:
         state.holders[(region_name, offset)] = buffer
     resolved = numpy_dtype(dtype)
-    if not readonly and not byte_offset and _c_order(shape, strides, resolved.itemsize):
+    if (
+        not readonly
+        and not byte_offset
+        and (
+            strides[0] == resolved.itemsize  # the common block: 1-D (lengths checked already)
+            if len(shape) == 1
+            else strides == c_strides(shape, resolved.itemsize)
+        )
+    ):
         # Most blocks: the core makes the array without numpy's argument
         # parsing (about an eighth of the time), as for a new allocation.
         made: np.ndarray[Any, Any] = _core.array_over(buffer, shape, resolved)
         return made
+    import numpy as np
+
     array: np.ndarray[Any, Any] = np.ndarray(
         shape,
         dtype=resolved,
@@ -189,13 +202,6 @@ def view(
     if readonly:
         array.flags.writeable = False
     return array
-
-
-def _c_order(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> bool:
-    """Whether ``strides`` are exactly the C-order strides of ``shape``."""
-    if len(shape) == 1:
-        return strides[0] == itemsize  # the common block (lengths checked already)
-    return strides == c_strides(shape, itemsize)
 
 
 def retain(array: np.ndarray[Any, Any]) -> None:

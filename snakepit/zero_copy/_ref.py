@@ -451,7 +451,22 @@ _validated: set[tuple[Any, ...]] = set()
 _FIELD_TYPES = (str, int, int, int, int, str, tuple, tuple)
 
 
-def _checked_fields(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+def checked_fields(fields: tuple[Any, ...]) -> Fields:
+    """``fields`` from another process if they describe a valid view of a
+    block; InvalidDescriptorError if not."""
+    if len(fields) != 8:
+        raise InvalidDescriptorError(f"a block descriptor has 8 fields, not {len(fields)}")
+    problem = view_problem(*fields)
+    if problem is None and fields[1] == 0:
+        problem = "region_size must not be 0"
+    if problem is not None:
+        raise InvalidDescriptorError(
+            f"malformed block descriptor for region {fields[0]!r}: {problem}", reason=problem
+        )
+    return fields
+
+
+def _known_fields(fields: tuple[Any, ...]) -> tuple[Any, ...]:
     try:
         known = fields in _validated
     except TypeError:  # unhashable: not fields we made; the checks say why
@@ -462,15 +477,7 @@ def _checked_fields(fields: tuple[Any, ...]) -> tuple[Any, ...]:
         and set(map(type, fields[6] + fields[7])) <= _INT
     ):
         return fields
-    if len(fields) != 8:
-        raise InvalidDescriptorError(f"a block descriptor has 8 fields, not {len(fields)}")
-    problem = view_problem(*fields)
-    if problem is None and fields[1] == 0:
-        problem = "region_size must not be 0"
-    if problem is not None:
-        raise InvalidDescriptorError(
-            f"malformed block descriptor for region {fields[0]!r}: {problem}", reason=problem
-        )
+    checked_fields(fields)
     if len(_validated) >= _MAX_CACHED:
         _validated.clear()
     _validated.add(fields)
@@ -480,9 +487,12 @@ def _checked_fields(fields: tuple[Any, ...]) -> tuple[Any, ...]:
 def array_from_fields(fields: tuple[Any, ...], mode: RefMode) -> np.ndarray[Any, Any]:
     """The array that :data:`Fields` from another process describe (checked
     first: InvalidDescriptorError if they are malformed), as ``array_from_ref``."""
-    region, region_size, offset, nbytes, byte_offset, dtype, shape, strides = _checked_fields(
-        fields
-    )
+    return view_of_fields(_known_fields(fields), mode)
+
+
+def view_of_fields(fields: tuple[Any, ...], mode: RefMode) -> np.ndarray[Any, Any]:
+    """The array that checked :data:`Fields` describe."""
+    region, region_size, offset, nbytes, byte_offset, dtype, shape, strides = fields
     return _mapping.view(
         region,
         region_size,

@@ -77,6 +77,9 @@ def test_chaos_every_future_completes_and_nothing_leaks() -> None:
         warm.call(_tasks.shared_result, 1 << 16)
     links_before = _fd_links()
     threads_before = _snakepit_threads()
+    # Children of this process from before (multiprocessing's resource
+    # tracker, once a test has used its shared memory) are not the pool's.
+    children_before = {child.pid for child in me.children()}
     pool = snakepit.Pool(
         workers=2,
         terminate_grace=0.2,
@@ -171,11 +174,19 @@ def test_chaos_every_future_completes_and_nothing_leaks() -> None:
             not _dead_workers_segments()
             and not _fd_links() - links_before
             and _snakepit_threads() <= threads_before
-            and not [c for c in me.children() if c.status() != psutil.STATUS_ZOMBIE]
+            and not _live_children(me, children_before)
         ):
             break
         time.sleep(0.1)
     assert not _dead_workers_segments()
     assert _snakepit_threads() <= threads_before, _snakepit_threads()
     assert not _fd_links() - links_before
-    assert not [c for c in me.children() if c.status() != psutil.STATUS_ZOMBIE]
+    assert not _live_children(me, children_before)
+
+
+def _live_children(me: psutil.Process, before: set[int]) -> list[psutil.Process]:
+    return [
+        child
+        for child in me.children()
+        if child.pid not in before and child.status() != psutil.STATUS_ZOMBIE
+    ]

@@ -13,7 +13,7 @@ import pytest
 import snakepit
 from snakepit._wire import _bulk, _flat, codec
 from snakepit.errors import SerializationError
-from snakepit.zero_copy import _ref
+from snakepit.zero_copy import _packed, _ref
 from tests.worker.test_codec_lean import _python_calls
 
 
@@ -146,37 +146,63 @@ def _flat_blob(holes: Any, slots: Any) -> tuple[Any, ...]:
     return (pickle.dumps(holes, protocol=5), (), None, slots)
 
 
+def _forged(fields: tuple[Any, ...], **changes: Any) -> bytes:
+    """Packed fields with some of them changed (as another process could send)."""
+    names = (
+        "region",
+        "region_size",
+        "offset",
+        "nbytes",
+        "byte_offset",
+        "dtype",
+        "shape",
+        "strides",
+    )
+    values = dict(zip(names, fields, strict=True)) | changes
+    return _packed.pack(tuple(values[name] for name in names))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("holes", "slots", "needle"),
     [
-        (((None,), {}), lambda f: ((1, *f),), "no hole"),  # out of range
-        (((None,), {}), lambda f: ((-1, *f),), "no hole"),
-        (((0.5,), {}), lambda f: ((0, *f),), "no hole"),  # not a hole
-        (((None,), {}), lambda f: ((0, *f), (0, *f)), "no hole"),  # twice
-        (((None,), {}), lambda f: (("k", *f),), "no hole"),  # no such keyword
-        (((None,), {}), lambda f: ((0.0, *f),), "no hole"),
-        (((None,), {}), lambda f: ((0, *f[:7]),), "malformed"),
-        (((None,), {}), lambda f: ([0, *f],), "malformed"),
-        (((None,), {}), lambda f: (), "without descriptors"),
-        (((None,), {}), lambda f: [(0, *f)], "without descriptors"),
-        ([None], lambda f: ((0, *f),), "not \\(args, kwargs\\)"),
-        (((None,), {}, 1), lambda f: ((0, *f),), "not \\(args, kwargs\\)"),
-        (((None,), {}), lambda f: ((0, f[0], -1, *f[2:]),), "region_size|size"),
-        (((None,), {}), lambda f: ((0, *f[:5], "float128", *f[6:]),), "dtype"),
-        (((None,), {}), lambda f: ((0, *f[:6], (1 << 40,), f[7]),), "block of"),
-        (((None,), {}), lambda f: ((0, f[0][:-4] + "dead", *f[1:]),), "dead"),
+        (((None,), {}), lambda f, p: ((1, p),), "no hole"),  # out of range
+        (((None,), {}), lambda f, p: ((-1, p),), "no hole"),
+        (((0.5,), {}), lambda f, p: ((0, p),), "no hole"),  # not a hole
+        (((None,), {}), lambda f, p: ((0, p), (0, p)), "no hole"),  # twice
+        (((None,), {}), lambda f, p: (("k", p),), "no hole"),  # no such keyword
+        (((None,), {}), lambda f, p: ((0.0, p),), "no hole"),
+        (((None,), {}), lambda f, p: ((0, *f),), "malformed"),  # fields, not packed
+        (((None,), {}), lambda f, p: ((0,),), "malformed"),
+        (((None,), {}), lambda f, p: ([0, p],), "malformed"),
+        (((None,), {}), lambda f, p: (), "without descriptors"),
+        (((None,), {}), lambda f, p: [(0, p)], "without descriptors"),
+        ([None], lambda f, p: ((0, p),), "not \\(args, kwargs\\)"),
+        (((None,), {}, 1), lambda f, p: ((0, p),), "not \\(args, kwargs\\)"),
+        (((None,), {}), lambda f, p: ((0, f),), "packed descriptor is bytes"),
+        (((None,), {}), lambda f, p: ((0, bytearray(p)),), "packed descriptor is bytes"),
+        (((None,), {}), lambda f, p: ((0, p[:-1]),), "disagrees"),
+        (((None,), {}), lambda f, p: ((0, p + b"\0"),), "disagrees"),
+        (((None,), {}), lambda f, p: ((0, p[:20]),), "truncated"),
+        (((None,), {}), lambda f, p: ((0, b""),), "truncated"),
+        (((None,), {}), lambda f, p: ((0, _forged(f, region_size=0)),), "region_size"),
+        (((None,), {}), lambda f, p: ((0, _forged(f, dtype="float128")),), "dtype"),
+        (((None,), {}), lambda f, p: ((0, _forged(f, shape=(1 << 40,))),), "block of"),
+        (((None,), {}), lambda f, p: ((0, _forged(f, byte_offset=8)),), "spans"),
+        (((None,), {}), lambda f, p: ((0, _forged(f, strides=(1 << 62,))),), "strides"),
+        (((None,), {}), lambda f, p: ((0, _forged(f, region=f[0][:-4] + "dead")),), "dead"),
+        (((None,), {}), lambda f, p: ((0, _forged(f, region="é")),), "region|name"),
     ],
 )
 def test_forged_flat_arguments_are_refused(
     shared: np.ndarray[Any, Any],
     holes: Any,
-    slots: Callable[[tuple[Any, ...]], Any],
+    slots: Callable[[tuple[Any, ...], bytes], Any],
     needle: str,
 ) -> None:
     fields = _ref.fields_of(shared)
     assert fields is not None
     with pytest.raises(SerializationError, match=needle):
-        codec.decode(_flat_blob(holes, slots(fields)))
+        codec.decode(_flat_blob(holes, slots(fields, _packed.pack(fields))))
     # The real one still opens.
     (back,), _ = codec.decode(codec.encode(((shared,), {})).blob)
     assert np.array_equal(back, shared)

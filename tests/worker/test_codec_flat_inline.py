@@ -263,12 +263,12 @@ def test_forged_flat_results_are_refused(form: str, holes: Any, needle: str) -> 
 
 
 def test_a_flat_result_may_not_name_a_shared_block() -> None:
-    from snakepit.zero_copy import _ref
+    from snakepit.zero_copy import _packed
 
     shared = snakepit.share(np.ones(4))
-    fields = _ref.fields_of(shared)
-    assert fields is not None
-    blob = (pickle.dumps(((None,), {}), protocol=5), (), "value", ((0, *fields),))
+    packed = _packed.packed_of(shared)
+    assert packed is not None
+    blob = (pickle.dumps(((None,), {}), protocol=5), (), "value", ((0, packed),))
     with pytest.raises(SerializationError, match="shared array"):
         codec.decode(blob, keep=True)
     del shared
