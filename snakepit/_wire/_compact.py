@@ -32,6 +32,8 @@ _MOST_PACKED = 1 << 16
 #: Each array's head: its position, the length of its packed fields.
 _ARRAY_HEAD = 3
 _HEADS = [struct.Struct("<" + "BH" * count) for count in range(_MOST_POSITIONS)]
+#: The fields of a flat call of one array and that array's head.
+_ONE_ARRAY = struct.Struct("<IQQ?BBH")
 
 
 def pack_call(call_id: int, fn_id: int, arguments: bytes, spin: bool) -> _Frame:
@@ -48,6 +50,19 @@ def pack_flat_call(
     (), None, slots)))`` (as :func:`pack_call`): flat arguments
     (``_flat.encode``) whose arrays are all shared and positional; None
     when they are not."""
+    if len(slots) == 1:  # the common call: one array
+        descriptor = slots[0]
+        if (
+            len(descriptor) == 2
+            and type(descriptor[0]) is int
+            and descriptor[0] < _MOST_POSITIONS
+            and len(descriptor[1]) < _MOST_PACKED
+        ):
+            head = _ONE_ARRAY.pack(
+                FLAT_CALL_MARK, call_id, fn_id, spin, 1, descriptor[0], len(descriptor[1])
+            )
+            return [head + descriptor[1] + arguments]
+        return None
     if len(slots) >= _MOST_POSITIONS:
         return None
     heads: list[int] = []
@@ -87,14 +102,20 @@ def unpack(data: Any, mark: int) -> tuple[str, int, Any]:
         if position > len(data):
             raise ProtocolError("a compact flat call is truncated in its arrays' heads")
         heads = _HEADS[count].unpack_from(data, _FLAT_CALL.size)
-        slots = []
-        for index in range(0, 2 * count, 2):
-            end = position + heads[index + 1]
-            slots.append((heads[index], data[position:end]))
+        if count == 1:  # the common call: one array
+            end = position + heads[1]
+            slots: tuple[tuple[int, bytes], ...] = ((heads[0], data[position:end]),)
             position = end
+        else:
+            found = []
+            for index in range(0, 2 * count, 2):
+                end = position + heads[index + 1]
+                found.append((heads[index], data[position:end]))
+                position = end
+            slots = tuple(found)
         if position > len(data):
             raise ProtocolError("a compact flat call's arrays overrun the frame")
-        arguments = (data[position:], (), None, tuple(slots))
+        arguments = (data[position:], (), None, slots)
     else:
         _, call_id, python_seconds, cpu = _RESULT.unpack_from(data)
         return MSG_RESULT, call_id, ((data[_RESULT.size :], ()), python_seconds, cpu)

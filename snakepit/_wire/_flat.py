@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+from itertools import chain
 from typing import Any
 
 from snakepit.errors import DtypeError
@@ -57,6 +58,12 @@ _FORMS = (None, VALUE, TUPLE, DICT)
 _MOST_ARGUMENTS = 16
 
 Slots = tuple[tuple[Any, ...], ...]
+#: The pickle of ``((None,) * count, {})``: the arguments of ``count``
+#: arrays passed by position, with a hole for each.
+_ALL_HOLES = [
+    pickle.dumps(((None,) * count, {}), protocol=PROTOCOL) for count in range(_MOST_ARGUMENTS + 1)
+]
+_HOLE_COUNTS = {payload: count for count, payload in enumerate(_ALL_HOLES)}
 #: The keys of keyword arguments.
 _STR = frozenset({str})
 
@@ -115,71 +122,61 @@ def _parts(
 ) -> tuple[bytes, list[Any], Slots] | None:
     if len(args) + len(kwargs) > _MOST_ARGUMENTS:
         return None
+    if kwargs and not _STR.issuperset(map(type, kwargs)):
+        return None
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return None  # not imported: no array among them
+    ndarray = numpy.ndarray
     slots: list[tuple[Any, ...]] = []
     # Shared arrays (to keep alive), copied ones (each once: pickle would
     # give one array for ``fn(x, out=x)``, two copies would not).
-    arrays: list[Any] | None = [] if shared else None
+    arrays: list[Any] = []
     copied: list[Any] = []
-    numpy = sys.modules.get("numpy")  # not imported: no array among them
-    ndarray = None if numpy is None else numpy.ndarray
-    for slot, value in enumerate(args):
-        if type(value) not in SCALARS and not _described(
-            slot, value, ndarray, slots, arrays, copied
-        ):
+    named = False
+    # One loop over positions and keywords, written for the common call:
+    # a shared array or two among scalars.
+    for slot, value in chain(enumerate(args), kwargs.items()) if kwargs else enumerate(args):
+        kind = type(value)
+        if kind in SCALARS:
+            continue
+        if kind is not ndarray:
             return None
-    for slot, value in kwargs.items():
-        if type(slot) is not str:
-            return None
-        if type(value) not in SCALARS and not _described(
-            slot, value, ndarray, slots, arrays, copied
-        ):
-            return None
-    if arrays is None:
-        if not slots:
+        try:
+            packed = packed_of(value)
+        except DtypeError:
+            return None  # a dtype that cannot be named: pickled
+        if packed is not None:
+            if not shared:
+                return None  # a result's shared array: the general way
+            slots.append((slot, packed))
+            arrays.append(value)
+        else:
+            if copied and any(value is seen for seen in copied):
+                return None
+            inline = inline_fields_of(value, OUT_OF_BAND_BYTES)
+            if inline is None:
+                return None
+            slots.append((slot, *inline))  # a copy: nothing to keep alive
+            copied.append(value)
+        named = named or type(slot) is str
+    if not slots:
+        if not shared:
             return None  # a result of scalars: the general way's plain pickle
-        arrays = []
-    elif not slots:
         return pickle.dumps((args, kwargs), protocol=PROTOCOL), arrays, ()  # scalars: plain
+    if not kwargs and len(slots) == len(args):
+        # Arrays alone, the most common flat call (``fn(x)``, ``fn(x, y)``):
+        # the pickle of their holes is always the same.
+        return _ALL_HOLES[len(args)], arrays, tuple(slots)
     holes = list(args)
-    named = dict(kwargs)
+    keywords = dict(kwargs) if named else kwargs
     for descriptor in slots:
         slot = descriptor[0]
         if type(slot) is int:
             holes[slot] = None
         else:
-            named[slot] = None
-    return pickle.dumps((tuple(holes), named), protocol=PROTOCOL), arrays, tuple(slots)
-
-
-def _described(
-    slot: int | str,
-    value: Any,
-    ndarray: type | None,
-    slots: list[tuple[Any, ...]],
-    arrays: list[Any] | None,
-    copied: list[Any],
-) -> bool:
-    kind = type(value)
-    if ndarray is None or kind is not ndarray:
-        return False
-    try:
-        packed = packed_of(value)
-    except DtypeError:
-        return False  # a dtype that cannot be named: pickled
-    if packed is None:
-        if any(value is seen for seen in copied):
-            return False
-        inline = inline_fields_of(value, OUT_OF_BAND_BYTES)
-        if inline is None:
-            return False
-        slots.append((slot, *inline))  # a copy: nothing to keep alive
-        copied.append(value)
-        return True
-    if arrays is None:
-        return False  # a result's shared array: the general way
-    slots.append((slot, packed))
-    arrays.append(value)
-    return True
+            keywords[slot] = None
+    return pickle.dumps((tuple(holes), keywords), protocol=PROTOCOL), arrays, tuple(slots)
 
 
 def inline_bytes(slots: Slots) -> int:
@@ -203,17 +200,21 @@ def decode(payload: Any, form: Any, slots: Any, keep: bool, borrowed: list[Any] 
     hold as many bytes as the dtype and shape need. A result (``form``
     not None) holds only small arrays, and the parts its form stands for.
     """
-    value = pickle.loads(payload)
-    if (
-        type(value) is not tuple
-        or len(value) != 2
-        or type(value[0]) is not tuple
-        or type(value[1]) is not dict
-    ):
-        raise pickle.UnpicklingError("flat arguments are not (args, kwargs)")
+    holes = _HOLE_COUNTS.get(payload) if type(payload) is bytes else None
+    if holes is not None:  # arrays alone: nothing to unpickle
+        args, kwargs = [None] * holes, {}
+    else:
+        value = pickle.loads(payload)
+        if (
+            type(value) is not tuple
+            or len(value) != 2
+            or type(value[0]) is not tuple
+            or type(value[1]) is not dict
+        ):
+            raise pickle.UnpicklingError("flat arguments are not (args, kwargs)")
+        args, kwargs = list(value[0]), value[1]
     if type(slots) is not tuple or not slots:
         raise pickle.UnpicklingError("flat arguments without descriptors")
-    args, kwargs = list(value[0]), value[1]
     mode: RefMode = "acquire" if keep else "borrow"
     for descriptor in slots:
         if type(descriptor) is not tuple or len(descriptor) not in (

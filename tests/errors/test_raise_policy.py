@@ -56,7 +56,7 @@ HIERARCHY_ROOT = "snakepit/errors/_base.py:SnakepitError"
 # Exception classes that are not SnakepitErrors on purpose. Each never reaches
 # user code: the layer that raises it catches it and translates or handles it.
 INTERNAL_EXCEPTIONS: dict[str, str] = {
-    "snakepit/_wire/protocol.py:ProtocolError": (
+    "snakepit/_wire/_messages.py:ProtocolError": (
         "a malformed frame on the worker socket; the pool's reader and the worker "
         "loop catch it and treat the stream as broken (the worker is replaced)"
     ),

@@ -70,24 +70,27 @@ def test_what_the_compact_flat_call_cannot_hold_takes_the_general_frame(
     assert protocol.pack_flat_call(1, 2, b"args", slots, True) is None
 
 
-def _frame() -> tuple[bytes, int]:
-    """A compact flat call of two arrays, and where its pickle starts."""
-    arguments = _arguments(2)
-    frame = protocol.pack_flat_call(9, 4, arguments, ((0, b"a" * 80), (1, b"b" * 3)), False)
+def _frame(arrays: int = 2) -> tuple[bytes, int]:
+    """A compact flat call of one or two arrays, and where its pickle starts."""
+    arguments = _arguments(arrays)
+    slots = ((0, b"a" * 80), (1, b"b" * 3))[:arrays]
+    frame = protocol.pack_flat_call(9, 4, arguments, slots, False)
     assert frame is not None
     joined = _joined(frame)
     return joined, len(joined) - len(arguments)
 
 
-def test_every_cut_before_the_pickle_is_a_protocol_error() -> None:
-    frame, pickle_start = _frame()
+@pytest.mark.parametrize("arrays", [1, 2])
+def test_every_cut_before_the_pickle_is_a_protocol_error(arrays: int) -> None:
+    frame, pickle_start = _frame(arrays)
     for length in range(4, pickle_start):
         with pytest.raises(protocol.ProtocolError):
             protocol.unpack(frame[:length])
 
 
-def test_every_cut_in_the_pickle_is_refused_by_the_codec() -> None:
-    frame, pickle_start = _frame()
+@pytest.mark.parametrize("arrays", [1, 2])
+def test_every_cut_in_the_pickle_is_refused_by_the_codec(arrays: int) -> None:
+    frame, pickle_start = _frame(arrays)
     for length in range(pickle_start, len(frame)):
         _, _, body = protocol.unpack(frame[:length])
         with pytest.raises(SnakepitError):
@@ -102,9 +105,10 @@ def test_a_count_of_more_arrays_than_the_frame_holds_is_a_protocol_error(count: 
         protocol.unpack(forged)
 
 
+@pytest.mark.parametrize("arrays", [1, 2])
 @pytest.mark.parametrize("length", [1 << 10, 1 << 12, 0xFFFF])
-def test_an_array_longer_than_the_frame_is_a_protocol_error(length: int) -> None:
-    frame, _ = _frame()
+def test_an_array_longer_than_the_frame_is_a_protocol_error(arrays: int, length: int) -> None:
+    frame, _ = _frame(arrays)
     forged = frame[:23] + struct.pack("<H", length) + frame[25:]
     with pytest.raises(protocol.ProtocolError, match="overrun"):
         protocol.unpack(forged)

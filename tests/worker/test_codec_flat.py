@@ -62,6 +62,32 @@ def test_shared_arrays_among_scalars_travel_beside_a_plain_pickle(
     assert other[2, 3] == -1
 
 
+@pytest.mark.parametrize("count", [1, 2, 16])
+def test_arrays_alone_by_position_round_trip_as_the_same_memory(count: int) -> None:
+    arrays = [snakepit.share(np.full(8, index, dtype=np.int32)) for index in range(count)]
+    blob = codec.encode((tuple(arrays), {})).blob
+    assert _flat.is_flat(blob)
+    assert pickle.loads(blob[0]) == ((None,) * count, {})
+    args, kwargs = codec.decode(blob)
+    assert kwargs == {}
+    assert [int(array[0]) for array in args] == list(range(count))
+    args[-1][3] = -5
+    assert arrays[-1][3] == -5
+    # A scalar among them, or a keyword, is a pickle of its own.
+    mixed = codec.encode(((*arrays[:-1], 7), {"tail": arrays[-1]})).blob
+    mixed_args, mixed_kwargs = codec.decode(mixed)
+    assert mixed_args[-1] == 7
+    assert mixed_kwargs["tail"][3] == -5
+
+
+def test_more_arrays_than_the_flat_way_holds_go_the_general_way() -> None:
+    arrays = tuple(snakepit.share(np.zeros(4)) for _ in range(17))
+    blob = codec.encode((arrays, {})).blob
+    assert not _flat.is_flat(blob)
+    args, _ = codec.decode(blob)
+    assert len(args) == 17
+
+
 def test_decoding_to_keep_gives_each_array_a_reference(shared: np.ndarray[Any, Any]) -> None:
     blob = codec.encode(((shared,), {})).blob
     (kept,), _ = codec.decode(blob, keep=True)
