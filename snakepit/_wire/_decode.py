@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,14 +125,16 @@ def decode(
                 try:  # the common reply and call: a small plain pickle
                     return pickle.loads(payload)
                 except BaseException as exc:
-                    error = _undecodable(exc)
-                    if error is exc:
-                        raise
-                    raise error from exc
+                    _reraise(exc)
         elif len(blob) == 3 and blob[1] == ():
             payload, buffers, bulk = blob
         elif _flat.is_flat(blob):
             payload, buffers, form, slots = blob[0], (), blob[2], blob[3]
+            if type(payload) is bytes:  # the common flat call: nothing more to look at
+                try:
+                    return _flat.decode(payload, form, slots, keep, borrowed)
+                except BaseException as exc:
+                    _reraise(exc)
         else:
             raise SerializationError("malformed payload", direction="decode")
     else:
@@ -159,10 +161,15 @@ def decode(
         value = _Unpickler(source, opener=opener, buffers=buffers).load()
         return _cuda_carrier.checked(value, opener.failures)
     except BaseException as exc:
-        error = _undecodable(exc)
-        if error is exc:
-            raise
-        raise error from exc
+        _reraise(exc)
+
+
+def _reraise(exc: BaseException) -> NoReturn:
+    """Raise what decoding raises for ``exc`` (see :func:`_undecodable`)."""
+    error = _undecodable(exc)
+    if error is exc:
+        raise exc
+    raise error from exc
 
 
 def _undecodable(exc: BaseException) -> BaseException:
