@@ -128,6 +128,14 @@ def _parts(
     if numpy is None:
         return None  # not imported: no array among them
     ndarray = numpy.ndarray
+    if shared and len(args) == 1 and not kwargs and type(args[0]) is ndarray:
+        # The commonest flat call of all, ``fn(x)`` with x shared: no loop.
+        try:
+            packed = packed_of(args[0])
+        except DtypeError:
+            return None
+        if packed is not None:
+            return _ALL_HOLES[1], [args[0]], ((0, packed),)
     slots: list[tuple[Any, ...]] = []
     # Shared arrays (to keep alive), copied ones (each once: pickle would
     # give one array for ``fn(x, out=x)``, two copies would not).
