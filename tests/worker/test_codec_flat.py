@@ -121,6 +121,8 @@ def test_scalars_alone_are_one_plain_pickle() -> None:
         lambda a: ((np.array([1, "a"], dtype=object),), {}),  # fresh, objects
         lambda a: ((np.zeros(2, dtype=[("x", "f4"), ("y", "i2")]),), {}),  # fresh, records
         lambda a: ((a.view(np.matrix),), {}),  # a subclass
+        lambda a: ((a.view(">i4"),), {}),  # shared, alone, not native byte order
+        lambda a: ((a.view(">i4"), 1), {}),  # the same among scalars
         lambda a: ((a, {"nested": 1}), {}),  # a dict among the arguments
         lambda a: ((a, b"bytes"), {}),  # bytes: not a scalar here
         lambda a: ((a,) * 20, {}),  # a long argument list
@@ -138,6 +140,8 @@ def test_scalars_alone_are_one_plain_pickle() -> None:
         "fresh-object",
         "fresh-record",
         "subclass",
+        "shared-big-endian-alone",
+        "shared-big-endian",
         "dict",
         "bytes",
         "long",
