@@ -9,6 +9,10 @@ frame has one of the marks below there instead, never a real count (a table
 of that many lengths is larger than any frame), then its fields, then the
 pickle. They unpack into the same envelopes as the general frames (see
 ``protocol``).
+
+A flat call's fields end with its number of arrays; then come each array's
+position (u8) and the length of its packed fields (u16), then the packed
+fields one after another, then the pickle of the other arguments.
 """
 
 from __future__ import annotations
