@@ -129,13 +129,15 @@ def _parts(
         return None  # not imported: no array among them
     ndarray = numpy.ndarray
     if shared and len(args) == 1 and not kwargs and type(args[0]) is ndarray:
-        # The commonest flat call of all, ``fn(x)`` with x shared: no loop.
+        # The commonest flat call of all, ``fn(x)``: no loop.
         try:
             packed = packed_of(args[0])
         except DtypeError:
             return None
         if packed is not None:
             return _ALL_HOLES[1], [args[0]], ((0, packed),)
+        inline = inline_fields_of(args[0], OUT_OF_BAND_BYTES)  # a small fresh one
+        return None if inline is None else (_ALL_HOLES[1], [], ((0, *inline),))
     slots: list[tuple[Any, ...]] = []
     # Shared arrays (to keep alive), copied ones (each once: pickle would
     # give one array for ``fn(x, out=x)``, two copies would not).

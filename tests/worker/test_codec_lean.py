@@ -304,11 +304,15 @@ class _Exits:
         return sys.exit, (3,)
 
 
-@pytest.mark.parametrize("form", ["bare", "blob"])
+@pytest.mark.parametrize("form", ["bare", "blob", "flat"])
 def test_a_small_pickle_that_exits_is_only_bad_data(form: str) -> None:
     payload = pickle.dumps(_Exits(), protocol=5)
     assert _decode._needs_no_opener(payload)  # the plain way decodes it
-    blob: Any = payload if form == "bare" else (payload, ())
+    blob: Any = {
+        "bare": payload,
+        "blob": (payload, ()),
+        "flat": (payload, (), None, ((0, b"packed"),)),  # the flat decoder's way
+    }[form]
     with pytest.raises(SerializationError, match="SystemExit") as caught:
         codec.decode(blob)
     assert isinstance(caught.value.__cause__, SystemExit)
