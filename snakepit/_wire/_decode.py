@@ -99,13 +99,14 @@ class _Unpickler(pickle.Unpickler):
 
 
 def decode(
-    blob: Blob | bytes | bytearray | memoryview,
+    blob: Blob | bytes | bytearray | memoryview | float | int,
     *,
     keep: bool = False,
     borrowed: list[np.ndarray[Any, Any]] | None = None,
 ) -> Any:
     """Unpickle a payload produced by :func:`encode` (its ``blob``, or a bare
-    pickle without out-of-band buffers).
+    pickle without out-of-band buffers; a ``float`` or ``int``, the value of
+    a compact reply, is itself).
 
     ``keep=False``: lent arrays are borrowed (valid while the sender keeps
     them; call arguments in a worker) and appended to ``borrowed`` if given.
@@ -137,6 +138,8 @@ def decode(
                     _reraise(exc)
         else:
             raise SerializationError("malformed payload", direction="decode")
+    elif type(blob) is float or type(blob) is int:
+        return blob  # a compact reply's number (``_compact``): decoded already
     else:
         payload, buffers = blob, ()
     if type(payload) is pickle.PickleBuffer:  # a blob made in this process

@@ -15,7 +15,8 @@ Supervisor → worker:
 Worker → supervisor:
   ``(MSG_READY, pid, None)``                      initializer done
   ``(MSG_INIT_FAILED, pid, error_record_blob)``   initializer raised
-  ``(MSG_RESULT, call_id, (value_blob, python_seconds, cpu))``
+  ``(MSG_RESULT, call_id, (value_blob, python_seconds, cpu))`` (``value_blob``
+  of a compact reply may be the number that is the result: see ``_compact``)
   ``(MSG_ERROR, call_id, (error_record_blob, python_seconds, cpu))``
   ``(MSG_EVENT, 0, (event, measurements, metadata))`` telemetry raised in the
   worker, plain values only (forwarded to the supervisor's event bus)
@@ -31,8 +32,8 @@ The two frames of a plain round trip (a call of a function the worker has,
 without trace or session, its arguments one small pickle or flat ones with
 shared arrays by position, and its small result) travel compact: struct
 fields for the envelope instead of a pickle (``_compact``: :func:`pack_call`,
-:func:`pack_flat_call`, :func:`pack_result`); :func:`unpack` gives the same
-envelopes for them.
+:func:`pack_flat_call`, :func:`pack_result`, :func:`pack_number_result`);
+:func:`unpack` gives the same envelopes for them.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ __all__ = [
     "pack",
     "pack_call",
     "pack_flat_call",
+    "pack_number_result",
     "pack_result",
     "send_frame",
     "unpack",
@@ -85,6 +87,7 @@ from . import _compact
 from ._compact import (
     pack_call,
     pack_flat_call,
+    pack_number_result,
     pack_result,
 )
 from ._messages import (

@@ -107,6 +107,10 @@ def die_with_parent(supervisor_pid: int) -> None:
     os.register_at_fork(after_in_child=_die_with_worker)
 
 
+#: Results that travel as a field of the reply's frame (``_compact``).
+_NUMBERS = (float, int)
+
+
 def _die_with_worker() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -171,16 +175,23 @@ class Worker:
         ran, and the CPU this thread answers from (whether the caller shares
         it decides whether the next call polls: see ``pool/_spin.py``).
         """
-        blob = codec.scalar_blob(value)  # most replies: None, a number
+        frame = None
+        cpu = _core.current_cpu() if python_seconds is not None else -1
+        if type(value) in _NUMBERS and python_seconds is not None and tag == protocol.MSG_RESULT:
+            # The number is a field of the frame: no pickle (see _compact).
+            frame = protocol.pack_number_result(ident, value, python_seconds, cpu)
         encoded = None
-        if blob is None:
-            tag, encoded = self._encoded(tag, value)
-            blob = encoded.blob
-        if encoded is None and python_seconds is not None and tag == protocol.MSG_RESULT:
-            frame = protocol.pack_result(ident, blob[0], python_seconds, _core.current_cpu())
-        else:
-            body = blob if python_seconds is None else (blob, python_seconds, _core.current_cpu())
-            frame = protocol.pack(tag, ident, body, inband=encoded is None or codec.inband(blob))
+        if frame is None:
+            blob = codec.scalar_blob(value)  # most replies: None, a small scalar
+            if blob is None:
+                tag, encoded = self._encoded(tag, value)
+                blob = encoded.blob
+            if encoded is None and python_seconds is not None and tag == protocol.MSG_RESULT:
+                frame = protocol.pack_result(ident, blob[0], python_seconds, cpu)
+            else:
+                body = blob if python_seconds is None else (blob, python_seconds, cpu)
+                inband = encoded is None or codec.inband(blob)
+                frame = protocol.pack(tag, ident, body, inband=inband)
         with self._send_lock:
             protocol.send_frame(self.sock, frame)
         # `encoded.keepalive` dies here: blocks in transit carry a reference

@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 import snakepit
@@ -42,7 +43,29 @@ def test_arguments_of_every_size_around_the_out_of_band_threshold(
 
 @pytest.mark.parametrize(
     "value",
-    [None, 0, -1, 2**63, -(2**70), 0.0, -0.0, 1e308, math.inf, -math.inf, True, 1j, "", "é"],
+    [
+        None,
+        0,
+        -1,
+        2**63 - 1,
+        -(2**63),
+        2**63,
+        -(2**63) - 1,
+        -(2**70),
+        0.0,
+        -0.0,
+        5e-324,
+        1e308,
+        math.inf,
+        -math.inf,
+        True,
+        False,
+        1j,
+        "",
+        "é",
+        np.float64(2.5),
+        np.int64(3),
+    ],
 )
 def test_scalar_results_arrive_as_sent(pool: snakepit.Pool, value: Any) -> None:
     back = pool.call(_tasks.identity, value)
