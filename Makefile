@@ -69,4 +69,5 @@ bench: build
 
 clean:
 	$(MAKE) -C csrc clean
-	rm -rf build snakepit/_core/*.so snakepit/_core/_core.c snakepit/include docs/_build
+	rm -rf build snakepit/_core/_core.c snakepit/include docs/_build
+	find snakepit -name "*.so" -delete

@@ -6,10 +6,16 @@ At the repository root so both suites share it; pytest also puts the root on
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 
 import pytest
+
+if os.environ.get("SNAKEPIT_SOURCE_MODULES") == "1":  # before anything imports snakepit
+    from tests._source_modules import prefer_source
+
+    prefer_source()
 
 from snakepit.testing import leaked_segments, reap_leaked_workers
 

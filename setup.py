@@ -9,14 +9,23 @@ standard and warnings without ``-Werror``, ``-Wshadow`` and
 declare functions without prototypes, and a warning that a newer Cython, numpy
 or compiler adds to code we do not write must not break a user's build.
 
+A few pure-Python modules that every call runs through (the flat codec, the
+compact frames, the packed descriptors: ``snakepit/_compiled.py`` lists
+them) are also compiled by Cython as they are, with annotations not taken as
+C types, so they behave as their source does; the ``.py`` stays the source
+of truth, and the import system prefers the compiled module beside it.
+Under ``SNAKEPIT_PURE_PYTHON=1`` they are not compiled and the source runs.
+
 Knobs (environment): ``SNAKEPIT_DEBUG=1`` (-O0), ``SNAKEPIT_SANITIZE=1``
-(ASan + UBSan), ``SNAKEPIT_COVERAGE=1`` (gcov), as in ``csrc/flags.mk``.
+(ASan + UBSan), ``SNAKEPIT_COVERAGE=1`` (gcov), as in ``csrc/flags.mk``;
+``SNAKEPIT_PURE_PYTHON=1`` (see above).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import runpy
 import shutil
 from pathlib import Path
 
@@ -98,28 +107,46 @@ class BuildExtWithCLibrary(build_ext):
             depends=[*C_HEADERS, str(FLAGS_FILE)],
         )
         for ext in self.extensions:
-            ext.extra_objects = list(self.core_objects)
+            if ext.name == CORE:
+                ext.extra_objects = list(self.core_objects)
         super().build_extensions()
 
 
-extensions = [
-    Extension(
-        "snakepit._core._core",
-        sources=["snakepit/_core/_core.pyx"],
-        depends=[*C_SOURCES, *C_HEADERS, str(FLAGS_FILE.relative_to(ROOT))],
-        include_dirs=[str(CSRC), numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=generated_args,
-        extra_link_args=link_args,
-        libraries=libraries,
-    )
-]
+CORE = "snakepit._core._core"
+#: Pure-Python modules compiled as they are (see snakepit/_compiled.py).
+COMPILED_MODULES = runpy.run_path(str(ROOT / "snakepit" / "_compiled.py"))["COMPILED_MODULES"]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        compiler_directives={"language_level": "3", "embedsignature": True},
-        include_path=[str(ROOT)],
-    ),
-    cmdclass={"build_ext": BuildExtWithCLibrary},
+core = Extension(
+    CORE,
+    sources=["snakepit/_core/_core.pyx"],
+    depends=[*C_SOURCES, *C_HEADERS, str(FLAGS_FILE.relative_to(ROOT))],
+    include_dirs=[str(CSRC), numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=generated_args,
+    extra_link_args=link_args,
+    libraries=libraries,
 )
+extensions = cythonize(
+    [core],
+    compiler_directives={"language_level": "3", "embedsignature": True},
+    include_path=[str(ROOT)],
+)
+if not _knob("SNAKEPIT_PURE_PYTHON"):
+    compiled = [
+        Extension(
+            name,
+            sources=[name.replace(".", "/") + ".py"],
+            extra_compile_args=generated_args,
+            extra_link_args=link_args,
+        )
+        for name in COMPILED_MODULES
+    ]
+    extensions += cythonize(
+        compiled,
+        # The source's semantics: annotations are documentation, not C types.
+        compiler_directives={"language_level": "3", "annotation_typing": False, "binding": True},
+        build_dir="build/cython",
+        quiet=True,
+    )
+
+setup(ext_modules=extensions, cmdclass={"build_ext": BuildExtWithCLibrary})

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from snakepit._compiled import COMPILED_MODULES
 from snakepit._version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,10 @@ here = Path(sys.prefix).resolve()
 for module in (snakepit, snakepit._core._core):
     assert here in Path(module.__file__).resolve().parents, module.__file__
 assert Path(snakepit.get_library()).is_file()
+from importlib import import_module
+from snakepit._compiled import COMPILED_MODULES
+for name in COMPILED_MODULES:  # compiled, and found before their source
+    assert import_module(name).__file__.endswith(".so"), name
 assert (Path(snakepit.get_include()) / "snakepit_core.h").is_file()
 array = snakepit.zeros((1 << 16,), "float64")
 array[:] = 1.5
@@ -171,6 +176,10 @@ def test_wheel_holds_the_extension_the_library_and_the_header(built: Built) -> N
     assert "snakepit/lib/libsnakepit_core.so" in names
     assert "snakepit/include/snakepit_core.h" in names
     assert "snakepit/py.typed" in names
+    for module in COMPILED_MODULES:  # compiled, with their source beside them
+        stem = module.replace(".", "/")
+        assert any(n.startswith(f"{stem}.") and n.endswith(".so") for n in names), module
+        assert f"{stem}.py" in names, module
     assert not [n for n in names if n.endswith((".pyx", ".pxi", ".c"))], "build inputs shipped"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
