@@ -47,6 +47,9 @@ def test_each_module_runs_as_this_run_asked(name: str) -> None:
     else:
         # A build that stopped compiling them would only be slower: caught here.
         assert path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), path
+        source = ROOT / (name.replace(".", "/") + ".py")
+        # Else the tests ran older code than the source says.
+        assert os.path.getmtime(path) >= source.stat().st_mtime, f"{path} is stale: make build"
 
 
 def test_their_source_passes_their_unit_tests() -> None:
