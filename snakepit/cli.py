@@ -125,6 +125,7 @@ class DoctorReport(TypedDict):
     shm_available_bytes: int
     snakepit_regions: int
     build: str
+    call_path: str
     pyarrow: str
     nvml: str
     cuda_driver: str
@@ -148,6 +149,7 @@ def doctor_report() -> DoctorReport:
         build = "ok"
     except ImportError as exc:  # pragma: no cover - only on a broken install
         build = f"broken: {exc}"
+    call_path = _call_path()
     try:
         import pyarrow
 
@@ -170,11 +172,30 @@ def doctor_report() -> DoctorReport:
         "shm_available_bytes": available,
         "snakepit_regions": len(leftovers),
         "build": build,
+        "call_path": call_path,
         "pyarrow": arrow,
         "nvml": nvml,
         "cuda_driver": driver,
         "warnings": warnings,
     }
+
+
+def _call_path() -> str:
+    """Whether the call path's modules run compiled (see snakepit/_compiled.py)."""
+    from importlib import import_module
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    from snakepit._compiled import COMPILED_MODULES
+
+    source = [
+        name
+        for name in COMPILED_MODULES
+        if not str(getattr(import_module(name), "__file__", "")).endswith(tuple(EXTENSION_SUFFIXES))
+    ]
+    if not source:
+        return f"compiled ({len(COMPILED_MODULES)} modules)"
+    names = ", ".join(source)
+    return f"{len(source)} of {len(COMPILED_MODULES)} modules from source (slower): {names}"
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -189,6 +210,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     )
     print(f"snakepit regions present: {report['snakepit_regions']}")
     print(f"native core: {report['build']}")
+    print(f"call path: {report['call_path']}")
     print(f"pyarrow: {report['pyarrow']}")
     print(f"NVML: {report['nvml']}")
     print(f"CUDA driver: {report['cuda_driver']}")

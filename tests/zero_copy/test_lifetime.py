@@ -159,6 +159,18 @@ def test_doctor_reports_real_shm(capsys: pytest.CaptureFixture[str]) -> None:
     assert '"shm_total_bytes"' in capsys.readouterr().out
 
 
+def test_doctor_says_whether_the_call_path_runs_compiled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from snakepit import _compiled
+
+    expected = "compiled (" if os.environ.get("SNAKEPIT_PURE_PYTHON") != "1" else "from source"
+    assert expected in doctor_report()["call_path"]
+    # A module that runs from its source is named.
+    monkeypatch.setattr(_compiled, "COMPILED_MODULES", ("snakepit._util",))
+    assert doctor_report()["call_path"] == ("1 of 1 modules from source (slower): snakepit._util")
+
+
 def test_next_process_to_start_an_arena_collects_dead_regions() -> None:
     names = _killed_owner_regions()
     script = "import snakepit; snakepit.empty(16, 'uint8'); print('started')"
