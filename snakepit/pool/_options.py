@@ -16,7 +16,6 @@ A view is a light value: it holds its pool and its options, nothing else, and
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -158,6 +157,8 @@ class CallMethods:
         running call's worker is interrupted and replaced (see ``cancel``),
         so it is free for the next call at once.
         """
+        import asyncio  # only a caller with an event loop pays for the import
+
         future = self.submit(fn, *args, **kwargs)
         try:
             return await asyncio.wrap_future(future)

@@ -8,7 +8,6 @@ which runs them on :class:`~snakepit.pool._handle.WorkerHandle` processes
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import inspect
 import itertools
@@ -517,6 +516,8 @@ class Pool(CallMethods, Executor):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         """Leave the block as ``with`` would, in a thread: the event loop keeps running."""
+        import asyncio  # only a caller with an event loop pays for the import
+
         await asyncio.to_thread(self.__exit__, *exc_info)
 
     # ------------------------------------------------------------- functions

@@ -202,3 +202,13 @@ def test_the_cancel_error_loads_on_first_use_and_records_find_it() -> None:
         "import concurrent.futures as f; assert isinstance(error, f.CancelledError)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_pool_without_async_use_never_imports_asyncio() -> None:
+    # asyncio costs a first pool ~20 ms to import: only acall and async with need it.
+    code = (
+        "import sys, snakepit; from snakepit._bench import tasks; "
+        "pool = snakepit.Pool(1, preload=[]); pool.call(tasks.noop); pool.shutdown(); "
+        "assert 'asyncio' not in sys.modules, 'asyncio imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
