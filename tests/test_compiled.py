@@ -22,6 +22,7 @@ _THEIR_TESTS = (
     "tests/wire/test_compact_result.py",
     "tests/wire/test_protocol.py",
     "tests/worker/test_codec_flat.py",
+    "tests/worker/test_codec_flat_large.py",
     "tests/worker/test_codec_flat_inline.py",
     "tests/worker/test_codec_lean.py",
     "tests/zero_copy/test_packed.py",

@@ -24,9 +24,12 @@ only once.
 small array is one the general way pickles inline too (below
 ``OUT_OF_BAND_BYTES``); its data is copied now, into a ``bytearray`` when
 the array is writable (it arrives writable, as through pickle) or ``bytes``
-when it is read-only. Anything else (an array nested in a list, a larger
-fresh one, a non-contiguous one, a tensor, an object of a class) goes the
-codec's general way.
+when it is read-only. A fresh call argument that the general way would copy
+into shared memory (from the threshold up) is copied there now, the same
+way (``zero_copy._numpy.to_block``), and described as a shared array: the
+copy is kept alive with the call. Anything else (an array nested in a list,
+a fresh one between the two sizes, a non-contiguous small one, a tensor, an
+object of a class) goes the codec's general way.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ import sys
 from itertools import chain
 from typing import Any
 
-from snakepit.errors import DtypeError
+from snakepit.errors import DtypeError, SnakepitError
+from snakepit.zero_copy import _numpy
+from snakepit.zero_copy._arena import threshold_bytes
 from snakepit.zero_copy._mapping import RefMode
-from snakepit.zero_copy._packed import array_from_packed, packed_of
-from snakepit.zero_copy._ref import array_from_inline, inline_fields_of
+from snakepit.zero_copy._packed import array_from_packed, pack, packed_of
+from snakepit.zero_copy._ref import array_from_inline, fields_of, inline_fields_of
 
 from ._bulk import OUT_OF_BAND_BYTES
 from ._plain import PROTOCOL, SCALARS
@@ -137,7 +142,10 @@ def _parts(
         if packed is not None:
             return _ALL_HOLES[1], [args[0]], ((0, packed),)
         inline = inline_fields_of(args[0], OUT_OF_BAND_BYTES)  # a small fresh one
-        return None if inline is None else (_ALL_HOLES[1], [], ((0, *inline),))
+        if inline is not None:
+            return _ALL_HOLES[1], [], ((0, *inline),)
+        copy = _shared_copy(args[0])  # a large fresh one
+        return None if copy is None else (_ALL_HOLES[1], [copy[0]], ((0, copy[1]),))
     slots: list[tuple[Any, ...]] = []
     # Shared arrays (to keep alive), copied ones (each once: pickle would
     # give one array for ``fn(x, out=x)``, two copies would not).
@@ -165,9 +173,14 @@ def _parts(
             if copied and any(value is seen for seen in copied):
                 return None
             inline = inline_fields_of(value, OUT_OF_BAND_BYTES)
-            if inline is None:
-                return None
-            slots.append((slot, *inline))  # a copy: nothing to keep alive
+            if inline is not None:
+                slots.append((slot, *inline))  # a copy: nothing to keep alive
+            else:
+                copy = _shared_copy(value) if shared else None
+                if copy is None:
+                    return None
+                slots.append((slot, copy[1]))
+                arrays.append(copy[0])  # the shared copy lives as long as the call
             copied.append(value)
         named = named or type(slot) is str
     if not slots:
@@ -187,6 +200,21 @@ def _parts(
         else:
             keywords[slot] = None
     return pickle.dumps((tuple(holes), keywords), protocol=PROTOCOL), arrays, tuple(slots)
+
+
+def _shared_copy(array: Any) -> tuple[Any, bytes] | None:
+    """A fresh call argument's copy in shared memory and its packed fields,
+    where the general way would make that copy (at or above the threshold,
+    a dtype that can be shared); None where it would not, or where the copy
+    would arrive read-only (then the general way says so)."""
+    try:
+        found = _numpy.to_block(array, threshold_bytes())
+    except SnakepitError:
+        return None  # no room, or no shared memory: the general way says why
+    if found is None or found[1] is not None:
+        return None
+    fields = fields_of(found[0])
+    return None if fields is None else (found[0], pack(fields))
 
 
 def inline_bytes(slots: Slots) -> int:
