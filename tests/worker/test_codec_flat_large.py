@@ -145,7 +145,9 @@ def test_through_a_pool_the_worker_gets_a_copy_and_no_block_outlives_the_call() 
         in_use = zero_copy.arena_stats()["live_blocks"]
         for _ in range(20):
             assert pool.call(np.sum, source) == source.sum()
-        assert zero_copy.arena_stats()["live_blocks"] == in_use
+        # Released blocks may be reclaimed a little later, never kept: a
+        # copy per call that outlived its call would add 20.
+        assert zero_copy.arena_stats()["live_blocks"] <= in_use
         pool.call(operator.imul, source, 2.0)  # the worker changes its copy only
     assert source[1] == 1.0
     assert pickle.loads(pickle.dumps(source))[2] == 2.0
