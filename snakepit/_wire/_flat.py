@@ -151,6 +151,10 @@ def _parts(
     # give one array for ``fn(x, out=x)``, two copies would not).
     arrays: list[Any] = []
     copied: list[Any] = []
+    # Large fresh ones, by their place in ``slots``: copied into shared
+    # memory only once every argument is known to go this way (else the
+    # general way would copy them a second time).
+    large: list[tuple[int, Any]] = []
     named = False
     # One loop over positions and keywords, written for the common call:
     # a shared array or two among scalars.
@@ -175,14 +179,19 @@ def _parts(
             inline = inline_fields_of(value, OUT_OF_BAND_BYTES)
             if inline is not None:
                 slots.append((slot, *inline))  # a copy: nothing to keep alive
+            elif shared:
+                large.append((len(slots), value))
+                slots.append((slot,))  # its packed fields once copied
             else:
-                copy = _shared_copy(value) if shared else None
-                if copy is None:
-                    return None
-                slots.append((slot, copy[1]))
-                arrays.append(copy[0])  # the shared copy lives as long as the call
+                return None
             copied.append(value)
         named = named or type(slot) is str
+    for index, value in large:
+        copy = _shared_copy(value)
+        if copy is None:
+            return None
+        slots[index] = (slots[index][0], copy[1])
+        arrays.append(copy[0])  # the shared copy lives as long as the call
     if not slots:
         if not shared:
             return None  # a result of scalars: the general way's plain pickle

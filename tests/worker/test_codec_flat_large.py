@@ -140,7 +140,7 @@ def test_no_room_in_shared_memory_is_the_general_way_s_error(monkeypatch: Any) -
 
 def test_through_a_pool_the_worker_gets_a_copy_and_no_block_outlives_the_call() -> None:
     source = _large(np.float64, extra=3)
-    with snakepit.Pool(workers=1, preload=["numpy"]) as pool:
+    with snakepit.Pool(workers=1, preload=["numpy"], timeout=60) as pool:
         assert pool.call(np.sum, source) == source.sum()
         in_use = zero_copy.arena_stats()["live_blocks"]
         for _ in range(20):
@@ -151,3 +151,44 @@ def test_through_a_pool_the_worker_gets_a_copy_and_no_block_outlives_the_call() 
         pool.call(operator.imul, source, 2.0)  # the worker changes its copy only
     assert source[1] == 1.0
     assert pickle.loads(pickle.dumps(source))[2] == 2.0
+
+
+def test_a_call_that_goes_the_general_way_copies_its_large_array_once(monkeypatch: Any) -> None:
+    copies: list[int] = []
+    to_block = _numpy.to_block
+
+    def counted(array: Any, threshold: int) -> Any:
+        copies.append(array.nbytes)
+        return to_block(array, threshold)
+
+    monkeypatch.setattr(_numpy, "to_block", counted)
+    source = _large()
+    # The list after the array sends the whole call the general way.
+    blob = codec.encode(((source, [1, 2]), {})).blob
+    assert not _flat.is_flat(blob)
+    assert copies == [source.nbytes]
+    args, _ = codec.decode(blob)
+    assert np.array_equal(args[0], source)
+    assert args[1] == [1, 2]
+
+
+def _write_then_die(array: np.ndarray[Any, Any]) -> None:
+    import os
+
+    array[0] = -5.0  # into the call's copy, not the caller's array
+    os._exit(137)
+
+
+def test_a_worker_that_dies_holding_a_large_copy_loses_nothing() -> None:
+    from snakepit.errors import WorkerCrashedError
+
+    source = _large(np.float64)
+    with snakepit.Pool(workers=1, preload=["numpy"], timeout=60) as pool:
+        assert pool.call(np.sum, source) == source.sum()
+        before = zero_copy.arena_stats()["live_blocks"]
+        for _ in range(3):
+            with pytest.raises(WorkerCrashedError):
+                pool.call(_write_then_die, source)
+        assert source[0] == 0.0
+        assert pool.call(np.sum, source) == source.sum()  # the next worker gets a fresh copy
+        assert zero_copy.arena_stats()["live_blocks"] <= before
