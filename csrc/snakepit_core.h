@@ -227,6 +227,19 @@ int sp_arena_alloc(sp_arena *arena, uint64_t nbytes, sp_block *out);
  * the count reaches 0 the block is free for reuse at once; otherwise it is
  * deferred and reclaimed once other processes drop theirs. Thread-safe. */
 int sp_arena_release(sp_arena *arena, const uint8_t *data);
+/* Take one more reference, in this process, on the live block of this arena
+ * whose data [data, data + nbytes) holds the len bytes at p, and describe the
+ * block in *out (a worker's result that numpy allocated in the arena travels
+ * without a copy: see _core/_warm.pxi). The reference is dropped with
+ * sp_arena_unref, never sp_arena_release. SP_ERR_NOTFOUND (errno ENOENT) when
+ * the bytes are not inside one live block of this arena (nothing changes),
+ * SP_ERR_INVALID for NULL arguments or an unlinked arena. Thread-safe. */
+int sp_arena_adopt(sp_arena *arena, const void *p, uint64_t len, sp_block *out);
+/* Drop a reference taken by sp_arena_adopt (by the block's data pointer). A
+ * released block whose count reaches 0 is reclaimed at once. SP_ERR_INVALID
+ * for a pointer that is no block's data, SP_ERR_REFCOUNT when the block holds
+ * no such reference (a live block keeps its owner's). Thread-safe. */
+int sp_arena_unref(sp_arena *arena, const uint8_t *data);
 /* Reclaim deferred blocks whose refcount has reached 0; returns how many in
  * *reclaimed when not NULL. Called by sp_arena_alloc as needed. */
 int sp_arena_reclaim(sp_arena *arena, uint64_t *reclaimed);

@@ -624,6 +624,113 @@ out:
     return rc == SP_OK ? SP_OK : sp_fail(rc, EINVAL);
 }
 
+/* The slot of reg whose data span holds [p, p + len): its index, or -1. */
+static int64_t ar_slot_holding(const sp_arena *a, const ar_region *reg,
+                               const uint8_t *p, uint64_t len)
+{
+    uint64_t off = (uint64_t)(p - reg->r.base), idx, start, end;
+    if (off < AR_DATA0)
+        return -1;
+    if (reg->cls < 0) {
+        idx = 0;
+    } else {
+        idx = (off - AR_DATA0) / reg->slot;
+        if (idx >= reg->carved)
+            return -1;
+    }
+    start = reg->cls < 0 ? AR_DATA0 : AR_DATA0 + idx * reg->slot;
+    end = start + ar_slot_capacity(a, reg);
+    if (end > reg->r.size || off > end || len > end - off)
+        return -1;
+    return (int64_t)idx;
+}
+
+SP_API int sp_arena_adopt(sp_arena *arena, const void *p, uint64_t len, sp_block *out)
+{
+    const uint8_t *at = (const uint8_t *)p;
+    ar_region *reg;
+    sp_block_header *b;
+    uint8_t *data;
+    int64_t idx, cur;
+    int rc = SP_ERR_NOTFOUND;
+
+    if (arena == NULL || p == NULL || out == NULL)
+        return sp_fail(SP_ERR_INVALID, EINVAL);
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&arena->mu);
+    if (arena->unlinked) {
+        rc = SP_ERR_INVALID;
+        goto out;
+    }
+    reg = ar_find_region(arena, at);
+    if (reg == NULL)
+        goto out;
+    idx = ar_slot_holding(arena, reg, at, len);
+    if (idx < 0 || reg->state[idx] != SLOT_LIVE)
+        goto out;
+    b = ar_slot_header(reg, (uint64_t)idx);
+    data = (uint8_t *)b + SP_BLOCK_HEADER_SIZE;
+    /* Inside what was asked for, not only inside the capacity. */
+    if ((uint64_t)(at - data) > b->nbytes || len > b->nbytes - (uint64_t)(at - data))
+        goto out;
+    cur = __atomic_fetch_add(&b->refcount, 1, __ATOMIC_SEQ_CST);
+    if (cur <= 0) { /* a live block always holds its owner's reference */
+        __atomic_fetch_sub(&b->refcount, 1, __ATOMIC_SEQ_CST);
+        rc = SP_ERR_REFCOUNT;
+        goto out;
+    }
+    memcpy(out->region_name, reg->r.name, SP_NAME_MAX);
+    out->data = data;
+    out->data_offset = (uint64_t)(data - reg->r.base);
+    out->nbytes = b->nbytes;
+    out->capacity = b->capacity;
+    out->region_size = reg->r.size;
+    rc = SP_OK;
+out:
+    pthread_mutex_unlock(&arena->mu);
+    if (rc == SP_OK)
+        return SP_OK;
+    return sp_fail(rc, rc == SP_ERR_NOTFOUND ? ENOENT : EINVAL);
+}
+
+SP_API int sp_arena_unref(sp_arena *arena, const uint8_t *data)
+{
+    ar_region *reg;
+    sp_block_header *b;
+    int64_t idx, cur, floor;
+    int rc = SP_OK;
+
+    if (arena == NULL || data == NULL)
+        return sp_fail(SP_ERR_INVALID, EINVAL);
+    pthread_mutex_lock(&arena->mu);
+    reg = ar_find_region(arena, data);
+    idx = reg == NULL ? -1 : ar_slot_holding(arena, reg, data, 0);
+    if (idx < 0 || data != (const uint8_t *)ar_slot_header(reg, (uint64_t)idx) +
+                               SP_BLOCK_HEADER_SIZE ||
+        reg->state[idx] == SLOT_FREE) {
+        rc = SP_ERR_INVALID;
+        goto out;
+    }
+    b = ar_slot_header(reg, (uint64_t)idx);
+    /* A live block keeps its owner's reference: never drop below it. */
+    floor = reg->state[idx] == SLOT_LIVE ? 1 : 0;
+    cur = __atomic_load_n(&b->refcount, __ATOMIC_SEQ_CST);
+    for (;;) {
+        if (cur <= floor) {
+            rc = SP_ERR_REFCOUNT;
+            goto out;
+        }
+        if (__atomic_compare_exchange_n(&b->refcount, &cur, cur - 1, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            break;
+    }
+    if (cur - 1 == 0)
+        ar_reclaim_locked(arena); /* deferred, and now unreferenced */
+out:
+    pthread_mutex_unlock(&arena->mu);
+    return rc == SP_OK ? SP_OK : sp_fail(rc, EINVAL);
+}
+
 SP_API int sp_arena_reclaim(sp_arena *arena, uint64_t *reclaimed)
 {
     uint64_t n;

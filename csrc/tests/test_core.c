@@ -732,6 +732,84 @@ static void test_arena_basic(void)
     CHECK_EQ(count_shm_entries(getpid()), 0);
 }
 
+/* A worker's numpy result allocated in its arena is adopted in place: one
+ * more reference, dropped by sp_arena_unref, in either order with release. */
+static void test_arena_adopt(void)
+{
+    static const uint64_t sizes[] = {100, 5000, 2 * MiB, 40 * MiB};
+    sp_arena *ar = small_arena(MiB, 0, 0);
+    sp_arena_stats st;
+    size_t i;
+    REQUIRE(ar != NULL);
+    for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint64_t n = sizes[i];
+        sp_block b, got, other;
+        sp_block_header *h;
+        uint8_t local[16];
+        int order;
+        for (order = 0; order < 2; order++) {
+            REQUIRE(sp_arena_alloc(ar, n, &b) == SP_OK);
+            h = (sp_block_header *)(void *)(b.data - SP_BLOCK_HEADER_SIZE);
+            /* the whole block, and a span inside it */
+            CHECK_EQ(sp_arena_adopt(ar, b.data, n, &got), SP_OK);
+            CHECK(got.data == b.data);
+            CHECK(strcmp(got.region_name, b.region_name) == 0);
+            CHECK_EQ(got.data_offset, b.data_offset);
+            CHECK_EQ(got.nbytes, n);
+            CHECK_EQ(got.region_size, b.region_size);
+            CHECK_EQ(h->refcount, 2);
+            CHECK_EQ(sp_arena_adopt(ar, b.data + 10, n - 20, &other), SP_OK);
+            CHECK(other.data == b.data);
+            CHECK_EQ(h->refcount, 3);
+            CHECK_EQ(sp_arena_unref(ar, b.data), SP_OK);
+            /* outside what was asked for (even inside the capacity) */
+            CHECK_EQ(sp_arena_adopt(ar, b.data, n + 1, &other), SP_ERR_NOTFOUND);
+            CHECK_EQ(sp_arena_adopt(ar, b.data + n, 1, &other), SP_ERR_NOTFOUND);
+            CHECK_EQ(sp_arena_adopt(ar, b.data - 1, 2, &other), SP_ERR_NOTFOUND);
+            CHECK_EQ(sp_arena_adopt(ar, b.data + 1, UINT64_MAX, &other),
+                     SP_ERR_NOTFOUND);
+            CHECK_EQ(sp_arena_adopt(ar, local, 1, &other), SP_ERR_NOTFOUND);
+            CHECK(other.data == NULL);
+            CHECK_EQ(sp_arena_adopt(NULL, b.data, 1, &other), SP_ERR_INVALID);
+            CHECK_EQ(sp_arena_adopt(ar, NULL, 1, &other), SP_ERR_INVALID);
+            CHECK_EQ(sp_arena_adopt(ar, b.data, 1, NULL), SP_ERR_INVALID);
+            /* unref: only block data, never the owner's reference */
+            CHECK_EQ(sp_arena_unref(ar, b.data + 1), SP_ERR_INVALID);
+            CHECK_EQ(sp_arena_unref(ar, local), SP_ERR_INVALID);
+            CHECK_EQ(sp_arena_unref(NULL, b.data), SP_ERR_INVALID);
+            CHECK_EQ(h->refcount, 2);
+            if (order == 0) { /* the adopted reference goes first */
+                CHECK_EQ(sp_arena_unref(ar, b.data), SP_OK);
+                CHECK_EQ(sp_arena_unref(ar, b.data), SP_ERR_REFCOUNT);
+                CHECK_EQ(h->refcount, 1);
+                CHECK_EQ(sp_arena_release(ar, b.data), SP_OK);
+            } else { /* the owner goes first: deferred, then reclaimed at once */
+                CHECK_EQ(sp_arena_release(ar, b.data), SP_OK);
+                CHECK_EQ(sp_arena_stats_get(ar, &st), SP_OK);
+                CHECK_EQ(st.deferred, 1);
+                CHECK_EQ(sp_arena_adopt(ar, b.data, 1, &other), SP_ERR_NOTFOUND);
+                CHECK_EQ(sp_arena_unref(ar, b.data), SP_OK);
+                CHECK_EQ(sp_arena_unref(ar, b.data), SP_ERR_INVALID); /* freed */
+            }
+            CHECK_EQ(h->refcount, 0);
+            CHECK_EQ(sp_arena_stats_get(ar, &st), SP_OK);
+            CHECK_EQ(st.live_blocks, 0);
+            CHECK_EQ(st.deferred, 0);
+            CHECK_EQ(sp_arena_adopt(ar, b.data, 1, &other), SP_ERR_NOTFOUND);
+        }
+    }
+    /* an unlinked arena lends nothing */
+    {
+        sp_block b, other;
+        REQUIRE(sp_arena_alloc(ar, 100, &b) == SP_OK);
+        CHECK_EQ(sp_arena_unlink_all(ar), SP_OK);
+        CHECK_EQ(sp_arena_adopt(ar, b.data, 100, &other), SP_ERR_INVALID);
+        CHECK_EQ(sp_arena_release(ar, b.data), SP_OK);
+    }
+    sp_arena_destroy(ar);
+    CHECK_EQ(count_shm_entries(getpid()), 0);
+}
+
 static void test_arena_zero_and_sizes(void)
 {
     static const uint64_t sizes[] = {
@@ -1338,6 +1416,7 @@ int main(void)
     RUN(test_last_errno);
     RUN(test_arena_unlink_all);
     RUN(test_arena_basic);
+    RUN(test_arena_adopt);
     RUN(test_arena_zero_and_sizes);
     RUN(test_arena_slab_carving);
     RUN(test_arena_large);

@@ -1,6 +1,9 @@
 # The process's arena: allocations and their references.
 # Included by _core.pyx (one extension module): names are shared with it.
 
+# The arena numpy's allocator lends from (_warm.pxi): never destroyed.
+cdef object _lent_arena = None
+
 cdef class Allocation:
     """A block owned by this process's arena; its reference drops on release."""
 
@@ -11,6 +14,9 @@ cdef class Allocation:
     cdef readonly uint64_t nbytes
     cdef readonly uint64_t capacity
     cdef readonly uint64_t region_size
+    # Adopted (Arena.adopt_array): a reference beside the owner's, dropped
+    # with sp_arena_unref.
+    cdef readonly bint adopted
 
     @property
     def address(self):
@@ -34,12 +40,16 @@ cdef class Allocation:
             return
         self.data = NULL
         if self.arena is not None and self.arena.arena != NULL:
-            _check(sp_arena_release(self.arena.arena, data), "release", self.region_name)
+            _check(_drop(self.arena.arena, data, self.adopted), "release", self.region_name)
 
     def __dealloc__(self):
         if self.data != NULL and self.arena is not None and self.arena.arena != NULL:
-            sp_arena_release(self.arena.arena, self.data)
+            _drop(self.arena.arena, self.data, self.adopted)
             self.data = NULL
+
+
+cdef inline int _drop(sp_arena *arena, uint8_t *data, bint adopted) noexcept:
+    return sp_arena_unref(arena, data) if adopted else sp_arena_release(arena, data)
 
 
 cdef class Arena:
@@ -88,6 +98,48 @@ cdef class Arena:
                                                 allocation.region_name, allocation.data_offset,
                                                 allocation.region_size)
         return sp_np_array_over(dtype, <int>nd, dims, <void *>allocation.data, buffer)
+
+    def adopt_array(self, object array):
+        """A view of the C-contiguous numpy ``array`` over the live block of
+        this arena that holds its bytes, with a reference of its own: the
+        block outlives ``array`` as long as the view (or any view of it)
+        lives. None when the bytes are not inside one block of this arena, or
+        the arena lends no more (its names are unlinked).
+
+        A worker's numpy allocates large arrays in its arena (see
+        ``install_warm_allocator``): a result travels from where it was
+        computed, without a copy.
+        """
+        cdef void *data
+        cdef Py_ssize_t nbytes, nd, i
+        cdef Py_ssize_t dims[64]
+        cdef sp_block block
+        cdef int status
+        self._require_open()
+        sp_np_contiguous(array, 0, &data, &nbytes)
+        shape = array.shape
+        nd = _shape_dims(shape, dims)
+        status = sp_arena_adopt(self.arena, data, <uint64_t>nbytes, &block)
+        if status == SP_ERR_NOTFOUND or status == SP_ERR_INVALID:
+            return None
+        if status != SP_OK:
+            raise CoreError(status, sp_last_errno(), "adopt")
+        cdef Allocation allocation = Allocation.__new__(Allocation)
+        allocation.arena = self
+        allocation.data = block.data
+        allocation.adopted = True
+        allocation.region_name = block.region_name.decode()
+        allocation.data_offset = block.data_offset
+        allocation.nbytes = block.nbytes
+        allocation.capacity = block.capacity
+        allocation.region_size = block.region_size
+        cdef SharedBuffer buffer = _make_buffer(allocation, block.data, block.nbytes, False,
+                                                allocation.region_name, block.data_offset,
+                                                block.region_size)
+        view = sp_np_array_over(array.dtype, <int>nd, dims, data, buffer)
+        if not array.flags.writeable:
+            view.flags.writeable = False
+        return view
 
     cdef Allocation _alloc(self, uint64_t nbytes):
         cdef sp_block block
@@ -145,7 +197,15 @@ cdef class Arena:
         _check(sp_arena_unlink_all(self.arena), "unlink all")
 
     def close(self):
-        """Unmap and unlink every region; outstanding views become invalid."""
+        """Unmap and unlink every region; outstanding views become invalid.
+
+        The arena numpy allocates from (``lend_arena``) is only unlinked:
+        arrays anywhere in the process may still live in it.
+        """
+        if self is _lent_arena:
+            if self.arena != NULL:
+                sp_arena_unlink_all(self.arena)
+            return
         if self.arena != NULL:
             sp_arena_destroy(self.arena)
             self.arena = NULL

@@ -34,9 +34,11 @@ from snakepit.zero_copy._runtime import (
     drain_cuda,
     install_ledger,
     install_warm_buffers,
+    lend_results,
     prune_mappings,
     retain,
     settle_cuda,
+    threshold_bytes,
 )
 
 if TYPE_CHECKING:
@@ -109,6 +111,38 @@ def die_with_parent(supervisor_pid: int) -> None:
 
 #: Results that travel as a field of the reply's frame (``_compact``).
 _NUMBERS = (float, int)
+_CONTAINERS = (tuple, list, dict)
+_NO_IDS: frozenset[int] = frozenset()
+
+
+def _fresh_arrays(value: Any, held: int) -> frozenset[int]:
+    """Ids of the numpy arrays of a result (itself, or the items of the
+    tuple, list or dict it is) that own their data and that nothing but the
+    result refers to: they may travel from where numpy allocated them (see
+    ``lend_results``), since no later write of the worker can reach them.
+
+    ``held``: the references to ``value`` that our own frames hold.
+    """
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return _NO_IDS
+    ndarray, kind, least = numpy.ndarray, type(value), threshold_bytes()
+    # Here: ``held``, this frame's `value` and getrefcount's argument.
+    if (kind is not ndarray and kind not in _CONTAINERS) or sys.getrefcount(value) > held + 2:
+        return _NO_IDS
+    if kind is ndarray:
+        fresh = value.base is None and value.nbytes >= least
+        return frozenset((id(value),)) if fresh else _NO_IDS
+    items = value.values() if kind is dict else value
+    # An item: the container's reference, `item` and getrefcount's argument.
+    return frozenset(
+        id(item)
+        for item in items
+        if type(item) is ndarray
+        and item.base is None
+        and item.nbytes >= least
+        and sys.getrefcount(item) == 3
+    )
 
 
 def _die_with_worker() -> None:
@@ -201,6 +235,17 @@ class Worker:
     def _encoded(self, tag: str, value: Any) -> tuple[str, codec.Encoded]:
         """``value`` encoded, or (a result that cannot be sent) the error
         that says why, with the tag to send it under."""
+        # Held by handle_call's `result`, send's `value` and ours.
+        fresh = _fresh_arrays(value, 3) if tag == protocol.MSG_RESULT else _NO_IDS
+        if not fresh:
+            return self._encoded_now(tag, value)
+        lend_results(fresh)
+        try:
+            return self._encoded_now(tag, value)
+        finally:
+            lend_results(_NO_IDS)
+
+    def _encoded_now(self, tag: str, value: Any) -> tuple[str, codec.Encoded]:
         try:
             # Sent right away: array data may go out of band, uncopied.
             encoded = codec.encode(value, receiver=self.supervisor_pid, snapshot=False)
@@ -289,7 +334,7 @@ class Worker:
             if self.warm_pending and "numpy" in sys.modules:
                 # numpy came with a call (not preloaded): its allocator now.
                 self.warm_pending = False
-                install_warm_buffers()
+                install_warm_buffers(lend=True)
             if self.forward_logging and not self._logs_installed:
                 self.install_log_forwarding()  # the function's module may use logging
             started = time.perf_counter()
@@ -394,7 +439,7 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     # call that brings it installs the allocator (see handle_call).
     worker.warm_pending = "numpy" not in sys.modules
     if not worker.warm_pending:
-        install_warm_buffers()
+        install_warm_buffers(lend=True)
     worker.spin_seconds = reader.spin_seconds
     if config.get("forward_events", True):
         # Events raised here (the ML helpers in user code, nested pools) reach

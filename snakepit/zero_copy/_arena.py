@@ -60,6 +60,12 @@ class _State:
         self.threshold_bytes = _env_int("SNAKEPIT_THRESHOLD_BYTES", DEFAULT_THRESHOLD_BYTES)
         # Arenas inherited through fork belong to the parent: never unlink them.
         self.orphans: list[_core.Arena] = []
+        #: numpy allocates large buffers in the arena (install_warm_buffers).
+        self.lend = False
+        #: Ids of the arrays share_array may send from where they are (a
+        #: worker's fresh results: lend_results), and how many it did.
+        self.movable: frozenset[int] = frozenset()
+        self.moved = 0
 
 
 _state = _State()
@@ -69,6 +75,7 @@ def _after_fork_in_child() -> None:
     if _state.arena is not None:
         _state.orphans.append(_state.arena)
     _state.arena = None
+    _state.lend = False  # numpy's allocator lends only in the process that lent
     _state.lock = threading.RLock()
 
 
@@ -124,19 +131,49 @@ def _warm_cache_bytes() -> int:
     return _env_int("SNAKEPIT_WARM_CACHE_BYTES", default)
 
 
-def install_warm_buffers() -> bool:
+def install_warm_buffers(*, lend: bool = False) -> bool:
     """Make numpy take arrays of 1 MiB or more from warm buffers in this
     thread (a worker's calls): freed ones stay mapped and serve the next
     call's, so a result computed per call (``arr * 1``) does not fault in
     fresh pages every time, which costs more than copying it.
 
-    Returns whether numpy's allocator was changed here.
+    With ``lend`` (a worker, unless ``SNAKEPIT_RESULTS_IN_PLACE=0``), arrays
+    from the copy threshold up come from this process's arena once it
+    exists, so that a fresh result travels from where it was computed
+    (:func:`lend_results`). Returns whether numpy's allocator was changed here.
     """
     cache = _warm_cache_bytes()
     if cache == 0:
         return False
     with core_errors("install warm buffers"):
-        return bool(_core.install_warm_allocator(WARM_MIN_BYTES, cache))
+        changed = bool(_core.install_warm_allocator(WARM_MIN_BYTES, cache))
+    if lend and _env_int("SNAKEPIT_RESULTS_IN_PLACE", 1):
+        with _state.lock:
+            _state.lend = True
+            if _state.arena is not None:
+                _lend(_state.arena)
+    return changed
+
+
+def _lend(arena: _core.Arena) -> None:
+    with core_errors("lend the arena to numpy"):
+        _core.lend_arena(arena, max(_state.threshold_bytes, WARM_MIN_BYTES))
+
+
+def lend_results(ids: frozenset[int]) -> None:
+    """Let :func:`share_array` send the arrays whose ids are ``ids`` from
+    where they are, when numpy allocated them in the arena, instead of
+    copying them (until the next call; an empty set ends it).
+
+    The caller vouches that nothing else holds them: a worker's fresh results
+    that only the reply refers to (no later write can reach the receiver).
+    """
+    _state.movable = ids
+
+
+def results_in_place() -> int:
+    """How many arrays :func:`share_array` sent from where they were."""
+    return _state.moved
 
 
 def _get_arena() -> _core.Arena:
@@ -152,6 +189,8 @@ def _get_arena() -> _core.Arena:
                 cap_bytes=_state.cap_bytes, cache_bytes=_cache_bytes(), prefault=True
             )
             _state.arena_pid = os.getpid()
+            if _state.lend:
+                _lend(_state.arena)
         return _state.arena
 
 
@@ -168,6 +207,8 @@ def configure(*, threshold_bytes: int | None = None, cap_bytes: int | None = Non
             if threshold_bytes < 0:
                 raise ValueError("threshold_bytes must be >= 0")
             _state.threshold_bytes = threshold_bytes
+            if _state.lend and _state.arena is not None:
+                _lend(_state.arena)
         if cap_bytes is not None:
             if cap_bytes < 0:
                 raise ValueError("cap_bytes must be >= 0")
@@ -338,6 +379,10 @@ def share_array(array: Any) -> np.ndarray[Any, Any]:
     source = np.asarray(array)
     if sendable_buffer(source) is not None:
         return source
+    if _state.movable and id(source) in _state.movable:
+        moved = _in_place(source)
+        if moved is not None:
+            return moved
     # A numpy shape is a tuple of non-negative ints already.
     out = _allocate(source.shape, _resolve_cached(source.dtype))
     if out.dtype == source.dtype and source.flags.c_contiguous:
@@ -349,6 +394,18 @@ def share_array(array: Any) -> np.ndarray[Any, Any]:
     return out
 
 
+def _in_place(source: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+    """``source`` as a shared array over the arena block numpy put it in, or None."""
+    arena = _state.arena
+    if arena is None or arena.closed or not source.flags.c_contiguous or source.dtype.hasobject:
+        return None
+    with core_errors("send a result in place"):
+        moved: np.ndarray[Any, Any] | None = arena.adopt_array(source)
+    if moved is not None:
+        _state.moved += 1
+    return moved
+
+
 __all__ = [
     "DEFAULT_THRESHOLD_BYTES",
     "arena_stats",
@@ -357,7 +414,9 @@ __all__ = [
     "empty",
     "install_warm_buffers",
     "is_shared_array",
+    "lend_results",
     "reclaim",
+    "results_in_place",
     "reset_for_tests",
     "share_array",
     "shm_space",

@@ -7,7 +7,14 @@ has no need of them. One import site keeps that plumbing out of the public
 
 import sys
 
-from ._arena import configure, install_warm_buffers, threshold_bytes, zeros
+from ._arena import (
+    configure,
+    install_warm_buffers,
+    lend_results,
+    results_in_place,
+    threshold_bytes,
+    zeros,
+)
 from ._gc import collect_garbage, drop_held_references, prune_mappings
 from ._ledger import LEDGER_BYTES, LazyLedger, LeaseLedger
 from ._mapping import install_ledger, retain
@@ -53,8 +60,10 @@ __all__ = [
     "drop_transfer_ref",
     "install_ledger",
     "install_warm_buffers",
+    "lend_results",
     "prune_mappings",
     "ref_of",
+    "results_in_place",
     "retain",
     "settle_cuda",
     "take_transfer_ref",

@@ -95,8 +95,12 @@ def test_install_refuses_a_zero_minimum() -> None:
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[snakepit.Pool]:
-    with snakepit.Pool(workers=1) as pool:
-        yield pool
+    # Results copied into shared memory, so that their temporaries are the
+    # warm buffers' (sent in place, they are the arena's: test_results_in_place).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SNAKEPIT_RESULTS_IN_PLACE", "0")
+        with snakepit.Pool(workers=1) as pool:
+            yield pool
 
 
 def test_workers_compute_results_in_warm_buffers(pool: snakepit.Pool) -> None:

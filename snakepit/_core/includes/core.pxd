@@ -111,6 +111,8 @@ cdef extern from "snakepit_core.h" nogil:
     int sp_arena_create(const sp_arena_config *config, sp_arena **out)
     int sp_arena_alloc(sp_arena *arena, uint64_t nbytes, sp_block *out)
     int sp_arena_release(sp_arena *arena, const uint8_t *data)
+    int sp_arena_adopt(sp_arena *arena, const void *p, uint64_t len, sp_block *out)
+    int sp_arena_unref(sp_arena *arena, const uint8_t *data)
     int sp_arena_reclaim(sp_arena *arena, uint64_t *reclaimed)
     int sp_arena_trim(sp_arena *arena)
     int sp_arena_stats_get(sp_arena *arena, sp_arena_stats *out)
