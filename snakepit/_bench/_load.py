@@ -8,6 +8,8 @@ Part of :mod:`snakepit._bench.cases` (which lists them in ``SUITES``):
   the floor of the no-op round trip;
 - :func:`spin_case`: ``spin_seconds`` (the worker polls after answering)
   against no spinning, idle and with one busy process on the box;
+- :func:`idle_case`: the no-op round trip after a pause, against
+  ProcessPoolExecutor and the pipe floor after the same pause;
 - :func:`objects_case`: a million small dicts as the argument, against
   plain ``pickle.dumps`` + ``loads``;
 - :func:`throughput_case`: 20,000 no-op calls from 4 threads, with p99.
@@ -476,6 +478,59 @@ def throughput_case() -> Case:
     )
 
 
+# ------------------------------------------------------------ idle pauses
+
+#: Seconds everything sits idle before each timed call of :func:`idle_case`.
+IDLE_SECONDS = 0.01
+
+
+def idle_case() -> Case:
+    """A no-op call after :data:`IDLE_SECONDS` of idleness (calls spaced out,
+    as a service makes them, not back to back), against PPE and the pipe
+    floor after the same pause. Every process then sleeps between calls, and
+    a sleeping worker wakes with cold caches on a cold CPU: the figure is
+    several times the back-to-back one.
+    """
+    check = lambda result: expect(result, None, "no-op call")  # noqa: E731
+
+    def pause() -> None:
+        time.sleep(IDLE_SECONDS)
+
+    def paused(fn: Callable[[], Any], *, checked: Callable[[Any], None] = check) -> Timed:
+        return Timed(fn, rounds=100, quick_rounds=10, warmup=5, setup=pause, check=checked)
+
+    @contextlib.contextmanager
+    def own(env: Env) -> Iterator[Timed]:
+        pool = env.pool()
+        yield paused(lambda: pool.call(tasks.noop))
+
+    @contextlib.contextmanager
+    def ppe(env: Env) -> Iterator[Timed]:
+        submit = env.peer().submit
+        yield paused(lambda: submit(tasks.noop).result())
+
+    @contextlib.contextmanager
+    def pipe(env: Env) -> Iterator[Timed]:
+        with pipe_pingpong(env) as timed:
+            yield paused(timed.fn, checked=lambda answer: expect(answer, b"x", "the pipe child"))
+
+    label = f"no-op after {IDLE_SECONDS * 1e3:g} ms idle"
+    return Case(
+        "noop-idle",
+        f"no-op call round trip, each after {IDLE_SECONDS * 1e3:g} ms of idleness",
+        (
+            Impl("snakepit", "snakepit.Pool", own),
+            Impl("ppe", "ProcessPoolExecutor", ppe),
+            Impl("pipe", "raw os.pipe ping-pong, two processes (floor)", pipe),
+        ),
+        workers=WORKERS,
+        targets=(
+            vs("noop-idle", f"{label} / PPE", None, peer="ppe"),
+            vs("noop-idle", f"{label} / os.pipe ping-pong", None, peer="pipe"),
+        ),
+    )
+
+
 def load_cases() -> tuple[Case, ...]:
-    """Spin idle and loaded, the object-heavy argument, throughput."""
-    return (spin_case(False), spin_case(True), objects_case(), throughput_case())
+    """Spin idle and loaded, idle pauses, the object-heavy argument, throughput."""
+    return (spin_case(False), spin_case(True), idle_case(), objects_case(), throughput_case())
