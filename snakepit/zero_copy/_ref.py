@@ -374,12 +374,12 @@ def _describe(array: np.ndarray[Any, Any], buffer: _core.SharedBuffer) -> Tensor
     return TensorRef(
         id=f"{region}:{offset}",
         shape=array.shape,
-        dtype=dtype_name(array.dtype),
+        dtype=_cached_dtype_name(array.dtype),
         strides=array.strides,
         offset=offset,
         region=region,
         nbytes=buffer.nbytes,
-        byte_offset=array.__array_interface__["data"][0] - buffer.address,
+        byte_offset=_byte_offset(array, buffer),
         region_size=buffer.region_size,
     )
 
