@@ -438,20 +438,28 @@ def _throughput(call: Callable[[], object]) -> Timed:
     )
 
 
-def throughput_case() -> Case:
-    """20,000 no-op calls from 4 threads, pools of 2 workers: wall time and p99 latency."""
-    name = "throughput-4-threads"
+def _noop_sides(timed: Callable[[Callable[[], Any]], Timed]) -> tuple[Prepare, Prepare]:
+    """snakepit's and PPE's sides of a no-op case: ``timed`` of one no-op call
+    of the run's warm pool, and of its warm ProcessPoolExecutor."""
 
     @contextlib.contextmanager
     def own(env: Env) -> Iterator[Timed]:
         pool = env.pool()
-        yield _throughput(lambda: pool.call(tasks.noop))
+        yield timed(lambda: pool.call(tasks.noop))
 
     @contextlib.contextmanager
     def ppe(env: Env) -> Iterator[Timed]:
-        executor = env.peer()
-        yield _throughput(lambda: executor.submit(tasks.noop).result())
+        submit = env.peer().submit
+        yield timed(lambda: submit(tasks.noop).result())
 
+    return own, ppe
+
+
+def throughput_case() -> Case:
+    """20,000 no-op calls from 4 threads, pools of 2 workers: wall time and p99 latency."""
+    name = "throughput-4-threads"
+
+    own, ppe = _noop_sides(_throughput)
     label = f"{THROUGHPUT_CALLS:,} no-op calls from {THROUGHPUT_THREADS} threads"
     targets: tuple[Target, ...] = (
         vs(name, f"{label}: time / PPE", 0.5, ">= 2x PPE's calls/s", peer="ppe"),
@@ -499,15 +507,7 @@ def idle_case() -> Case:
     def paused(fn: Callable[[], Any], *, checked: Callable[[Any], None] = check) -> Timed:
         return Timed(fn, rounds=100, quick_rounds=10, warmup=5, setup=pause, check=checked)
 
-    @contextlib.contextmanager
-    def own(env: Env) -> Iterator[Timed]:
-        pool = env.pool()
-        yield paused(lambda: pool.call(tasks.noop))
-
-    @contextlib.contextmanager
-    def ppe(env: Env) -> Iterator[Timed]:
-        submit = env.peer().submit
-        yield paused(lambda: submit(tasks.noop).result())
+    own, ppe = _noop_sides(paused)
 
     @contextlib.contextmanager
     def pipe(env: Env) -> Iterator[Timed]:

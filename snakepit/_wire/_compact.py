@@ -46,7 +46,18 @@ _MOST_POSITIONS = 256
 _MOST_PACKED = 1 << 16
 #: Each array's head: its position, the length of its packed fields.
 _ARRAY_HEAD = 3
-_HEADS = [struct.Struct("<" + "BH" * count) for count in range(_MOST_POSITIONS)]
+#: The heads of ``count`` arrays, by count, each made on first use (all 256
+#: at import took milliseconds of every worker's start).
+_HEADS: dict[int, struct.Struct] = {}
+
+
+def _heads(count: int) -> struct.Struct:
+    found = _HEADS.get(count)
+    if found is None:  # count < _MOST_POSITIONS: a byte of the frame
+        found = _HEADS[count] = struct.Struct("<" + "BH" * count)
+    return found
+
+
 #: The fields of a flat call of one array and that array's head.
 _ONE_ARRAY = struct.Struct("<IQQ?BBH")
 
@@ -93,7 +104,7 @@ def pack_flat_call(
         heads += (position, len(packed))
         parts.append(packed)
     parts[0] = _FLAT_CALL.pack(FLAT_CALL_MARK, call_id, fn_id, spin, len(slots))
-    parts[1] = _HEADS[len(slots)].pack(*heads)
+    parts[1] = _heads(len(slots)).pack(*heads)
     parts.append(arguments)
     return [b"".join(parts)]
 
@@ -130,7 +141,7 @@ def unpack(data: Any, mark: int) -> tuple[str, int, Any]:
         position = _FLAT_CALL.size + _ARRAY_HEAD * count
         if position > len(data):
             raise ProtocolError("a compact flat call is truncated in its arrays' heads")
-        heads = _HEADS[count].unpack_from(data, _FLAT_CALL.size)
+        heads = _heads(count).unpack_from(data, _FLAT_CALL.size)
         if count == 1:  # the common call: one array
             end = position + heads[1]
             slots: tuple[tuple[int, bytes], ...] = ((heads[0], data[position:end]),)
