@@ -438,14 +438,23 @@ def _throughput(call: Callable[[], object]) -> Timed:
     )
 
 
-def _noop_sides(timed: Callable[[Callable[[], Any]], Timed]) -> tuple[Prepare, Prepare]:
+def _noop_sides(
+    timed: Callable[[Callable[[], Any]], Timed], *, own_pool: bool = False
+) -> tuple[Prepare, Prepare]:
     """snakepit's and PPE's sides of a no-op case: ``timed`` of one no-op call
-    of the run's warm pool, and of its warm ProcessPoolExecutor."""
+    of the run's warm pool (``own_pool``: of a pool of the case's own, whose
+    spinning learns from this case alone: see ``pool/_spin.py``), and of the
+    run's warm ProcessPoolExecutor."""
 
     @contextlib.contextmanager
     def own(env: Env) -> Iterator[Timed]:
-        pool = env.pool()
-        yield timed(lambda: pool.call(tasks.noop))
+        if not own_pool:
+            pool = env.pool()
+            yield timed(lambda: pool.call(tasks.noop))
+            return
+        with snakepit.Pool(workers=WORKERS) as alone:
+            expect(len(warm(alone.submit, WORKERS)), WORKERS, "workers answering")
+            yield timed(lambda: alone.call(tasks.noop))
 
     @contextlib.contextmanager
     def ppe(env: Env) -> Iterator[Timed]:
@@ -507,7 +516,9 @@ def idle_case() -> Case:
     def paused(fn: Callable[[], Any], *, checked: Callable[[Any], None] = check) -> Timed:
         return Timed(fn, rounds=100, quick_rounds=10, warmup=5, setup=pause, check=checked)
 
-    own, ppe = _noop_sides(paused)
+    # A pool of its own: spaced-out calls teach a pool not to poll, which
+    # the cases after this one must not inherit.
+    own, ppe = _noop_sides(paused, own_pool=True)
 
     @contextlib.contextmanager
     def pipe(env: Env) -> Iterator[Timed]:
