@@ -199,6 +199,8 @@ class Worker:
         self._logs_installed = False
         #: numpy's warm allocator is still to be installed (numpy not imported yet).
         self.warm_pending = False
+        #: Whether numpy may allocate large arrays in the arena (results in place).
+        self.lend_arena = True
         # User code may emit telemetry from its own threads while we answer.
         self._send_lock = threading.Lock()
 
@@ -334,7 +336,7 @@ class Worker:
             if self.warm_pending and "numpy" in sys.modules:
                 # numpy came with a call (not preloaded): its allocator now.
                 self.warm_pending = False
-                install_warm_buffers(lend=True)
+                install_warm_buffers(lend=self.lend_arena)
             if self.forward_logging and not self._logs_installed:
                 self.install_log_forwarding()  # the function's module may use logging
             started = time.perf_counter()
@@ -438,8 +440,11 @@ def _initialize(sock: socket.socket, supervisor_pid: int) -> Worker:
     # Calls run in this thread. Without numpy (not preloaded), the first
     # call that brings it installs the allocator (see handle_call).
     worker.warm_pending = "numpy" not in sys.modules
+    # Memory limits count this process's own memory (RLIMIT_DATA, private
+    # resident pages): with one, large arrays stay out of shared memory.
+    worker.lend_arena = not (config.get("max_memory") or config.get("memory_limit"))
     if not worker.warm_pending:
-        install_warm_buffers(lend=True)
+        install_warm_buffers(lend=worker.lend_arena)
     worker.spin_seconds = reader.spin_seconds
     if config.get("forward_events", True):
         # Events raised here (the ML helpers in user code, nested pools) reach

@@ -158,3 +158,16 @@ def test_turned_off_results_are_copied(monkeypatch: pytest.MonkeyPatch) -> None:
         probe = plain.call(tasks.probe)
     assert probe["in_place"] == 0
     assert probe["lent"] == 0
+
+
+@pytest.mark.parametrize(
+    "limit", [{"memory_limit_per_worker": "4GiB"}, {"max_memory_per_worker": "4GiB"}]
+)
+def test_a_worker_under_a_memory_limit_keeps_its_arrays_its_own(limit: dict[str, str]) -> None:
+    # The limits count the worker's own memory, which shared memory is not.
+    with snakepit.Pool(workers=1, timeout=60, **limit) as limited:
+        for _ in range(3):
+            np.testing.assert_array_equal(limited.call(tasks.fresh, NBYTES), _expected())
+        probe = limited.call(tasks.probe)
+    assert probe["in_place"] == 0
+    assert probe["lent"] == 0
