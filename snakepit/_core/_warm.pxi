@@ -18,6 +18,9 @@ cdef extern from *:
        is the process that lent it (a forked child allocates its own way). */
     static sp_arena *sp_np_arena = NULL;
     static uint64_t sp_np_lend_min = UINT64_MAX;
+    /* The smallest lend_min ever set: buffers lent under an earlier, lower
+       one are still freed as lent after a later lend_arena raised it. */
+    static uint64_t sp_np_lend_floor = UINT64_MAX;
     static pid_t sp_np_lend_pid = 0;
 
     /* Buffers handed out from the arena, with their sizes: a table of its
@@ -77,7 +80,7 @@ cdef extern from *:
        alone (the parent's block, mapped here too). */
     static int sp_np_lent_free(void *p, size_t n) {
         sp_arena *arena = NULL;
-        if (sp_np_arena == NULL || (uint64_t)n < sp_np_lend_min ||
+        if (sp_np_arena == NULL || (uint64_t)n < sp_np_lend_floor ||
             sp_np_lent_take(p, &arena) == 0)
             return 0;
         if (getpid() == sp_np_lend_pid)
@@ -147,6 +150,8 @@ cdef extern from *:
         sp_np_arena = arena;
         sp_np_lend_pid = getpid();
         sp_np_lend_min = min_bytes;
+        if (min_bytes < sp_np_lend_floor)
+            sp_np_lend_floor = min_bytes;
     }
     static int sp_np_lent_count(void) {
         int i, n = 0;

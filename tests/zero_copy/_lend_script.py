@@ -59,6 +59,14 @@ def main() -> None:
     assert (grown == 5.0).all()
     del grown
 
+    # Lent under a lower lending size, freed after a higher one was set.
+    early = np.ones(4 * KIB)
+    assert _core.lent_buffers() == 1
+    _core.lend_arena(arena, 1 << 20)
+    del early
+    assert _core.lent_buffers() == 0
+    _core.lend_arena(arena, 16 * KIB)
+
     # A full table: later buffers come from elsewhere, all stay valid.
     many = [np.full(4 * KIB, float(i)) for i in range(1100)]
     assert _core.lent_buffers() == 1024
