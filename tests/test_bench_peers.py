@@ -232,6 +232,24 @@ def test_preload_variants_appear_once_pool_accepts_preload(
     assert floors["startup"] == "a fresh python importing numpy"
 
 
+class _PoolWithoutTemplate:
+    def __init__(self, workers: int | None = None, *, preload: list[str] | None = None) -> None:
+        raise AssertionError("never started here")
+
+
+def test_the_forked_template_start_up_appears_once_pool_accepts_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _lifecycle.pool_accepts("template")
+    cases = {case.name: case for case in _lifecycle.lifecycle_cases()}
+    variant = cases["startup-template-supervisor"]
+    assert "template='supervisor'" in variant.title
+    assert all(target.limit is None for target in variant.targets)  # the goals are the default's
+    assert "crash-recovery-respawn-template-supervisor" not in cases  # respawns fork either way
+    monkeypatch.setattr(snakepit, "Pool", _PoolWithoutTemplate)
+    assert "startup-template-supervisor" not in {c.name for c in _lifecycle.lifecycle_cases()}
+
+
 @pytest.mark.parametrize("modules", [(), ("json", "numpy")])
 def test_the_start_up_floor_runs_a_fresh_python(modules: tuple[str, ...]) -> None:
     assert _lifecycle._importing(modules)() is True

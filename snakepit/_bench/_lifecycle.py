@@ -124,10 +124,18 @@ def _startup(make: Any, close: Any, rounds: int = 10, quick: int = 3) -> Prepare
 
 
 def _snakepit_start(pool_kwargs: dict[str, Any]) -> Prepare:
+    forks_here = pool_kwargs.get("template") == "supervisor"
+
     def make() -> snakepit.Pool:
+        if forks_here:
+            _wait_for_no_pool_threads("Pool(template='supervisor') start-up")
         pool = snakepit.Pool(workers=WORKERS, **pool_kwargs)
         try:
             expect(pool.call(tasks.noop), None, "first call")
+            zygote = pool._supervisor._zygote
+            if forks_here and not (zygote is not None and zygote.forked_from_supervisor):
+                threads = [t.name for t in threading.enumerate()]
+                raise BenchError(f"the pool's template is no fork of this process: {threads}")
         except BaseException:
             pool.shutdown(wait=True)
             raise
@@ -148,7 +156,7 @@ def _pool_threads() -> list[str]:
     ]
 
 
-def _fork_start() -> Any:
+def _wait_for_no_pool_threads(what: str) -> None:
     # Forking while a pool's thread holds a lock can deadlock the child: the
     # case runs before any pool of the run starts, or after all have stopped.
     # The telemetry bus's deferred-delivery thread is not one: it holds its
@@ -162,7 +170,11 @@ def _fork_start() -> Any:
         time.sleep(0.05)
         pools = _pool_threads()
     if pools:
-        raise BenchError(f"PPE (fork) start-up needs a process without pool threads: {pools}")
+        raise BenchError(f"{what} needs a process without pool threads: {pools}")
+
+
+def _fork_start() -> Any:
+    _wait_for_no_pool_threads("PPE (fork) start-up")
     executor = ProcessPoolExecutor(
         max_workers=WORKERS,
         mp_context=multiprocessing.get_context("fork"),
@@ -478,8 +490,14 @@ def respawn_case(suffix: str = "", **pool_kwargs: Any) -> Case:
 def lifecycle_cases() -> tuple[Case, ...]:
     """Start-up and 1-worker respawn for every :func:`pool_variants`, then 2-worker crashes."""
     variants = pool_variants()
+    forked = (
+        (startup_case("template-supervisor", template="supervisor"),)
+        if pool_accepts("template")
+        else ()
+    )
     return (
         *(startup_case(suffix, **kwargs) for suffix, kwargs in variants),
+        *forked,
         crash_case(),
         *(respawn_case(suffix, **kwargs) for suffix, kwargs in variants),
     )

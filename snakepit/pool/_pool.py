@@ -157,6 +157,14 @@ class Pool(CallMethods, Executor):
     from (starts and restarts then take milliseconds): ``"auto"`` (numpy
     when installed), a list of module names, or None for a fresh interpreter
     per worker (see docs/crash-recovery.md, "Worker start-up").
+    ``template``: ``"fresh"`` (the template is a new interpreter) or
+    ``"supervisor"``: a fork of this process taken as the pool starts, so
+    that workers start in milliseconds even on the pool's first call, as
+    copies of this process (its imported modules and their globals; not its
+    threads, open files, sockets, log handlers or exit hooks). Where that is
+    not safe (another thread runs, a GPU driver is loaded) the pool logs why
+    and uses a fresh template (docs/crash-recovery.md, "A template forked
+    from the supervisor").
     ``max_tasks_per_child``: calls a worker process answers before it is
     replaced (after its reply; forked from the template, so cheap), as
     ProcessPoolExecutor's; None: workers live as long as the pool.
@@ -221,6 +229,7 @@ class Pool(CallMethods, Executor):
         spin_seconds: float = 0.0002,
         repro_dir: str | os.PathLike[str] | None = None,
         preload: Sequence[str] | str | None = "auto",
+        template: Literal["fresh", "supervisor"] = "fresh",
         session_initializer: Callable[..., Any] | str | None = None,
         session_initargs: tuple[Any, ...] = (),
         max_workers: int | None = None,
@@ -285,38 +294,51 @@ class Pool(CallMethods, Executor):
             "label_output": bool(label_output),
             **recycle.worker_config(),
         }
+        if template == "supervisor" and recycle.memory_limit is not None:
+            raise ValueError(
+                'template="supervisor" cannot be combined with memory_limit_per_worker: '
+                "the copy of this process a worker starts as counts against the limit"
+            )
         base_env = dict(os.environ if env is None else env)
         pythonpath = base_env.get("PYTHONPATH", "")
         base_env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + pythonpath if pythonpath else "")
         # "auto" spreads workers over the GPUs found (or "cpu"); each worker's
         # environment shows it only its device (see docs/hardware.md).
-        handles = [
-            WorkerHandle(
-                index,
-                slot_device,
-                {**base_env, **hardware.worker_environment(slot_device, base_env)},
+        zygote = zygote_for(self.name, base_env, preload, template)
+        if zygote is not None:
+            zygote.prefork()  # on this thread, before any thread of the pool runs
+        try:
+            handles = [
+                WorkerHandle(
+                    index,
+                    slot_device,
+                    {**base_env, **hardware.worker_environment(slot_device, base_env)},
+                )
+                for index, slot_device in enumerate(hardware.assign_devices(devices, count))
+            ]
+            self._supervisor = Supervisor(
+                self.name,
+                handles,
+                retry=retry if retry is not None else RetryPolicy(),
+                circuits=circuits,
+                health=health,
+                restarts=RestartPolicy(
+                    max_crashes=worker_max_crashes,
+                    crash_window=worker_crash_window,
+                    backoff=restart_backoff,
+                    grace=terminate_grace,
+                ),
+                init_config=codec.encode(init_config),
+                repro_dir=None if repro_dir is None else Path(repro_dir),
+                zygote=zygote,
+                recycle=recycle,
+                session_initializer=session_initializer is not None,
+                caller_spin=spin_seconds,
             )
-            for index, slot_device in enumerate(hardware.assign_devices(devices, count))
-        ]
-        self._supervisor = Supervisor(
-            self.name,
-            handles,
-            retry=retry if retry is not None else RetryPolicy(),
-            circuits=circuits,
-            health=health,
-            restarts=RestartPolicy(
-                max_crashes=worker_max_crashes,
-                crash_window=worker_crash_window,
-                backoff=restart_backoff,
-                grace=terminate_grace,
-            ),
-            init_config=codec.encode(init_config),
-            repro_dir=None if repro_dir is None else Path(repro_dir),
-            zygote=zygote_for(self.name, base_env, preload),
-            recycle=recycle,
-            session_initializer=session_initializer is not None,
-            caller_spin=spin_seconds,
-        )
+        except BaseException:
+            if zygote is not None:
+                zygote.close()  # a template forked above
+            raise
         install_fallback(self._supervisor, fallback)
         _live_pools.add(self)
         self._supervisor.start()

@@ -41,7 +41,16 @@ import cloudpickle  # noqa: F401
 
 from snakepit.worker import _blas
 
-__all__ = ["ForkedProcess", "Request", "WorkerProcess", "Zygote", "default_preload", "supported"]
+__all__ = [
+    "TEMPLATES",
+    "ForkedProcess",
+    "Request",
+    "WorkerProcess",
+    "Zygote",
+    "default_preload",
+    "fork_blocker",
+    "supported",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -157,12 +166,58 @@ class ForkedProcess:
                 select.select([pidfd], [], [], timeout)
 
 
+class _ForkedTemplate:
+    """A template forked from this process: the part of ``Popen`` a template needs.
+
+    This process is its parent, so its pid cannot be recycled until it is
+    reaped here.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # reaped by someone else's waitpid(-1)
+                    self.returncode = -signal.SIGKILL
+                else:
+                    if pid:
+                        self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"snakepit template {self.pid}", timeout or 0.0)
+            time.sleep(0.002)
+        return code
+
+    def kill(self) -> None:
+        with self._lock:
+            if self.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+
+
 class _Template:
     """One running template: its process, control socket, replies and children."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], ctl: socket.socket) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes] | _ForkedTemplate,
+        ctl: socket.socket,
+        env: Mapping[str, str],
+    ) -> None:
         self.proc = proc
         self.ctl = ctl
+        #: Its environment: a worker's request carries what differs from it.
+        self.env = env
         self.launched = time.monotonic()
         self.greeted = False  # its hello read; its messages are read by a thread
         self.replies: queue.Queue[ForkedProcess | str | None] = queue.Queue()
@@ -233,12 +288,22 @@ class Zygote:
     when the thread that started it ends (see the module docstring).
     """
 
-    def __init__(self, name: str, env: Mapping[str, str], preload: Sequence[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        preload: Sequence[str],
+        fork_supervisor: bool = False,
+    ) -> None:
         self.name = name
         # The template's own environment; each worker's differences from it
         # travel with its request (OpenBLAS's pin among them, see _blas).
         self.env = _blas.template_env(env)
+        #: A fork of this process keeps the OpenBLAS it loaded: no pin.
+        self.fork_env = dict(env)
         self.preload = tuple(preload)
+        #: Pool(template="supervisor"): :meth:`prefork` forks this process as the template.
+        self.fork_supervisor = fork_supervisor
         self._lock = threading.Lock()  # one request at a time, and start/close
         self._template: _Template | None = None
         self._starts = 0
@@ -251,6 +316,49 @@ class Zygote:
         """The template's pid while one runs."""
         template = self._template
         return template.proc.pid if template is not None and template.alive() else None
+
+    @property
+    def forked_from_supervisor(self) -> bool:
+        """Whether the running template is a fork of this process (``template="supervisor"``)."""
+        template = self._template
+        return template is not None and isinstance(template.proc, _ForkedTemplate)
+
+    def prefork(self) -> None:
+        """Where the pool asked for it: fork this process as the template, now.
+
+        Called by the pool's constructor, on the thread creating it, before
+        any thread of the pool runs. Where forking this process is not safe
+        (another thread runs, a GPU driver is loaded) the pool says why and
+        its template is a fresh interpreter, started on demand as usual.
+        """
+        if not self.fork_supervisor or self._disabled:
+            return
+        with self._lock:
+            if self._closed or self._template is not None:
+                return
+            template = None
+            for attempt in range(_FORK_ATTEMPTS):
+                if attempt:
+                    # A thread that was ending as we forked (a pool's that
+                    # was just joined still has to leave the kernel): once
+                    # it is gone, once more.
+                    _wait_for_threads_to_end(_THREADS_GRACE)
+                reason = fork_blocker()
+                if reason is not None:
+                    break
+                template, reason = _fork_template(self.fork_env, self.preload)
+                if template is not None:
+                    break
+            if template is None:
+                _log.warning(
+                    "snakepit %s: the worker template is a fresh interpreter, not a "
+                    "fork of this process: %s",
+                    self.name,
+                    reason,
+                )
+                return
+            self._starts += 1
+            self._template = template
 
     def spawn_many(self, requests: Sequence[Request]) -> list[ForkedProcess | None]:
         """Fork a worker for each request: it serves the request's socket with
@@ -269,10 +377,8 @@ class Zygote:
         return forked
 
     def _spawn_batch(self, requests: Sequence[Request]) -> list[ForkedProcess | None]:
-        messages = [self._request(env) for env, _, _ in requests]
         forked: list[ForkedProcess | None] = [None] * len(requests)
-        # A request too large for one message gets a fresh interpreter.
-        pending = [i for i, message in enumerate(messages) if message is not None]
+        pending = list(range(len(requests)))
         with self._lock:
             # A template that died just before the requests (killed with its
             # workers, whose restart this is) is replaced once, right away.
@@ -280,6 +386,9 @@ class Zygote:
                 template = self._launched() if pending else None
                 if template is None:
                     break
+                messages = [self._request(env, template.env) for env, _, _ in requests]
+                # A request too large for one message gets a fresh interpreter.
+                pending = [i for i in pending if messages[i] is not None]
                 # Sent before the template has finished importing: it forks
                 # as soon as it is ready, without waiting for our answer.
                 sent = 0
@@ -301,9 +410,10 @@ class Zygote:
                 pending = unanswered + pending[sent:]
         return forked
 
-    def _request(self, env: Mapping[str, str]) -> bytes | None:
-        changes: dict[str, str | None] = {k: v for k, v in env.items() if self.env.get(k) != v}
-        changes.update({k: None for k in self.env if k not in env})
+    @staticmethod
+    def _request(env: Mapping[str, str], template_env: Mapping[str, str]) -> bytes | None:
+        changes: dict[str, str | None] = {k: v for k, v in env.items() if template_env.get(k) != v}
+        changes.update({k: None for k in template_env if k not in env})
         try:
             cwd: str | None = os.getcwd()
         except OSError:
@@ -425,7 +535,7 @@ class Zygote:
             raise
         finally:
             child.close()
-        return _Template(proc, parent)
+        return _Template(proc, parent, self.env)
 
     def _read_hello(self, template: _Template) -> bool:
         """The template's greeting; False where forking from it is not safe."""
@@ -456,23 +566,120 @@ class Zygote:
 
 
 def zygote_for(
-    name: str, env: Mapping[str, str], preload: Sequence[str] | str | None
+    name: str,
+    env: Mapping[str, str],
+    preload: Sequence[str] | str | None,
+    template: str = "fresh",
 ) -> Zygote | None:
-    """The template for a pool given ``Pool(preload=...)``; None: fresh interpreters.
+    """The template for a pool given ``Pool(preload=..., template=...)``; None: fresh interpreters.
 
     ``"auto"`` preloads numpy when it is installed; a list names the modules
     (``[]``: only snakepit's own); None turns the template off.
+    ``template``: ``"fresh"`` (a new interpreter) or ``"supervisor"`` (a
+    fork of this process, see :meth:`Zygote.prefork`).
     """
+    if template not in TEMPLATES:
+        raise ValueError(f"template takes {' or '.join(map(repr, TEMPLATES))}, not {template!r}")
     if preload is None:
+        if template != "fresh":
+            raise ValueError(f"template={template!r} needs a template: preload=None turns it off")
         return None
     if isinstance(preload, str):
         if preload != "auto":
             raise ValueError(
                 f'preload takes a list of module names, "auto" or None, not {preload!r}'
             )
-        return Zygote(name, env, default_preload())
-    names = tuple(preload)
+        names: tuple[str, ...] = default_preload()
+    else:
+        names = tuple(preload)
     for module in names:
         if not isinstance(module, str) or not module:
             raise ValueError(f"preload takes module names, not {module!r}")
-    return Zygote(name, env, names)
+    return Zygote(name, env, names, fork_supervisor=template == "supervisor")
+
+
+#: What ``Pool(template=...)`` takes.
+TEMPLATES = ("fresh", "supervisor")
+
+
+def fork_blocker() -> str | None:
+    """Why this process cannot be forked as a template now; None: it can.
+
+    Forking copies only the calling thread: a lock another thread held stays
+    held in the copy. OpenBLAS's own threads are the exception (its pre-fork
+    handler stops them; :func:`_fork_template` checks they did). A copy of
+    a process that loaded a GPU driver cannot use the GPU.
+    """
+    python_threads = threading.active_count()
+    if python_threads > 1:
+        return f"{python_threads} Python threads run here"
+    blas = _blas.openblas_threads() or 1
+    native = _thread_count()
+    if native > blas:
+        return f"{native} threads run here"
+    try:
+        with open("/proc/self/maps") as maps:
+            driver = next((line.split()[-1] for line in maps if _GPU_DRIVER in line), None)
+    except OSError:
+        driver = None
+    if driver is not None:
+        return f"this process has loaded the GPU driver ({os.path.basename(driver)})"
+    return None
+
+
+_GPU_DRIVER = "libcuda.so"
+#: Forks of this process tried before its template is a fresh interpreter,
+#: and seconds waited between them for ending threads to be gone.
+_FORK_ATTEMPTS = 2
+_THREADS_GRACE = 0.1
+
+
+def _wait_for_threads_to_end(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while _thread_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _fork_template(
+    env: Mapping[str, str], preload: Sequence[str]
+) -> tuple[_Template | None, str | None]:
+    """Fork this process as a template: (it, None) or (None, why not)."""
+    # Imported here, once: the fork then has what a template runs.
+    from snakepit.worker import _zygote as template_main
+
+    supervisor = os.getpid()
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent.settimeout(None)
+    for stream in (sys.stdout, sys.stderr):
+        # Whatever is buffered would come out once more from the copy.
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        parent.close()
+        child.close()
+        return None, f"fork failed: {exc}"
+    if pid == 0:
+        try:
+            template_main.run_forked(child.fileno(), supervisor, list(preload), env)
+        finally:
+            os._exit(1)
+    child.close()
+    template = _Template(_ForkedTemplate(pid), parent, env)
+    threads = _thread_count()
+    if threads > 1:
+        # A thread that ran through the fork (started as it happened, or
+        # not stopped by its library's pre-fork handler): not a safe copy.
+        template.proc.kill()
+        template.proc.wait()
+        parent.close()
+        return None, f"{threads} threads ran when this process forked"
+    return template, None

@@ -106,7 +106,7 @@ def die_with_parent(supervisor_pid: int) -> None:
         os._exit(0)
     # Children that user code forks die with this worker, even when the
     # supervisor's death is what kills it (nothing else would reap them).
-    os.register_at_fork(after_in_child=_die_with_worker)
+    os.register_at_fork(after_in_child=die_with_worker)
 
 
 #: Results that travel as a field of the reply's frame (``_compact``).
@@ -145,7 +145,8 @@ def _fresh_arrays(value: Any, held: int) -> frozenset[int]:
     )
 
 
-def _die_with_worker() -> None:
+def die_with_worker() -> None:
+    """In a child this process forked: get SIGKILLed when this process dies."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

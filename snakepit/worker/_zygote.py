@@ -36,6 +36,7 @@ import socket
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from snakepit.worker import _blas, _main
@@ -179,9 +180,11 @@ def _reseed() -> None:
 class Template:
     """The template's loop: fork on request, reap and report."""
 
-    def __init__(self, ctl: socket.socket, supervisor_pid: int) -> None:
+    def __init__(self, ctl: socket.socket, supervisor_pid: int, watched: int | None = None) -> None:
         self.ctl = ctl
         self.supervisor_pid = supervisor_pid
+        #: A pidfd of the supervisor (a template forked from it): readable when it exits.
+        self.watched = watched
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_write, False)
@@ -193,6 +196,8 @@ class Template:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         self.selector.register(self.ctl, selectors.EVENT_READ)
         self.selector.register(self.wake_read, selectors.EVENT_READ)
+        if self.watched is not None:
+            self.selector.register(self.watched, selectors.EVENT_READ)
         self._reap()  # the throwaway fork, or anything that ended before the handler
         deferred = list(DEFERRED_IMPORTS)
         while True:
@@ -204,6 +209,8 @@ class Template:
                 _preload(deferred)
                 deferred = []
             for key, _ in events:
+                if key.fileobj == self.watched:
+                    return 0  # the supervisor died: our workers die with us
                 if key.fileobj == self.wake_read:
                     with contextlib.suppress(OSError):
                         os.read(self.wake_read, 4096)
@@ -273,7 +280,9 @@ class Template:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         with contextlib.suppress(Exception):
             self.selector.close()
-        for fd in (self.wake_read, self.wake_write):
+        for fd in (self.wake_read, self.wake_write, self.watched):
+            if fd is None:
+                continue
             with contextlib.suppress(OSError):
                 os.close(fd)
         with contextlib.suppress(OSError):
@@ -290,8 +299,13 @@ def main(argv: list[str]) -> int:
     # whatever they fork) to their parent's death.
     _main.die_with_parent(supervisor_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ctl = socket.socket(fileno=fd)
-    failed = _preload(argv[2:])
+    return _greet_and_serve(socket.socket(fileno=fd), supervisor_pid, argv[2:], None)
+
+
+def _greet_and_serve(
+    ctl: socket.socket, supervisor_pid: int, preload: list[str], watched: int | None
+) -> int:
+    failed = _preload(preload)
     _blas.find_in_template()
     threads = thread_count()
     _send(ctl, ("hello", os.getpid(), failed, threads))
@@ -301,7 +315,82 @@ def main(argv: list[str]) -> int:
         # until it closes the socket (not before: unread data left behind
         # would reset the stream, hello and all).
         return _refuse(ctl)
-    return Template(ctl, supervisor_pid).serve()
+    return Template(ctl, supervisor_pid, watched).serve()
+
+
+def run_forked(fd: int, supervisor_pid: int, preload: list[str], env: Mapping[str, str]) -> None:
+    """In a fork of the supervisor: become its pool's template. Never returns.
+
+    What the supervisor held that a fresh template would not have is let go
+    of first: its descriptors (a worker must not keep the supervisor's
+    sockets and files open, nor write to them), its exit hooks, signal
+    handlers and log handlers, its environment (the pool's instead). Its
+    objects stay, frozen (never collected, so no finalizer of theirs runs
+    here or in a worker). The supervisor's death is watched through a
+    pidfd, not ``PR_SET_PDEATHSIG``, which follows the thread that forked
+    (one that may end while the pool lives).
+    """
+    code = 1
+    try:
+        gc.disable()
+        gc.freeze()
+        os.setsid()
+        _let_go_of_supervisor(fd, env)
+        # Workers forked from here die with it (and whatever they fork with them).
+        os.register_at_fork(after_in_child=_main.die_with_worker)
+        watched: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            watched = os.pidfd_open(supervisor_pid)
+        if watched is None:
+            _main.die_with_parent(supervisor_pid)
+        elif os.getppid() != supervisor_pid:
+            os._exit(0)
+        code = _greet_and_serve(socket.socket(fileno=fd), supervisor_pid, preload, watched)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            traceback.print_exc()
+    os._exit(code)
+
+
+def _let_go_of_supervisor(keep: int, env: Mapping[str, str]) -> None:
+    signal.set_wakeup_fd(-1)
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            handler = signal.getsignal(signum)
+            if callable(handler) and handler is not signal.default_int_handler:
+                signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, _max_fd())
+    null = os.open(os.devnull, os.O_RDONLY)
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
+    atexit._clear()
+    getattr(threading, "_threading_atexits", []).clear()
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        # Their streams are closed here; a fresh interpreter has none.
+        for logger in (logging.root, *logging.Logger.manager.loggerDict.values()):
+            if isinstance(logger, logging.Logger):
+                logger.handlers.clear()
+    os.environ.clear()
+    os.environ.update(env)
+
+
+def _max_fd() -> int:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        soft = -1
+    return soft if soft > 0 else 1 << 20
 
 
 def _refuse(ctl: socket.socket) -> int:

@@ -1,0 +1,41 @@
+"""Worker functions for test_zygote_supervisor: what a worker forked from the supervisor sees."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+#: Set by the supervisor before its pool starts: workers forked from its copy see the value.
+MARK = 0
+
+
+def mark() -> int:
+    return MARK
+
+
+def open_paths() -> list[str]:
+    """The files this process holds open (targets of /proc/self/fd)."""
+    paths = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return paths
+
+
+def environment(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def log_warning(text: str) -> int:
+    logging.getLogger("tests.fork").warning(text)
+    return os.getpid()
+
+
+def parent_pid() -> int:
+    return os.getppid()
+
+
+def root_handlers() -> list[str]:
+    return [type(handler).__name__ for handler in logging.root.handlers]

@@ -1,0 +1,226 @@
+"""``Pool(template="supervisor")``: the template is a fork of the supervisor.
+
+Workers then start as copies of the supervisor as it was when the pool
+started (its modules and their globals), without what must not cross into
+them: its descriptors, exit hooks, log handlers and environment. The checks
+that need a process with no other thread (forking is refused otherwise) run
+in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import snakepit
+from tests.pool import _tasks
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+_SCRIPT = """
+import atexit, json, logging, os, sys, time
+import snakepit
+from snakepit.errors import WorkerCrashedError
+from tests.pool import _fork_tasks, _tasks
+
+out, marks = sys.argv[1], sys.argv[2]
+logging.basicConfig(filename=os.path.join(out, "supervisor.log"), level=logging.WARNING)
+held = open(os.path.join(out, "held-open"), "w")
+atexit.register(lambda: open(os.path.join(marks, str(os.getpid())), "w").close())
+_fork_tasks.MARK = 41
+os.environ["SNAKEPIT_ONLY_HERE"] = "1"
+env = {k: v for k, v in os.environ.items() if k != "SNAKEPIT_ONLY_HERE"}
+env["SNAKEPIT_TEST"] = "pool"
+started = time.perf_counter()
+pool = snakepit.Pool(workers=2, template="supervisor", env=env)
+first = pool.call(_tasks.add, 1, 2)
+seconds = time.perf_counter() - started
+zygote = pool._supervisor._zygote
+report = {
+    "first": first,
+    "forked": zygote.forked_from_supervisor,
+    "supervisor": os.getpid(),
+    "template": zygote.pid,
+    "template_parent": __import__("psutil").Process(zygote.pid).ppid(),
+    "worker_parents": sorted({pool.call(_fork_tasks.parent_pid) for _ in range(4)}),
+    "mark": pool.call(_fork_tasks.mark),
+    "open": pool.call(_fork_tasks.open_paths),
+    "env_pool": pool.call(_fork_tasks.environment, "SNAKEPIT_TEST"),
+    "env_only_here": pool.call(_fork_tasks.environment, "SNAKEPIT_ONLY_HERE"),
+    "logged_by": pool.call(_fork_tasks.log_warning, "from-a-worker"),
+    "handlers": pool.call(_fork_tasks.root_handlers),
+    "seconds": seconds,
+}
+try:
+    pool.call(_tasks.segfault)
+except WorkerCrashedError as exc:
+    report["crash"] = str(exc.exit_kind)
+report["after_crash"] = pool.call(_tasks.add, 2, 2)
+report["parents_after_crash"] = sorted({pool.call(_fork_tasks.parent_pid) for _ in range(4)})
+pool.shutdown(wait=True)
+report["marks_after_shutdown"] = os.listdir(marks)
+held.close()
+print(json.dumps(report), flush=True)
+"""
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=_ROOT,
+    )
+
+
+def test_workers_start_as_copies_of_the_supervisor_without_its_descriptors(
+    tmp_path: Path,
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    done = _run(_SCRIPT, str(tmp_path), str(marks))
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    assert report["first"] == 3
+    assert report["forked"] is True, done.stderr
+    assert report["template_parent"] == report["supervisor"]
+    assert report["worker_parents"] == [report["template"]]
+    # Its modules' globals as they were when the pool started.
+    assert report["mark"] == 41
+    # Not its files, nor its environment: the pool's.
+    assert str(tmp_path / "held-open") not in report["open"]
+    assert not [p for p in report["open"] if p.endswith("supervisor.log")]
+    assert report["env_pool"] == "pool"
+    assert report["env_only_here"] is None
+    # A crash is classified, and the next worker is forked from the same copy.
+    assert report["crash"] == "segfault"
+    assert report["after_crash"] == 4
+    assert report["parents_after_crash"] == [report["template"]]
+    # The supervisor's exit hook ran in no worker (nor in the template).
+    assert report["marks_after_shutdown"] == []
+    # The worker's record reached the supervisor's log once, through
+    # forwarding: the copy's handler (its file closed) is gone.
+    assert "FileHandler" not in report["handlers"]
+    log = (tmp_path / "supervisor.log").read_text()
+    assert log.count("from-a-worker") == 1, log
+
+
+def test_a_killed_supervisor_takes_its_forked_template_and_workers_along() -> None:
+    script = textwrap.dedent(
+        """
+        import time
+        import snakepit
+        pool = snakepit.Pool(workers=2, template="supervisor")
+        busy = [pool.submit(time.sleep, 600) for _ in range(2)]
+        deadline = time.monotonic() + 60
+        while pool.stats()["busy"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        zygote = pool._supervisor._zygote
+        print(int(zygote.forked_from_supervisor), zygote.pid, *pool.worker_pids(), flush=True)
+        time.sleep(600)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    pids: list[int] = []
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=_ROOT
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            forked, *pids = (int(p) for p in proc.stdout.readline().split())
+            assert forked == 1
+            assert len(pids) == 3
+            assert psutil.Process(pids[0]).ppid() == proc.pid
+            assert {psutil.Process(pid).ppid() for pid in pids[1:]} == {pids[0]}
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            alive = [p for p in map(_alive, pids) if p is not None]
+            _, alive = psutil.wait_procs(alive, timeout=10)
+            assert not alive
+        finally:
+            proc.kill()
+            for leftover in filter(None, map(_alive, pids)):
+                leftover.kill()
+
+
+def test_a_pool_made_while_another_thread_runs_uses_a_fresh_template(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="test-other")
+    other.start()
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="snakepit.pool._zygote"),
+            snakepit.Pool(workers=1, template="supervisor") as pool,
+        ):
+            assert pool.call(_tasks.add, 1, 2) == 3
+            zygote = pool._supervisor._zygote
+            assert zygote is not None
+            assert not zygote.forked_from_supervisor
+            assert zygote.pid is not None
+            assert "zygote" in psutil.Process(zygote.pid).cmdline()
+    finally:
+        stop.set()
+        other.join()
+    assert "not a fork of this process" in caplog.text
+    assert "Python threads run here" in caplog.text
+
+
+def test_shutdown_reaps_the_forked_template() -> None:
+    script = textwrap.dedent(
+        """
+        import os, snakepit
+        pool = snakepit.Pool(workers=1, template="supervisor")
+        pool.call(int)
+        template = pool._supervisor._zygote.pid
+        assert pool._supervisor._zygote.forked_from_supervisor
+        pool.shutdown()
+        try:
+            os.waitpid(template, os.WNOHANG)
+        except ChildProcessError:
+            print("reaped")
+        """
+    )
+    done = _run(script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "reaped"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"template": "fork"}, "template takes"),
+        ({"template": "supervisor", "preload": None}, "preload=None"),
+        ({"template": "supervisor", "memory_limit_per_worker": "1GiB"}, "memory_limit"),
+    ],
+)
+def test_bad_template_options_are_refused(kwargs: dict[str, Any], match: str) -> None:
+    before = set(psutil.Process().children())
+    with pytest.raises(ValueError, match=match):
+        snakepit.Pool(workers=1, **kwargs)
+    time.sleep(0.05)
+    assert set(psutil.Process().children()) == before
+
+
+def _alive(pid: int) -> Any:
+    try:
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process
+    except psutil.NoSuchProcess:
+        return None
