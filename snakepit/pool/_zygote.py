@@ -402,7 +402,9 @@ class Zygote:
                         break  # it died: _greet or the retry below says so
                     sent += 1
                 if not template.greeted and not self._greet(template):
-                    break
+                    if self._disabled:
+                        break
+                    continue  # a fork of this process that failed: a fresh template
                 unanswered = self._collect(template, pending[:sent], forked)
                 if not unanswered and sent == len(pending):
                     break
@@ -461,6 +463,9 @@ class Zygote:
             return None
         if self._template is not None and self._template.alive():
             return self._template
+        dead = self._template
+        if dead is not None and not dead.greeted and isinstance(dead.proc, _ForkedTemplate):
+            self._failed_fork(f"it exited with status {dead.proc.returncode}")
         self._stop_locked()
         if self._starts >= _MAX_STARTS:
             self._disabled = True
@@ -484,6 +489,10 @@ class Zygote:
         try:
             usable = self._read_hello(template)
         except (OSError, EOFError, pickle.PickleError, ValueError) as exc:
+            if isinstance(template.proc, _ForkedTemplate):
+                self._failed_fork(str(exc))
+                self._stop_locked()
+                return False
             # Mostly for good (a preloaded module that crashes): do not retry.
             self._give_up(exc)
             return False
@@ -497,6 +506,14 @@ class Zygote:
             target=template.read, name=f"snakepit-zygote-{self.name}", daemon=True
         ).start()
         return True
+
+    def _failed_fork(self, why: str) -> None:
+        _log.warning(
+            "snakepit %s: the fork of this process did not become a template (%s); "
+            "a fresh interpreter does",
+            self.name,
+            why,
+        )
 
     def _give_up(self, exc: BaseException) -> None:
         self._disabled = True

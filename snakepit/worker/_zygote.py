@@ -36,6 +36,7 @@ import socket
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -373,6 +374,10 @@ def _let_go_of_supervisor(keep: int, env: Mapping[str, str]) -> None:
         os.close(null)
     atexit._clear()
     getattr(threading, "_threading_atexits", []).clear()
+    # The supervisor's finalizers (a pool's shutdown among them) must never
+    # run here; the worker's own register with atexit anew.
+    weakref.finalize._registry.clear()  # type: ignore[attr-defined]
+    weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
     logging = sys.modules.get("logging")
     if logging is not None:
         # Their streams are closed here; a fresh interpreter has none.

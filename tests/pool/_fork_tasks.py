@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import weakref
+from typing import Any
 
 #: Set by the supervisor before its pool starts: workers forked from its copy see the value.
 MARK = 0
@@ -39,3 +42,19 @@ def parent_pid() -> int:
 
 def root_handlers() -> list[str]:
     return [type(handler).__name__ for handler in logging.root.handlers]
+
+
+class _Kept:
+    pass
+
+
+_kept: list[Any] = []
+
+
+def keep_a_finalized_object(seconds: float) -> int:
+    """A finalizer of the worker's own: it registers ``weakref``'s exit hook here."""
+    kept = _Kept()
+    _kept.append(kept)
+    weakref.finalize(kept, lambda: None)
+    time.sleep(seconds)  # long enough that the pool's other worker takes the next one
+    return os.getpid()

@@ -30,7 +30,8 @@ from tests.pool import _tasks
 _ROOT = str(Path(__file__).resolve().parents[2])
 
 _SCRIPT = """
-import atexit, json, logging, os, sys, time
+import atexit, json, logging, os, sys, time, weakref
+import psutil
 import snakepit
 from snakepit.errors import WorkerCrashedError
 from tests.pool import _fork_tasks, _tasks
@@ -39,6 +40,10 @@ out, marks = sys.argv[1], sys.argv[2]
 logging.basicConfig(filename=os.path.join(out, "supervisor.log"), level=logging.WARNING)
 held = open(os.path.join(out, "held-open"), "w")
 atexit.register(lambda: open(os.path.join(marks, str(os.getpid())), "w").close())
+class Kept:
+    pass
+kept = Kept()
+weakref.finalize(kept, lambda: open(os.path.join(marks, f"finalized-{os.getpid()}"), "w").close())
 _fork_tasks.MARK = 41
 os.environ["SNAKEPIT_ONLY_HERE"] = "1"
 env = {k: v for k, v in os.environ.items() if k != "SNAKEPIT_ONLY_HERE"}
@@ -53,7 +58,7 @@ report = {
     "forked": zygote.forked_from_supervisor,
     "supervisor": os.getpid(),
     "template": zygote.pid,
-    "template_parent": __import__("psutil").Process(zygote.pid).ppid(),
+    "template_parent": psutil.Process(zygote.pid).ppid(),
     "worker_parents": sorted({pool.call(_fork_tasks.parent_pid) for _ in range(4)}),
     "mark": pool.call(_fork_tasks.mark),
     "open": pool.call(_fork_tasks.open_paths),
@@ -69,7 +74,14 @@ except WorkerCrashedError as exc:
     report["crash"] = str(exc.exit_kind)
 report["after_crash"] = pool.call(_tasks.add, 2, 2)
 report["parents_after_crash"] = sorted({pool.call(_fork_tasks.parent_pid) for _ in range(4)})
+finalizing = [pool.submit(_fork_tasks.keep_a_finalized_object, 0.2) for _ in range(2)]
+report["finalizers_in"] = sorted(f.result() for f in finalizing)
+workers = pool.worker_pids()
 pool.shutdown(wait=True)
+deadline = time.monotonic() + 10
+while any(map(psutil.pid_exists, workers)) and time.monotonic() < deadline:
+    time.sleep(0.01)
+report["workers_left"] = [pid for pid in workers if psutil.pid_exists(pid)]
 report["marks_after_shutdown"] = os.listdir(marks)
 held.close()
 print(json.dumps(report), flush=True)
@@ -111,7 +123,10 @@ def test_workers_start_as_copies_of_the_supervisor_without_its_descriptors(
     assert report["crash"] == "segfault"
     assert report["after_crash"] == 4
     assert report["parents_after_crash"] == [report["template"]]
-    # The supervisor's exit hook ran in no worker (nor in the template).
+    # The supervisor's exit hook and finalizer ran in no worker (nor in the
+    # template), though workers made finalizers of their own.
+    assert len(set(report["finalizers_in"])) == 2  # both workers made one
+    assert report["workers_left"] == []
     assert report["marks_after_shutdown"] == []
     # The worker's record reached the supervisor's log once, through
     # forwarding: the copy's handler (its file closed) is gone.
@@ -180,6 +195,34 @@ def test_a_pool_made_while_another_thread_runs_uses_a_fresh_template(
         other.join()
     assert "not a fork of this process" in caplog.text
     assert "Python threads run here" in caplog.text
+
+
+def test_a_fork_that_fails_to_become_a_template_leaves_a_fresh_one() -> None:
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        import snakepit
+        from snakepit.worker import _zygote
+
+        def broken(*args):
+            raise RuntimeError("no template today")
+
+        _zygote.run_forked = broken
+        logging.basicConfig(stream=sys.stdout, level=logging.WARNING)
+        with snakepit.Pool(workers=2, template="supervisor") as pool:
+            assert pool.call(int, "7") == 7
+            zygote = pool._supervisor._zygote
+            assert not zygote.forked_from_supervisor
+            assert zygote.pid is not None
+            print("template", zygote.pid, *{pool.call(__import__("os").getppid) for _ in range(4)})
+        """
+    )
+    done = _run(script)
+    assert done.returncode == 0, done.stderr
+    assert "did not become a template" in done.stdout
+    line = next(x for x in done.stdout.splitlines() if x.startswith("template"))
+    template, *parents = line.split()[1:]
+    assert parents == [template]
 
 
 def test_shutdown_reaps_the_forked_template() -> None:
