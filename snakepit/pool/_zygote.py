@@ -41,6 +41,8 @@ import cloudpickle  # noqa: F401
 
 from snakepit.worker import _blas
 
+from ._fork import ForkedTemplate, fork_when_safe
+
 __all__ = [
     "TEMPLATES",
     "ForkedProcess",
@@ -48,7 +50,6 @@ __all__ = [
     "WorkerProcess",
     "Zygote",
     "default_preload",
-    "fork_blocker",
     "supported",
 ]
 
@@ -166,51 +167,12 @@ class ForkedProcess:
                 select.select([pidfd], [], [], timeout)
 
 
-class _ForkedTemplate:
-    """A template forked from this process: the part of ``Popen`` a template needs.
-
-    This process is its parent, so its pid cannot be recycled until it is
-    reaped here.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self._lock = threading.Lock()
-
-    def poll(self) -> int | None:
-        with self._lock:
-            if self.returncode is None:
-                try:
-                    pid, status = os.waitpid(self.pid, os.WNOHANG)
-                except ChildProcessError:  # reaped by someone else's waitpid(-1)
-                    self.returncode = -signal.SIGKILL
-                else:
-                    if pid:
-                        self.returncode = os.waitstatus_to_exitcode(status)
-            return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"snakepit template {self.pid}", timeout or 0.0)
-            time.sleep(0.002)
-        return code
-
-    def kill(self) -> None:
-        with self._lock:
-            if self.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-
-
 class _Template:
     """One running template: its process, control socket, replies and children."""
 
     def __init__(
         self,
-        proc: subprocess.Popen[bytes] | _ForkedTemplate,
+        proc: subprocess.Popen[bytes] | ForkedTemplate,
         ctl: socket.socket,
         env: Mapping[str, str],
     ) -> None:
@@ -321,7 +283,7 @@ class Zygote:
     def forked_from_supervisor(self) -> bool:
         """Whether the running template is a fork of this process (``template="supervisor"``)."""
         template = self._template
-        return template is not None and isinstance(template.proc, _ForkedTemplate)
+        return template is not None and isinstance(template.proc, ForkedTemplate)
 
     def prefork(self) -> None:
         """Where the pool asked for it: fork this process as the template, now.
@@ -336,29 +298,17 @@ class Zygote:
         with self._lock:
             if self._closed or self._template is not None:
                 return
-            template = None
-            for attempt in range(_FORK_ATTEMPTS):
-                if attempt:
-                    # A thread that was ending as we forked (a pool's that
-                    # was just joined still has to leave the kernel): once
-                    # it is gone, once more.
-                    _wait_for_threads_to_end(_THREADS_GRACE)
-                reason = fork_blocker()
-                if reason is not None:
-                    break
-                template, reason = _fork_template(self.fork_env, self.preload)
-                if template is not None:
-                    break
-            if template is None:
+            forked = fork_when_safe(self.fork_env, self.preload)
+            if isinstance(forked, str):
                 _log.warning(
                     "snakepit %s: the worker template is a fresh interpreter, not a "
                     "fork of this process: %s",
                     self.name,
-                    reason,
+                    forked,
                 )
                 return
             self._starts += 1
-            self._template = template
+            self._template = _Template(*forked, self.fork_env)
 
     def spawn_many(self, requests: Sequence[Request]) -> list[ForkedProcess | None]:
         """Fork a worker for each request: it serves the request's socket with
@@ -464,7 +414,7 @@ class Zygote:
         if self._template is not None and self._template.alive():
             return self._template
         dead = self._template
-        if dead is not None and not dead.greeted and isinstance(dead.proc, _ForkedTemplate):
+        if dead is not None and not dead.greeted and isinstance(dead.proc, ForkedTemplate):
             self._failed_fork(f"it exited with status {dead.proc.returncode}")
         self._stop_locked()
         if self._starts >= _MAX_STARTS:
@@ -489,7 +439,7 @@ class Zygote:
         try:
             usable = self._read_hello(template)
         except (OSError, EOFError, pickle.PickleError, ValueError) as exc:
-            if isinstance(template.proc, _ForkedTemplate):
+            if isinstance(template.proc, ForkedTemplate):
                 self._failed_fork(str(exc))
                 self._stop_locked()
                 return False
@@ -619,84 +569,5 @@ def zygote_for(
 TEMPLATES = ("fresh", "supervisor")
 
 
-def fork_blocker() -> str | None:
-    """Why this process cannot be forked as a template now; None: it can.
-
-    Forking copies only the calling thread: a lock another thread held stays
-    held in the copy. OpenBLAS's own threads are the exception (its pre-fork
-    handler stops them; :func:`_fork_template` checks they did). A copy of
-    a process that loaded a GPU driver cannot use the GPU.
-    """
-    python_threads = threading.active_count()
-    if python_threads > 1:
-        return f"{python_threads} Python threads run here"
-    blas = _blas.openblas_threads() or 1
-    native = _thread_count()
-    if native > blas:
-        return f"{native} threads run here"
-    try:
-        with open("/proc/self/maps") as maps:
-            driver = next((line.split()[-1] for line in maps if _GPU_DRIVER in line), None)
-    except OSError:
-        driver = None
-    if driver is not None:
-        return f"this process has loaded the GPU driver ({os.path.basename(driver)})"
-    return None
-
-
-_GPU_DRIVER = "libcuda.so"
-#: Forks of this process tried before its template is a fresh interpreter,
-#: and seconds waited between them for ending threads to be gone.
-_FORK_ATTEMPTS = 2
-_THREADS_GRACE = 0.1
-
-
-def _wait_for_threads_to_end(seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while _thread_count() > 1 and time.monotonic() < deadline:
-        time.sleep(0.002)
-
-
-def _thread_count() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
-
-
-def _fork_template(
-    env: Mapping[str, str], preload: Sequence[str]
-) -> tuple[_Template | None, str | None]:
-    """Fork this process as a template: (it, None) or (None, why not)."""
-    # Imported here, once: the fork then has what a template runs.
-    from snakepit.worker import _zygote as template_main
-
-    supervisor = os.getpid()
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    parent.settimeout(None)
-    for stream in (sys.stdout, sys.stderr):
-        # Whatever is buffered would come out once more from the copy.
-        with contextlib.suppress(Exception):
-            stream.flush()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        parent.close()
-        child.close()
-        return None, f"fork failed: {exc}"
-    if pid == 0:
-        try:
-            template_main.run_forked(child.fileno(), supervisor, list(preload), env)
-        finally:
-            os._exit(1)
-    child.close()
-    template = _Template(_ForkedTemplate(pid), parent, env)
-    threads = _thread_count()
-    if threads > 1:
-        # A thread that ran through the fork (started as it happened, or
-        # not stopped by its library's pre-fork handler): not a safe copy.
-        template.proc.kill()
-        template.proc.wait()
-        parent.close()
-        return None, f"{threads} threads ran when this process forked"
-    return template, None
+#: What ``Pool(template=...)`` takes.
+TEMPLATES = ("fresh", "supervisor")

@@ -214,11 +214,20 @@ def test_a_template_killed_before_it_answers_leaves_no_request_waiting(
     for child, (_, theirs, _) in zip(forked, made, strict=True):
         if child is None:
             continue  # left to a fresh interpreter: allowed
-        if psutil.pid_exists(child.pid) and child.returncode is None:
-            assert psutil.Process(child.pid).ppid() == zygote.pid != killed[0]
+        if child.returncode is None and _parent(child.pid) not in (None, 1, killed[0]):
+            assert _parent(child.pid) == zygote.pid != killed[0]
             assert _served_by(child, theirs)
         else:
-            assert child.wait(timeout=30) != 0  # died with the killed template
+            # Forked before the kill: it dies with the killed template (its
+            # exit may still be on its way to the pool's reader thread).
+            assert child.wait(timeout=30) != 0
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return psutil.Process(pid).ppid()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def test_an_interrupted_start_closes_every_end_it_opened(
