@@ -426,9 +426,17 @@ static int ar_alloc_small(sp_arena *a, uint64_t nbytes, sp_block *out)
         nslots = a->slab_bytes / per;
         if (nslots < 2)
             nslots = 2;
-        if (sp_mul_overflow(nslots, per, &data))
-            return SP_ERR_OVERFLOW;
-        rc = ar_region_new(a, data, ci, &reg);
+        for (;;) {
+            if (sp_mul_overflow(nslots, per, &data))
+                return SP_ERR_OVERFLOW;
+            rc = ar_region_new(a, data, ci, &reg);
+            /* Near the cap or with /dev/shm nearly full, a smaller slab,
+             * down to one slot: the block itself may fit where a whole
+             * slab does not. */
+            if ((rc != SP_ERR_CAP && rc != SP_ERR_NOSPACE) || nslots == 1)
+                break;
+            nslots /= 2;
+        }
         if (rc != SP_OK)
             return rc;
         c->current = reg;

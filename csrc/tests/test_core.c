@@ -1062,6 +1062,31 @@ static void test_arena_cap(void)
         CHECK_EQ(sp_arena_release(ar, x.data), SP_OK);
     }
     sp_arena_destroy(ar);
+
+    /* a cap below a whole slab of the block's class still holds the block */
+    {
+        sp_block one, two;
+        uint64_t caps[2] = {5 * MiB, 3 * MiB};
+        for (i = 0; i < 2; i++) {
+            ar = small_arena(8 * MiB, caps[i], 0);
+            REQUIRE(ar != NULL);
+            CHECK_EQ(sp_arena_alloc(ar, 2 * MiB, &one), SP_OK);
+            CHECK_EQ(sp_arena_stats_get(ar, &st), SP_OK);
+            CHECK(st.mapped_bytes <= caps[i]);
+            rc = sp_arena_alloc(ar, 2 * MiB, &two);
+            CHECK(rc == SP_OK || rc == SP_ERR_CAP);
+            CHECK_EQ(sp_arena_stats_get(ar, &st), SP_OK);
+            CHECK(st.mapped_bytes <= caps[i]);
+            if (rc == SP_OK)
+                CHECK_EQ(sp_arena_release(ar, two.data), SP_OK);
+            CHECK_EQ(sp_arena_release(ar, one.data), SP_OK);
+            sp_arena_destroy(ar);
+        }
+        ar = small_arena(8 * MiB, MiB, 0); /* the block alone is over the cap */
+        REQUIRE(ar != NULL);
+        CHECK_EQ(sp_arena_alloc(ar, 2 * MiB, &one), SP_ERR_CAP);
+        sp_arena_destroy(ar);
+    }
     CHECK_EQ(count_shm_entries(getpid()), 0);
 }
 
@@ -1070,12 +1095,27 @@ static void test_arena_enospc(void)
     sp_arena *ar = small_arena(MiB, 0, 0);
     sp_block b;
     REQUIRE(ar != NULL);
-    sp_debug_fail_fallocate(ENOSPC, 1);
+    sp_debug_fail_fallocate(ENOSPC, 1000); /* no room for even one slot */
     CHECK_EQ(sp_arena_alloc(ar, 1000, &b), SP_ERR_NOSPACE);
     CHECK_EQ(sp_last_errno(), ENOSPC);
     CHECK_EQ(count_shm_entries(getpid()), 0);
+    sp_debug_fail_fallocate(0, 0);
     CHECK_EQ(sp_arena_alloc(ar, 1000, &b), SP_OK);
     CHECK_EQ(sp_arena_release(ar, b.data), SP_OK);
+    sp_arena_destroy(ar);
+    {
+        /* room for less than a whole slab: a smaller one holds the block */
+        sp_arena_stats st;
+        ar = small_arena(MiB, 0, 0);
+        REQUIRE(ar != NULL);
+        sp_debug_fail_fallocate(ENOSPC, 1);
+        CHECK_EQ(sp_arena_alloc(ar, 200 * 1024, &b), SP_OK);
+        CHECK_EQ(sp_arena_stats_get(ar, &st), SP_OK);
+        CHECK(st.mapped_bytes < MiB);
+        CHECK_EQ(st.regions, 1);
+        CHECK_EQ(sp_arena_release(ar, b.data), SP_OK);
+        sp_debug_fail_fallocate(0, 0);
+    }
     {
         /* Beyond the largest block a region holds, at and past the edge. */
         static const uint64_t too_large[] = {

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -171,3 +172,29 @@ def test_a_worker_under_a_memory_limit_keeps_its_arrays_its_own(limit: dict[str,
         probe = limited.call(tasks.probe)
     assert probe["in_place"] == 0
     assert probe["lent"] == 0
+
+
+def _segments_of(pids: set[int]) -> list[str]:
+    return [
+        name
+        for name in os.listdir("/dev/shm")
+        if name.startswith("snakepit-") and any(f"-{pid}-" in name for pid in pids)
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_results_outlive_their_pool_and_no_segment_outlives_them(workers: int) -> None:
+    with snakepit.Pool(workers=workers, timeout=60) as short:
+        pids = set(short.worker_pids())
+        for _ in range(workers):
+            short.call(tasks.fresh, NBYTES)
+        results = [short.call(tasks.scaled, NBYTES, float(k)) for k in range(1, 7)]
+        assert sum(short.call(tasks.probe)["in_place"] for _ in range(workers)) >= 1
+    # The workers are gone; what they lent is still mapped here.
+    for k, result in enumerate(results, start=1):
+        np.testing.assert_array_equal(result, np.arange(NBYTES // 8, dtype=np.float64) * k)
+        result[0] = -1.0  # and writable
+    del results, result
+    gc.collect()
+    zero_copy.collect_garbage()
+    assert _segments_of(pids) == []
