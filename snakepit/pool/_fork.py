@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from snakepit.telemetry import _bus
 from snakepit.worker import _blas
 
 __all__ = ["ForkedTemplate", "fork_blocker", "fork_when_safe"]
@@ -70,17 +71,20 @@ def fork_blocker() -> str | None:
     """Why this process cannot be forked as a template now; None: it can.
 
     Forking copies only the calling thread: a lock another thread held stays
-    held in the copy. OpenBLAS's own threads are the exception (its pre-fork
-    handler stops them; :func:`fork_when_safe` checks they did). A copy of
-    a process that loaded a GPU driver cannot use the GPU.
+    held in the copy. Two kinds are the exception: OpenBLAS's threads (its
+    pre-fork handler stops them; :func:`fork_when_safe` checks they did) and
+    snakepit's deferred telemetry thread (held between events while this
+    process forks). A copy of a process that loaded a GPU driver cannot use
+    the GPU.
     """
+    ours = _ours()
     python_threads = threading.active_count()
-    if python_threads > 1:
-        return f"{python_threads} Python threads run here"
+    if python_threads > 1 + ours:
+        return f"{python_threads - ours} Python threads run here"
     blas = _blas.openblas_threads() or 1
     native = _thread_count()
-    if native > blas:
-        return f"{native} threads run here"
+    if native > blas + ours:
+        return f"{native - ours} threads run here"
     try:
         with open("/proc/self/maps") as maps:
             driver = next((line.split()[-1] for line in maps if _GPU_DRIVER in line), None)
@@ -98,9 +102,18 @@ _FORK_ATTEMPTS = 2
 _THREADS_GRACE = 0.1
 
 
+#: Seconds a fork waits for the deferred telemetry thread to finish an event.
+_TELEMETRY_GRACE = 1.0
+
+
+def _ours() -> int:
+    """Threads of snakepit's own that a fork may run through: the deferred telemetry one."""
+    return 1 if _bus.deferred_thread_alive() else 0
+
+
 def _wait_for_threads_to_end(seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while _thread_count() > 1 and time.monotonic() < deadline:
+    while _thread_count() > 1 + _ours() and time.monotonic() < deadline:
         time.sleep(0.002)
 
 
@@ -143,25 +156,30 @@ def _fork(
         # Whatever is buffered would come out once more from the copy.
         with contextlib.suppress(Exception):
             stream.flush()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        parent.close()
-        child.close()
-        return f"fork failed: {exc}"
-    if pid == 0:
+    with _bus.held_idle(_TELEMETRY_GRACE) as idle:
+        if not idle:
+            parent.close()
+            child.close()
+            return "a telemetry handler has not returned for a second"
         try:
-            template_main.run_forked(child.fileno(), supervisor, list(preload), env)
-        finally:
-            os._exit(1)
+            pid = os.fork()
+        except OSError as exc:
+            parent.close()
+            child.close()
+            return f"fork failed: {exc}"
+        if pid == 0:
+            try:
+                template_main.run_forked(child.fileno(), supervisor, list(preload), env)
+            finally:
+                os._exit(1)
     child.close()
     template = ForkedTemplate(pid)
     threads = _thread_count()
-    if threads > 1:
+    if threads > 1 + _ours():
         # A thread that ran through the fork (started as it happened, or
         # not stopped by its library's pre-fork handler): not a safe copy.
         template.kill()
         template.wait()
         parent.close()
-        return f"{threads} threads ran when this process forked"
+        return f"{threads - 1 - _ours()} other threads ran when this process forked"
     return template, parent

@@ -10,12 +10,13 @@ while events are being emitted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -221,15 +222,49 @@ def _forward(event: Event, measurements: Measurements, metadata: Metadata | None
 _deferred: queue.SimpleQueue[tuple[Event, Measurements, Metadata | None]] = queue.SimpleQueue()
 _deferred_thread: threading.Thread | None = None
 _deferred_lock = threading.Lock()
+#: Held by the deferred thread while it emits an event (see :func:`held_idle`).
+_emitting = threading.RLock()
 
 
 def _deferred_loop() -> None:
     while True:
         event, measurements, metadata = _deferred.get()
-        if event is _FLUSH_EVENT and metadata is not None:
-            metadata["done"].set()
-            continue
-        execute(event, measurements, metadata)
+        with _emitting:
+            if event is _FLUSH_EVENT and metadata is not None:
+                metadata["done"].set()
+                continue
+            execute(event, measurements, metadata)
+
+
+def deferred_thread_alive() -> bool:
+    """Whether this process runs the deferred thread (:func:`start_deferred`)."""
+    thread = _deferred_thread
+    return thread is not None and thread.is_alive()
+
+
+@contextlib.contextmanager
+def held_idle(timeout: float) -> Iterator[bool]:
+    """Keep the deferred thread from emitting (True), or say it would not stop
+    within ``timeout`` seconds (False).
+
+    Held, the thread is between events, waiting on its queue: holding no
+    lock a handler takes, so a fork taken now copies none held.
+    """
+    held = _emitting.acquire(timeout=timeout)
+    try:
+        yield held
+    finally:
+        if held:
+            _emitting.release()
+
+
+def forget_handlers() -> None:
+    """Detach every handler and the forwarder: this process starts over as
+    one that attached none (a fork of the supervisor that becomes a template)."""
+    with _lock:
+        _handlers.clear()
+        _rebuild_locked()
+    set_forwarder(None)
 
 
 def execute_later(
@@ -271,9 +306,10 @@ _FLUSH_EVENT: Event = ("_flush",)  # internal marker, never emitted
 
 
 def _after_fork_in_child() -> None:
-    global _deferred_thread, _deferred
+    global _deferred_thread, _deferred, _emitting
     _deferred_thread = None  # threads do not survive fork
     _deferred = queue.SimpleQueue()
+    _emitting = threading.RLock()  # held by the thread that forked, if it was
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

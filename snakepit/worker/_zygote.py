@@ -40,6 +40,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from snakepit.telemetry import _bus
 from snakepit.worker import _blas, _main
 
 #: Largest request or reply; requests carry only the variables that differ.
@@ -384,6 +385,9 @@ def _let_go_of_supervisor(keep: int, env: Mapping[str, str]) -> None:
         for logger in (logging.root, *logging.Logger.manager.loggerDict.values()):
             if isinstance(logger, logging.Logger):
                 logger.handlers.clear()
+    # A fresh worker has attached no telemetry handler: its events reach the
+    # supervisor's handlers by forwarding only.
+    _bus.forget_handlers()
     os.environ.clear()
     os.environ.update(env)
 

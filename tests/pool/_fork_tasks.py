@@ -58,3 +58,11 @@ def keep_a_finalized_object(seconds: float) -> int:
     weakref.finalize(kept, lambda: None)
     time.sleep(seconds)  # long enough that the pool's other worker takes the next one
     return os.getpid()
+
+
+def emit(event: tuple[str, ...]) -> int:
+    """Emit ``event`` here (a worker forwards it to its supervisor's handlers)."""
+    from snakepit import telemetry
+
+    telemetry.execute(event, {"value": 1.0}, {})
+    return os.getpid()

@@ -45,6 +45,14 @@ class Kept:
 kept = Kept()
 weakref.finalize(kept, lambda: open(os.path.join(marks, f"finalized-{os.getpid()}"), "w").close())
 _fork_tasks.MARK = 41
+from snakepit import telemetry
+from snakepit.telemetry import _bus
+seen = os.path.join(out, "events")
+def note(event, measurements, metadata, config):
+    with open(seen, "a") as file:
+        file.write(f"{os.getpid()}\\n")
+telemetry.attach("test-fork", ("tests", "fork"), note)
+_bus.start_deferred()  # snakepit's own thread, idle: forking goes on
 os.environ["SNAKEPIT_ONLY_HERE"] = "1"
 env = {k: v for k, v in os.environ.items() if k != "SNAKEPIT_ONLY_HERE"}
 env["SNAKEPIT_TEST"] = "pool"
@@ -66,6 +74,7 @@ report = {
     "env_only_here": pool.call(_fork_tasks.environment, "SNAKEPIT_ONLY_HERE"),
     "logged_by": pool.call(_fork_tasks.log_warning, "from-a-worker"),
     "handlers": pool.call(_fork_tasks.root_handlers),
+    "emitted_in": pool.call(_fork_tasks.emit, ("tests", "fork")),
     "seconds": seconds,
 }
 try:
@@ -78,6 +87,8 @@ finalizing = [pool.submit(_fork_tasks.keep_a_finalized_object, 0.2) for _ in ran
 report["finalizers_in"] = sorted(f.result() for f in finalizing)
 workers = pool.worker_pids()
 pool.shutdown(wait=True)
+_bus.flush_deferred()
+report["events_noted_in"] = open(seen).read().split()
 deadline = time.monotonic() + 10
 while any(map(psutil.pid_exists, workers)) and time.monotonic() < deadline:
     time.sleep(0.01)
@@ -131,6 +142,10 @@ def test_workers_start_as_copies_of_the_supervisor_without_its_descriptors(
     # The worker's record reached the supervisor's log once, through
     # forwarding: the copy's handler (its file closed) is gone.
     assert "FileHandler" not in report["handlers"]
+    # The worker's event reached the supervisor's handler, by forwarding
+    # alone: no copy of the handler ran in the worker.
+    assert report["emitted_in"] != report["supervisor"]
+    assert report["events_noted_in"] == [str(report["supervisor"])]
     log = (tmp_path / "supervisor.log").read_text()
     assert log.count("from-a-worker") == 1, log
 

@@ -217,3 +217,27 @@ def test_forwarder_sees_every_event_and_its_failure_is_contained() -> None:
     finally:
         _bus.set_forwarder(None)
     assert forwarded == [("nobody", "listens")]
+
+
+def test_the_deferred_thread_is_held_only_between_events() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow(event: Any, measurements: Any, metadata: Any, config: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    telemetry.attach("test-held", ("test", "held"), slow)
+    _bus.start_deferred()
+    assert _bus.deferred_thread_alive()
+    try:
+        with _bus.held_idle(5.0) as held:
+            assert held
+        _bus.execute_later(("test", "held"), {}, {})
+        assert started.wait(10)
+        with _bus.held_idle(0.05) as held:
+            assert not held  # a handler is running on the thread
+    finally:
+        release.set()
+    assert _bus.flush_deferred(10)
+    with _bus.held_idle(5.0) as held:
+        assert held
