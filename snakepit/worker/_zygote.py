@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import faulthandler
 import gc
 import importlib
 import os
@@ -367,6 +368,14 @@ def _let_go_of_supervisor(keep: int, env: Mapping[str, str]) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
+    # The interpreter's own streams on descriptors 0-2, as a fresh one has,
+    # not replacements that may write to a descriptor closed below.
+    sys.stdin, sys.stdout, sys.stderr = (
+        sys.__stdin__ or sys.stdin,
+        sys.__stdout__ or sys.stdout,
+        sys.__stderr__ or sys.stderr,
+    )
+    faulthandler.disable()  # its file may be one of them; workers enable their own
     os.closerange(3, keep)
     os.closerange(keep + 1, _max_fd())
     null = os.open(os.devnull, os.O_RDONLY)

@@ -56,6 +56,8 @@ _bus.start_deferred()  # snakepit's own thread, idle: forking goes on
 os.environ["SNAKEPIT_ONLY_HERE"] = "1"
 env = {k: v for k, v in os.environ.items() if k != "SNAKEPIT_ONLY_HERE"}
 env["SNAKEPIT_TEST"] = "pool"
+real_stdout = sys.stdout
+sys.stdout = open(os.path.join(out, "captured"), "w")  # as a capture replaces it
 started = time.perf_counter()
 pool = snakepit.Pool(workers=2, template="supervisor", env=env)
 first = pool.call(_tasks.add, 1, 2)
@@ -75,6 +77,7 @@ report = {
     "logged_by": pool.call(_fork_tasks.log_warning, "from-a-worker"),
     "handlers": pool.call(_fork_tasks.root_handlers),
     "emitted_in": pool.call(_fork_tasks.emit, ("tests", "fork")),
+    "said_in": pool.call(_fork_tasks.say, "hello-from-a-worker"),
     "seconds": seconds,
 }
 try:
@@ -95,6 +98,8 @@ while any(map(psutil.pid_exists, workers)) and time.monotonic() < deadline:
 report["workers_left"] = [pid for pid in workers if psutil.pid_exists(pid)]
 report["marks_after_shutdown"] = os.listdir(marks)
 held.close()
+sys.stdout.close()
+sys.stdout = real_stdout
 print(json.dumps(report), flush=True)
 """
 
@@ -146,6 +151,12 @@ def test_workers_start_as_copies_of_the_supervisor_without_its_descriptors(
     # alone: no copy of the handler ran in the worker.
     assert report["emitted_in"] != report["supervisor"]
     assert report["events_noted_in"] == [str(report["supervisor"])]
+    # What a worker prints goes to descriptor 1, labelled, as from a fresh
+    # worker: not through the supervisor's replacement of sys.stdout.
+    said = f"(worker 0 pid {report['said_in']}) hello-from-a-worker"
+    said_other = f"(worker 1 pid {report['said_in']}) hello-from-a-worker"
+    assert said in done.stdout or said_other in done.stdout, done.stdout
+    assert "hello-from-a-worker" not in (tmp_path / "captured").read_text()
     log = (tmp_path / "supervisor.log").read_text()
     assert log.count("from-a-worker") == 1, log
 
