@@ -20,6 +20,11 @@ each wait status: the supervisor classifies exits exactly as for a process
 it started itself. The template never runs user code, holds no thread and
 touches no GPU; it dies with the supervisor (``PR_SET_PDEATHSIG``) and its
 workers die with it.
+
+With ``Pool(template="supervisor")`` the template is instead a fork of the
+supervisor (:func:`run_forked`, called in the copy by
+:mod:`snakepit.pool._fork`), which lets go of what the supervisor holds and
+then speaks the same protocol on a socket it inherited.
 """
 
 from __future__ import annotations
@@ -378,10 +383,11 @@ def _let_go_of_supervisor(keep: int, env: Mapping[str, str]) -> None:
     faulthandler.disable()  # its file may be one of them; workers enable their own
     os.closerange(3, keep)
     os.closerange(keep + 1, _max_fd())
-    null = os.open(os.devnull, os.O_RDONLY)
-    if null != 0:
-        os.dup2(null, 0)
-        os.close(null)
+    if keep != 0:
+        null = os.open(os.devnull, os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
     atexit._clear()
     getattr(threading, "_threading_atexits", []).clear()
     # The supervisor's finalizers (a pool's shutdown among them) must never
