@@ -34,7 +34,13 @@ _HELPER_TIMEOUT = 60.0
 
 def main() -> int:
     """The helper's loop (see the module docstring)."""
+    import signal
+
     import numpy  # noqa: F401  # as the application has
+
+    # Ctrl-C reaches the whole process group: the parent ends this helper
+    # (quit, or the end of its input), after it has closed its pools.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     import snakepit
     from snakepit._bench import tasks
