@@ -251,6 +251,52 @@ def test_a_fork_that_fails_to_become_a_template_leaves_a_fresh_one() -> None:
     assert parents == [template]
 
 
+def test_an_async_pool_with_an_initializer_and_recycling_forks_every_start(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, json, os, sys
+        import snakepit
+
+        def note_start(path):
+            with open(path, "a") as file:
+                file.write(f"{os.getpid()}\\n")
+
+        async def main(path):
+            async with snakepit.Pool(
+                workers=2,
+                template="supervisor",
+                initializer=note_start,
+                initargs=(path,),
+                max_tasks_per_child=2,
+            ) as pool:
+                zygote = pool._supervisor._zygote
+                pids = [await pool.acall(os.getpid) for _ in range(6)]
+                parents = {await pool.acall(os.getppid) for _ in range(4)}
+                return {
+                    "forked": zygote.forked_from_supervisor,
+                    "template": zygote.pid,
+                    "pids": pids,
+                    "parents": sorted(parents),
+                }
+
+        print(json.dumps(asyncio.run(main(sys.argv[1]))))
+        """
+    )
+    starts = tmp_path / "starts"
+    done = _run(script, str(starts))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["forked"] is True
+    assert report["parents"] == [report["template"]]
+    # Each worker answers two calls, then a new one is forked and initialised.
+    assert len(set(report["pids"])) >= 3
+    started = starts.read_text().split()
+    assert set(report["pids"]) <= {int(pid) for pid in started}
+    assert len(started) == len(set(started))  # once per worker start
+
+
 def test_shutdown_reaps_the_forked_template() -> None:
     script = textwrap.dedent(
         """
