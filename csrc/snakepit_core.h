@@ -252,7 +252,12 @@ int sp_arena_set_cap(sp_arena *arena, uint64_t cap_bytes);
  * memory stays valid for this process and nothing outlives it in /dev/shm
  * (for use at process exit). Later allocations fail with SP_ERR_INVALID. */
 int sp_arena_unlink_all(sp_arena *arena);
-/* Unmap and unlink every region of the arena, then free it. NULL is fine. */
+/* Unmap and unlink every region of the arena, then free it. NULL is fine.
+ *
+ * In a process forked after the arena was made, the arena is the parent's:
+ * sp_arena_release, sp_arena_unref and sp_arena_unlink_all do nothing there
+ * and return SP_OK (the child took none of those references and owns none
+ * of those names), and sp_arena_destroy unmaps without unlinking. */
 void sp_arena_destroy(sp_arena *arena);
 
 /* ---- DLPack (ABI of dmlc/dlpack v1.1, declared here under sp_ names) ----

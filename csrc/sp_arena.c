@@ -57,6 +57,7 @@ typedef struct ar_class {
 
 struct sp_arena {
     pthread_mutex_t mu;
+    uint64_t generation; /* ar_fork_generation when made (see ar_inherited) */
     uint64_t cap_bytes, slab_bytes, cache_limit;
     int prefault;
     char *shm_dir;
@@ -500,11 +501,35 @@ static int ar_alloc_large(sp_arena *a, uint64_t nbytes, sp_block *out)
 
 /* ---- public API ---- */
 
+/* Bumped in every child of a fork: an arena made before the fork is the
+ * parent's, whose blocks' references the child never took. Dropping one
+ * there (an inherited array dying in the child) would change the parent's
+ * counts in shared memory, and unlinking its regions would take them from
+ * the parent: the child leaves them alone. */
+static uint64_t ar_fork_generation;
+static pthread_once_t ar_fork_once = PTHREAD_ONCE_INIT;
+
+static void ar_after_fork_child(void)
+{
+    __atomic_add_fetch(&ar_fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void ar_register_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, ar_after_fork_child);
+}
+
+static int ar_inherited(const sp_arena *a)
+{
+    return a->generation != __atomic_load_n(&ar_fork_generation, __ATOMIC_RELAXED);
+}
+
 SP_API int sp_arena_create(const sp_arena_config *config, sp_arena **out)
 {
     sp_arena *a;
     if (out == NULL)
         return sp_fail(SP_ERR_INVALID, EINVAL);
+    pthread_once(&ar_fork_once, ar_register_atfork);
     *out = NULL;
     a = (sp_arena *)calloc(1, sizeof *a);
     if (a == NULL)
@@ -522,6 +547,7 @@ SP_API int sp_arena_create(const sp_arena_config *config, sp_arena **out)
             }
         }
     }
+    a->generation = __atomic_load_n(&ar_fork_generation, __ATOMIC_RELAXED);
     if (a->slab_bytes == 0)
         a->slab_bytes = AR_DEFAULT_SLAB;
     if (a->cache_limit == 0)
@@ -581,6 +607,8 @@ SP_API int sp_arena_release(sp_arena *arena, const uint8_t *data)
 
     if (arena == NULL || data == NULL)
         return sp_fail(SP_ERR_INVALID, EINVAL);
+    if (ar_inherited(arena))
+        return SP_OK; /* the parent's reference, not ours */
     pthread_mutex_lock(&arena->mu);
     reg = ar_find_region(arena, data);
     if (reg == NULL) {
@@ -710,6 +738,8 @@ SP_API int sp_arena_unref(sp_arena *arena, const uint8_t *data)
 
     if (arena == NULL || data == NULL)
         return sp_fail(SP_ERR_INVALID, EINVAL);
+    if (ar_inherited(arena))
+        return SP_OK; /* the parent's reference, not ours */
     pthread_mutex_lock(&arena->mu);
     reg = ar_find_region(arena, data);
     idx = reg == NULL ? -1 : ar_slot_holding(arena, reg, data, 0);
@@ -787,6 +817,8 @@ SP_API int sp_arena_unlink_all(sp_arena *arena)
     size_t i;
     if (arena == NULL)
         return sp_fail(SP_ERR_INVALID, EINVAL);
+    if (ar_inherited(arena))
+        return SP_OK; /* the parent's names */
     pthread_mutex_lock(&arena->mu);
     if (!arena->unlinked) {
         for (i = 0; i < arena->nregions; i++)
@@ -801,12 +833,15 @@ SP_API void sp_arena_destroy(sp_arena *arena)
 {
     size_t i;
     int c;
+    int inherited;
     if (arena == NULL)
         return;
-    pthread_mutex_lock(&arena->mu);
+    inherited = ar_inherited(arena);
+    if (!inherited)
+        pthread_mutex_lock(&arena->mu); /* a copy's lock may be held for good */
     for (i = 0; i < arena->nregions; i++) {
         ar_region *reg = arena->regions[i];
-        if (!arena->unlinked)
+        if (!arena->unlinked && !inherited)
             sp_region_unlink(reg->r.name);
         sp_region_detach(&reg->r);
         ar_region_free_mem(reg);
@@ -816,8 +851,10 @@ SP_API void sp_arena_destroy(sp_arena *arena)
     free(arena->deferred.v);
     for (c = 0; c < arena->nclasses; c++)
         free(arena->classes[c].free.v);
-    pthread_mutex_unlock(&arena->mu);
-    pthread_mutex_destroy(&arena->mu);
+    if (!inherited) {
+        pthread_mutex_unlock(&arena->mu);
+        pthread_mutex_destroy(&arena->mu);
+    }
     free(arena->shm_dir);
     free(arena);
 }

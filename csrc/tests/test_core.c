@@ -734,6 +734,46 @@ static void test_arena_basic(void)
 
 /* A worker's numpy result allocated in its arena is adopted in place: one
  * more reference, dropped by sp_arena_unref, in either order with release. */
+static void test_arena_fork_child_leaves_parents_references(void)
+{
+    sp_arena *ar = small_arena(MiB, 0, 0);
+    sp_block b, big;
+    sp_block_header *h, *hb;
+    pid_t pid;
+    int status = 0;
+    REQUIRE(ar != NULL);
+    REQUIRE(sp_arena_alloc(ar, 1000, &b) == SP_OK);
+    REQUIRE(sp_arena_alloc(ar, 40 * MiB, &big) == SP_OK);
+    h = (sp_block_header *)(void *)(b.data - SP_BLOCK_HEADER_SIZE);
+    hb = (sp_block_header *)(void *)(big.data - SP_BLOCK_HEADER_SIZE);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        /* The parent's arena, seen from its child: nothing it does here
+         * may change the parent's counts or names. */
+        int bad = 0;
+        bad |= sp_arena_release(ar, b.data) != SP_OK;
+        bad |= sp_arena_release(ar, big.data) != SP_OK;
+        bad |= sp_arena_unref(ar, b.data) != SP_OK;
+        bad |= h->refcount != 1 || hb->refcount != 1;
+        bad |= sp_arena_unlink_all(ar) != SP_OK;
+        sp_arena_destroy(ar);
+        _exit(bad ? 1 : 0);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    CHECK_EQ(h->refcount, 1);
+    CHECK_EQ(hb->refcount, 1);
+    CHECK(shm_exists(b.region_name));
+    CHECK(shm_exists(big.region_name));
+    CHECK_EQ(sp_arena_release(ar, b.data), SP_OK);
+    CHECK_EQ(h->refcount, 0);
+    CHECK_EQ(sp_arena_release(ar, big.data), SP_OK);
+    sp_arena_destroy(ar);
+    CHECK_EQ(count_shm_entries(getpid()), 0);
+}
+
 static void test_arena_adopt(void)
 {
     static const uint64_t sizes[] = {100, 5000, 2 * MiB, 40 * MiB};
@@ -1457,6 +1497,7 @@ int main(void)
     RUN(test_arena_unlink_all);
     RUN(test_arena_basic);
     RUN(test_arena_adopt);
+    RUN(test_arena_fork_child_leaves_parents_references);
     RUN(test_arena_zero_and_sizes);
     RUN(test_arena_slab_carving);
     RUN(test_arena_large);

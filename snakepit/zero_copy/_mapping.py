@@ -47,6 +47,9 @@ class _Mappings:
         self.unlinked: set[str] = set()
         # In a worker: where references on the supervisor's blocks are noted.
         self.ledger: LeaseLedger | LazyLedger | None = None
+        #: Forks this process is a child of (counted in each child): a lease
+        #: made before one holds its parent's reference, not this process's.
+        self.generation = 0
 
 
 state = _Mappings()
@@ -54,6 +57,10 @@ state = _Mappings()
 
 def _after_fork_in_child() -> None:
     state.lock = threading.RLock()
+    state.generation += 1
+    # The parent's holds are not the child's: ref.release() here must not
+    # drop one (the parent's own descriptors would lose their block).
+    state.holders = WeakValueDictionary()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -102,11 +109,12 @@ def hold(buffer: _core.SharedBuffer) -> None:
 class Lease:
     """One reference on a foreign block, dropped when the last view dies."""
 
-    __slots__ = ("__weakref__", "ledger", "offset", "region")
+    __slots__ = ("__weakref__", "generation", "ledger", "offset", "region")
 
     def __init__(self, region: _core.Region, offset: int) -> None:
         self.region: _core.Region | None = region
         self.offset = offset
+        self.generation = state.generation
         self.ledger = state.ledger if _core.name_owner(region.name) != os.getpid() else None
         if self.ledger is not None:
             self.ledger.record(region.name, offset)
@@ -114,7 +122,7 @@ class Lease:
     def release(self) -> None:
         """Drop the reference (idempotent); unmap the region if that was its last use."""
         region, self.region = self.region, None
-        if region is not None and region.mapped:
+        if region is not None and region.mapped and self.generation == state.generation:
             if self.ledger is not None:
                 self.ledger.erase(region.name, self.offset)
             with contextlib.suppress(_core.CoreError):
