@@ -232,11 +232,6 @@ def test_preload_variants_appear_once_pool_accepts_preload(
     assert floors["startup"] == "a fresh python importing numpy"
 
 
-class _PoolWithoutTemplate:
-    def __init__(self, workers: int | None = None, *, preload: list[str] | None = None) -> None:
-        raise AssertionError("never started here")
-
-
 def test_the_forked_template_start_up_appears_once_pool_accepts_template(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -246,7 +241,7 @@ def test_the_forked_template_start_up_appears_once_pool_accepts_template(
     assert "template='supervisor'" in variant.title
     assert all(target.limit is None for target in variant.targets)  # the goals are the default's
     assert "crash-recovery-respawn-template-supervisor" not in cases  # respawns fork either way
-    monkeypatch.setattr(snakepit, "Pool", _PoolWithoutTemplate)
+    monkeypatch.setattr(snakepit, "Pool", _PoolWithPreload)  # takes preload, not template
     assert "startup-template-supervisor" not in {c.name for c in _lifecycle.lifecycle_cases()}
 
 

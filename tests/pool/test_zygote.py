@@ -199,19 +199,23 @@ def test_shutdown_leaves_no_template() -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_a_killed_supervisor_takes_the_template_and_workers_along() -> None:
+@pytest.mark.parametrize("template", ["fresh", "supervisor"])
+def test_a_killed_supervisor_takes_the_template_and_workers_along(template: str) -> None:
+    # "supervisor": the template is a fork of the supervisor, which watches
+    # it through a pidfd (not PR_SET_PDEATHSIG).
     script = textwrap.dedent(
-        """
+        f"""
         import time
         import snakepit
-        pool = snakepit.Pool(workers=2)
+        pool = snakepit.Pool(workers=2, template={template!r})
         # Busy workers do not notice their socket closing: only the
         # template's death can end them.
         busy = [pool.submit(time.sleep, 600) for _ in range(2)]
         deadline = time.monotonic() + 60
         while pool.stats()["busy"] < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        print(pool._supervisor._zygote.pid, *pool.worker_pids(), flush=True)
+        zygote = pool._supervisor._zygote
+        print(int(zygote.forked_from_supervisor), zygote.pid, *pool.worker_pids(), flush=True)
         time.sleep(600)
         """
     )
@@ -219,8 +223,10 @@ def test_a_killed_supervisor_takes_the_template_and_workers_along() -> None:
     with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) as proc:
         try:
             assert proc.stdout is not None
-            pids = [int(p) for p in proc.stdout.readline().split()]
+            forked, *pids = (int(p) for p in proc.stdout.readline().split())
+            assert forked == (template == "supervisor")
             assert len(pids) == 3
+            assert psutil.Process(pids[0]).ppid() == proc.pid
             assert {psutil.Process(pid).ppid() for pid in pids[1:]} == {pids[0]}
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()

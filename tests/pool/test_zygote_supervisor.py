@@ -4,7 +4,8 @@ Workers then start as copies of the supervisor as it was when the pool
 started (its modules and their globals), without what must not cross into
 them: its descriptors, exit hooks, log handlers and environment. The checks
 that need a process with no other thread (forking is refused otherwise) run
-in a fresh interpreter.
+in a fresh interpreter. A SIGKILL of the supervisor is in test_zygote.py,
+for both kinds of template.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -161,44 +161,6 @@ def test_workers_start_as_copies_of_the_supervisor_without_its_descriptors(
     assert log.count("from-a-worker") == 1, log
 
 
-def test_a_killed_supervisor_takes_its_forked_template_and_workers_along() -> None:
-    script = textwrap.dedent(
-        """
-        import time
-        import snakepit
-        pool = snakepit.Pool(workers=2, template="supervisor")
-        busy = [pool.submit(time.sleep, 600) for _ in range(2)]
-        deadline = time.monotonic() + 60
-        while pool.stats()["busy"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        zygote = pool._supervisor._zygote
-        print(int(zygote.forked_from_supervisor), zygote.pid, *pool.worker_pids(), flush=True)
-        time.sleep(600)
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": _ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    pids: list[int] = []
-    with subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=_ROOT
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            forked, *pids = (int(p) for p in proc.stdout.readline().split())
-            assert forked == 1
-            assert len(pids) == 3
-            assert psutil.Process(pids[0]).ppid() == proc.pid
-            assert {psutil.Process(pid).ppid() for pid in pids[1:]} == {pids[0]}
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            alive = [p for p in map(_alive, pids) if p is not None]
-            _, alive = psutil.wait_procs(alive, timeout=10)
-            assert not alive
-        finally:
-            proc.kill()
-            for leftover in filter(None, map(_alive, pids)):
-                leftover.kill()
-
-
 def test_a_pool_made_while_another_thread_runs_uses_a_fresh_template(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -331,11 +293,3 @@ def test_bad_template_options_are_refused(kwargs: dict[str, Any], match: str) ->
         snakepit.Pool(workers=1, **kwargs)
     time.sleep(0.05)
     assert set(psutil.Process().children()) == before
-
-
-def _alive(pid: int) -> Any:
-    try:
-        process = psutil.Process(pid)
-        return None if process.status() == psutil.STATUS_ZOMBIE else process
-    except psutil.NoSuchProcess:
-        return None
