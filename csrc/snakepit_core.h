@@ -257,7 +257,9 @@ int sp_arena_unlink_all(sp_arena *arena);
  * In a process forked after the arena was made, the arena is the parent's:
  * sp_arena_release, sp_arena_unref and sp_arena_unlink_all do nothing there
  * and return SP_OK (the child took none of those references and owns none
- * of those names), and sp_arena_destroy unmaps without unlinking. */
+ * of those names), sp_arena_alloc and sp_arena_adopt fail with
+ * SP_ERR_INVALID (the parent hands out those blocks), and sp_arena_destroy
+ * unmaps without unlinking. */
 void sp_arena_destroy(sp_arena *arena);
 
 /* ---- DLPack (ABI of dmlc/dlpack v1.1, declared here under sp_ names) ----

@@ -571,6 +571,8 @@ SP_API int sp_arena_alloc(sp_arena *arena, uint64_t nbytes, sp_block *out)
     /* More than the largest region holds: no free space would ever do. */
     if (nbytes > SP_MAX_REGION_SIZE - SP_REGION_HEADER_SIZE - SP_BLOCK_HEADER_SIZE)
         return sp_fail(SP_ERR_NOSPACE, ENOSPC);
+    if (ar_inherited(arena))
+        return sp_fail(SP_ERR_INVALID, EINVAL); /* the parent hands out these slots */
     pthread_mutex_lock(&arena->mu);
     if (arena->unlinked) {
         pthread_mutex_unlock(&arena->mu);
@@ -693,6 +695,8 @@ SP_API int sp_arena_adopt(sp_arena *arena, const void *p, uint64_t len, sp_block
     if (arena == NULL || p == NULL || out == NULL)
         return sp_fail(SP_ERR_INVALID, EINVAL);
     memset(out, 0, sizeof *out);
+    if (ar_inherited(arena))
+        return sp_fail(SP_ERR_INVALID, EINVAL); /* nothing to unref it with here */
     pthread_mutex_lock(&arena->mu);
     if (arena->unlinked) {
         rc = SP_ERR_INVALID;

@@ -756,6 +756,11 @@ static void test_arena_fork_child_leaves_parents_references(void)
         bad |= sp_arena_release(ar, big.data) != SP_OK;
         bad |= sp_arena_unref(ar, b.data) != SP_OK;
         bad |= h->refcount != 1 || hb->refcount != 1;
+        {
+            sp_block other;
+            bad |= sp_arena_alloc(ar, 1000, &other) != SP_ERR_INVALID;
+            bad |= sp_arena_adopt(ar, b.data, 10, &other) != SP_ERR_INVALID;
+        }
         bad |= sp_arena_unlink_all(ar) != SP_OK;
         sp_arena_destroy(ar);
         _exit(bad ? 1 : 0);
