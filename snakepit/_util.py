@@ -7,6 +7,8 @@
   that load on first use (PEP 562).
 * :func:`loaded_ndarray`: ``numpy.ndarray`` once something imported numpy
   (before that no object can be an array, and nothing here imports it).
+* :func:`thread_count`: the threads of this process, as the kernel counts
+  them (forking is safe only with one; see the worker template).
 * :class:`StrEnum`: the base of snakepit's string enums (``ExitKind``,
   ``HealthStatus``, ``CircuitState``), whose members are their values:
   ``ExitKind.segfault == "segfault"`` and ``str(ExitKind.segfault)`` is
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import enum
 import importlib
+import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +76,14 @@ def loaded_ndarray() -> type | None:
     """``numpy.ndarray`` if numpy is imported in this process, else None."""
     numpy = sys.modules.get("numpy")
     return None if numpy is None else getattr(numpy, "ndarray", None)
+
+
+def thread_count() -> int:
+    """Threads of this process, native ones included (``threading`` counts only its own)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def format_bytes(n: float | None) -> str:

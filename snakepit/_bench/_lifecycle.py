@@ -160,7 +160,7 @@ def _pool_threads() -> list[str]:
     ]
 
 
-def _wait_for_no_pool_threads(what: str) -> None:
+def _fork_start() -> Any:
     # Forking while a pool's thread holds a lock can deadlock the child: the
     # case runs before any pool of the run starts, or after all have stopped.
     # The telemetry bus's deferred-delivery thread is not one: it holds its
@@ -174,11 +174,7 @@ def _wait_for_no_pool_threads(what: str) -> None:
         time.sleep(0.05)
         pools = _pool_threads()
     if pools:
-        raise BenchError(f"{what} needs a process without pool threads: {pools}")
-
-
-def _fork_start() -> Any:
-    _wait_for_no_pool_threads("PPE (fork) start-up")
+        raise BenchError(f"PPE (fork) start-up needs a process without pool threads: {pools}")
     executor = ProcessPoolExecutor(
         max_workers=WORKERS,
         mp_context=multiprocessing.get_context("fork"),

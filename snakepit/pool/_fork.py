@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from snakepit._util import thread_count
 from snakepit.telemetry import _bus
 from snakepit.worker import _blas
 
@@ -82,7 +83,7 @@ def fork_blocker() -> str | None:
     if python_threads > 1 + ours:
         return f"{python_threads - ours} Python threads run here"
     blas = _blas.openblas_threads() or 1
-    native = _thread_count()
+    native = thread_count()
     if native > blas + ours:
         return f"{native - ours} threads run here"
     try:
@@ -100,8 +101,6 @@ _GPU_DRIVER = "libcuda.so"
 #: and seconds waited between them for ending threads to be gone.
 _FORK_ATTEMPTS = 2
 _THREADS_GRACE = 0.1
-
-
 #: Seconds a fork waits for the deferred telemetry thread to finish an event.
 _TELEMETRY_GRACE = 1.0
 
@@ -113,15 +112,8 @@ def _ours() -> int:
 
 def _wait_for_threads_to_end(seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while _thread_count() > 1 + _ours() and time.monotonic() < deadline:
+    while thread_count() > 1 + _ours() and time.monotonic() < deadline:
         time.sleep(0.002)
-
-
-def _thread_count() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
 
 
 def fork_when_safe(
@@ -174,7 +166,7 @@ def _fork(
                 os._exit(1)
     child.close()
     template = ForkedTemplate(pid)
-    threads = _thread_count()
+    threads = thread_count()
     if threads > 1 + _ours():
         # A thread that ran through the fork (started as it happened, or
         # not stopped by its library's pre-fork handler): not a safe copy.

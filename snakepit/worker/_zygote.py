@@ -46,6 +46,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from snakepit._util import thread_count
 from snakepit.telemetry import _bus
 from snakepit.worker import _blas, _main
 
@@ -73,14 +74,6 @@ DEFERRED_IMPORTS = (
     "snakepit.telemetry._gpu",
 )
 _IDLE_SECONDS = 0.05
-
-
-def thread_count() -> int:
-    """Threads of this process (the template must have exactly one to fork)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
 
 
 #: Children of the thread check in :func:`_preload`, which no one asked for.
@@ -344,15 +337,16 @@ def run_forked(fd: int, supervisor_pid: int, preload: list[str], env: Mapping[st
         gc.freeze()
         os.setsid()
         _let_go_of_supervisor(fd, env)
-        # Workers forked from here die with it (and whatever they fork with them).
-        os.register_at_fork(after_in_child=_main.die_with_worker)
         watched: int | None = None
         with contextlib.suppress(OSError, AttributeError):
             watched = os.pidfd_open(supervisor_pid)
         if watched is None:
-            _main.die_with_parent(supervisor_pid)
-        elif os.getppid() != supervisor_pid:
-            os._exit(0)
+            _main.die_with_parent(supervisor_pid)  # ties its workers to it as well
+        else:
+            if os.getppid() != supervisor_pid:
+                os._exit(0)  # the supervisor died before the pidfd named it
+            # Workers forked from here die with it (and whatever they fork with them).
+            os.register_at_fork(after_in_child=_main.die_with_worker)
         code = _greet_and_serve(socket.socket(fileno=fd), supervisor_pid, preload, watched)
     except BaseException:
         with contextlib.suppress(BaseException):

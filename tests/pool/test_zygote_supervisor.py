@@ -259,6 +259,43 @@ def test_an_async_pool_with_an_initializer_and_recycling_forks_every_start(
     assert len(started) == len(set(started))  # once per worker start
 
 
+def test_a_killed_forked_template_is_replaced_by_a_fresh_one() -> None:
+    script = textwrap.dedent(
+        """
+        import json, os, signal, time
+        import snakepit
+        pool = snakepit.Pool(workers=2, template="supervisor")
+        pool.call(int)
+        zygote = pool._supervisor._zygote
+        first, old = zygote.pid, set(pool.worker_pids())
+        assert zygote.forked_from_supervisor
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = set(pool.worker_pids())
+            if len(pids) == 2 and not pids & old and zygote.pid not in (None, first):
+                break
+            time.sleep(0.05)
+        parents = {pool.call(os.getppid) for _ in range(4)}
+        print(json.dumps({
+            "first": first,
+            "second": zygote.pid,
+            "forked": zygote.forked_from_supervisor,
+            "parents": sorted(parents),
+            "crashes": pool.stats()["crashes"],
+        }))
+        pool.shutdown()
+        """
+    )
+    done = _run(script)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["second"] not in (None, report["first"])
+    assert report["forked"] is False  # the one made later is a fresh interpreter
+    assert report["parents"] == [report["second"]]
+    assert report["crashes"] == 2  # its workers died with it
+
+
 def test_shutdown_reaps_the_forked_template() -> None:
     script = textwrap.dedent(
         """
