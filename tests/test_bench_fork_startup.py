@@ -45,6 +45,20 @@ def test_a_helper_that_answers_otherwise_fails_the_case() -> None:
     assert helper.proc.returncode == 0
 
 
+def test_a_helper_that_does_not_answer_fails_the_case_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    helper = _fork_startup._Helper(1)
+    monkeypatch.setattr(_fork_startup, "_HELPER_TIMEOUT", 0.5)
+    try:
+        os.kill(helper.proc.pid, signal.SIGSTOP)  # alive, and silent
+        with pytest.raises(BenchError, match="did not answer"):
+            helper.ask("start", "started")
+    finally:
+        helper.close()
+    assert helper.proc.returncode is not None
+
+
 def test_the_helper_and_its_pools_end_when_the_benchmark_process_is_killed() -> None:
     script = textwrap.dedent(
         """

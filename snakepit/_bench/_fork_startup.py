@@ -18,6 +18,7 @@ exits on ``quit`` or at the end of its input.
 from __future__ import annotations
 
 import contextlib
+import select
 import subprocess
 import sys
 import threading
@@ -95,6 +96,11 @@ class _Helper:
         if command is not None:
             stdin.write(command + "\n")
             stdin.flush()
+        # One line answers each command, so nothing waits in the buffer here.
+        ready, _, _ = select.select([stdout], [], [], _HELPER_TIMEOUT)
+        if not ready:
+            self.proc.kill()
+            raise BenchError(f"the start-up helper did not answer in {_HELPER_TIMEOUT:.0f} s")
         answer = stdout.readline().strip()
         if not answer:
             raise BenchError(f"the start-up helper exited (status {self.proc.poll()})")
