@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -57,7 +58,13 @@ def test_a_child_drops_no_reference_on_blocks_its_parent_holds_of_a_worker() -> 
         pool.call(_in_place_tasks.fresh, NBYTES)
         holder = {"result": pool.call(_in_place_tasks.fresh, NBYTES)}
         ref = zero_copy.ref_of(holder["result"])
+        # The worker drops its own references just after sending; only then
+        # is the count the parent's alone, and stable.
+        deadline = time.monotonic() + 10
+        while zero_copy.block_refcount(ref) != 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
         before = zero_copy.block_refcount(ref)
+        assert before == 1
 
         def drop() -> None:
             del holder["result"]
