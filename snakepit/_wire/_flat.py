@@ -42,9 +42,15 @@ from typing import Any
 from snakepit.errors import DtypeError, SnakepitError
 from snakepit.zero_copy import _numpy
 from snakepit.zero_copy._arena import threshold_bytes
-from snakepit.zero_copy._mapping import RefMode
+from snakepit.zero_copy._mapping import RefMode, sendable_buffer
 from snakepit.zero_copy._packed import array_from_packed, pack, packed_of
-from snakepit.zero_copy._ref import array_from_inline, fields_of, inline_fields_of
+from snakepit.zero_copy._ref import (
+    array_from_inline,
+    drop_transfer_ref,
+    fields_of,
+    inline_fields_of,
+    take_transfer_ref,
+)
 
 from ._bulk import OUT_OF_BAND_BYTES
 from ._plain import PROTOCOL, SCALARS
@@ -52,8 +58,10 @@ from ._plain import PROTOCOL, SCALARS
 __all__ = ["decode", "encode", "encode_result", "inline_bytes", "is_flat"]
 
 #: Descriptor fields after the slot: an array in shared memory (its packed
-#: fields), a small one with its data.
+#: fields; a result's also whether it carries a reference to adopt), a
+#: small one with its data.
 _FIELDS = 1
+_RESULT_FIELDS = 2
 _INLINE_FIELDS = 3
 #: What a result's flat pickle of ``(args, kwargs)`` stands for (call
 #: arguments have None there): ``args[0]``, ``args`` or ``kwargs``.
@@ -63,6 +71,8 @@ _FORMS = (None, VALUE, TUPLE, DICT)
 _MOST_ARGUMENTS = 16
 
 Slots = tuple[tuple[Any, ...], ...]
+#: A result's flat encoding (see :func:`encode_result`).
+_Result = tuple[bytes, str, Slots, list[Any], list[Any]]
 #: The pickle of ``((None,) * count, {})``: the arguments of ``count``
 #: arrays passed by position, with a hole for each.
 _ALL_HOLES = [
@@ -89,42 +99,113 @@ def encode(obj: Any) -> tuple[bytes, list[Any], Slots] | None:
     ):
         # Most calls: scalars alone, seen at C speed, are one plain pickle.
         return pickle.dumps(obj, protocol=PROTOCOL), [], ()
-    return _parts(args, kwargs, shared=True)
+    return _parts(args, kwargs)
 
 
-def encode_result(value: Any) -> tuple[bytes, str, Slots] | None:
-    """``(pickle, form, descriptors)`` for a result that is a small fresh
-    array, or a tuple or str-keyed dict of scalars and such arrays, with at
-    least one array; None for anything else. Shared arrays go the general
-    way: a result's blocks travel with a reference for the caller."""
+def encode_result(value: Any, receiver: int) -> _Result | None:
+    """``(pickle, form, descriptors, arrays to keep alive, transfer
+    references)`` for a result for process ``receiver`` that is an array,
+    or a tuple or str-keyed dict of scalars and arrays, with at least one
+    array; None for anything else (then the general way).
+
+    A small array travels with its data. A shared one (a block of this
+    process's, or of the receiver's that the call returns) or a large fresh
+    one (moved or copied into shared memory, as the general way would) is
+    described by its packed fields, with a block reference for the receiver
+    to adopt unless the receiver owns the block (``transferred``)::
+
+        (slot, packed fields, transferred)
+    """
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return None  # numpy not imported: no array to send
     ndarray = numpy.ndarray
     kind = type(value)
-    args: tuple[Any, ...] = ()
-    kwargs: dict[Any, Any] = {}
+    items: tuple[tuple[Any, Any], ...]
     if kind is ndarray:
-        form, args = VALUE, (value,)
+        form, items = VALUE, ((0, value),)
     elif kind is tuple:
-        if ndarray not in set(map(type, value)):  # at C speed: most tuples hold none
-            return None
-        form, args = TUPLE, value
+        if len(value) > _MOST_ARGUMENTS or ndarray not in set(map(type, value)):
+            return None  # at C speed: most tuples hold no array
+        form, items = TUPLE, tuple(enumerate(value))
     elif kind is dict:
-        if ndarray not in set(map(type, value.values())):
+        if (
+            len(value) > _MOST_ARGUMENTS
+            or ndarray not in set(map(type, value.values()))
+            or not _STR.issuperset(map(type, value))
+        ):
             return None
-        form, kwargs = DICT, value
+        form, items = DICT, tuple(value.items())
     else:
         return None
-    parts = _parts(args, kwargs, shared=False)
-    if parts is None:
-        return None
-    return parts[0], form, parts[2]
+    slots: list[tuple[Any, ...]] = []
+    shared: list[tuple[int, Any]] = []  # (index in slots, shared array)
+    seen: list[Any] = []
+    try:
+        for slot, item in items:
+            item_kind = type(item)
+            if item_kind in SCALARS:
+                continue
+            if item_kind is not ndarray or any(item is other for other in seen):
+                return None  # an object, or one array twice (pickle keeps it one)
+            seen.append(item)
+            if sendable_buffer(item) is None:
+                inline = inline_fields_of(item, OUT_OF_BAND_BYTES)
+                if inline is not None:
+                    slots.append((slot, *inline))  # a copy: nothing to keep alive
+                    continue
+                found = _numpy.to_block(item, threshold_bytes())  # moved or copied
+                if found is None or found[1] is not None:
+                    return None  # between the two sizes, or read-only: the general way
+                item = found[0]
+            shared.append((len(slots), item))
+            slots.append((slot,))  # its packed fields below
+    except (SnakepitError, DtypeError):
+        return None  # no room, a dtype that cannot be named: the general way says why
+    keepalive: list[Any] = []
+    transfers: list[Any] = []
+    for index, array in shared:
+        try:
+            fields = fields_of(array)
+        except DtypeError:
+            fields = None
+        if fields is None:
+            drop_transfer_refs(transfers)
+            return None
+        transferred = _owner(fields[0]) != receiver
+        if transferred:
+            transfers.append(take_transfer_ref(array))
+        keepalive.append(array)
+        slots[index] = (slots[index][0], pack(fields), transferred)
+    if form == VALUE:
+        payload = _ALL_HOLES[1]
+    elif form == TUPLE and len(slots) == len(value):
+        payload = _ALL_HOLES[len(value)]  # arrays alone: always the same pickle
+    elif form == TUPLE:
+        holes = list(value)
+        for descriptor in slots:
+            holes[descriptor[0]] = None
+        payload = pickle.dumps((tuple(holes), {}), protocol=PROTOCOL)
+    else:
+        keywords = dict(value)
+        for descriptor in slots:
+            keywords[descriptor[0]] = None
+        payload = pickle.dumps(((), keywords), protocol=PROTOCOL)
+    return payload, form, tuple(slots), keepalive, transfers
 
 
-def _parts(
-    args: tuple[Any, ...], kwargs: dict[Any, Any], *, shared: bool
-) -> tuple[bytes, list[Any], Slots] | None:
+def drop_transfer_refs(refs: list[Any]) -> None:
+    """Give back block references taken for a receiver that will not get them."""
+    for ref in refs:
+        drop_transfer_ref(ref)
+
+
+def _owner(region: str) -> int:
+    """The pid in a region's name (``/snakepit-<pid>-<random>``)."""
+    return int(region.split("-", 2)[1])
+
+
+def _parts(args: tuple[Any, ...], kwargs: dict[Any, Any]) -> tuple[bytes, list[Any], Slots] | None:
     if len(args) + len(kwargs) > _MOST_ARGUMENTS:
         return None
     if kwargs and not _STR.issuperset(map(type, kwargs)):
@@ -133,7 +214,7 @@ def _parts(
     if numpy is None:
         return None  # not imported: no array among them
     ndarray = numpy.ndarray
-    if shared and len(args) == 1 and not kwargs and type(args[0]) is ndarray:
+    if len(args) == 1 and not kwargs and type(args[0]) is ndarray:
         # The commonest flat call of all, ``fn(x)``: no loop.
         try:
             packed = packed_of(args[0])
@@ -169,8 +250,6 @@ def _parts(
         except DtypeError:
             return None  # a dtype that cannot be named: pickled
         if packed is not None:
-            if not shared:
-                return None  # a result's shared array: the general way
             slots.append((slot, packed))
             arrays.append(value)
         else:
@@ -179,11 +258,9 @@ def _parts(
             inline = inline_fields_of(value, OUT_OF_BAND_BYTES)
             if inline is not None:
                 slots.append((slot, *inline))  # a copy: nothing to keep alive
-            elif shared:
+            else:
                 large.append((len(slots), value))
                 slots.append((slot,))  # its packed fields once copied
-            else:
-                return None
             copied.append(value)
         named = named or type(slot) is str
     for index, value in large:
@@ -193,8 +270,6 @@ def _parts(
         slots[index] = (slots[index][0], copy[1])
         arrays.append(copy[0])  # the shared copy lives as long as the call
     if not slots:
-        if not shared:
-            return None  # a result of scalars: the general way's plain pickle
         return pickle.dumps((args, kwargs), protocol=PROTOCOL), arrays, ()  # scalars: plain
     if not kwargs and len(slots) == len(args):
         # Arrays alone, the most common flat call (``fn(x)``, ``fn(x, y)``):
@@ -245,7 +320,8 @@ def decode(payload: Any, form: Any, slots: Any, keep: bool, borrowed: list[Any] 
     tuple and a dict, each descriptor must name a hole (a ``None``) in them
     and its fields must describe a valid block (as any descriptor's) or
     hold as many bytes as the dtype and shape need. A result (``form``
-    not None) holds only small arrays, and the parts its form stands for.
+    not None) holds the parts its form stands for, its shared arrays each
+    with whether it carries a reference to adopt.
     """
     holes = _HOLE_COUNTS.get(payload) if type(payload) is bytes else None
     if holes is not None:  # arrays alone: nothing to unpickle
@@ -266,6 +342,7 @@ def decode(payload: Any, form: Any, slots: Any, keep: bool, borrowed: list[Any] 
     for descriptor in slots:
         if type(descriptor) is not tuple or len(descriptor) not in (
             1 + _FIELDS,
+            1 + _RESULT_FIELDS,
             1 + _INLINE_FIELDS,
         ):
             raise pickle.UnpicklingError(f"malformed flat descriptor {descriptor!r:.200}")
@@ -279,8 +356,16 @@ def decode(payload: Any, form: Any, slots: Any, keep: bool, borrowed: list[Any] 
         if len(descriptor) == 1 + _INLINE_FIELDS:
             target[slot] = array_from_inline(descriptor[1:])  # its own data
             continue
+        if len(descriptor) == 1 + _RESULT_FIELDS:
+            transferred = descriptor[2]
+            if form is None or type(transferred) is not bool:
+                raise pickle.UnpicklingError(f"malformed flat descriptor {descriptor!r:.200}")
+            # A result's block: with the reference the sender took for us,
+            # or (ours, returned) one of our own.
+            target[slot] = array_from_packed(descriptor[1], "adopt" if transferred else mode)
+            continue
         if form is not None:
-            raise pickle.UnpicklingError("a flat result with a shared array")
+            raise pickle.UnpicklingError("a flat result's shared array without its reference")
         array = array_from_packed(descriptor[1], mode)
         target[slot] = array
         if not keep and borrowed is not None:

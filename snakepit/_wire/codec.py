@@ -416,10 +416,10 @@ def encode(obj: Any, *, receiver: int | None = None, snapshot: bool = True) -> E
             payload, arrays, slots = flat
             return Encoded(payload, arrays, slots=slots)
     else:
-        result = _flat.encode_result(obj)  # small arrays, alone or in a tuple or dict
+        result = _flat.encode_result(obj, receiver)  # arrays, alone or in a tuple or dict
         if result is not None:
-            payload, form, slots = result
-            return Encoded(payload, slots=slots, form=form)
+            payload, form, slots, keepalive, transfers = result
+            return Encoded(payload, keepalive, transfers, slots=slots, form=form)
     found = _plain.scan(obj)
     if found == _plain.PLAIN:
         return Encoded(pickle.dumps(obj, protocol=PROTOCOL))

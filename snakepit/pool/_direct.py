@@ -47,6 +47,7 @@ from snakepit._wire import protocol
 from snakepit.errors import SnakepitError
 
 from ._cancel import cancel_call
+from ._spin import caller_spin
 
 if TYPE_CHECKING:
     from ._calls import Call
@@ -259,7 +260,9 @@ def read_reply(sup: Supervisor, call: Call) -> None:
         return
     handle = channel.handle
     frames = channel.frames
-    frames.spin_seconds = sup.caller_spin if call.spin else 0.0
+    frames.spin_seconds = (
+        caller_spin(sup.caller_spin, sup.last_runs.get(call.fn_id)) if call.spin else 0.0
+    )
     try:
         while True:
             polls_lost = frames.polls_lost

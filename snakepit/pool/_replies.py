@@ -19,6 +19,7 @@ from snakepit.errors._remote import record_to_exception
 from snakepit.zero_copy._runtime import prune_mappings
 
 from . import _fallback as fallback
+from ._spin import MOST_RUNS_KEPT
 
 if TYPE_CHECKING:
     from ._calls import Call
@@ -68,6 +69,10 @@ def handle_reply(sup: Supervisor, handle: WorkerHandle, tag: str, call_id: int, 
         if sup.closed:
             sup.idle_changed.notify_all()  # shutdown() waits for the drain
     call.python_time = call_python_time
+    last_runs = sup.last_runs
+    if len(last_runs) >= MOST_RUNS_KEPT and call.fn_id not in last_runs:
+        last_runs.clear()  # functions made per call (lambdas): start over
+    last_runs[call.fn_id] = call_python_time
     sup._replies += 1
     if sup._replies % _PRUNE_EVERY == 0:
         # Workers unlink regions they no longer need; our mappings of

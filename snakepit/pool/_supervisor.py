@@ -114,6 +114,9 @@ class Supervisor:
         self.caller_spin = caller_spin
         #: Whether unsaturated calls poll, measured (see _spin.py).
         self.spin_choice = SpinChoice(caller_spin > 0)
+        #: Seconds each function (by id) ran the last time: its callers'
+        #: polls cover that much more (see _spin.py: caller_spin).
+        self.last_runs: dict[int, float] = {}
         self._cpus = _usable_cpus()
         self._zygote = zygote  # forks workers when it can (see _zygote.py)
         self.handles = handles

@@ -215,3 +215,54 @@ def test_a_reply_without_a_plain_cpu_number_is_a_protocol_error(body: tuple[Any,
             handle_reply(supervisor, handle, protocol.MSG_RESULT, 1, body)
         assert handle.cpu == -1
         assert pool.call(_spin_tasks.spin_after_this_call) >= 0.0  # the pool is unharmed
+
+
+@pytest.mark.parametrize(
+    ("last_run", "expected"),
+    [
+        (None, SPIN),  # never ran: the pool's poll
+        (0.0, SPIN),
+        (0.0004, SPIN + 0.0004),  # short: covered
+        (_spin.MOST_RUN_POLLED, SPIN + _spin.MOST_RUN_POLLED),
+        (_spin.MOST_RUN_POLLED * 1.01, SPIN),  # long: the caller sleeps after its poll
+        (-1.0, SPIN),  # no duration
+        (float("nan"), SPIN),
+    ],
+)
+def test_a_callers_poll_covers_a_short_functions_last_run(
+    last_run: float | None, expected: float
+) -> None:
+    assert _spin.caller_spin(SPIN, last_run) == pytest.approx(expected)
+
+
+def test_the_caller_polls_for_what_the_function_took_last_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    polls: list[float] = []
+    read = protocol.FrameReader.read
+
+    def recording_read(self: protocol.FrameReader) -> protocol.Payload | None:
+        polls.append(self.spin_seconds)
+        return read(self)
+
+    with snakepit.Pool(1, spin_seconds=SPIN) as pool:
+        supervisor = pool._supervisor
+        supervisor._cpus = 2  # as on a two-core machine
+        pool.call(_spin_tasks.spin_after_this_call, 0.0003)
+        (fn_id,) = supervisor.last_runs
+        ran = supervisor.last_runs[fn_id]
+        assert 0.0003 <= ran < 0.1
+        supervisor.handles[0].cpu = -2  # never the caller's CPU: the call may poll
+        monkeypatch.setattr(protocol.FrameReader, "read", recording_read)
+        pool.call(_spin_tasks.spin_after_this_call, 0.0003)
+        monkeypatch.undo()
+    assert polls, "the caller read its reply itself"
+    assert polls[0] == pytest.approx(_spin.caller_spin(SPIN, ran))
+
+
+def test_the_last_runs_kept_start_over_past_their_bound() -> None:
+    with snakepit.Pool(1) as pool:
+        supervisor = pool._supervisor
+        supervisor.last_runs.update((-i, 0.0) for i in range(1, _spin.MOST_RUNS_KEPT + 1))
+        pool.call(_spin_tasks.spin_after_this_call)
+        assert len(supervisor.last_runs) == 1
