@@ -48,3 +48,21 @@ def test_backend_ray_and_no_ray_contradict(capsys: pytest.CaptureFixture[str]) -
     args = parser.parse_args(["--backend", "ray", "--no-ray"])
     assert bench_run.run_command(args) == 2
     assert "contradict" in capsys.readouterr().err
+
+
+def test_the_noop_case_shows_what_ray_charges_for_a_request_and_a_threaded_actor() -> None:
+    (noop,) = [case for case in cases.SUITES["ray"] if case.name == "ray-noop"]
+    impls = {impl.impl for impl in noop.impls}
+    assert {"ray-actor", "ray-actor-bytes", "ray-actor-threaded"} <= impls
+    limits = {t.baseline: t.limit for t in cases.TARGETS if t.subject[0] == "ray-noop"}
+    assert limits[("ray-noop", "ray-actor-bytes")] is None  # for information
+    assert limits[("ray-noop", "ray-actor-threaded")] is None
+    # The threaded peer runs as many threads as a host of the Ray backend.
+    from snakepit.backends._ray import RayBackend
+
+    assert _ray.host_concurrency() == RayBackend().host_options("x")["max_concurrency"]
+
+
+def test_the_raw_actor_answers_the_bytes_it_was_sent() -> None:
+    actor = _ray.RawActor()
+    assert actor.echo_bytes(_ray.REQUEST_BYTES) is _ray.REQUEST_BYTES

@@ -63,6 +63,9 @@ CRASH_VS_ACTOR_RESTART = 0.1
 #: round fails (Ray took about 2 s on a loaded 2-core machine).
 RESTART_DEADLINE = 60.0
 FRESH_BYTES = 100 * MIB
+#: A no-op's request and reply through Ray are 65 and 43 bytes: the raw
+#: actor peers that carry data both ways send this much.
+REQUEST_BYTES = bytes(64)
 
 
 def backend_missing() -> str | None:
@@ -72,6 +75,14 @@ def backend_missing() -> str | None:
     if not pool_accepts("backend") or importlib.util.find_spec("snakepit.backends") is None:
         return "this snakepit has no Ray backend (Pool(backend='ray'))"
     return None
+
+
+def host_concurrency() -> int:
+    """The ``max_concurrency`` the Ray backend gives each host actor by default."""
+    from snakepit.backends._ray import RayBackend
+
+    concurrency: int = RayBackend().host_options("bench")["max_concurrency"]
+    return concurrency
 
 
 @contextlib.contextmanager
@@ -94,6 +105,10 @@ class RawActor:
     def total(self, array: np.ndarray[Any, Any]) -> float:
         """The sum of ``array``."""
         return tasks.total(array)
+
+    def echo_bytes(self, data: bytes) -> bytes:
+        """``data`` back: a call that carries a request and a reply, as a host's does."""
+        return data
 
     def pid(self) -> int:
         """This actor's process id."""
@@ -143,6 +158,21 @@ def noop_case() -> Case:
         with raw_actor(session) as target:
             yield _noop_timed(lambda: session.ray.get(target.noop.remote()))
 
+    def actor_with_bytes(threaded: bool) -> Prepare:
+        @contextlib.contextmanager
+        def prepare(env: Env) -> Iterator[Timed]:
+            session = env_ray(env)
+            options = {"max_concurrency": host_concurrency()} if threaded else {}
+            with raw_actor(session, **options) as target:
+
+                def call() -> None:
+                    answer = session.ray.get(target.echo_bytes.remote(REQUEST_BYTES))
+                    expect(answer, REQUEST_BYTES, "the raw actor's answer")
+
+                yield _noop_timed(call)
+
+        return prepare
+
     @contextlib.contextmanager
     def task(env: Env) -> Iterator[Timed]:
         session = env_ray(env)
@@ -159,6 +189,18 @@ def noop_case() -> Case:
         (
             Impl("snakepit", "snakepit.Pool(backend='ray')", own, requires=RAY),
             Impl("ray-actor", "raw Ray actor method, ray.get", actor, requires=RAY),
+            Impl(
+                "ray-actor-bytes",
+                f"raw Ray actor method, {len(REQUEST_BYTES)} B argument and result",
+                actor_with_bytes(threaded=False),
+                requires=RAY,
+            ),
+            Impl(
+                "ray-actor-threaded",
+                f"raw threaded Ray actor (as a host), {len(REQUEST_BYTES)} B both ways",
+                actor_with_bytes(threaded=True),
+                requires=RAY,
+            ),
             Impl("ray-task", "raw Ray task, ray.get", task, requires=RAY),
             Impl("local", "snakepit.Pool (local backend)", local),
         ),
@@ -172,6 +214,20 @@ def noop_case() -> Case:
                 NOOP_VS_ACTOR,
                 "within 1.2x",
                 peer="ray-actor",
+            ),
+            # What any call that carries a request costs in Ray, and a
+            # threaded actor's hand-off on top: the floor of the host's way.
+            vs(
+                name,
+                "Ray backend no-op / raw actor, bytes both ways",
+                None,
+                peer="ray-actor-bytes",
+            ),
+            vs(
+                name,
+                "Ray backend no-op / raw threaded actor, bytes both ways",
+                None,
+                peer="ray-actor-threaded",
             ),
             vs(name, "Ray backend no-op / raw Ray task", None, peer="ray-task"),
             vs(name, "Ray backend no-op / local pool", None, peer="local"),
