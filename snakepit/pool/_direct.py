@@ -47,7 +47,6 @@ from snakepit._wire import protocol
 from snakepit.errors import SnakepitError
 
 from ._cancel import cancel_call
-from ._spin import caller_spin
 
 if TYPE_CHECKING:
     from ._calls import Call
@@ -261,7 +260,7 @@ def read_reply(sup: Supervisor, call: Call) -> None:
     handle = channel.handle
     frames = channel.frames
     frames.spin_seconds = (
-        caller_spin(sup.caller_spin, sup.last_runs.get(call.fn_id)) if call.spin else 0.0
+        protocol.poll_window(sup.caller_spin, sup.last_runs.get(call.fn_id)) if call.spin else 0.0
     )
     try:
         while True:

@@ -125,10 +125,12 @@ class Pool(CallMethods, Executor):
     explains count (starting, initializer, idle): a call that kills its
     worker gets the crash as its error and the slot restarts at once.
     ``spin_seconds``: after answering, a worker polls its socket this long
-    before sleeping, and so does a thread in ``call`` that waits for its reply
-    (that long plus the function's last run time, when that was at most
-    1 ms), so back-to-back calls skip the cost of waking a process, for at
-    most that much CPU per call; 0 disables it. Spinning backs off by
+    before sleeping, and so does a thread in ``call`` that waits for its reply,
+    so back-to-back calls skip the cost of waking a process; 0 disables it.
+    Each poll also covers a short expected wait, up to 1 ms more: a worker's,
+    its caller's pause before the last call; a caller's, the function's last
+    run. So a poll costs at most ``spin_seconds`` + 1 ms of CPU per call,
+    and only while calls come that close together. Spinning backs off by
     itself where it does not pay: a spin that catches nothing, or a worker
     that lost its core to another process since its last spin (a machine
     without an idle core, where spinning takes CPU from the very caller it

@@ -42,13 +42,9 @@ this decides whether a call may poll at all; the reader decides wait by
 wait whether polling catches anything.
 
 A caller in ``Pool.call`` waits for the function's run as well as for the
-round trip, so its poll covers what the function took the last time it ran,
-up to :data:`MOST_RUN_POLLED` (:func:`caller_spin`): on the 2-core VM a
-sleeping caller's wake-up cost 150-250 µs, and a call running 300 µs took
-481 µs with 200 µs of polling, 348-379 µs with polling that covered it; a
-call returning a fresh 1 MiB array, 384 µs against 252-269 µs. Longer runs
-gain too little for the CPU a poll would take: their callers poll only
-``spin_seconds``, and sleep.
+round trip, so its poll covers what the function took the last time it ran
+(``protocol.poll_window``), and a worker's covers the time its caller took
+to send the next call the last time (``worker/_main.py``).
 """
 
 from __future__ import annotations
@@ -57,7 +53,7 @@ import math
 import statistics
 from collections import deque
 
-__all__ = ["MOST_RUN_POLLED", "SpinChoice", "caller_spin"]
+__all__ = ["MOST_RUNS_KEPT", "SpinChoice"]
 
 #: Calls in one trial of the other way; the first is not counted.
 TRIAL_CALLS = 8
@@ -68,19 +64,8 @@ MAX_INTERVAL = 1024
 MARGIN = 0.05
 #: A trial of polling whose counted calls lose this many polls is lost.
 TRIAL_LOST = 2
-#: Seconds of a function's last run that its caller's poll covers, at most.
-MOST_RUN_POLLED = 0.001
 #: Functions whose last run time is kept (then it starts over).
 MOST_RUNS_KEPT = 1024
-
-
-def caller_spin(spin_seconds: float, last_run: float | None) -> float:
-    """How long a caller polls for its reply: ``spin_seconds``, and the
-    function's ``last_run`` seconds too when that is at most
-    :data:`MOST_RUN_POLLED` (see the module)."""
-    if last_run is not None and 0.0 <= last_run <= MOST_RUN_POLLED:
-        return spin_seconds + last_run
-    return spin_seconds
 
 
 class SpinChoice:

@@ -115,7 +115,7 @@ class Supervisor:
         #: Whether unsaturated calls poll, measured (see _spin.py).
         self.spin_choice = SpinChoice(caller_spin > 0)
         #: Seconds each function (by id) ran the last time: its callers'
-        #: polls cover that much more (see _spin.py: caller_spin).
+        #: polls cover that much more (``protocol.poll_window``).
         self.last_runs: dict[int, float] = {}
         self._cpus = _usable_cpus()
         self._zygote = zygote  # forks workers when it can (see _zygote.py)

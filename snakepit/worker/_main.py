@@ -188,6 +188,9 @@ class Worker:
         self.calls = 0
         #: How long to poll for the next call (the pool's ``spin_seconds``).
         self.spin_seconds = reader.spin_seconds
+        #: Seconds from this worker's last reply to the next call: the
+        #: caller's pace, which the next poll covers (``poll_after``).
+        self.last_gap: float | None = None
         # Memory limits checked after each call (see _limits.py), if any.
         self.limits: Limits | None = None
         # The pool's session_initializer (encoded, resolved at first use), its
@@ -317,7 +320,7 @@ class Worker:
             session = extra[1] if len(extra) > 1 else None
             # Poll for the next call after this one only while the pool is
             # not saturated (the supervisor says so with the call).
-            self.reader.spin_seconds = self.spin_seconds if len(extra) < 3 or extra[2] else 0.0
+            self.reader.spin_seconds = self.poll_after(len(extra) < 3 or extra[2])
             fn = self.functions.get(fn_id)
             if fn is None:
                 if fn_blob is not None:
@@ -381,6 +384,13 @@ class Worker:
         report_torch_memory()  # torch's allocator, if the calls use it (at most 1/s)
         self.send(protocol.MSG_RESULT, call_id, result, python_seconds)
 
+    def poll_after(self, allowed: bool) -> float:
+        """How long to poll for the next call after this one's reply: none
+        unless the supervisor ``allowed`` it, else the pool's
+        ``spin_seconds`` and the caller's last pause, when short
+        (``protocol.poll_window``)."""
+        return protocol.poll_window(self.spin_seconds, self.last_gap) if allowed else 0.0
+
     def _check_limits(self, error: BaseException | None) -> None:
         """Over a memory limit: ask to be replaced, before the reply (see _limits.py)."""
         assert self.limits is not None
@@ -403,8 +413,11 @@ class Worker:
         self.sessions.add(name)
 
     def serve(self) -> int:
+        clock = time.perf_counter
         while True:
+            waited = clock()
             payload = self.reader.read()
+            self.last_gap = clock() - waited
             if payload is None:
                 return 0  # supervisor closed the connection
             tag, ident, body = protocol.unpack(payload)

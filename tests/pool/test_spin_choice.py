@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from snakepit._wire import protocol
 from snakepit.pool import _spin
 from snakepit.pool._replies import handle_reply
 from snakepit.pool._spin import SpinChoice
+from snakepit.worker._main import Worker
 from tests.pool import _spin_tasks
 
 SPIN = 0.0002
@@ -28,6 +31,12 @@ def _drive(choice: SpinChoice, calls: int, cost: dict[bool, float]) -> list[bool
         if counts:
             choice.record_locked(way, cost[way])
     return ways
+
+
+def _polls(window: float) -> bool:
+    """Whether a worker's poll after its call is the pool's (and the caller's
+    short pause, which it covers too: see protocol.poll_window)."""
+    return SPIN <= window <= SPIN + protocol.MOST_WAIT_POLLED
 
 
 def test_a_pool_that_does_not_spin_never_tries_it() -> None:
@@ -151,7 +160,7 @@ def test_the_first_call_of_each_way_does_not_count() -> None:
 def test_a_pool_that_chose_not_to_spin_tells_its_workers() -> None:
     with snakepit.Pool(2, spin_seconds=SPIN) as pool:
         pool._supervisor._cpus = 2  # as on a two-core machine
-        assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+        assert _polls(pool.call(_spin_tasks.spin_after_this_call))
         pool._supervisor.spin_choice.spin = False
         assert pool.call(_spin_tasks.spin_after_this_call) == 0.0
 
@@ -183,7 +192,7 @@ def test_a_worker_sharing_its_callers_cpu_does_not_poll() -> None:
             supervisor = pool._supervisor
             supervisor._cpus = 2  # as on a two-core machine
             # Its first call: the worker's CPU is not known yet.
-            assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+            assert _polls(pool.call(_spin_tasks.spin_after_this_call))
             assert supervisor.spin_choice.spin is True
             for _ in range(5):
                 assert pool.call(_spin_tasks.spin_after_this_call) == 0.0
@@ -193,7 +202,7 @@ def test_a_worker_sharing_its_callers_cpu_does_not_poll() -> None:
     with snakepit.Pool(1, spin_seconds=SPIN) as pool:
         pool._supervisor._cpus = 2
         pool._supervisor.handles[0].cpu = -2  # never the caller's CPU
-        assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+        assert _polls(pool.call(_spin_tasks.spin_after_this_call))
 
 
 @pytest.mark.parametrize(
@@ -218,21 +227,24 @@ def test_a_reply_without_a_plain_cpu_number_is_a_protocol_error(body: tuple[Any,
 
 
 @pytest.mark.parametrize(
-    ("last_run", "expected"),
+    ("expected_wait", "window"),
     [
-        (None, SPIN),  # never ran: the pool's poll
+        (None, SPIN),  # nothing known: the pool's poll
         (0.0, SPIN),
         (0.0004, SPIN + 0.0004),  # short: covered
-        (_spin.MOST_RUN_POLLED, SPIN + _spin.MOST_RUN_POLLED),
-        (_spin.MOST_RUN_POLLED * 1.01, SPIN),  # long: the caller sleeps after its poll
+        (protocol.MOST_WAIT_POLLED, SPIN + protocol.MOST_WAIT_POLLED),
+        (protocol.MOST_WAIT_POLLED * 1.01, SPIN),  # long: the reader sleeps after its poll
         (-1.0, SPIN),  # no duration
         (float("nan"), SPIN),
     ],
 )
-def test_a_callers_poll_covers_a_short_functions_last_run(
-    last_run: float | None, expected: float
-) -> None:
-    assert _spin.caller_spin(SPIN, last_run) == pytest.approx(expected)
+def test_a_poll_covers_a_short_expected_wait(expected_wait: float | None, window: float) -> None:
+    assert protocol.poll_window(SPIN, expected_wait) == pytest.approx(window)
+
+
+@pytest.mark.parametrize("expected_wait", [None, 0.0004, 1.0])
+def test_a_reader_that_may_not_poll_never_does(expected_wait: float | None) -> None:
+    assert protocol.poll_window(0.0, expected_wait) == 0.0
 
 
 def test_the_caller_polls_for_what_the_function_took_last_time(
@@ -257,7 +269,7 @@ def test_the_caller_polls_for_what_the_function_took_last_time(
         pool.call(_spin_tasks.spin_after_this_call, 0.0003)
         monkeypatch.undo()
     assert polls, "the caller read its reply itself"
-    assert polls[0] == pytest.approx(_spin.caller_spin(SPIN, ran))
+    assert polls[0] == pytest.approx(protocol.poll_window(SPIN, ran))
 
 
 def test_the_last_runs_kept_start_over_past_their_bound() -> None:
@@ -266,3 +278,35 @@ def test_the_last_runs_kept_start_over_past_their_bound() -> None:
         supervisor.last_runs.update((-i, 0.0) for i in range(1, _spin.MOST_RUNS_KEPT + 1))
         pool.call(_spin_tasks.spin_after_this_call)
         assert len(supervisor.last_runs) == 1
+
+
+def test_a_worker_polls_for_as_long_as_its_caller_paused_last_time() -> None:
+    left, right = socket.socketpair()
+    try:
+        worker = Worker(protocol.FrameReader(left, spin_seconds=SPIN), os.getpid())
+        assert worker.poll_after(True) == SPIN  # no pause seen yet
+        worker.last_gap = 0.0006
+        assert worker.poll_after(True) == pytest.approx(SPIN + 0.0006)
+        worker.last_gap = 0.05  # a caller that pauses long: the pool's poll, then sleep
+        assert worker.poll_after(True) == SPIN
+        assert worker.poll_after(False) == 0.0  # the supervisor said no
+    finally:
+        left.close()
+        right.close()
+
+
+def test_a_worker_measures_its_callers_pause() -> None:
+    with snakepit.Pool(1, spin_seconds=SPIN) as pool:
+        pool._supervisor._cpus = 2  # as on a two-core machine
+        pool.call(_spin_tasks.spin_after_this_call)
+        time.sleep(0.05)  # a pause longer than any poll covers
+        pool._supervisor.handles[0].cpu = -2  # never the caller's CPU: the call may poll
+        assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
+        windows = []
+        for _ in range(5):
+            pool._supervisor.handles[0].cpu = -2
+            windows.append(pool.call(_spin_tasks.spin_after_this_call))
+    # Back to back: each poll covers the caller's short pause (at most 1 ms
+    # more; a pause stretched by a busy machine gets the pool's poll alone).
+    assert all(_polls(window) for window in windows)
+    assert any(window > SPIN for window in windows)
