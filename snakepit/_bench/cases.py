@@ -66,6 +66,7 @@ from snakepit._bench._model import (
     size_label,
     vs,
 )
+from snakepit._bench._paced import paced_case
 from snakepit._bench._ray import ray_cases
 
 __all__ = [
@@ -520,7 +521,7 @@ SUITES: dict[str, tuple[Case, ...]] = {
     ),
     "lifecycle": lifecycle_cases(),
     "large": large_cases(),
-    "load": load_cases(),
+    "load": (*load_cases(), paced_case()),
     "torch": torch_cases(),
     "arrow": arrow_cases(),
     "inline": (
