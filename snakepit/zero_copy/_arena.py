@@ -16,7 +16,7 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, cast
 
 if TYPE_CHECKING:
     import numpy as np
@@ -310,29 +310,47 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     """An uninitialised C-contiguous array allocated in shared memory."""
     if type(shape) is not tuple:
         shape = _normalize_shape(shape)
-    # A tuple goes to the core as it is: it checks each dimension as it reads it.
-    return _allocate(shape, _resolve_cached(dtype))
+    # The common allocation (a dtype seen before, the arena made, nobody
+    # listening) in this frame: two more calls cost it a third of its time.
+    entry = _resolved.get(id(dtype))
+    resolved = entry[1] if entry is not None and entry[0] is dtype else _resolve_cached(dtype)
+    arena = _state.arena
+    if arena is None or _bus.listening:
+        return _allocate(shape, resolved)
+    try:
+        # A tuple goes to the core as it is: it checks each dimension as it reads it.
+        array: np.ndarray[Any, Any] = arena.alloc_array(shape, resolved)
+    except (_core.CoreError, TypeError, ValueError, OverflowError) as exc:
+        _allocation_failed(exc, shape, resolved)
+    return array
 
 
 def _allocate(dims: tuple[SupportsIndex, ...], resolved: np.dtype[Any]) -> np.ndarray[Any, Any]:
     """:func:`empty` for a resolved dtype."""
     try:
         array: np.ndarray[Any, Any] = (_state.arena or _get_arena()).alloc_array(dims, resolved)
-    except _core.CoreError as exc:
-        nbytes = math.prod(map(operator.index, dims)) * resolved.itemsize
-        raise _allocation_error(exc, nbytes) from None
-    except (TypeError, ValueError, OverflowError) as exc:
-        checked = _normalize_shape(dims)  # names a negative or non-integer dimension
-        if not isinstance(exc, OverflowError):
-            raise
-        nbytes = math.prod(checked) * resolved.itemsize
-        if nbytes == 0:  # numpy cannot hold the dimension, even of an empty array
-            raise ValueError(f"a dimension of shape {checked} does not fit in 64 bits") from None
-        too_large = _core.CoreError(_core.Status.NOSPACE, errno.ENOSPC, "allocate")
-        raise _allocation_error(too_large, nbytes) from None
+    except (_core.CoreError, TypeError, ValueError, OverflowError) as exc:
+        _allocation_failed(exc, dims, resolved)
     if _bus.listening:  # one attribute test while nobody listens: this is the hot path
         _report_allocation(array, array.nbytes)
     return array
+
+
+def _allocation_failed(
+    exc: BaseException, dims: tuple[SupportsIndex, ...], resolved: np.dtype[Any]
+) -> NoReturn:
+    """Raise what a failed allocation of ``dims`` raises for the core's ``exc``."""
+    if isinstance(exc, _core.CoreError):
+        nbytes = math.prod(map(operator.index, dims)) * resolved.itemsize
+        raise _allocation_error(exc, nbytes) from None
+    checked = _normalize_shape(dims)  # names a negative or non-integer dimension
+    if not isinstance(exc, OverflowError):
+        raise exc
+    nbytes = math.prod(checked) * resolved.itemsize
+    if nbytes == 0:  # numpy cannot hold the dimension, even of an empty array
+        raise ValueError(f"a dimension of shape {checked} does not fit in 64 bits") from None
+    too_large = _core.CoreError(_core.Status.NOSPACE, errno.ENOSPC, "allocate")
+    raise _allocation_error(too_large, nbytes) from None
 
 
 def _report_allocation(array: np.ndarray[Any, Any], nbytes: int) -> None:

@@ -244,3 +244,24 @@ def test_more_than_64_dimensions_are_a_value_error() -> None:
     for shape in [(1,) * 65, [1] * 65]:
         with pytest.raises(ValueError, match="64 dimensions"):
             snakepit.empty(shape, "uint8")
+
+
+@pytest.mark.parametrize(
+    ("shape", "error", "match"),
+    [
+        ((-1,), ValueError, "negative"),
+        ((2, "x"), TypeError, None),
+        ((0, 1 << 70), ValueError, "64 bits"),
+        ((1 << 62,), SharedMemoryExhaustedError, None),
+    ],
+)
+def test_an_allocation_with_a_known_dtype_and_a_made_arena_fails_the_same_way(
+    shape: Any, error: type[Exception], match: str | None
+) -> None:
+    dtype = np.dtype("float32")
+    snakepit.empty((4,), dtype)  # the arena made, the dtype seen: empty's short way
+    before = zero_copy.arena_stats().get("live_blocks", 0)
+    with pytest.raises(error, match=match):
+        snakepit.empty(shape, dtype)
+    assert zero_copy.arena_stats().get("live_blocks", 0) == before
+    assert snakepit.empty((3, 2), dtype).shape == (3, 2)
