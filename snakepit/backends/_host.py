@@ -129,7 +129,8 @@ class SnakepitHost:
         self._functions: dict[int, Any] = {}
         self._views: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
-        self._listening = False
+        #: The events recorded for the driver (what its handlers listen to).
+        self._listening: frozenset[tuple[str, ...]] = frozenset()
         self._handler_id = f"snakepit-host-{host_name}"
 
     # ---------------------------------------------------------------- start
@@ -141,7 +142,7 @@ class SnakepitHost:
         try:
             config = pickle.loads(config_blob)
             probe = config.pop("probe", None)
-            self._listen(bool(config.pop("listening", False)))
+            self._listen(config.pop("listening", ()))
             self._pool = Pool(**config)
         except BaseException as exc:  # reported to the driver, which raises it
             return ("err", self._info(None), *_error_record(exc))
@@ -169,19 +170,28 @@ class SnakepitHost:
             "same_memory": same,
         }
 
-    def _listen(self, on: bool) -> None:
-        """Record events for the driver only while someone there listens: with
-        nobody attached, the local pool's telemetry costs nothing, as locally."""
+    def _listen(self, events: Any) -> None:
+        """Record for the driver the events its handlers listen to, and no
+        other: with nobody attached there (or only its failure logging, for
+        failures), a call's telemetry costs nothing here, as locally.
+
+        ``events`` come from another process: a tuple of event names (tuples
+        of strings); names this host never emits are left out.
+        """
         from snakepit.telemetry._events import ALL_EVENTS
 
+        if type(events) is not tuple or not all(
+            type(event) is tuple and all(type(part) is str for part in event) for event in events
+        ):
+            raise TypeError(f"malformed events to listen to: {events!r:.200}")
+        wanted = frozenset(events) & frozenset(ALL_EVENTS)
         with self._lock:
-            if on == self._listening:
+            if wanted == self._listening:
                 return
-            self._listening = on
-            if on:
-                _bus.attach_many(self._handler_id, list(ALL_EVENTS), self._record, None)
-            else:
-                _bus.detach(self._handler_id)
+            self._listening = wanted
+            _bus.detach(self._handler_id)
+            if wanted:
+                _bus.attach_many(self._handler_id, sorted(wanted), self._record, None)
 
     def _record(self, event: Any, measurements: Any, metadata: Any, config: Any) -> None:
         self._events.append((event, dict(measurements), portable_metadata(metadata or {})))
@@ -222,13 +232,13 @@ class SnakepitHost:
 
         ``request`` is ``(call_id, fn_id, fn_blob, args, options, receiver,
         listening)``. ``receiver``: the driver's pid when results go back as
-        shared-memory descriptors; ``listening``: whether the driver has
-        telemetry handlers.
+        shared-memory descriptors; ``listening``: the events the driver's
+        handlers listen to, or None when they are what it last said.
         """
         call_id, fn_id, fn_blob, args, options, receiver, listening = _unpacked_request(request)
         pool = self._pool
         assert pool is not None, "start() first"
-        if listening != self._listening:
+        if listening is not None:  # None: as the last request said
             self._listen(listening)
         try:
             fn = self._function(fn_id, fn_blob)
@@ -294,7 +304,7 @@ class SnakepitHost:
 
     def stop(self, kill_running: bool) -> bool:
         """Shut the local pool down (its workers end; their regions are unlinked)."""
-        self._listen(False)
+        self._listen(())
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True, kill_running=kill_running)
         return True

@@ -13,6 +13,8 @@ import numpy as np
 import psutil
 
 from snakepit.telemetry import _bus
+from snakepit.telemetry._bus import Event
+from snakepit.telemetry._events import WORKER_CRASH
 from snakepit.zero_copy._runtime import collect_garbage
 
 from ._ray_env import import_ray
@@ -26,12 +28,15 @@ __all__ = [
     "emit_host_events",
     "host_lost_reported",
     "kill_hosts",
+    "listened_by_driver",
     "probe_array",
 ]
 
 #: Calls a host may have in flight per worker: one running, one waiting in its
 #: local queue, so a worker never waits for the network between two calls.
 CALLS_PER_WORKER = 2
+#: What hosts record even when no handler here listens (see listened_by_driver).
+_ALWAYS_RECORDED: frozenset[Event] = frozenset({WORKER_CRASH})
 
 
 @dataclass(eq=False)
@@ -57,6 +62,8 @@ class Host:
     losses: int = 0
     error: BaseException | None = None
     running: set[int] = field(default_factory=set)
+    #: The events this host was last told to record for the driver.
+    listened: frozenset[Event] = frozenset()
 
     def has_room(self) -> bool:
         """Whether another call may be sent to this host now."""
@@ -102,6 +109,12 @@ def probe_array() -> np.ndarray[Any, Any]:
     array = zeros(8, "int64")
     array[:4] = [random.randrange(1 << 62) for _ in range(4)]
     return array
+
+
+def listened_by_driver() -> frozenset[Event]:
+    """The events hosts record for this process: those its handlers listen
+    to, and worker crashes, which its health monitor counts whoever listens."""
+    return _bus.handled_events() | _ALWAYS_RECORDED
 
 
 def emit_host_events(pool: RayPool, host: Host, events: list[tuple[Any, ...]]) -> None:

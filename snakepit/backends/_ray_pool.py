@@ -70,6 +70,7 @@ from ._ray_hosts import (
     emit_host_events,
     host_lost_reported,
     kill_hosts,
+    listened_by_driver,
     probe_array,
 )
 from ._ray_state import host_records, monitor, pool_health, pool_stats, worker_records
@@ -198,7 +199,13 @@ class RayPool(Pool):
 
         encoded = codec.encode(self._probe, snapshot=False)
         probe = (portable_blob(encoded.blob), [int(v) for v in self._probe[:4]])
-        config = {**self._local, "workers": host.size, "probe": probe, "listening": _bus.listening}
+        host.listened = listened_by_driver()
+        config = {
+            **self._local,
+            "workers": host.size,
+            "probe": probe,
+            "listening": tuple(host.listened),
+        }
         return bytes(cloudpickle.dumps(config))
 
     def _create(self, host: Host) -> Any:
@@ -421,7 +428,10 @@ class RayPool(Pool):
         options = (call.timeout, call.idempotent, call.session, call.device)
         receiver = os.getpid() if host.same_memory else None
         call.started = time.monotonic()
-        listening = _bus.listening
+        listened = listened_by_driver()
+        # Sent when it changed since the host last heard: most requests carry None.
+        listening = None if listened == host.listened else tuple(listened)
+        host.listened = listened
         request = (call.call_id, call.fn_id, call.fn_blob, payload, options, receiver, listening)
         try:
             ref = host.actor.run.remote(packed_request(request))

@@ -72,15 +72,19 @@ class _Everything:
 #: ``event in reaching`` is :func:`enabled` without a function call, for
 #: paths that run on every pool call.
 reaching: Container[Event] = {}
+#: ``event in handled`` is :func:`has_handlers` without a function call, for
+#: per-process events on hot paths (shared-memory allocation): a pool's
+#: failure logging makes ``listening`` true, and these still cost nothing.
+handled: Container[Event] = {}
 
 
 def _rebuild_locked() -> None:
-    global _table, listening
+    global _table, listening, handled
     table: dict[Event, list[HandlerInfo]] = {}
     for info in _handlers.values():
         for event in info.events:
             table.setdefault(event, []).append(info)
-    _table = {event: tuple(infos) for event, infos in table.items()}
+    _table = handled = {event: tuple(infos) for event, infos in table.items()}
     listening = bool(_table)
     _update_reaching()
 
@@ -161,6 +165,11 @@ def enabled(event: Event) -> bool:
 def any_handlers() -> bool:
     """Whether any handler is attached in this process (see ``listening``)."""
     return listening
+
+
+def handled_events() -> frozenset[Event]:
+    """The events some handler of this process is attached to (forwarding aside)."""
+    return frozenset(_table)
 
 
 def has_handlers(event: Event) -> bool:

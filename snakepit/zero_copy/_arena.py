@@ -311,11 +311,13 @@ def empty(shape: ShapeLike, dtype: Any = "float32") -> np.ndarray[Any, Any]:
     if type(shape) is not tuple:
         shape = _normalize_shape(shape)
     # The common allocation (a dtype seen before, the arena made, nobody
-    # listening) in this frame: two more calls cost it a third of its time.
+    # listening to allocations) in this frame: two more calls cost it a
+    # third of its time.
     entry = _resolved.get(id(dtype))
     resolved = entry[1] if entry is not None and entry[0] is dtype else _resolve_cached(dtype)
     arena = _state.arena
-    if arena is None or _bus.listening:
+    handled = _bus.handled
+    if arena is None or MEMORY_ALLOCATE in handled or MEMORY_RELEASE in handled:
         return _allocate(shape, resolved)
     try:
         # A tuple goes to the core as it is: it checks each dimension as it reads it.
@@ -331,7 +333,8 @@ def _allocate(dims: tuple[SupportsIndex, ...], resolved: np.dtype[Any]) -> np.nd
         array: np.ndarray[Any, Any] = (_state.arena or _get_arena()).alloc_array(dims, resolved)
     except (_core.CoreError, TypeError, ValueError, OverflowError) as exc:
         _allocation_failed(exc, dims, resolved)
-    if _bus.listening:  # one attribute test while nobody listens: this is the hot path
+    handled = _bus.handled  # read once: the hot path
+    if MEMORY_ALLOCATE in handled or MEMORY_RELEASE in handled:
         _report_allocation(array, array.nbytes)
     return array
 

@@ -12,10 +12,14 @@ import numpy as np
 import pytest
 
 import snakepit
+from snakepit import telemetry
 from snakepit._wire import codec
 from snakepit.backends import _host
 from snakepit.backends._host import SnakepitHost, packed_request, unpacked_reply
 from snakepit.backends._ray_data import portable_blob
+from snakepit.backends._ray_hosts import listened_by_driver
+from snakepit.telemetry import _bus
+from snakepit.telemetry import _events as events
 from snakepit.zero_copy import _numpy
 
 from ..pool import _tasks
@@ -23,9 +27,11 @@ from ..pool import _tasks
 _OPTIONS = (None, False, None, None)
 
 
-def _request(how: str, payload: Any, receiver: int | None = None) -> tuple[Any, ...]:
+def _request(
+    how: str, payload: Any, receiver: int | None = None, listening: Any = None
+) -> tuple[Any, ...]:
     fn_blob = pickle.dumps(_tasks.add)
-    return (1, 7, fn_blob, (how, payload), _OPTIONS, receiver, False)
+    return (1, 7, fn_blob, (how, payload), _OPTIONS, receiver, listening)
 
 
 def _codec_args(*args: Any) -> Any:
@@ -118,3 +124,46 @@ def test_a_failing_call_replies_with_its_error_as_a_tuple(host: SnakepitHost) ->
     status, value, _cause, _events = unpacked_reply(reply)
     assert status == "err"
     assert isinstance(value, TypeError), value
+
+
+def _events_of(reply: Any) -> list[tuple[str, ...]]:
+    return [tuple(event) for event, _measurements, _metadata in unpacked_reply(reply)[3]]
+
+
+def test_a_host_records_only_the_events_the_driver_listens_to(host: SnakepitHost) -> None:
+    args = _codec_args(2, 3)
+    assert _events_of(host.run(packed_request(_request("codec", args, os.getpid())))) == []
+    wanted = (events.CALL_STOP, ("snakepit", "no", "such", "event"))
+    reply = host.run(packed_request(_request("codec", args, os.getpid(), wanted)))
+    assert _events_of(reply) == [events.CALL_STOP]  # unknown names left out
+    # None: as the last request said.
+    reply = host.run(packed_request(_request("codec", args, os.getpid(), None)))
+    assert _events_of(reply) == [events.CALL_STOP]
+    reply = host.run(packed_request(_request("codec", args, os.getpid(), ())))
+    assert _events_of(reply) == []  # nobody listens any more
+
+
+@pytest.mark.parametrize("bad", [True, [("snakepit", "call", "stop")], (("snakepit", 1),), ("x",)])
+def test_malformed_events_to_listen_to_are_refused(host: SnakepitHost, bad: Any) -> None:
+    request = _request("codec", _codec_args(2, 3), os.getpid(), bad)
+    with pytest.raises(TypeError, match="events to listen to"):
+        host.run(packed_request(request))
+
+
+def test_hosts_record_what_the_drivers_handlers_listen_to_and_crashes() -> None:
+    before = listened_by_driver()
+    assert events.WORKER_CRASH in before  # the driver's health counts them
+    assert events.CALL_STOP not in before
+    telemetry.attach("wire-test", events.CALL_STOP, lambda *args: None)
+    try:
+        assert listened_by_driver() == before | {events.CALL_STOP}
+    finally:
+        telemetry.detach("wire-test")
+    assert listened_by_driver() == before
+
+
+def test_a_stopped_host_records_nothing_more(host: SnakepitHost) -> None:
+    request = _request("codec", _codec_args(2, 3), os.getpid(), (events.CALL_STOP,))
+    assert _events_of(host.run(packed_request(request))) == [events.CALL_STOP]
+    assert host.stop(False) is True
+    assert not [info for info in _bus.list_handlers() if info.handler_id == host._handler_id]

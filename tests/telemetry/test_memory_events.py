@@ -68,3 +68,25 @@ def test_release_inside_a_locked_handler_does_not_deadlock(collector: LockingCol
     snakepit.empty((32,), "uint8")  # handler runs gc.collect() under its lock
     assert _bus.flush_deferred()
     assert ("release", 64) in collector.seen
+
+
+def test_only_a_handler_of_memory_events_makes_allocations_report() -> None:
+    seen: list[Any] = []
+    snakepit.empty((8,), "float64")  # the arena made
+    with snakepit.Pool(1):  # its failure logging listens, not to memory events
+        assert _bus.listening
+        telemetry.attach(
+            "test-memory-other", ("snakepit", "call", "stop"), lambda *event: seen.append(event[0])
+        )
+        try:
+            snakepit.empty((8,), "float64")
+            assert _bus.flush_deferred()
+            assert seen == []
+            telemetry.attach("test-memory-one", ALLOCATE, lambda *event: seen.append(event[0]))
+            try:
+                snakepit.empty((8,), "float64")
+            finally:
+                telemetry.detach("test-memory-one")
+        finally:
+            telemetry.detach("test-memory-other")
+    assert seen == [ALLOCATE]
