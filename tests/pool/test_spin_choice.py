@@ -303,7 +303,7 @@ def test_a_worker_measures_its_callers_pause() -> None:
         pool._supervisor.handles[0].cpu = -2  # never the caller's CPU: the call may poll
         assert pool.call(_spin_tasks.spin_after_this_call) == SPIN
         windows = []
-        for _ in range(5):
+        for _ in range(10):
             pool._supervisor.handles[0].cpu = -2
             windows.append(pool.call(_spin_tasks.spin_after_this_call))
     # Back to back: each poll covers the caller's short pause (at most 1 ms
