@@ -39,6 +39,7 @@ import sys
 from itertools import chain
 from typing import Any
 
+from snakepit import _core
 from snakepit.errors import DtypeError, SnakepitError
 from snakepit.zero_copy import _numpy
 from snakepit.zero_copy._arena import threshold_bytes
@@ -46,7 +47,6 @@ from snakepit.zero_copy._mapping import RefMode, sendable_buffer
 from snakepit.zero_copy._packed import array_from_packed, pack, packed_of
 from snakepit.zero_copy._ref import (
     array_from_inline,
-    drop_transfer_ref,
     fields_of,
     inline_fields_of,
     take_transfer_ref,
@@ -139,7 +139,7 @@ def encode_result(value: Any, receiver: int) -> _Result | None:
     else:
         return None
     slots: list[tuple[Any, ...]] = []
-    shared: list[tuple[int, Any]] = []  # (index in slots, shared array)
+    shared: list[tuple[int, Any, Any]] = []  # (index in slots, shared array, its fields)
     seen: list[Any] = []
     try:
         for slot, item in items:
@@ -158,21 +158,18 @@ def encode_result(value: Any, receiver: int) -> _Result | None:
                 if found is None or found[1] is not None:
                     return None  # between the two sizes, or read-only: the general way
                 item = found[0]
-            shared.append((len(slots), item))
+            fields = fields_of(item)
+            if fields is None:
+                return None  # its region lost its name meanwhile: the general way
+            shared.append((len(slots), item, fields))
             slots.append((slot,))  # its packed fields below
     except (SnakepitError, DtypeError):
         return None  # no room, a dtype that cannot be named: the general way says why
+    # Every part is known to go this way: only now are references taken.
     keepalive: list[Any] = []
     transfers: list[Any] = []
-    for index, array in shared:
-        try:
-            fields = fields_of(array)
-        except DtypeError:
-            fields = None
-        if fields is None:
-            drop_transfer_refs(transfers)
-            return None
-        transferred = _owner(fields[0]) != receiver
+    for index, array, fields in shared:
+        transferred = _core.name_owner(fields[0]) != receiver
         if transferred:
             transfers.append(take_transfer_ref(array))
         keepalive.append(array)
@@ -192,17 +189,6 @@ def encode_result(value: Any, receiver: int) -> _Result | None:
             keywords[descriptor[0]] = None
         payload = pickle.dumps(((), keywords), protocol=PROTOCOL)
     return payload, form, tuple(slots), keepalive, transfers
-
-
-def drop_transfer_refs(refs: list[Any]) -> None:
-    """Give back block references taken for a receiver that will not get them."""
-    for ref in refs:
-        drop_transfer_ref(ref)
-
-
-def _owner(region: str) -> int:
-    """The pid in a region's name (``/snakepit-<pid>-<random>``)."""
-    return int(region.split("-", 2)[1])
 
 
 def _parts(args: tuple[Any, ...], kwargs: dict[Any, Any]) -> tuple[bytes, list[Any], Slots] | None:

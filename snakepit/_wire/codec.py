@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+from snakepit import _core
 from snakepit.errors import DeviceError, DtypeError, SerializationError, SharedMemoryError
 from snakepit.zero_copy import (
     _numpy,  # likewise torch: never imported here
@@ -237,7 +238,7 @@ class _Sender:
 
     def _transferred(self, fields: Fields, array: np.ndarray[Any, Any]) -> bool:
         """Whether the block travels with a reference for the receiver (taken now)."""
-        if self.receiver is None or _owner(fields[0]) == self.receiver:
+        if self.receiver is None or _core.name_owner(fields[0]) == self.receiver:
             # Borrowed: the receiver owns the block or the sender outlives its use.
             return False
         self.transfers.append(take_transfer_ref(array))
@@ -368,10 +369,6 @@ def _cloud_pickler_class() -> type[Any]:
 
         _cloud_pickler = _CloudPickler
     return _cloud_pickler
-
-
-def _owner(region: str) -> int:
-    return int(region.split("-", 2)[1])
 
 
 #: In every pickle that names something in ``__main__`` (which a worker's

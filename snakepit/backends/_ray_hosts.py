@@ -111,10 +111,23 @@ def probe_array() -> np.ndarray[Any, Any]:
     return array
 
 
+#: ``_bus.handled`` when last looked at, and what listened_by_driver made of it.
+_listened: tuple[object, frozenset[Event]] = (None, _ALWAYS_RECORDED)
+
+
 def listened_by_driver() -> frozenset[Event]:
     """The events hosts record for this process: those its handlers listen
-    to, and worker crashes, which its health monitor counts whoever listens."""
-    return _bus.handled_events() | _ALWAYS_RECORDED
+    to, and worker crashes, which its health monitor counts whoever listens.
+
+    Asked at every call sent: worked out again only when the bus's table
+    of handlers was replaced (an attach or detach), and then the same
+    object until the next one, so a host's copy compares at once.
+    """
+    global _listened
+    table = _bus.handled
+    if _listened[0] is not table:
+        _listened = (table, frozenset(table) | _ALWAYS_RECORDED)
+    return _listened[1]
 
 
 def emit_host_events(pool: RayPool, host: Host, events: list[tuple[Any, ...]]) -> None:

@@ -75,7 +75,7 @@ reaching: Container[Event] = {}
 #: ``event in handled`` is :func:`has_handlers` without a function call, for
 #: per-process events on hot paths (shared-memory allocation): a pool's
 #: failure logging makes ``listening`` true, and these still cost nothing.
-handled: Container[Event] = {}
+handled: Mapping[Event, tuple[HandlerInfo, ...]] = {}
 
 
 def _rebuild_locked() -> None:
@@ -165,11 +165,6 @@ def enabled(event: Event) -> bool:
 def any_handlers() -> bool:
     """Whether any handler is attached in this process (see ``listening``)."""
     return listening
-
-
-def handled_events() -> frozenset[Event]:
-    """The events some handler of this process is attached to (forwarding aside)."""
-    return frozenset(_table)
 
 
 def has_handlers(event: Event) -> bool:

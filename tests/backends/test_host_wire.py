@@ -152,6 +152,7 @@ def test_malformed_events_to_listen_to_are_refused(host: SnakepitHost, bad: Any)
 
 def test_hosts_record_what_the_drivers_handlers_listen_to_and_crashes() -> None:
     before = listened_by_driver()
+    assert listened_by_driver() is before  # worked out once per change of handlers
     assert events.WORKER_CRASH in before  # the driver's health counts them
     assert events.CALL_STOP not in before
     telemetry.attach("wire-test", events.CALL_STOP, lambda *args: None)

@@ -117,8 +117,10 @@ def test_a_large_fresh_result_is_copied_into_shared_memory_once() -> None:
         lambda: (lambda a: (a, a))(snakepit.share(np.ones(8))),  # one array twice
         lambda: (snakepit.share(np.ones(8)), [1]),  # a list beside it
         lambda: np.zeros(MIB // 8)[::2],  # large, not contiguous: copied the general way
+        lambda: tuple(snakepit.share(np.ones(2)) for _ in range(17)),  # past 16 parts
+        lambda: {f"k{i}": snakepit.share(np.ones(2)) for i in range(17)},
     ],
-    ids=["between", "twice", "list", "strided"],
+    ids=["between", "twice", "list", "strided", "17-tuple", "17-dict"],
 )
 def test_other_results_with_arrays_go_the_general_way(make: Any) -> None:
     value = make()
@@ -190,3 +192,23 @@ def _fresh(form: str) -> Any:
 
 def _same(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return array
+
+
+def test_every_size_from_empty_to_large_travels_flat_in_one_tuple() -> None:
+    parts = (
+        np.zeros((0, 3)),  # empty
+        np.array(2.5),  # 0-d
+        np.arange(1024, dtype=np.uint8),  # 1 KiB, inline
+        np.arange(MIB // 4, dtype=np.float32),  # 1 MiB, copied into shared memory
+        np.arange(16 * MIB // 8, dtype=np.float64),  # 16 MiB
+        *(snakepit.share(np.full(3, i)) for i in range(11)),  # 16 parts in all
+    )
+    blob = codec.encode(parts, receiver=ELSEWHERE, snapshot=False).blob
+    assert _flat.is_flat(blob)
+    assert [len(slot) for slot in blob[3]][:5] == [4, 4, 4, 3, 3]  # inline, then shared
+    back = codec.decode(blob, keep=True)
+    assert len(back) == len(parts)
+    for got, sent in zip(back, parts, strict=True):
+        assert got.dtype == sent.dtype
+        assert got.shape == sent.shape
+        assert np.array_equal(got, sent)
